@@ -1,0 +1,113 @@
+"""Composition root: `build_app` wires config, channel, LLM, history and router; `Application.run`
+serves until stopped. Services that start and stop with the bot (job queues, schedulers) register here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+from loguru import logger
+
+from bot.channels.base import Channel, ChatRef, IncomingMessage, Reply
+from bot.config import AppConfig, Secrets
+from bot.context import Context
+from bot.history import History
+from bot.llm import LLM
+from bot.router import Router, llm_classifier
+from intents import Intent
+
+
+class Service(Protocol):
+    """Something with a lifecycle tied to the bot's (a job queue, a scheduler, a config watcher)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+Classifier = Callable[[Context], Awaitable[Intent]]
+
+
+class Application:
+    def __init__(
+        self,
+        config: AppConfig,
+        secrets: Secrets,
+        channel: Channel,
+        *,
+        config_path: Path | None = None,
+    ) -> None:
+        self._config = config
+        self.secrets = secrets
+        self.channel = channel
+        self.config_path = config_path
+        self.llm = LLM(config.llm, secrets)
+        self.history = History()
+        self.router = Router(self)
+        self.classifier: Classifier = llm_classifier
+        self.services: dict[str, Service] = {}
+        self.started_at = time.time()
+        self._stopped = asyncio.Event()
+
+    # -- config -------------------------------------------------------------------------------
+    @property
+    def config(self) -> AppConfig:
+        return self._config
+
+    def apply_config(self, config: AppConfig) -> None:
+        """Swap in a validated config; rebuild what depends on changed sections."""
+        if config.llm != self._config.llm:
+            self.llm = LLM(config.llm, self.secrets)
+        self._config = config
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send(self, chat: ChatRef, reply: Reply) -> bool:
+        """Send and record the bot's line in the history; False (logged) when the channel failed."""
+        try:
+            await self.channel.send(chat, reply)
+        except Exception as exc:  # noqa: BLE001 - callers decide whether to retry
+            logger.warning("send to {} failed: {}", chat.key, exc)
+            return False
+        if reply.text:
+            self.history.add(chat.key, self._config.bot.name, reply.text, from_bot=True)
+        return True
+
+    async def reply(self, msg: IncomingMessage, reply: Reply) -> bool:
+        """Answer `msg` in its chat, @-mentioning the asker in rooms."""
+        if msg.chat.is_room and not reply.mention_ids:
+            reply = Reply(reply.text, reply.file, (msg.sender_id,))
+        return await self.send(msg.chat, reply)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        for name, service in self.services.items():
+            logger.info("starting {}", name)
+            await service.start()
+        channel_task = asyncio.create_task(self.channel.run(self.router.on_message))
+        stop_task = asyncio.create_task(self._stopped.wait())
+        try:
+            await asyncio.wait({channel_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.channel.stop()
+            for task in (channel_task, stop_task):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            for service in reversed(list(self.services.values())):
+                with contextlib.suppress(Exception):
+                    await service.stop()
+            await self.llm.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
+              ) -> Application:
+    """Wire the application. Features that need lifecycle services register them here."""
+    return Application(config, secrets, channel, config_path=config_path)

@@ -1,0 +1,287 @@
+"""WeChat through python-wechaty (puppet-service transport), with a supervisor that never gives up.
+
+python-wechaty's own `Wechaty.start()` exits the process when the gateway is down at start, waits a fixed
+60 s after a mid-session drop, and sits idle on a refused token. So we drive the puppet ourselves: each
+*session* builds a fresh Wechaty object, connects, and serves until the event stream ends; the
+supervisor loop reconnects with a short capped backoff (back within seconds of the gateway's return) and
+logs every state change. Only this module imports wechaty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from loguru import logger
+
+# isort: off
+from bot import compat  # noqa: F401  (must precede the wechaty imports below)
+from bot.channels.base import (
+    ChatRef,
+    IncomingMessage,
+    MessageHandler,
+    MessageKind,
+    Reply,
+    strip_mention,
+)
+
+from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
+from wechaty_puppet import FileBox, MessageType  # noqa: E402
+from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
+# isort: on
+
+
+class ChannelUnavailable(Exception):
+    """Raised by `send` while the transport is not connected; the caller may retry later."""
+
+
+class State(StrEnum):
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # stream open, waiting for login
+    SERVING = "serving"  # logged in, messages flow
+    DISCONNECTED = "disconnected"
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+class _Session(Wechaty):
+    """One connection to the gateway. Forwards messages to the channel; dies with its stream."""
+
+    def __init__(self, channel: WechatyChannel, options: WechatyOptions) -> None:
+        super().__init__(options)
+        self._channel = channel
+
+    async def on_login(self, contact) -> None:  # noqa: ANN001 - wechaty's type
+        await self._channel._on_login(self, contact)
+
+    async def on_logout(self, contact) -> None:  # noqa: ANN001
+        self._channel._set_state(State.CONNECTED, "logged out")
+
+    async def on_message(self, msg: Message) -> None:
+        # wechaty awaits this inside its own listener task; run ours separately so errors are ours.
+        self._channel._spawn(self._channel._on_wechaty_message(self, msg))
+
+
+class WechatyChannel:
+    """The WeChat transport. `names` gives the configured bot name and aliases for typed @-mentions."""
+
+    name = "wechaty"
+
+    def __init__(
+        self,
+        endpoint: str,
+        token: str | None,
+        names: Callable[[], list[str]],
+        *,
+        reconnect_initial_s: float = 0.5,
+        reconnect_max_s: float = 3.0,
+        health_interval_s: float = 1.0,
+        plugin_port: int = 0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.token = token
+        self._names = names
+        self._initial = reconnect_initial_s
+        self._max = reconnect_max_s
+        self._health_interval = health_interval_s
+        self._plugin_port = plugin_port
+        self._state = State.STOPPED
+        self._session: _Session | None = None
+        self._self_id: str | None = None
+        self._self_name: str | None = None
+        self._on_message: MessageHandler | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.state_changes: list[tuple[float, str, str]] = []
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is State.SERVING
+
+    def _set_state(self, state: State, reason: str = "") -> None:
+        if state is self._state:
+            return
+        previous, self._state = self._state, state
+        self.state_changes.append((time.time(), state.value, reason))
+        log = logger.warning if state is State.DISCONNECTED else logger.info
+        log("wechaty: {} -> {}{}", previous.value, state.value, f" ({reason})" if reason else "")
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- supervisor ---------------------------------------------------------------------------
+    async def run(self, on_message: MessageHandler) -> None:
+        """Serve until `stop()`: connect, serve, and reconnect with capped backoff on any failure."""
+        self._on_message = on_message
+        self._stopping.clear()
+        delay = self._initial
+        while not self._stopping.is_set():
+            self._set_state(State.CONNECTING, self.endpoint)
+            started = time.monotonic()
+            reason = "event stream ended"
+            try:
+                await self._serve_one_session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means "reconnect"
+                reason = _describe(exc)
+            finally:
+                await self._close_session()
+            if self._stopping.is_set():
+                break
+            self._set_state(State.DISCONNECTED, reason)
+            if time.monotonic() - started > 30:
+                delay = self._initial  # it had been up for a while: start the backoff afresh
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, self._max)
+        self._set_state(State.STOPPED)
+
+    async def _serve_one_session(self) -> None:
+        host, port = _split_endpoint(self.endpoint)
+        # A cheap async probe first: wechaty's own check is a blocking telnet with a 3 s timeout.
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
+        writer.close()
+        options = WechatyOptions(
+            puppet_options=PuppetOptions(end_point=self.endpoint, token=self.token),
+            endpoint=self.endpoint,
+            token=self.token,
+            port=self._plugin_port,
+        )
+        session = _Session(self, options)
+        self._session = session
+        # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
+        session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
+        await session.init_puppet()
+        await session.init_puppet_event_bridge(session.puppet)
+        self._set_state(State.CONNECTED)
+        watchdog = asyncio.create_task(self._watch(host, port))
+        try:
+            stream = asyncio.create_task(session.puppet.start())  # returns when the stream ends
+            done, _ = await asyncio.wait({stream, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            if stream in done:
+                stream.result()
+            else:
+                stream.cancel()
+                with contextlib.suppress(BaseException):
+                    await stream
+                watchdog.result()
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, host: str, port: int) -> None:
+        """End the session when the gateway stops accepting connections (a dead peer may not say so)."""
+        failures = 0
+        while failures < 2:
+            await asyncio.sleep(self._health_interval)
+            try:
+                _r, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+                writer.close()
+                failures = 0
+            except (OSError, TimeoutError):
+                failures += 1
+        raise ConnectionError("gateway stopped answering")
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        with contextlib.suppress(Exception):
+            if session._puppet is not None:
+                await asyncio.wait_for(session.puppet.stop(), 2)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._close_session()
+
+    # -- events -------------------------------------------------------------------------------
+    async def _on_login(self, session: _Session, contact) -> None:  # noqa: ANN001
+        self._self_id = contact.contact_id
+        self._self_name = contact.name
+        self._set_state(State.SERVING, f"logged in as {contact.name} ({contact.contact_id})")
+
+    async def _on_wechaty_message(self, session: _Session, msg: Message) -> None:
+        try:
+            incoming = await self._to_incoming(session, msg)
+        except Exception:  # noqa: BLE001 - a message we cannot read must not hurt the stream
+            logger.exception("wechaty: could not read message {}", getattr(msg, "message_id", "?"))
+            return
+        if incoming is not None and self._on_message is not None:
+            await self._on_message(incoming)
+
+    async def _to_incoming(self, session: _Session, msg: Message) -> IncomingMessage | None:
+        if msg.is_self():
+            return None
+        talker = msg.talker()
+        room = msg.room()
+        text = msg.text() or ""
+        kind = MessageKind.TEXT if msg.type() == MessageType.MESSAGE_TYPE_TEXT else MessageKind.OTHER
+        timestamp = time.time()
+        if room is None:
+            return IncomingMessage(
+                id=msg.message_id, chat=ChatRef(talker.contact_id, is_room=False),
+                sender_id=talker.contact_id, sender_name=talker.name, text=text.strip(),
+                mentioned=True, kind=kind, timestamp=timestamp,
+            )
+        await room.ready()
+        topic = await room.topic()
+        by_id = await msg.mention_self()
+        names = [*self._names(), self._self_name or ""]
+        with contextlib.suppress(Exception):  # not every puppet supports room aliases
+            alias = await room.alias(session.user_self())
+            if alias:
+                names.append(alias)
+        by_text, stripped = strip_mention(text, names)
+        if by_id and not by_text:
+            stripped = (await msg.mention_text()).strip()
+        return IncomingMessage(
+            id=msg.message_id, chat=ChatRef(room.room_id, is_room=True),
+            sender_id=talker.contact_id, sender_name=talker.name, text=stripped,
+            mentioned=by_id or by_text, kind=kind, room_topic=topic, timestamp=timestamp,
+        )
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send(self, chat: ChatRef, reply: Reply) -> None:
+        """Say `reply` in `chat` with room.say / contact.say (msg.say raises after a good send)."""
+        session = self._session
+        if session is None or not self.connected:
+            raise ChannelUnavailable(f"WeChat is not connected ({self._state.value})")
+        if chat.is_room:
+            target = session.Room.load(chat.chat_id)
+        else:
+            target = session.Contact.load(chat.chat_id)
+        await target.ready()
+        if reply.text:
+            if chat.is_room and reply.mention_ids:
+                await target.say(reply.text, mention_ids=list(reply.mention_ids))
+            else:
+                await target.say(reply.text)
+        if reply.file is not None:
+            await target.say(FileBox.from_file(str(reply.file), name=reply.file.name))
+
+
+async def _no_plugins() -> None:
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "UNAUTHENTICATED" in text.upper() or "token" in text.lower():
+        return f"the gateway refused the token: {text}"
+    if isinstance(exc, ConnectionRefusedError | OSError | TimeoutError):
+        return f"gateway unreachable: {text}"
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,30 @@
+"""One Context per handled message, built in one place (the router) and passed to the intent handler."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.channels.base import IncomingMessage, Reply
+from bot.config import AppConfig
+from bot.history import History, HistoryEntry
+from bot.llm import LLM
+
+if TYPE_CHECKING:
+    from bot.app import Application
+
+
+@dataclass(frozen=True)
+class Context:
+    message: IncomingMessage
+    config: AppConfig  # a snapshot: read it here, never cache it past this message
+    history: list[HistoryEntry]  # recent messages in this chat, oldest first, including this one
+    llm: LLM
+    app: Application
+    say: Callable[[Reply], Awaitable[None]]  # send now (acks, progress); the handler's return comes last
+
+    @property
+    def transcript(self) -> str:
+        """The recent chat before this message, as `name: text` lines for prompts."""
+        return History.render(self.history[:-1])

@@ -1,0 +1,89 @@
+"""The one place that talks to the OpenAI-compatible LLM endpoint.
+
+Timeouts and retries (tenacity) live here so every feature gets the same behaviour, and every failure
+surfaces as `LLMUnavailable`, which the router turns into a short friendly reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import openai
+from loguru import logger
+from openai import AsyncOpenAI
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from bot.config import LLMConfig, Secrets
+
+
+class LLMUnavailable(Exception):
+    """The LLM is not configured, down, slow or answered nothing usable."""
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+_RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
+              openai.RateLimitError)
+
+
+class LLM:
+    """Thin async wrapper over `AsyncOpenAI.chat.completions.create` with timeout and retry."""
+
+    def __init__(self, config: LLMConfig, secrets: Secrets) -> None:
+        self.config = config
+        base_url = secrets.openai_base_url or config.base_url
+        self.configured = bool(secrets.openai_api_key or base_url)
+        self._client = AsyncOpenAI(
+            api_key=secrets.openai_api_key or "not-needed",  # local servers often need no key
+            base_url=base_url,
+            max_retries=0,  # tenacity below owns retries, so attempts and timeouts add up predictably
+            timeout=config.timeout_s,
+        )
+
+    async def complete(
+        self,
+        messages: list[ChatMessage],
+        *,
+        timeout_s: float | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
+        """Return the assistant's text, or raise LLMUnavailable."""
+        if not self.configured:
+            raise LLMUnavailable("no LLM configured (set OPENAI_API_KEY and/or OPENAI_BASE_URL)")
+        timeout = timeout_s or self.config.timeout_s
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.config.retries + 1),
+                wait=wait_exponential(multiplier=0.2, max=2),
+                retry=retry_if_exception_type(_RETRYABLE),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.chat.completions.create(
+                        model=self.config.model,
+                        messages=[{"role": m.role, "content": m.content} for m in messages],
+                        temperature=self.config.temperature if temperature is None else temperature,
+                        max_tokens=max_tokens,
+                        timeout=timeout,
+                    )
+        except openai.OpenAIError as exc:
+            logger.warning("llm: {} failed: {}", self.config.model, exc)
+            raise LLMUnavailable(str(exc)) from exc
+        choices = response.choices or []
+        text = (choices[0].message.content or "").strip() if choices else ""
+        if not text:
+            raise LLMUnavailable("the LLM returned an empty answer")
+        return text
+
+    async def close(self) -> None:
+        await self._client.close()
