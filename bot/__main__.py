@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", type=Path)
     check.set_defaults(func=cmd_check_config)
+    # more subcommands (playground, serve-video, bench, ...) are added below this line
     return parser
 
 

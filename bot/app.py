@@ -110,4 +110,6 @@ class Application:
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
     """Wire the application. Features that need lifecycle services register them here."""
-    return Application(config, secrets, channel, config_path=config_path)
+    app = Application(config, secrets, channel, config_path=config_path)
+    # feature wiring (services, classifier fallback, ...) is added below this line
+    return app

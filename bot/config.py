@@ -77,6 +77,7 @@ class AppConfig(Section):
     history: HistoryConfig = HistoryConfig()
     wechaty: WechatyConfig = WechatyConfig()
     data_dir: Path = Path("data")
+    # feature sections (one per feature issue) are added below this line
 
     @field_validator("data_dir")
     @classmethod

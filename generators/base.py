@@ -1,0 +1,66 @@
+"""The contract every in-process generator (CogVideoX video, FLUX image) follows.
+
+A request is plain serialisable data, so a job can be stored in SQLite or sent to a remote worker
+(`../shared/notes/scale-out.md`) unchanged. `generate` is blocking GPU/CPU work: callers run it in a
+worker thread, never on the event loop. Only `generators/` imports torch or diffusers, and only inside
+functions, so the bot starts fast and runs without them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+StepCallback = Callable[[int, int], None]
+"""on_step(i, n): step i (1-based) of n finished."""
+
+ShouldStop = Callable[[], bool]
+"""Polled every step; True aborts the run with GenerationCancelled."""
+
+
+class GeneratorError(Exception):
+    """A failure with a message fit for the asker (bad parameters, model missing, out of memory)."""
+
+
+class ModelNotFound(GeneratorError):
+    """No weights where config or the model caches say; the message says where it looked."""
+
+
+class GenerationCancelled(Exception):
+    """The run was stopped through `should_stop`."""
+
+
+RequestT = TypeVar("RequestT")
+OutputT = TypeVar("OutputT")
+
+
+@dataclass(frozen=True)
+class MediaOutput:
+    """A finished file on disk plus what the asker should see with it."""
+
+    path: Path
+    caption: str = ""
+
+
+class Generator(ABC, Generic[RequestT, OutputT]):
+    """Lazy-loading, resident model. `check_inputs` is cheap and runs before any queueing."""
+
+    @abstractmethod
+    def check_inputs(self, request: RequestT) -> None:
+        """Raise GeneratorError naming the exact rule a parameter breaks."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights (idempotent). Raises ModelNotFound with a clear message."""
+
+    @property
+    @abstractmethod
+    def loaded(self) -> bool: ...
+
+    @abstractmethod
+    def generate(self, request: RequestT, on_step: StepCallback | None = None,
+                 should_stop: ShouldStop | None = None) -> OutputT:
+        """Blocking: run the model. Loads on first use."""
