@@ -12,19 +12,12 @@ from loguru import logger
 
 from bot.config import AppConfig, ConfigError, Secrets, load
 
-NO_PUPPET_HELP = """\
-小爱 needs a WeChat gateway to talk to, and none is configured.
-
-Connect to WeChat:
-  1. start the gateway we ship (it shows a QR code to scan with the WeChat app):
-       make gateway
-  2. point the bot at it, with the token the gateway printed:
-       export WECHATY_PUPPET_SERVICE_ENDPOINT=127.0.0.1:8788
-       export WECHATY_PUPPET_SERVICE_TOKEN=<token>
-  3. make run
-
-Also set OPENAI_API_KEY (and OPENAI_BASE_URL for any OpenAI-compatible server) for the LLM.
-"""
+NO_PUPPET_HELP = (
+    "No WeChat gateway is configured, so this is the local playground. To connect WeChat: `make gateway`"
+    " (scan its QR code), then set WECHATY_PUPPET_SERVICE_ENDPOINT and WECHATY_PUPPET_SERVICE_TOKEN to what"
+    " it prints and `make run` again."
+)
+NO_LLM_HINT = "No LLM configured: chat and prompt rewriting need OPENAI_API_KEY (and/or OPENAI_BASE_URL)."
 
 
 def _load_config(path: Path | None) -> AppConfig:
@@ -42,19 +35,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
-    if not endpoint:
-        print(NO_PUPPET_HELP)
-        return 0
-    channel = WechatyChannel(
-        endpoint,
-        secrets.puppet_token,
+    if not endpoint:  # no WeChat gateway configured: serve the local playground instead (issue 7)
+        return cmd_playground(args, connect_hint=True)
+    channel = WechatyChannel.from_config(
+        endpoint, secrets.puppet_token, config.wechaty,
         names=lambda: [app.config.bot.name, *app.config.bot.aliases],
-        reconnect_initial_s=config.wechaty.reconnect_initial_s,
-        reconnect_max_s=config.wechaty.reconnect_max_s,
-        health_interval_s=config.wechaty.health_interval_s,
-        plugin_port=config.wechaty.port,
     )
-    app = build_app(config, secrets, channel, config_path=args.config)
+    # the file actually loaded (./config.yaml by default), so edits to it are watched and written back
+    config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
+    app = build_app(config, secrets, channel, config_path=config_path)
     return _serve(app)
 
 
@@ -69,10 +58,67 @@ def _serve(app) -> int:  # noqa: ANN001 - bot.app.Application, imported lazily
     return 0
 
 
+def cmd_serve_video(args: argparse.Namespace) -> int:
+    from bot.video import TOKEN_ENV, video_token
+    from bot.video_service import serve
+
+    token = video_token()
+    if not token:
+        print(f"serve-video needs a shared secret: export {TOKEN_ENV}=<long random string> (the bot uses the "
+              "same value with video.backend: remote)", file=sys.stderr)
+        return 2
+    serve(_load_config(args.config), token, args.host, args.port)
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     load(args.path)
     print(f"{args.path}: OK")
     return 0
+
+
+def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False) -> int:
+    """Serve the local web playground (a simulated WeChat group) through the same app and router."""
+    from bot.app import build_app
+    from bot.channels.playground import PlaygroundChannel, job_status_of
+
+    config = _load_config(args.config)
+    port = getattr(args, "port", None)
+    if port is not None:
+        playground = config.offline.playground.model_copy(update={"port": port})
+        offline = config.offline.model_copy(update={"playground": playground})
+        config = config.model_copy(update={"offline": offline})
+    secrets = Secrets.from_env()
+    app = None
+    llm_missing = not (secrets.openai_api_key or secrets.openai_base_url or config.llm.base_url)
+    channel = PlaygroundChannel(
+        config.offline.playground, config.data_dir / "media",
+        names=lambda: [app.config.bot.name, *app.config.bot.aliases] if app else [config.bot.name],
+        notice="没有配置大模型：闲聊和提示词润色不可用，其它功能照常。" if llm_missing else "",
+    )
+    config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
+    app = build_app(config, secrets, channel, config_path=config_path)
+    channel.job_status = job_status_of(app)
+    url = channel.bind()
+    print(f"\n  小爱 playground: {url}  (open it in a browser; Ctrl+C stops)\n", flush=True)
+    if connect_hint:
+        print(NO_PUPPET_HELP, flush=True)
+    if llm_missing:
+        print(NO_LLM_HINT, flush=True)
+    return _serve(app)
+
+
+def cmd_eval_intents(args: argparse.Namespace) -> int:
+    """Accuracy, confusion table and per-message latency of a classifier on a labelled TSV set."""
+    from bot.eval_intents import DEFAULT_DATA, run
+
+    data = args.data or DEFAULT_DATA
+    if not data.is_file():
+        print(f"no labelled set at {data}: pass --data PATH (a TSV of label<TAB>text)", file=sys.stderr)
+        return 2
+    config = _load_config(args.config)
+    result = run(args.classifier, data, config, Secrets.from_env())
+    return 0 if result.samples else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     check.set_defaults(func=cmd_check_config)
     # more subcommands (playground, serve-video, bench, ...) are added below this line
+    playground = sub.add_parser("playground", help="try the bot in a local web page that looks like a group")
+    playground.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    playground.add_argument("--port", type=int, default=None, help="web port (default: offline.playground)")
+    playground.set_defaults(func=cmd_playground)
+    evaluate = sub.add_parser("eval-intents", help="accuracy and confusion table of an intent classifier")
+    evaluate.add_argument("--classifier", choices=("embedded", "llm"), default="embedded")
+    evaluate.add_argument("--data", type=Path, default=None,
+                          help="labelled TSV: label<TAB>text (default tests/data/intents.tsv)")
+    evaluate.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    evaluate.set_defaults(func=cmd_eval_intents)
+    serve_video = sub.add_parser("serve-video", help="run the video generator as an HTTP service (GPU host)")
+    serve_video.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    serve_video.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_video.add_argument("--port", type=int, default=8000)
+    serve_video.set_defaults(func=cmd_serve_video)
     return parser
 
 

@@ -53,6 +53,8 @@ class Application:
         self.services: dict[str, Service] = {}
         self.started_at = time.time()
         self._stopped = asyncio.Event()
+        # called with each newly applied config (the scheduler resyncs its jobs), in registration order
+        self.config_listeners: list[Callable[[AppConfig], None]] = []
 
     # -- config -------------------------------------------------------------------------------
     @property
@@ -64,6 +66,11 @@ class Application:
         if config.llm != self._config.llm:
             self.llm = LLM(config.llm, self.secrets)
         self._config = config
+        for listener in self.config_listeners:
+            try:
+                listener(config)
+            except Exception:  # noqa: BLE001 - one listener's bug must not block the others or the swap
+                logger.exception("config listener {} failed", listener)
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> bool:
@@ -112,4 +119,36 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     """Wire the application. Features that need lifecycle services register them here."""
     app = Application(config, secrets, channel, config_path=config_path)
     # feature wiring (services, classifier fallback, ...) is added below this line
+    from bot.jobs import JobQueue  # issue 3: the GPU job queue (video now; images submit to it too)
+    from bot.video import VideoKind, VideoPreload
+
+    app.jobs = JobQueue(config.data_dir, deliver=app.send, is_connected=lambda: app.channel.connected)
+    video_kind = VideoKind(lambda: app.config.video)
+    app.jobs.register(video_kind, label="视频",
+                      retention_s=lambda: app.config.video.media_max_age_hours * 3600)
+    app.services["jobs"] = app.jobs
+    app.services["video preload"] = VideoPreload(video_kind, lambda: app.config.video)
+    if config.offline.classifier.enabled:  # issue 7: the embedded classifier, alone or behind the LLM
+        from intents.embedded import EmbeddedClassifier, with_fallback
+
+        app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)
+        app.classifier = with_fallback(app.classifier, app.embedded_classifier)
+        app.services["embedded classifier"] = app.embedded_classifier
+    from bot.alerts import DisconnectAlerts  # issue 6: running it for a family
+    from bot.config_watch import ConfigWatcher
+    from bot.quotas import Quotas
+    from bot.scheduler import Scheduler
+
+    app.quotas = Quotas(app)
+    app.scheduler = Scheduler(app)
+    app.config_listeners.append(app.scheduler.sync)
+    app.services["scheduler"] = app.scheduler
+    app.services["alerts"] = DisconnectAlerts(app)
+    if config_path is not None:
+        app.config_watcher = ConfigWatcher(app, config_path)
+        app.services["config_watch"] = app.config_watcher
+    from intents.slots import AmapFeature, follow_up_classifier  # issue 4: AMap intents
+
+    app.services["amap"] = AmapFeature()
+    app.classifier = follow_up_classifier(app.classifier, app)  # "从哪里出发？" answers go back
     return app

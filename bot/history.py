@@ -38,6 +38,18 @@ class History:
         entries = [e for e in self._chats.get(chat_key, ()) if e.timestamp >= cutoff]
         return entries[-config.max_messages:]
 
+    def prune(self, before: float) -> int:
+        """Forget messages older than `before` (the nightly cleanup); returns how many were dropped."""
+        dropped = 0
+        for key in list(self._chats):
+            entries = self._chats[key]
+            while entries and entries[0].timestamp < before:
+                entries.popleft()
+                dropped += 1
+            if not entries:
+                del self._chats[key]
+        return dropped
+
     @staticmethod
     def render(entries: list[HistoryEntry]) -> str:
         """Plain transcript lines for prompts: `name: text`."""

@@ -1,11 +1,11 @@
-"""骑行规划: not built yet; tells the asker plainly instead of guessing. Replaced by its own issue."""
+"""骑行规划: the shared route flow in intents/routes.py, in 骑行 mode."""
 
 from __future__ import annotations
 
 from bot.channels.base import Reply
 from bot.context import Context
-from intents.base import not_enabled
+from intents.routes import CYCLE, handle_route
 
 
 async def handle(ctx: Context) -> Reply:
-    return Reply(not_enabled("骑行规划"))
+    return await handle_route(ctx, CYCLE)

@@ -1,11 +1,11 @@
-"""公交规划: not built yet; tells the asker plainly instead of guessing. Replaced by its own issue."""
+"""公交规划: the shared route flow in intents/routes.py, in 公交 mode."""
 
 from __future__ import annotations
 
 from bot.channels.base import Reply
 from bot.context import Context
-from intents.base import not_enabled
+from intents.routes import TRANSIT, handle_route
 
 
 async def handle(ctx: Context) -> Reply:
-    return Reply(not_enabled("公交规划"))
+    return await handle_route(ctx, TRANSIT)

@@ -27,6 +27,7 @@ from bot.channels.base import (
     Reply,
     strip_mention,
 )
+from bot.config import WechatyConfig
 
 from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
 from wechaty_puppet import FileBox, MessageType  # noqa: E402
@@ -101,6 +102,17 @@ class WechatyChannel:
         self._tasks: set[asyncio.Task] = set()
         self.state_changes: list[tuple[float, str, str]] = []
 
+    @classmethod
+    def from_config(cls, endpoint: str, token: str | None, config: WechatyConfig,
+                    names: Callable[[], list[str]]) -> WechatyChannel:
+        return cls(
+            endpoint, token, names,
+            reconnect_initial_s=config.reconnect_initial_s,
+            reconnect_max_s=config.reconnect_max_s,
+            health_interval_s=config.health_interval_s,
+            plugin_port=config.port,
+        )
+
     # -- state --------------------------------------------------------------------------------
     @property
     def state(self) -> State:
@@ -167,6 +179,7 @@ class WechatyChannel:
         # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
         session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
         await session.init_puppet()
+        _fresh_object_pools(session)
         await session.init_puppet_event_bridge(session.puppet)
         self._set_state(State.CONNECTED)
         watchdog = asyncio.create_task(self._watch(host, port))
@@ -272,6 +285,18 @@ class WechatyChannel:
                 await target.say(reply.text)
         if reply.file is not None:
             await target.say(FileBox.from_file(str(reply.file), name=reply.file.name))
+
+
+def _fresh_object_pools(session: Wechaty) -> None:
+    """Give this session's user classes their own caches.
+
+    python-wechaty caches loaded rooms/contacts in class-level `_pool` dicts shared by every Wechaty in
+    the process; after a reconnect they would still point at the dead session's puppet.
+    """
+    for cls in (session.Room, session.Contact, session.ContactSelf, session.Message, session.Tag,
+                session.Friendship, session.RoomInvitation, session.Image, session.Favorite):
+        if "_pool" in {name for klass in cls.__mro__ for name in vars(klass)}:
+            cls._pool = {}
 
 
 async def _no_plugins() -> None:

@@ -1,0 +1,336 @@
+"""A local web page that looks and feels like a WeChat group: try 小爱 with no WeChat account.
+
+It is one more `Channel`: members typed on the page become `IncomingMessage`s for the same Router the
+WeChat transport feeds, and the bot's `Reply`s come back live over server-sent events. Pictures and MP4s
+are shown inline; they are served from the media folder only (anything else is copied in first), and
+the media route refuses any path that leaves that folder. The page listens on a loopback address only:
+it has no login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import shutil
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bot.channels.base import ChatRef, IncomingMessage, MessageHandler, Reply, strip_mention
+from bot.config import PlaygroundConfig
+
+ROOM_ID = "playground@chatroom"
+BOT_ID = "xiaoai"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".webm"}
+MAX_TEXT = 2000
+KEEPALIVE_S = 15.0
+
+JobStatus = Callable[[], list[dict[str, Any]]]
+"""Live jobs for the page's progress panel: [{id, label, asker, state, step, steps}]; [] when none."""
+
+
+class PlaygroundChannel:
+    """The web playground transport. `names` gives the bot's name and aliases for typed @-mentions."""
+
+    name = "playground"
+
+    def __init__(
+        self,
+        config: PlaygroundConfig,
+        media_dir: Path,
+        names: Callable[[], list[str]],
+        *,
+        job_status: JobStatus | None = None,
+        notice: str = "",
+    ) -> None:
+        self.config = config
+        self.media_dir = Path(media_dir)
+        self._names = names
+        self.job_status = job_status
+        self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
+        self.chat = ChatRef(ROOM_ID, is_room=True)
+        self._members = {m.id: m.name for m in config.members}
+        self._socket: socket.socket | None = None
+        self._server: Any = None  # uvicorn.Server while running
+        self._on_message: MessageHandler | None = None
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=200)  # replayed to a page that (re)connects
+        self._ids = itertools.count(1)
+        self._busy = 0  # messages the bot is still working on (the "正在输入…" line)
+        self._tasks: set[asyncio.Task] = set()
+        self._serving = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def bind(self) -> str:
+        """Open the listening socket now (so the URL can be printed before serving); returns the URL.
+
+        When the configured port is taken, a free port is used instead.
+        """
+        if self._socket is None:
+            family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.config.host, self.config.port))
+            except OSError:
+                logger.warning("playground: port {} is taken, using a free one", self.config.port)
+                sock.bind((self.config.host, 0))
+            sock.listen(128)
+            sock.setblocking(False)
+            self._socket = sock
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self._socket is None:
+            raise RuntimeError("call bind() first")
+        host, port = self._socket.getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    @property
+    def connected(self) -> bool:
+        return self._serving
+
+    async def run(self, on_message: MessageHandler) -> None:
+        import uvicorn
+
+        self._on_message = on_message
+        self.bind()
+        config = uvicorn.Config(self.web_app(), log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=2, ws="none")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # the CLI owns SIGINT/SIGTERM
+        self._serving = True
+        logger.info("playground: serving on {}", self.url)
+        ticker = asyncio.create_task(self._publish_jobs())
+        try:
+            await self._server.serve(sockets=[self._socket])
+        finally:
+            self._serving = False
+            ticker.cancel()
+            with contextlib.suppress(BaseException):
+                await ticker
+
+    async def stop(self) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)  # end every open event stream, so the server can shut down
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send(self, chat: ChatRef, reply: Reply) -> None:
+        """Show the bot's reply in the room: text (with @names), then the file inline."""
+        if chat != self.chat:
+            raise ValueError(f"the playground has one room ({ROOM_ID}), not {chat.chat_id}")
+        event = self._message_event(
+            sender_id=BOT_ID, sender_name=(self._names() or ["小爱"])[0], text=reply.text, from_bot=True,
+            mentions=[self._members.get(i, i) for i in reply.mention_ids],
+        )
+        if reply.file is not None:
+            event["media"] = await self._publish_file(reply.file)
+        self._broadcast(event)
+
+    async def _publish_file(self, path: Path) -> dict[str, str]:
+        """A URL under /media/ for `path`; a file outside the media folder is copied in first."""
+        root, source = await asyncio.to_thread(lambda: (self.media_dir.resolve(), Path(path).resolve()))
+        if not source.is_relative_to(root):
+            target = root / "playground" / f"{uuid.uuid4().hex}{source.suffix.lower()}"
+            await asyncio.to_thread(_copy, source, target)
+            source = target
+        suffix = source.suffix.lower()
+        kind = "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else "file"
+        return {"url": "/media/" + source.relative_to(root).as_posix(), "kind": kind, "name": source.name}
+
+    # -- incoming -------------------------------------------------------------------------------
+    async def post(self, member_id: str, text: str) -> dict[str, Any]:
+        """A member typed `text` on the page: show it to everyone, then hand it to the router."""
+        if member_id not in self._members:
+            raise KeyError(member_id)
+        text = text.strip()[:MAX_TEXT]
+        if not text:
+            raise ValueError("empty message")
+        event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text=text)
+        self._broadcast(event)
+        mentioned, stripped = strip_mention(text, self._names())
+        message = IncomingMessage(
+            id=f"pg-{uuid.uuid4().hex[:12]}", chat=self.chat, sender_id=member_id,
+            sender_name=self._members[member_id], text=stripped, mentioned=mentioned,
+            room_topic=self.config.room_topic,
+        )
+        task = asyncio.create_task(self._deliver(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return event
+
+    async def _deliver(self, message: IncomingMessage) -> None:
+        if self._on_message is None:
+            return
+        if message.mentioned:
+            self._set_busy(+1)
+        try:
+            await self._on_message(message)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the page
+            logger.exception("playground: message {} failed", message.id)
+        finally:
+            if message.mentioned:
+                self._set_busy(-1)
+
+    def _set_busy(self, delta: int) -> None:
+        self._busy = max(0, self._busy + delta)
+        self._broadcast({"type": "typing", "on": self._busy > 0}, keep=False)
+
+    # -- events -------------------------------------------------------------------------------
+    def _message_event(self, *, sender_id: str, sender_name: str, text: str, from_bot: bool = False,
+                       mentions: list[str] | None = None) -> dict[str, Any]:
+        return {"type": "message", "id": next(self._ids), "sender_id": sender_id, "sender_name": sender_name,
+                "from_bot": from_bot, "text": text, "mentions": mentions or [], "media": None,
+                "ts": time.time()}
+
+    def _broadcast(self, event: dict[str, Any], *, keep: bool = True) -> None:
+        if keep:
+            self._recent.append(event)
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
+
+    async def _publish_jobs(self) -> None:
+        """Push the job list to the page whenever it changes (progress of images and videos)."""
+        last: list[dict[str, Any]] | None = None
+        while True:
+            await asyncio.sleep(0.5)
+            if self.job_status is None:
+                continue
+            try:
+                jobs = await asyncio.to_thread(self.job_status)
+            except Exception:  # noqa: BLE001 - a status hiccup must not stop the page
+                logger.exception("playground: job status failed")
+                continue
+            if jobs != last:
+                last = jobs
+                self._broadcast({"type": "jobs", "jobs": jobs}, keep=False)
+
+    async def events(self) -> AsyncIterator[str]:
+        """Server-sent events for one page: recent messages first, then live ones."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            for event in list(self._recent):
+                yield _sse(event)
+            yield _sse({"type": "typing", "on": self._busy > 0})
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield _sse(event)
+        finally:
+            self._subscribers.discard(queue)
+
+    # -- web ----------------------------------------------------------------------------------
+    def media_path(self, relative: str) -> Path | None:
+        """The file under the media folder that `relative` names, or None (also for any way out of it)."""
+        if not relative or "\x00" in relative or relative.startswith(("/", "\\")):
+            return None
+        root = self.media_dir.resolve()
+        try:
+            candidate = (root / relative).resolve()
+        except (OSError, ValueError):
+            return None
+        if not candidate.is_relative_to(root) or not candidate.is_file():
+            return None
+        return candidate
+
+    def web_app(self) -> Any:
+        from fastapi import FastAPI, HTTPException
+        from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+        from pydantic import BaseModel, Field
+
+        channel = self
+        static = resources.files("bot.channels") / "playground_static"
+
+        class Post(BaseModel):
+            member_id: str
+            text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+        app = FastAPI(title="小爱 playground", docs_url=None, redoc_url=None, openapi_url=None)
+
+        @app.get("/", response_class=HTMLResponse)
+        async def index() -> str:
+            return (static / "index.html").read_text(encoding="utf-8")
+
+        @app.get("/static/{name}")
+        async def static_file(name: str) -> Any:
+            allowed = {"app.js": "text/javascript", "style.css": "text/css"}
+            if name not in allowed:
+                raise HTTPException(404)
+            return HTMLResponse((static / name).read_text(encoding="utf-8"), media_type=allowed[name])
+
+        @app.get("/api/room")
+        async def room() -> dict[str, Any]:
+            names = channel._names() or ["小爱"]
+            return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": names[0]},
+                    "members": [{"id": i, "name": n} for i, n in channel._members.items()],
+                    "notice": channel.notice}
+
+        @app.post("/api/messages")
+        async def post_message(body: Post) -> dict[str, Any]:
+            try:
+                return await channel.post(body.member_id, body.text)
+            except KeyError:
+                raise HTTPException(400, f"unknown member {body.member_id!r}") from None
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+
+        @app.get("/api/events")
+        async def events() -> StreamingResponse:
+            return StreamingResponse(channel.events(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        @app.get("/media/{relative:path}")
+        async def media(relative: str) -> FileResponse:
+            path = channel.media_path(relative)
+            if path is None:
+                raise HTTPException(404, "no such media file")
+            return FileResponse(path)
+
+        return app
+
+
+_STATE_TEXT = {"accepted": "排队中", "queued": "排队中", "running": "生成中"}
+
+
+def job_status_of(app: Any) -> JobStatus:
+    """The page's job panel from the app's job queue (`app.jobs`, when the bot has one); blocking."""
+
+    def status() -> list[dict[str, Any]]:
+        jobs = getattr(app, "jobs", None)
+        if jobs is None:
+            return []
+        return [{"id": job.id, "label": jobs.label(job.request.kind), "asker": job.request.asker_name,
+                 "state": _STATE_TEXT.get(str(job.state), str(job.state)), "step": job.step,
+                 "steps": job.steps} for job in jobs.list()]
+
+    return status
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)

@@ -1,0 +1,158 @@
+"""`xiaoai eval-intents`: accuracy, a confusion table and latency of a classifier on a labelled set.
+
+The set is a TSV file with a header `label<TAB>text`; labels are the Chinese intent labels (天气 ... 其它).
+Each message is classified on its own (no chat history), the way a fresh @-mention would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import AppConfig, Secrets
+from intents import Intent
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "intents.tsv"
+
+TextClassifier = Callable[[str], Awaitable[Intent]]
+
+
+@dataclass(frozen=True)
+class Sample:
+    intent: Intent
+    text: str
+
+
+@dataclass
+class EvalResult:
+    samples: list[Sample]
+    predicted: list[Intent]
+    seconds: list[float]  # wall time per message
+    mistakes: list[tuple[Sample, Intent]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        right = sum(s.intent is p for s, p in zip(self.samples, self.predicted, strict=True))
+        return right / len(self.samples) if self.samples else 0.0
+
+    def confusion(self) -> Counter[tuple[Intent, Intent]]:
+        return Counter((s.intent, p) for s, p in zip(self.samples, self.predicted, strict=True))
+
+
+def load_samples(path: Path) -> list[Sample]:
+    """Read `label<TAB>text` lines (first line is the header); a bad label names its line."""
+    by_label = {intent.value: intent for intent in Intent}
+    samples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if number == 1 or not line.strip() or line.startswith("#"):
+            continue
+        label, sep, text = line.partition("\t")
+        if not sep or label.strip() not in by_label or not text.strip():
+            raise ValueError(f"{path}:{number}: expected '<label>\\t<text>' with a label in {list(by_label)}")
+        samples.append(Sample(by_label[label.strip()], text.strip()))
+    return samples
+
+
+async def evaluate(classify: TextClassifier, samples: list[Sample]) -> EvalResult:
+    result = EvalResult(samples, [], [])
+    for sample in samples:
+        started = time.perf_counter()
+        predicted = await classify(sample.text)
+        result.seconds.append(time.perf_counter() - started)
+        result.predicted.append(predicted)
+        if predicted is not sample.intent:
+            result.mistakes.append((sample, predicted))
+    return result
+
+
+def format_report(result: EvalResult, name: str) -> str:
+    intents = list(Intent)
+    confusion = result.confusion()
+    width = 6
+    lines = [f"classifier: {name}   messages: {len(result.samples)}   "
+             f"accuracy: {result.accuracy:.1%} ({len(result.samples) - len(result.mistakes)}"
+             f"/{len(result.samples)})"]
+    if result.seconds:
+        ms = sorted(s * 1000 for s in result.seconds)
+        p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
+        lines.append(f"latency per message: mean {statistics.fmean(ms):.1f} ms, median "
+                     f"{statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
+    lines.append("")
+    lines.append("confusion (rows: true label, columns: predicted)")
+    header = "".ljust(width) + "".join(_pad(i.value[:2], width) for i in intents) + _pad("召回", width)
+    lines.append(header)
+    for truth in intents:
+        row_total = sum(confusion[(truth, p)] for p in intents)
+        if not row_total:
+            continue
+        cells = "".join(_pad(str(confusion[(truth, p)] or "."), width) for p in intents)
+        recall = confusion[(truth, truth)] / row_total
+        lines.append(_pad(truth.value[:4], width) + cells + _pad(f"{recall:.0%}", width))
+    if result.mistakes:
+        lines.append("")
+        lines.append("mistakes:")
+        lines.extend(f"  {s.intent.value} -> {p.value}: {s.text}" for s, p in result.mistakes)
+    return "\n".join(lines)
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify counting CJK characters as two columns, so the table lines up in a terminal."""
+    shown = sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+    return text + " " * max(1, width - shown)
+
+
+def make_classifier(kind: str, config: AppConfig, secrets: Secrets
+                    ) -> tuple[TextClassifier, Callable[[], None]]:
+    """A text -> Intent function for `kind` ('embedded' or 'llm'), plus a cleanup callback."""
+    if kind == "embedded":
+        from intents.embedded import EmbeddedClassifier
+
+        embedded = EmbeddedClassifier(config=config.offline.classifier)
+        embedded.load()  # not timed: loading happens once at bot start
+        return embedded.classify, lambda: None
+    if kind == "llm":
+        return _llm_text_classifier(config, secrets)
+    raise ValueError(f"unknown classifier {kind!r}: use embedded or llm")
+
+
+def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClassifier, Callable[[], None]]:
+    from bot.channels.base import ChatRef, IncomingMessage, Reply
+    from bot.context import Context
+    from bot.history import HistoryEntry
+    from bot.llm import LLM
+    from intents.classify import classify
+
+    llm = LLM(config.llm, secrets)
+    if not llm.configured:
+        raise SystemExit("no LLM configured: set OPENAI_API_KEY and/or OPENAI_BASE_URL (or llm.base_url)")
+
+    async def say(_reply: Reply) -> None:
+        return None
+
+    async def by_llm(text: str) -> Intent:
+        msg = IncomingMessage(id="eval", chat=ChatRef("eval@chatroom", True), sender_id="eval",
+                              sender_name="妈妈", text=text, mentioned=True)
+        ctx = Context(message=msg, config=config, history=[HistoryEntry("妈妈", text, False, time.time())],
+                      llm=llm, app=None, say=say)  # type: ignore[arg-type] - classify needs no app
+        return await classify(ctx)
+
+    def close() -> None:
+        asyncio.run(llm.close())
+
+    return by_llm, close
+
+
+def run(kind: str, data: Path, config: AppConfig, secrets: Secrets) -> EvalResult:
+    samples = load_samples(data)
+    classify, close = make_classifier(kind, config, secrets)
+    try:
+        result = asyncio.run(evaluate(classify, samples))
+    finally:
+        close()
+    print(format_report(result, kind))
+    return result

@@ -1,0 +1,346 @@
+"""CogVideoX text-to-video, in-process with diffusers.
+
+`CogVideoXGenerator(config.video)` finds the weights (never downloads), loads them lazily once and keeps
+them resident, checks every request before any GPU work, and runs one video at a time with a step
+callback for progress and cancellation. `generate` blocks: call it from a worker thread. Encoding the
+frames to MP4 is `generators.mp4.encode_mp4`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from generators.base import (
+    GenerationCancelled,
+    Generator,
+    GeneratorError,
+    ShouldStop,
+    StepCallback,
+)
+from generators.loading import (
+    LoadedModel,
+    ModelSource,
+    apply_memory_mode,
+    find_model,
+    gpu_memory,
+    has_cuda,
+    load_pipeline,
+    read_component_config,
+    resolve_dtype,
+    resolve_memory_mode,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bot.config import VideoConfig
+
+SOURCES = {
+    variant: ModelSource(f"CogVideoX-{variant}", (f"ZhipuAI/CogVideoX-{variant}",),
+                         (f"THUDM/CogVideoX-{variant}", f"zai-org/CogVideoX-{variant}"))
+    for variant in ("2b", "5b")
+}
+PREFERRED_DTYPE = {"2b": "float16", "5b": "bfloat16"}
+RELEASED_SIZE = (480, 720)
+MAX_SEED = 2**63 - 1
+MAX_GUIDANCE = 20.0
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One video to render; plain data so a job can be stored or sent elsewhere (`asdict`)."""
+
+    prompt: str
+    num_frames: int = 49
+    steps: int = 50
+    guidance: float = 6.0
+    seed: int | None = None
+    height: int = 480
+    width: int = 720
+
+    @classmethod
+    def from_config(cls, prompt: str, config: VideoConfig, **overrides: Any) -> VideoRequest:
+        """A request with the configured defaults, overridden by the given fields."""
+        values = {"prompt": prompt, "num_frames": config.num_frames, "steps": config.steps,
+                  "guidance": config.guidance, "height": config.height, "width": config.width}
+        return cls(**(values | overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoRequest:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise GeneratorError(f"unknown video request fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @property
+    def seconds(self) -> float:
+        """Length of the finished video at 8 fps."""
+        return self.num_frames / 8
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """Frames as uint8 (T, H, W, 3), the fps to play them at, and the seed that reproduces them."""
+
+    frames: np.ndarray
+    fps: int
+    seed: int
+    steps: int
+    seconds: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a model folder accepts, read from its config files (no torch needed)."""
+
+    variant: str
+    native_size: tuple[int, int]
+    max_frames: int
+    max_prompt_tokens: int
+    frame_step: int = 8
+
+    @property
+    def released(self) -> bool:
+        """Real released weights only support their native 480x720; tiny test models allow any size."""
+        return self.native_size == RELEASED_SIZE
+
+
+RELEASED_2B_LIMITS = ModelLimits("2b", RELEASED_SIZE, 49, 226)
+
+
+def model_limits(folder: Path) -> ModelLimits:
+    """Limits of the CogVideoX pipeline saved in `folder`."""
+    transformer = read_component_config(folder, "transformer")
+    vae = read_component_config(folder, "vae")
+    spatial = 2 ** (len(vae.get("block_out_channels", (128, 256, 256, 512))) - 1)
+    native = (int(transformer.get("sample_height", 60)) * spatial,
+              int(transformer.get("sample_width", 90)) * spatial)
+    variant = "5b" if transformer.get("use_rotary_positional_embeddings") else "2b"
+    sample_frames = int(transformer.get("sample_frames", 49))
+    max_frames = sample_frames if native == RELEASED_SIZE else max(sample_frames, 49)
+    return ModelLimits(variant, native, max_frames, int(transformer.get("max_text_seq_length", 226)))
+
+
+def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LIMITS,
+                     max_steps: int = 100) -> None:
+    """Raise GeneratorError (Chinese, fit for the asker) naming the first rule the request breaks.
+
+    Pure and cheap: usable where no model is loaded (the remote client, the intent handler)."""
+    prompt = request.prompt
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise GeneratorError("视频描述是空的，请说说想要什么画面。")
+    frames = request.num_frames
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 + limits.frame_step \
+            or (frames - 1) % limits.frame_step:
+        raise GeneratorError(f"帧数必须是 8 的倍数加 1（如 9、17、25、33、41、49），收到 {frames!r}。")
+    if frames > limits.max_frames:
+        raise GeneratorError(f"帧数最多 {limits.max_frames}，收到 {frames}。")
+    steps = request.steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= max_steps:
+        raise GeneratorError(f"步数必须是 1 到 {max_steps} 之间的整数，收到 {steps!r}。")
+    guidance = request.guidance
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) \
+            or not 0 <= guidance <= MAX_GUIDANCE:
+        raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
+    seed = request.seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed <= MAX_SEED):
+        raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
+    height, width = request.height, request.width
+    for name, value in (("高度", height), ("宽度", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 16 or value % 16:
+            raise GeneratorError(f"视频{name}必须是 16 的倍数（至少 16），收到 {value!r}。")
+    if limits.released and (height, width) != RELEASED_SIZE:
+        raise GeneratorError(f"这个模型只支持 480x720（高x宽），收到 {height}x{width}。")
+
+
+class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
+    """CogVideoX-2b/-5b (or any pipeline folder of the same layout), loaded once and kept resident."""
+
+    def __init__(self, config: VideoConfig, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self._env = env
+        self._folder: Path | None = None
+        self._limits: ModelLimits | None = None
+        self._tokenizer: Any = None
+        self._pipe: Any = None
+        self._info: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    # -- finding the model (cheap) ---------------------------------------------------------------
+    def locate(self) -> Path:
+        """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
+        if self._folder is None:
+            order = [self.config.variant] + [v for v in SOURCES if v != self.config.variant]
+            self._folder = find_model(self.config.model_path, [SOURCES[v] for v in order], self._env)
+        return self._folder
+
+    @property
+    def limits(self) -> ModelLimits:
+        if self._limits is None:
+            self._limits = model_limits(self.locate())
+        return self._limits
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """How many text-encoder tokens `prompt` takes (limit: `limits.max_prompt_tokens`).
+
+        Loads only the tokenizer on first use (about a second): call it off the event loop."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            folder = self.locate() / "tokenizer"
+            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return len(self._tokenizer(prompt).input_ids)
+
+    def check_inputs(self, request: VideoRequest) -> None:
+        """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
+        (no weights), so run it off the event loop the first time."""
+        validate_request(request, self.limits, self.config.max_steps)
+        tokens = self.prompt_tokens(request.prompt)
+        if tokens > self.limits.max_prompt_tokens:
+            raise GeneratorError(
+                f"视频描述太长了：{tokens} 个词元，模型最多 {self.limits.max_prompt_tokens} 个，"
+                "请说得简短些。")
+
+    # -- loading (once) --------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def load(self) -> None:
+        """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
+        if self._pipe is not None:
+            return
+        with self._load_lock:
+            if self._pipe is not None:
+                return
+            from diffusers import CogVideoXPipeline
+
+            started = time.perf_counter()
+            folder, limits = self.locate(), self.limits
+            on_gpu = has_cuda()
+            mode, note = resolve_memory_mode(self.config.memory_mode, on_gpu)
+            if note:
+                logger.warning(note)
+            dtype = resolve_dtype(self.config.dtype, PREFERRED_DTYPE[limits.variant], on_gpu)
+            pipe = load_pipeline(CogVideoXPipeline, folder, dtype, self.config.quantization,
+                                 {"transformer": "diffusers", "text_encoder": "transformers"})
+            apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
+            pipe.set_progress_bar_config(disable=True)
+            self._tokenizer = pipe.tokenizer
+            self._info = LoadedModel(
+                folder=folder, variant=limits.variant, dtype=str(dtype).removeprefix("torch."),
+                memory_mode=mode,
+                quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,
+                load_seconds=time.perf_counter() - started, note=note)
+            self._pipe = pipe
+            logger.info("CogVideoX loaded: {}", self._info.summary())
+
+    def unload(self) -> None:
+        """Drop the weights (frees GPU memory); the next generate loads again."""
+        with self._load_lock, self._run_lock:
+            self._pipe, self._info = None, None
+            import gc
+
+            gc.collect()
+            if has_cuda():
+                import torch
+
+                torch.cuda.empty_cache()
+
+    # -- running ---------------------------------------------------------------------------------
+    def generate(self, request: VideoRequest, on_step: StepCallback | None = None,
+                 should_stop: ShouldStop | None = None) -> VideoResult:
+        """Render `request` (blocking). Same seed and settings -> the same frames. `on_step(i, n)` after
+        each denoising step; `should_stop()` polled before the run and after each step aborts it with
+        GenerationCancelled (no VAE decode, no output)."""
+        self.check_inputs(request)
+        self.load()
+        import numpy as np
+        import torch
+
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+        total = request.steps
+
+        def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(index + 1, total)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled(f"stopped after step {index + 1} of {total}")
+            return tensors
+
+        with self._run_lock:
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("stopped before the first step")
+            started = time.perf_counter()
+            try:
+                output = self._pipe(
+                    prompt=request.prompt.strip(),
+                    num_frames=request.num_frames,
+                    height=request.height,
+                    width=request.width,
+                    num_inference_steps=total,
+                    guidance_scale=float(request.guidance),
+                    generator=torch.Generator(device="cpu").manual_seed(seed),
+                    max_sequence_length=self.limits.max_prompt_tokens,
+                    output_type="np",
+                    callback_on_step_end=step_end,
+                )
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                raise GeneratorError("显卡内存不够，这个视频没做成。管理员可以把 video.memory_mode 改成 "
+                                     "model_cpu_offload 再试。") from exc
+            frames = np.asarray(output.frames[0])
+            video = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+            elapsed = time.perf_counter() - started
+        if video.shape[0] != request.num_frames:
+            raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
+        return VideoResult(frames=video, fps=self.config.fps, seed=seed, steps=total, seconds=elapsed)
+
+    def write_mp4(self, result: VideoResult, path: Path | str) -> Path:
+        """Encode `result` to MP4 at `path` with the configured bitrate and size cap (blocking)."""
+        from generators.mp4 import encode_mp4
+
+        return encode_mp4(result.frames, path, fps=result.fps, bitrate_kbps=self.config.bitrate_kbps,
+                          max_bytes=int(self.config.max_mp4_mb * 1_000_000))
+
+    # -- reporting -------------------------------------------------------------------------------
+    @property
+    def info(self) -> LoadedModel | None:
+        """What is loaded, or None before the first load."""
+        return self._info
+
+    def status_text(self) -> str:
+        """One short Chinese paragraph for an admin status command: model, dtype, memory mode, GPU."""
+        if self._info is None:
+            try:
+                where = f"模型在 {self.locate()}"
+            except GeneratorError as exc:
+                where = str(exc)
+            lines = [f"视频模型尚未加载（首次使用时加载）。{where}"]
+        else:
+            lines = [f"视频模型: {self._info.summary()}"]
+        memory = gpu_memory()
+        lines.append(memory.summary() if memory else "没有 GPU（在 CPU 上运行）")
+        return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""Finding, loading and placing diffusers pipelines; shared by every in-process generator.
+
+CogVideoX uses it now and a FLUX image generator can later reuse it unchanged: nothing here knows a
+model family. It never downloads: weights come from an explicit folder or from where `modelscope
+download` / `huggingface-cli download` already put them. torch, diffusers and torchao are imported
+inside functions only (importing torchao alone costs seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from loguru import logger
+
+from generators.base import GeneratorError, ModelNotFound
+
+if TYPE_CHECKING:
+    import torch
+
+MemoryMode = Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"]
+Quantization = Literal["none", "int8_weight_only", "fp8_dynamic"]
+DtypeName = Literal["auto", "float16", "bfloat16", "float32"]
+ComponentLibrary = Literal["diffusers", "transformers"]
+
+FP8_MIN_CAPABILITY = (8, 9)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The names one model goes by in the two caches, e.g. ZhipuAI/CogVideoX-2b and THUDM/CogVideoX-2b."""
+
+    label: str
+    modelscope_ids: tuple[str, ...]
+    huggingface_ids: tuple[str, ...]
+
+
+# -- discovery ---------------------------------------------------------------------------------
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env["HOME"]) if env.get("HOME") else Path.home()
+
+
+def modelscope_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Cache roots `modelscope download` writes under: $MODELSCOPE_CACHE, else ~/.cache/modelscope."""
+    env = os.environ if env is None else env
+    roots = []
+    if env.get("MODELSCOPE_CACHE"):
+        roots.append(Path(env["MODELSCOPE_CACHE"]).expanduser())
+    roots.append(_home(env) / ".cache" / "modelscope")
+    return list(dict.fromkeys(roots))
+
+
+def huggingface_hub_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Hub cache folders in huggingface_hub's order: HF_HUB_CACHE, HF_HOME/hub, XDG, ~/.cache."""
+    env = os.environ if env is None else env
+    dirs = []
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(key):
+            dirs.append(Path(env[key]).expanduser())
+    if env.get("HF_HOME"):
+        dirs.append(Path(env["HF_HOME"]).expanduser() / "hub")
+    if env.get("XDG_CACHE_HOME"):
+        dirs.append(Path(env["XDG_CACHE_HOME"]).expanduser() / "huggingface" / "hub")
+    dirs.append(_home(env) / ".cache" / "huggingface" / "hub")
+    return list(dict.fromkeys(dirs))
+
+
+def _modelscope_candidates(repo_id: str, env: Mapping[str, str]) -> list[Path]:
+    # modelscope stores "a.b" as "a___b"; older releases used <root>/hub/<id>, newer <root>/hub/models/<id>
+    names = list(dict.fromkeys([repo_id, repo_id.replace(".", "___")]))
+    out = []
+    for root in modelscope_roots(env):
+        for sub in ("hub", "hub/models", "", "models"):
+            for name in names:
+                out.append(root / sub / name if sub else root / name)
+    return list(dict.fromkeys(out))
+
+
+def _huggingface_snapshot(hub_dir: Path, repo_id: str) -> tuple[Path, Path | None]:
+    """(the repo's cache folder, its snapshot holding a pipeline or None)."""
+    repo_dir = hub_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshots = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        pinned = snapshots / ref.read_text(encoding="utf-8").strip()
+        if is_pipeline_folder(pinned):
+            return repo_dir, pinned
+    if snapshots.is_dir():
+        found = sorted((p for p in snapshots.iterdir() if is_pipeline_folder(p)),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        if found:
+            return repo_dir, found[0]
+    return repo_dir, None
+
+
+def is_pipeline_folder(path: Path) -> bool:
+    """A diffusers pipeline folder is recognised by its model_index.json."""
+    return (path / "model_index.json").is_file()
+
+
+def find_model(explicit: Path | None, sources: Sequence[ModelSource],
+               env: Mapping[str, str] | None = None) -> Path:
+    """The first pipeline folder found: `explicit` alone when given, else each source in order in the
+    modelscope cache, then the Hugging Face cache. Raises ModelNotFound listing every place it looked."""
+    env = os.environ if env is None else env
+    if explicit is not None:
+        folder = Path(explicit).expanduser()
+        if is_pipeline_folder(folder):
+            return folder
+        why = "does not exist" if not folder.exists() else "has no model_index.json (not a diffusers folder)"
+        raise ModelNotFound(f"视频模型文件夹 {folder} {why}。请检查配置 video.model_path。")
+    looked: list[str] = []
+    for source in sources:
+        for repo_id in source.modelscope_ids:
+            for folder in _modelscope_candidates(repo_id, env):
+                if is_pipeline_folder(folder):
+                    return folder
+                looked.append(str(folder))
+        for repo_id in source.huggingface_ids:
+            for hub_dir in huggingface_hub_dirs(env):
+                repo_dir, snapshot = _huggingface_snapshot(hub_dir, repo_id)
+                if snapshot is not None:
+                    return snapshot
+                looked.append(str(repo_dir))
+    names = ", ".join(s.label for s in sources)
+    first = sources[0].modelscope_ids[0] if sources and sources[0].modelscope_ids else "..."
+    raise ModelNotFound(
+        f"没有找到模型 {names}（不会自动下载）。请先运行 `modelscope download --model {first}`，"
+        f"或在配置里设置 video.model_path。找过的位置: " + "; ".join(looked)
+    )
+
+
+def read_component_config(folder: Path, component: str) -> dict[str, Any]:
+    """A component's config.json as a dict, without importing torch (cheap enough for input checks)."""
+    path = folder / component / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GeneratorError(f"模型文件夹不完整: 读不了 {path} ({exc})") from exc
+
+
+# -- device, dtype, memory ---------------------------------------------------------------------
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_dtype(name: DtypeName, preferred_on_gpu: str, on_gpu: bool) -> torch.dtype:
+    """The explicit name, else the model's preferred half type on a GPU and float32 on CPU (CPU half
+    kernels are slow or missing)."""
+    import torch
+
+    chosen = name if name != "auto" else (preferred_on_gpu if on_gpu else "float32")
+    return getattr(torch, chosen)
+
+
+def resolve_memory_mode(requested: MemoryMode, on_gpu: bool) -> tuple[str, str | None]:
+    """(mode to use, note). Without a GPU every mode becomes "cpu" with a note saying so, since the
+    offload modes raise deep inside accelerate there."""
+    if requested == "auto":
+        return ("gpu" if on_gpu else "cpu"), None
+    if requested != "cpu" and not on_gpu:
+        return "cpu", f"memory_mode={requested} needs a CUDA GPU; none found, running on CPU"
+    return requested, None
+
+
+def apply_memory_mode(pipe: Any, mode: str, vae_tiling: bool, vae_slicing: bool) -> None:
+    """Place the pipeline per `mode` (already resolved) and switch the VAE's tiling/slicing."""
+    if mode == "gpu":
+        pipe.to("cuda")
+    elif mode == "model_cpu_offload":
+        pipe.enable_model_cpu_offload()
+    elif mode == "sequential_cpu_offload":
+        pipe.enable_sequential_cpu_offload()
+    elif mode != "cpu":
+        raise GeneratorError(f"unknown memory_mode {mode!r}")
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        if vae_tiling and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        if vae_slicing and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
+
+
+def _torchao_config(kind: Quantization) -> Any:
+    if kind == "int8_weight_only":
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        return Int8WeightOnlyConfig()
+    if kind == "fp8_dynamic":
+        import torch
+
+        capability = torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+        if capability is None or capability < FP8_MIN_CAPABILITY:
+            have = f"compute capability {capability[0]}.{capability[1]}" if capability else "no CUDA GPU"
+            raise GeneratorError(
+                "quantization=fp8_dynamic needs an NVIDIA GPU with compute capability >= 8.9 "
+                f"(H100, L40, RTX 40xx); this machine has {have}. Use int8_weight_only or none."
+            )
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
+
+        return Float8DynamicActivationFloat8WeightConfig()
+    raise GeneratorError(f"unknown quantization {kind!r}")
+
+
+def quantization_config(kind: Quantization, components: Mapping[str, ComponentLibrary]) -> Any | None:
+    """A diffusers PipelineQuantizationConfig applying torchao `kind` to `components` at load time."""
+    if kind == "none" or not components:
+        return None
+    import diffusers
+    import transformers
+
+    mapping = {}
+    for name, library in components.items():
+        cfg = _torchao_config(kind)
+        mapping[name] = (diffusers.TorchAoConfig(cfg) if library == "diffusers"
+                         else transformers.TorchAoConfig(cfg))
+    return diffusers.PipelineQuantizationConfig(quant_mapping=mapping)
+
+
+def load_pipeline(pipeline_cls: type, folder: Path, dtype: torch.dtype, quantization: Quantization = "none",
+                  quantize: Mapping[str, ComponentLibrary] | None = None) -> Any:
+    """`pipeline_cls.from_pretrained(folder)` offline, quantizing the named components at load time."""
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
+    qconfig = quantization_config(quantization, quantize or {})
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    logger.info("loading {} from {} ({}, quantization={})", pipeline_cls.__name__, folder, dtype,
+                quantization)
+    try:
+        with warnings.catch_warnings():
+            # newer diffusers prefer `dtype=`; `torch_dtype=` works across the versions we allow
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            return pipeline_cls.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise GeneratorError(f"模型文件夹 {folder} 加载失败: {exc}") from exc
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """One CUDA device's name and memory, in GiB (for the admin status command and benchmarks)."""
+
+    name: str
+    total_gib: float
+    allocated_gib: float
+    reserved_gib: float
+    peak_allocated_gib: float
+
+    def summary(self) -> str:
+        return (f"{self.name}: 已用 {self.allocated_gib:.1f} GiB（保留 {self.reserved_gib:.1f}，"
+                f"峰值 {self.peak_allocated_gib:.1f}）/ 共 {self.total_gib:.0f} GiB")
+
+
+def gpu_memory(device: int = 0) -> GpuMemory | None:
+    """Current memory of CUDA device `device`, or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    gib = 1024**3
+    props = torch.cuda.get_device_properties(device)
+    return GpuMemory(
+        name=props.name,
+        total_gib=props.total_memory / gib,
+        allocated_gib=torch.cuda.memory_allocated(device) / gib,
+        reserved_gib=torch.cuda.memory_reserved(device) / gib,
+        peak_allocated_gib=torch.cuda.max_memory_allocated(device) / gib,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What was loaded and how: the answer to "which model is running?"."""
+
+    folder: Path
+    variant: str
+    dtype: str
+    memory_mode: str
+    quantization: str
+    vae_tiling: bool
+    load_seconds: float
+    note: str | None = None
+
+    def summary(self) -> str:
+        text = (f"{self.variant} @ {self.folder}，{self.dtype}，显存模式 {self.memory_mode}，"
+                f"量化 {self.quantization}，VAE 分块 {'开' if self.vae_tiling else '关'}，"
+                f"加载用时 {self.load_seconds:.0f} 秒")
+        return text + (f"（{self.note}）" if self.note else "")

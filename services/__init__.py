@@ -1,0 +1,1 @@
+"""Clients for outside web services (no chat or intent logic here)."""

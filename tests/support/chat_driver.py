@@ -1,0 +1,55 @@
+"""Drive one Application's router without a transport: say a line as a family member, get the reply.
+
+For intent tests that need the real classifier wiring, history and LLM client (against the fake LLM)
+but not the Node peer. The bot's replies are recorded in the history, as the channel would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.app import Application, build_app
+from bot.channels.base import ChatRef, IncomingMessage, Reply
+from bot.config import AppConfig, Secrets
+from bot.context import Context
+from tests.conftest import test_config_data
+
+FAMILY_ROOM = ChatRef("family@chatroom", is_room=True)
+_ids = itertools.count(1)
+
+
+@dataclass
+class ChatDriver:
+    app: Application
+    replies: list[Reply] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, fake_llm: Any, data_dir: Any, overrides: dict[str, Any] | None = None) -> ChatDriver:
+        config = AppConfig.model_validate(test_config_data(data_dir, overrides))
+        secrets = Secrets(openai_api_key="test-key", openai_base_url=fake_llm.base_url,
+                          puppet_endpoint=None, puppet_token=None)
+        return cls(build_app(config, secrets, channel=None))  # type: ignore[arg-type]
+
+    async def say(self, text: str, sender_id: str = "alice", sender_name: str = "妈妈") -> str:
+        msg = IncomingMessage(id=f"m{next(_ids)}", chat=FAMILY_ROOM, sender_id=sender_id,
+                              sender_name=sender_name, text=text, mentioned=True, room_topic="相亲相爱一家人")
+        app, config = self.app, self.app.config
+        app.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
+        ctx = Context(message=msg, config=config, history=app.history.recent(msg.chat.key, config.history),
+                      llm=app.llm, app=app, say=self._record)
+        reply = await app.router.handle(ctx)
+        if reply is None:
+            return ""
+        await self._record(reply)
+        return reply.text
+
+    async def _record(self, reply: Reply) -> None:
+        self.replies.append(reply)
+        self.app.history.add(FAMILY_ROOM.key, self.app.config.bot.name, reply.text, from_bot=True)
+
+    async def close(self) -> None:
+        for service in self.app.services.values():
+            await service.stop()
+        await self.app.llm.close()

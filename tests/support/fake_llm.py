@@ -1,0 +1,155 @@
+"""A fake OpenAI-compatible server: a real HTTP server on loopback, so the production `openai` client,
+timeouts and retries are exercised for real.
+
+Rules map a request to a scripted answer (text, HTTP error, delay). The newest matching rule wins; with
+no match the server answers `default_reply`. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Matcher = Callable[[dict[str, Any]], bool]
+
+
+@dataclass
+class Rule:
+    match: Matcher
+    reply: str | Callable[[dict[str, Any]], str] | None
+    status: int = 200
+    delay: float = 0.0
+    times: int | None = None  # how many times it may fire; None = forever
+    hits: int = 0
+
+
+@dataclass
+class FakeLLM:
+    default_reply: str = "好的，我知道啦。"
+    rules: list[Rule] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.requests.clear()
+
+    # -- scripting -------------------------------------------------------------------------------
+    def add(self, match: str | Matcher, reply: str | Callable[[dict[str, Any]], str] | None = None, *,
+            status: int = 200, delay: float = 0.0, times: int | None = None) -> Rule:
+        """Answer requests whose prompt text contains `match` (or for which `match(request)` is true)."""
+        matcher = match if callable(match) else (lambda req, s=match: s in prompt_text(req))
+        rule = Rule(matcher, reply, status, delay, times)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def classify(self, question: str, label: str, **kwargs: Any) -> Rule:
+        """Answer the intent classifier with `label` when the latest message contains `question`."""
+        return self.add(lambda req: is_classify(req) and question in latest_question(req), label, **kwargs)
+
+    def fail_all(self, status: int = 500, delay: float = 0.0) -> Rule:
+        return self.add(lambda req: True, None, status=status, delay=delay)
+
+    def calls(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Recorded requests; kind 'classify' or 'other' filters."""
+        with self._lock:
+            reqs = list(self.requests)
+        if kind == "classify":
+            return [r for r in reqs if is_classify(r)]
+        if kind == "other":
+            return [r for r in reqs if not is_classify(r)]
+        return reqs
+
+    # -- serving ---------------------------------------------------------------------------------
+    def _answer(self, request: dict[str, Any]) -> tuple[int, str | None, float]:
+        with self._lock:
+            self.requests.append(request)
+            for rule in reversed(self.rules):
+                if rule.times is not None and rule.hits >= rule.times:
+                    continue
+                if rule.match(request):
+                    rule.hits += 1
+                    reply = rule.reply(request) if callable(rule.reply) else rule.reply
+                    return rule.status, reply, rule.delay
+        return 200, self.default_reply, 0.0
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    request = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    request = {}
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                status, reply, delay = fake._answer(request)
+                if delay:
+                    time.sleep(delay)
+                if status != 200:
+                    self._send(status, {"error": {"message": f"scripted error {status}", "type": "server"}})
+                    return
+                self._send(200, {
+                    "id": f"chatcmpl-{len(fake.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": request.get("model", "fake"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": reply}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                })
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body, ensure_ascii=False).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        return Handler
+
+
+def prompt_text(request: dict[str, Any]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+
+
+def is_classify(request: dict[str, Any]) -> bool:
+    return "意图分类器" in prompt_text(request)
+
+
+def latest_question(request: dict[str, Any]) -> str:
+    """The latest message as the classify prompt states it (after its last '最新一条消息')."""
+    text = prompt_text(request)
+    return text.rpartition("最新一条消息")[2]
