@@ -32,6 +32,7 @@ from bot.video import VideoKind
 from generators.base import GeneratorError
 
 API_CHAT = ChatRef("api", is_room=False)
+BEARER = HTTPBearer(auto_error=False)  # module level: route annotations are resolved from globals
 
 
 class VideoBody(BaseModel):
@@ -79,9 +80,7 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
 
     app = FastAPI(title="xiaoai video service", lifespan=lifespan)
     app.state.queue = queue
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         given = credentials.credentials if credentials else ""
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})

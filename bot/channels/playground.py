@@ -301,7 +301,7 @@ class PlaygroundChannel:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
         @app.get("/media/{relative:path}")
-        async def media(relative: str) -> FileResponse:
+        def media(relative: str) -> FileResponse:  # sync: FastAPI runs it in a thread (disk access)
             path = channel.media_path(relative)
             if path is None:
                 raise HTTPException(404, "no such media file")

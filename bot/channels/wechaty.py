@@ -183,18 +183,15 @@ class WechatyChannel:
         await session.init_puppet_event_bridge(session.puppet)
         self._set_state(State.CONNECTED)
         watchdog = asyncio.create_task(self._watch(host, port))
+        stream = asyncio.create_task(session.puppet.start())  # returns when the stream ends
         try:
-            stream = asyncio.create_task(session.puppet.start())  # returns when the stream ends
             done, _ = await asyncio.wait({stream, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-            if stream in done:
-                stream.result()
-            else:
-                stream.cancel()
-                with contextlib.suppress(BaseException):
-                    await stream
-                watchdog.result()
+            (stream if stream in done else watchdog).result()
         finally:
-            watchdog.cancel()
+            for task in (stream, watchdog):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     async def _watch(self, host: str, port: int) -> None:
         """End the session when the gateway stops accepting connections (a dead peer may not say so)."""

@@ -8,6 +8,7 @@ import pytest
 
 from intents import Intent
 from intents.places import render_places
+from intents.slots import rule_slots
 from services.amap import Poi
 from tests.support.chat_driver import ChatDriver
 from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
@@ -85,3 +86,12 @@ async def test_busy_after_retries(driver, fake_llm, amap_server):
     amap_server.fail("10021", "CUQPS_HAS_EXCEEDED_THE_LIMIT")
     places_question(fake_llm, "三里屯附近有啥好吃的火锅", {"place": "三里屯", "city": "", "keyword": "火锅"})
     assert "太忙" in await driver.say("三里屯附近有啥好吃的火锅")
+
+
+@pytest.mark.parametrize(("text", "slots"), [
+    ("三里屯附近有啥好吃的火锅", {"place": "三里屯", "keyword": "火锅"}),
+    ("西湖附近有什么好玩的", {"place": "西湖", "keyword": "景点"}),
+    ("望京附近的超市", {"place": "望京", "keyword": "超市"}),
+])
+def test_rule_slots_for_places(text, slots):
+    assert rule_slots("places", text) == slots

@@ -9,9 +9,11 @@ import pytest
 
 from intents import Intent
 from intents.routes import DRIVE, WALK, render_path, render_transit
+from intents.slots import rule_slots
 from services.amap import Location, RoutePlan, TransitLeg, TransitPlan
 from tests.support.chat_driver import ChatDriver
 from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
+from tests.support.fake_llm import prompt_text
 from tests.support.peer import free_port
 
 A = Location("天安门", "116.397477,39.908692", "110101", "010", "北京市")
@@ -146,3 +148,20 @@ async def test_errors(driver, fake_llm, amap_server, monkeypatch):
     driver.app.apply_config(driver.app.config.model_copy(update={
         "amap": driver.app.config.amap.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})}))
     assert "连不上" in await driver.say("天安门到王府井开车")
+
+
+@pytest.mark.parametrize(("text", "slots"), [
+    ("从天安门走到王府井怎么走", {"origin": "天安门", "destination": "王府井"}),
+    ("从五道口骑车去颐和园怎么走", {"origin": "五道口", "destination": "颐和园"}),
+    ("天安门到王府井开车多久", {"origin": "天安门", "destination": "王府井"}),
+    ("走到王府井要多久", {"destination": "王府井"}),
+    ("今天吃什么", {}),
+])
+def test_rule_slots_for_routes(text, slots):
+    assert rule_slots("route", text) == slots
+
+
+async def test_route_without_llm_reads_the_wording(driver, fake_llm):
+    fake_llm.classify("从天安门走到王府井", Intent.WALK.value)
+    fake_llm.add(lambda req: "路线槽位" in prompt_text(req), None, status=500)  # slot extraction fails
+    assert (await driver.say("从天安门走到王府井怎么走")).startswith("从天安门步行到王府井")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from intents import Intent
-from intents.slots import bare_answer, clean_value, parse_json_object
+from intents.slots import bare_answer, clean_value, parse_json_object, rule_slots
 from intents.weather import hint, render_weather, target_days
 from services.amap import DayCast, LiveWeather
 from tests.support.chat_driver import ChatDriver
@@ -165,3 +165,13 @@ async def test_polish_rewrites_and_falls_back_to_template(driver, fake_llm):
     assert await driver.say("明天北京天气") == "妈妈，明天北京小雨转中雨，12~18°C，记得带伞哦～"
     fake_llm.add("查询结果", None, status=500)
     assert "北京市天气" in await driver.say("明天北京天气")
+
+
+@pytest.mark.parametrize(("text", "slots"), [
+    ("明天北京天气怎么样", {"place": "北京", "day": "明天"}),
+    ("后天去杭州要不要带伞", {"place": "杭州", "day": "后天"}),
+    ("周末上海会不会下雨", {"place": "上海", "day": "周末"}),
+    ("今天冷不冷", {"place": "", "day": "今天"}),
+])
+def test_rule_slots_for_weather(text, slots):
+    assert rule_slots("weather", text) == slots

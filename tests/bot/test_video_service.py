@@ -1,0 +1,157 @@
+"""`xiaoai serve-video`: the real FastAPI app over a tiny CogVideoX folder, through httpx's ASGI transport,
+and the bot's `remote` backend against it on a loopback uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import imageio.v3 as iio
+import pytest
+import uvicorn
+
+from bot.config import AppConfig
+from bot.video_service import create_app
+from generators.base import GenerationCancelled, GeneratorError, MediaOutput
+from generators.cogvideox import VideoRequest
+from generators.remote import REFUSED, RemoteVideoGenerator
+from tests.support.peer import free_port
+
+TOKEN = "s3cret-token"
+PROMPT = "A slow tracking shot of a fluffy panda playing a guitar in a green bamboo forest."
+SMALL = {"num_frames": 9, "steps": 2, "height": 64, "width": 96}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from tests.support.tiny_models import build_cogvideox_folder
+
+    return build_cogvideox_folder(tmp_path_factory.mktemp("cogvideox") / "tiny-2b")
+
+
+def service_config(tmp_path: Path, model: Path) -> AppConfig:
+    return AppConfig.model_validate({"data_dir": str(tmp_path), "video": {"model_path": str(model), **SMALL}})
+
+
+@pytest.fixture
+async def client(tmp_path: Path, tiny_model: Path):
+    app = create_app(service_config(tmp_path, tiny_model), TOKEN)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            yield http
+
+
+async def finished(http: httpx.AsyncClient, job_id: int, within: float = 30) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        status = (await http.get(f"/v1/videos/{job_id}")).json()
+        if status["status"] in ("done", "failed", "cancelled"):
+            return status
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.05)
+
+
+async def test_wrong_or_missing_token_is_refused(client: httpx.AsyncClient):
+    body = {"prompt": PROMPT}
+    for headers in ({"Authorization": "Bearer wrong"}, {"Authorization": ""}):
+        response = await client.post("/v1/videos", json=body, headers=headers)
+        assert response.status_code == 401
+        assert (await client.get("/v1/videos/1", headers=headers)).status_code == 401
+    assert (await client.get("/v1/health", headers={"Authorization": ""})).status_code == 200
+    assert (await client.get("/v1/health")).json()["queued"] == 0  # nothing was queued by refused calls
+
+
+async def test_render_and_download_mp4(client: httpx.AsyncClient):
+    created = await client.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9, "seed": 3})
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    status = await finished(client, created.json()["id"])
+    assert status["status"] == "done" and status["seed"] == 3
+    content = await client.get(f"/v1/videos/{status['id']}/content")
+    assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
+    frames = iio.imread(content.content, extension=".mp4")
+    assert frames.shape == (9, 64, 96, 3)
+    assert iio.immeta(content.content, extension=".mp4")["fps"] == 8
+
+    again = await client.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9, "seed": 3})
+    await finished(client, again.json()["id"])
+    repeat = await client.get(f"/v1/videos/{again.json()['id']}/content")
+    assert (iio.imread(repeat.content, extension=".mp4") == frames).all()
+
+
+async def test_bad_parameters_are_refused_before_queueing(client: httpx.AsyncClient):
+    bad_frames = await client.post("/v1/videos/check", json={"prompt": PROMPT, "num_frames": 10})
+    assert bad_frames.status_code == 422 and "8 的倍数加 1" in bad_frames.json()["detail"]
+    bad_size = await client.post("/v1/videos", json={"prompt": PROMPT, "height": 72})
+    assert bad_size.status_code == 422 and "16 的倍数" in bad_size.json()["detail"]
+    unknown = await client.post("/v1/videos", json={"prompt": PROMPT, "fps": 30})
+    assert unknown.status_code == 422
+    assert (await client.post("/v1/videos/check", json={"prompt": PROMPT})).json() == {"ok": True}
+    assert (await client.get("/v1/health")).json()["queued"] == 0
+
+
+async def test_content_before_done_and_cancel(client: httpx.AsyncClient):
+    first = (await client.post("/v1/videos", json={"prompt": PROMPT, "steps": 50})).json()
+    second = (await client.post("/v1/videos", json={"prompt": PROMPT})).json()
+    assert (await client.get(f"/v1/videos/{second['id']}/content")).status_code == 409
+    cancelled = await client.delete(f"/v1/videos/{second['id']}")
+    assert cancelled.json()["status"] == "cancelled"
+    await client.delete(f"/v1/videos/{first['id']}")  # running: stops at the next step
+    assert (await finished(client, first["id"]))["status"] == "cancelled"
+    assert (await client.get("/v1/videos/999")).status_code == 404
+
+
+@pytest.fixture
+def served(tmp_path: Path, tiny_model: Path):
+    """The service on a real loopback port (uvicorn in a thread)."""
+    port = free_port()
+    app = create_app(service_config(tmp_path / "service", tiny_model), TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def remote(url: str, token: str | None, tmp_path: Path) -> RemoteVideoGenerator:
+    from bot.config import VideoConfig
+
+    config = VideoConfig(backend="remote", remote_url=url, remote_poll_s=0.05, **SMALL)
+    return RemoteVideoGenerator(config, token, download_dir=tmp_path / "downloads")
+
+
+def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
+    generator = remote(served, TOKEN, tmp_path)
+    request = VideoRequest(PROMPT, seed=5, **SMALL)
+    generator.check_inputs(request)
+    steps: list[tuple[int, int]] = []
+    output = generator.generate(request, lambda i, n: steps.append((i, n)))
+    assert isinstance(output, MediaOutput) and output.path.parent == tmp_path / "downloads"
+    assert iio.imread(output.path).shape == (9, 64, 96, 3)
+    assert steps and steps[-1][1] == 2
+    with pytest.raises(GeneratorError, match="8 的倍数加 1"):
+        generator.check_inputs(VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}))
+    with pytest.raises(GenerationCancelled):
+        generator.generate(VideoRequest(PROMPT, **{**SMALL, "steps": 50}), should_stop=lambda: True)
+
+
+def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
+    with pytest.raises(GeneratorError) as caught:
+        remote(served, "wrong", tmp_path).check_inputs(VideoRequest(PROMPT, **SMALL))
+    assert str(caught.value) == REFUSED
+    with pytest.raises(GeneratorError, match="视频服务连不上"):
+        remote(f"http://127.0.0.1:{free_port()}", TOKEN, tmp_path).check_inputs(VideoRequest(PROMPT, **SMALL))
+
+
+def test_service_refuses_to_start_without_a_token(tmp_path: Path, tiny_model: Path):
+    with pytest.raises(ValueError, match="XIAOAI_VIDEO_TOKEN"):
+        create_app(service_config(tmp_path, tiny_model), "")
