@@ -18,8 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_xiaoai_run_answers_a_mention_and_ignores_the_rest(peer, fake_llm, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"llm:\n  model: fake-model\ngroups:\n  allow: [相亲相爱一家人]\ndata_dir: {tmp_path / 'd'}\n",
-                      encoding="utf-8")
+    config.write_text(
+        f"llm:\n  model: fake-model\ngroups:\n  allow: [相亲相爱一家人]\ndata_dir: {tmp_path / 'd'}\n",
+        encoding="utf-8",
+    )
     fake_llm.classify("周末去哪玩", Intent.CHAT.value)
     fake_llm.add("周末去哪玩", "去公园放风筝吧！")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "WECHATY_"))}

@@ -135,7 +135,8 @@ async def test_all_eight_labels_reach_their_handler(running_bot, peer, fake_llm,
         fake_llm.classify(f"请求{intent.module}", intent.value)
     async with running_bot():
         for n, intent in enumerate(Intent):  # spread over members: per-user rate limits exist
-            peer.say(("alice", "bob", "carol")[n % 3], at() + f"请求{intent.module}", room=FAMILY, mention=[BOT])
+            sender = ("alice", "bob", "carol")[n % 3]
+            peer.say(sender, at() + f"请求{intent.module}", room=FAMILY, mention=[BOT])
         await wait_until(lambda: len(bot_texts(peer)) == len(Intent), within=15)
     assert sorted(reached) == sorted(Intent)
     assert {t.split(" ", 1)[1] for t in bot_texts(peer)} == {f"handled {i.module}" for i in Intent}
