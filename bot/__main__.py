@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +29,23 @@ def _load_config(path: Path | None) -> AppConfig:
     return config
 
 
+GATEWAY_DOWN_HELP = """\
+Nothing answers at the WeChat gateway {endpoint} yet.
+Start the gateway first, in another terminal:   make gateway
+The bot keeps retrying every few seconds and starts serving as soon as the gateway is up.
+"""
+
+
+def _port_answers(endpoint: str) -> bool:
+    """One quick TCP probe so a user who forgot the gateway is told at once (the bot retries anyway)."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import build_app
     from bot.channels.wechaty import WechatyChannel
@@ -36,7 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
     if not endpoint:  # no WeChat gateway configured: serve the local playground instead (issue 7)
-        return cmd_playground(args, connect_hint=True)
+        return cmd_playground(args, connect_hint=True, config=config)
+    if not _port_answers(endpoint):
+        print(GATEWAY_DOWN_HELP.format(endpoint=endpoint), file=sys.stderr)
     channel = WechatyChannel.from_config(
         endpoint, secrets.puppet_token, config.wechaty,
         names=lambda: [app.config.bot.name, *app.config.bot.aliases],
@@ -77,12 +97,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False) -> int:
+def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
+                   config: AppConfig | None = None) -> int:
     """Serve the local web playground (a simulated WeChat group) through the same app and router."""
     from bot.app import build_app
     from bot.channels.playground import PlaygroundChannel, job_status_of
 
-    config = _load_config(args.config)
+    config = config or _load_config(args.config)
     port = getattr(args, "port", None)
     if port is not None:
         playground = config.offline.playground.model_copy(update={"port": port})

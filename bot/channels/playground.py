@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from pydantic import BaseModel, Field
 
 from bot.channels.base import ChatRef, IncomingMessage, MessageHandler, Reply, strip_mention
 from bot.config import PlaygroundConfig
@@ -34,6 +35,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
 MAX_TEXT = 2000
 KEEPALIVE_S = 15.0
+
+class PostedMessage(BaseModel):
+    """What the page sends when a member types: who, and the text (with any typed @小爱)."""
+
+    member_id: str
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
 
 JobStatus = Callable[[], list[dict[str, Any]]]
 """Live jobs for the page's progress panel: [{id, label, asker, state, step, steps}]; [] when none."""
@@ -257,15 +265,9 @@ class PlaygroundChannel:
     def web_app(self) -> Any:
         from fastapi import FastAPI, HTTPException
         from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
-        from pydantic import BaseModel, Field
 
         channel = self
         static = resources.files("bot.channels") / "playground_static"
-
-        class Post(BaseModel):
-            member_id: str
-            text: str = Field(min_length=1, max_length=MAX_TEXT)
-
         app = FastAPI(title="小爱 playground", docs_url=None, redoc_url=None, openapi_url=None)
 
         @app.get("/", response_class=HTMLResponse)
@@ -287,7 +289,7 @@ class PlaygroundChannel:
                     "notice": channel.notice}
 
         @app.post("/api/messages")
-        async def post_message(body: Post) -> dict[str, Any]:
+        async def post_message(body: PostedMessage) -> dict[str, Any]:
             try:
                 return await channel.post(body.member_id, body.text)
             except KeyError:
