@@ -18,7 +18,6 @@ NO_PUPPET_HELP = (
     " (scan its QR code), then set WECHATY_PUPPET_SERVICE_ENDPOINT and WECHATY_PUPPET_SERVICE_TOKEN to what"
     " it prints and `make run` again."
 )
-NO_LLM_HINT = "No LLM configured: chat and prompt rewriting need OPENAI_API_KEY (and/or OPENAI_BASE_URL)."
 
 
 def _load_config(path: Path | None) -> AppConfig:
@@ -100,8 +99,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
                    config: AppConfig | None = None) -> int:
     """Serve the local web playground (a simulated WeChat group) through the same app and router."""
-    from bot.app import build_app
-    from bot.channels.playground import PlaygroundChannel, job_status_of
+    from bot.playground import build_playground
 
     config = config or _load_config(args.config)
     port = getattr(args, "port", None)
@@ -109,24 +107,13 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
         playground = config.offline.playground.model_copy(update={"port": port})
         offline = config.offline.model_copy(update={"playground": playground})
         config = config.model_copy(update={"offline": offline})
-    secrets = Secrets.from_env()
-    app = None
-    llm_missing = not (secrets.openai_api_key or secrets.openai_base_url or config.llm.base_url)
-    channel = PlaygroundChannel(
-        config.offline.playground, config.data_dir / "media",
-        names=lambda: [app.config.bot.name, *app.config.bot.aliases] if app else [config.bot.name],
-        notice="没有配置大模型：闲聊和提示词润色不可用，其它功能照常。" if llm_missing else "",
-    )
     config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
-    app = build_app(config, secrets, channel, config_path=config_path)
-    channel.job_status = job_status_of(app)
-    url = channel.bind()
+    built = build_playground(config, Secrets.from_env(), config_path)
+    url = built.channel.bind()
     print(f"\n  小爱 playground: {url}  (open it in a browser; Ctrl+C stops)\n", flush=True)
-    if connect_hint:
-        print(NO_PUPPET_HELP, flush=True)
-    if llm_missing:
-        print(NO_LLM_HINT, flush=True)
-    return _serve(app)
+    for line in ([NO_PUPPET_HELP] if connect_hint else []) + built.notes:
+        print(line, flush=True)
+    return _serve(built.app)
 
 
 def cmd_eval_intents(args: argparse.Namespace) -> int:

@@ -100,14 +100,22 @@ def _queue_lines(app: Application) -> list[str]:
 
 
 def _model_lines(app: Application) -> list[str]:
+    """One line per job kind: which generator, and whether its weights are in memory."""
     lines = []
     jobs = getattr(app, "jobs", None)
     for name, kind in sorted((getattr(jobs, "kinds", None) or {}).items()):
-        generator = getattr(kind, "generator", None)
+        try:
+            generator = getattr(kind, "generator", None)
+        except Exception as exc:  # noqa: BLE001 - building a generator may fail on bad config
+            lines.append(f"模型 {name}：不可用（{exc}）")
+            continue
+        if generator is None:
+            lines.append(f"模型 {name}")
+            continue
+        variant = getattr(getattr(generator, "config", None), "variant", "")
         loaded = getattr(generator, "loaded", None)
-        state = "未知" if loaded is None else ("已加载" if loaded else "未加载（首次使用时加载）")
-        model = getattr(generator, "model_name", None) or type(generator).__name__ if generator else name
-        lines.append(f"模型 {name}：{model}，{state}")
+        state = "状态未知" if loaded is None else ("已加载" if loaded else "未加载（首次使用时加载）")
+        lines.append(f"模型 {name}：{type(generator).__name__} {variant}，{state}".replace(" ，", "，"))
     return lines or ["模型：无"]
 
 

@@ -128,6 +128,15 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
                       retention_s=lambda: app.config.video.media_max_age_hours * 3600)
     app.services["jobs"] = app.jobs
     app.services["video preload"] = VideoPreload(video_kind, lambda: app.config.video)
+    from bot.image import PRIORITY as IMAGE_PRIORITY  # issue 5: pictures on the same GPU queue
+    from bot.image import ImageKind, image_api_key
+
+    image_kind = ImageKind(lambda: app.config.image,
+                           api_key=lambda: image_api_key() or app.secrets.openai_api_key,
+                           api_base_url=lambda: app.secrets.openai_base_url)
+    app.jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
+                      retention_s=lambda: app.config.image.media_max_age_hours * 3600)
+    app.services["image preload"] = VideoPreload(image_kind, lambda: app.config.image)  # same logic
     if config.offline.classifier.enabled:  # issue 7: the embedded classifier, alone or behind the LLM
         from intents.embedded import EmbeddedClassifier, with_fallback
 

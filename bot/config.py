@@ -150,6 +150,7 @@ class VideoConfig(Section):
     max_steps: int = Field(default=100, ge=1, le=1000)
     bitrate_kbps: int = Field(default=2000, ge=100)
     max_mp4_mb: float = Field(default=3.0, gt=0.1)
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
     # job path (issue 3, queue + backend): where renders run, how many may wait, how long files stay
     backend: Literal["local", "remote"] = "local"  # local: in this process; remote: `xiaoai serve-video`
     remote_url: str | None = None  # e.g. http://gpu-box:8000 (token from env XIAOAI_VIDEO_TOKEN)
@@ -170,6 +171,53 @@ class VideoConfig(Section):
     @classmethod
     def _expand_model_path(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+
+class ImageConfig(Section):
+    """Image generation (issue 5): FLUX in this process, or an OpenAI-compatible images API."""
+
+    backend: Literal["local", "api"] = "local"  # local: FLUX in this process (GPU); api: images endpoint
+    # where the FLUX weights are: a diffusers folder, or (when null) black-forest-labs/FLUX.1-schnell|-dev
+    # in the modelscope cache, then the Hugging Face cache. Nothing is ever downloaded at run time.
+    model_path: Path | None = None
+    variant: Literal["schnell", "dev"] = "schnell"  # which one to look for first in the caches
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"] = "auto"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    quantization: Literal["none", "int8_weight_only", "fp8_dynamic"] = "none"
+    load_at_start: bool = False
+    steps: int | None = Field(default=None, ge=1, le=200)  # null: the model's default (schnell 4, dev 28)
+    guidance: float | None = Field(default=None, ge=0, le=30)  # null: schnell 0, dev 3.5
+    height: int = Field(default=576, ge=16)
+    width: int = Field(default=1024, ge=16)
+    max_steps: int = Field(default=60, ge=1, le=1000)
+    format: Literal["jpeg", "png"] = "jpeg"
+    jpeg_quality: int = Field(default=92, ge=50, le=100)
+    # api backend: key from env XIAOAI_IMAGE_API_KEY, else OPENAI_API_KEY
+    api_base_url: str | None = None  # null: OPENAI_BASE_URL from the environment, else OpenAI itself
+    api_model: str = "gpt-image-1"
+    api_size: str | None = None  # e.g. "1024x1024"; null: the endpoint's default size
+    api_response_format: Literal["b64_json", "url"] | None = None  # null: don't ask (gpt-image-1)
+    api_timeout_s: float = Field(default=120, gt=0)
+    api_retries: int = Field(default=1, ge=0, le=5)
+    # queue (shared with video: one GPU runs one job at a time)
+    max_pending_per_user: int | None = Field(default=3, ge=1)
+    seconds_per_job: float = Field(default=20, gt=0)  # ETA per image until real durations are measured
+    media_max_age_hours: float = Field(default=72, gt=0)
+    show_prompt: bool = True  # show the English prompt with the picture
+
+    @field_validator("model_path")
+    @classmethod
+    def _expand_model_path(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("api_size")
+    @classmethod
+    def _size_shape(cls, value: str | None) -> str | None:
+        if value is not None and value != "auto" and not re.fullmatch(r"\d{2,5}x\d{2,5}", value):
+            raise ValueError(f"api_size must look like 1024x1024 (or auto), got {value!r}")
+        return value
 
 
 class AmapConfig(Section):
@@ -347,6 +395,7 @@ class AppConfig(Section):
     wechaty: WechatyConfig = WechatyConfig()
     data_dir: Path = Path("data")
     # feature sections (one per feature issue) are added below this line
+    image: ImageConfig = ImageConfig()  # issue 5
     quotas: QuotasConfig = QuotasConfig()  # issue 6
     schedules: SchedulesConfig = SchedulesConfig()  # issue 6
     alerts: AlertsConfig = AlertsConfig()  # issue 6

@@ -84,7 +84,8 @@ def format_report(result: EvalResult, name: str) -> str:
                      f"{statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
     lines.append("")
     lines.append("confusion (rows: true label, columns: predicted)")
-    header = "".ljust(width) + "".join(_pad(i.value[:2], width) for i in intents) + _pad("召回", width)
+    first = 10  # the row label column: the longest label is four CJK characters
+    header = "".ljust(first) + "".join(_pad(i.value[:2], width) for i in intents) + _pad("召回", width)
     lines.append(header)
     for truth in intents:
         row_total = sum(confusion[(truth, p)] for p in intents)
@@ -92,7 +93,7 @@ def format_report(result: EvalResult, name: str) -> str:
             continue
         cells = "".join(_pad(str(confusion[(truth, p)] or "."), width) for p in intents)
         recall = confusion[(truth, truth)] / row_total
-        lines.append(_pad(truth.value[:4], width) + cells + _pad(f"{recall:.0%}", width))
+        lines.append(_pad(truth.value, first) + cells + _pad(f"{recall:.0%}", width))
     if result.mistakes:
         lines.append("")
         lines.append("mistakes:")

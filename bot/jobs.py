@@ -312,9 +312,12 @@ class JobStore:
         rows = self._rows(
             f"SELECT *, next_delivery_at AS nd FROM jobs WHERE state IN {_FINISHED} AND delivered_at IS NULL"
             " ORDER BY finished_at, id")
-        due = [self._job(r) for r in rows if r["nd"] <= now]
-        later = [r["nd"] for r in rows if r["nd"] > now]
-        return due, (min(later) if later else None)
+        due: list[Job] = []
+        for row in rows:  # in order: a result waiting for its retry holds back the ones after it
+            if row["nd"] > now:
+                return due, row["nd"]
+            due.append(self._job(row))
+        return due, None
 
     def recent_durations(self, kind: str, count: int = 5) -> list[float]:
         rows = self._rows(
@@ -353,8 +356,10 @@ class JobStore:
         self._write("UPDATE jobs SET result=NULL WHERE id=?", (job_id,))
 
     def recover(self, max_attempts: int, now: float) -> tuple[int, int]:
-        """After a crash or restart: re-queue interrupted jobs, fail those tried too often."""
+        """After a crash or restart: re-queue interrupted jobs, fail those tried too often, and retry
+        undelivered results at once."""
         with self._lock:
+            self._db.execute("UPDATE jobs SET next_delivery_at=0 WHERE delivered_at IS NULL")
             failed = self._db.execute(
                 "UPDATE jobs SET state='failed', error=?, finished_at=? "
                 "WHERE state='running' AND attempts>=?",
@@ -362,6 +367,37 @@ class JobStore:
             requeued = self._db.execute(
                 "UPDATE jobs SET state='queued' WHERE state IN ('running', 'accepted')").rowcount
         return requeued, failed
+
+
+MAX_OVERTAKES = 4
+"""Fairness: at most this many jobs in a row may start ahead of the oldest waiting job."""
+
+
+def pick_next(waiting: list[Job], priority: Mapping[str, int], overtakes: int = 0,
+              max_overtakes: int = MAX_OVERTAKES) -> tuple[Job, int]:
+    """(the job to start next, the new overtake count) — short jobs first, bounded.
+
+    The oldest job of the highest-priority kind goes first (a picture takes seconds, a video minutes, so
+    pictures don't wait behind a queue of videos); but once `max_overtakes` jobs in a row went ahead
+    of the oldest waiting job, that one goes next, so a video is never starved by a stream of pictures.
+    Within one kind the order stays first come, first served."""
+    by_age = sorted(waiting, key=lambda j: j.id)
+    oldest = by_age[0]
+    best = min(by_age, key=lambda j: (-priority.get(j.request.kind, 0), j.id))
+    if best.id == oldest.id or overtakes >= max_overtakes:
+        return oldest, 0
+    return best, overtakes + 1
+
+
+def run_order(waiting: list[Job], priority: Mapping[str, int], overtakes: int = 0,
+              max_overtakes: int = MAX_OVERTAKES) -> list[Job]:
+    """The order `pick_next` will start `waiting` in, if nothing else arrives (positions, ETAs)."""
+    left, order = list(waiting), []
+    while left:
+        job, overtakes = pick_next(left, priority, overtakes, max_overtakes)
+        order.append(job)
+        left = [j for j in left if j.id != job.id]
+    return order
 
 
 class JobQueue:
@@ -404,14 +440,21 @@ class JobQueue:
         self._shutting_down = False
         self._progress: dict[int, tuple[int, int]] = {}
         self.started = False
+        # fairness (issue 5): kind -> priority; how many jobs in a row went ahead of the oldest waiting one
+        self.priority: dict[str, int] = {}
+        self.max_overtakes = MAX_OVERTAKES
+        self._overtakes = 0
 
     # -- registration ---------------------------------------------------------------------------
-    def register(self, kind: JobKind, *, label: str, retention_s: Callable[[], float] | None = None) -> None:
-        """Add a kind of work (`label` is what users read, e.g. 视频); `retention_s` ages its media out."""
+    def register(self, kind: JobKind, *, label: str, retention_s: Callable[[], float] | None = None,
+                 priority: int = 0) -> None:
+        """Add a kind of work (`label` is what users read, e.g. 视频); `retention_s` ages its media out;
+        a higher `priority` (short jobs: images) may go ahead of older waiting jobs (see `run_order`)."""
         if kind.name in self.kinds:
             raise ValueError(f"job kind {kind.name!r} is already registered")
         self.kinds[kind.name] = kind
         self._labels[kind.name] = label
+        self.priority[kind.name] = priority
         if retention_s is not None:
             self._retention[kind.name] = retention_s
 
@@ -451,7 +494,7 @@ class JobQueue:
 
     def list(self) -> list[Job]:
         """Pending jobs in run order (running first), with live progress."""
-        return [self._with_progress(j) for j in self.store.pending()]
+        return [self._with_progress(j) for j in self._in_run_order(self.store.pending())]
 
     async def cancel(self, job_id: int) -> Job | None:
         """Cancel a queued job at once, or stop a running one at its next step. None if not pending."""
@@ -562,22 +605,32 @@ class JobQueue:
             total += self._estimate(kind, seconds_per_job)
         return math.ceil(total / max(1, self.backend.slots))
 
+    def _in_run_order(self, pending: list[Job]) -> list[Job]:
+        """Running jobs first, then the waiting ones in the order the fairness policy will start them."""
+        running = [j for j in pending if j.state is JobState.RUNNING]
+        waiting = [j for j in pending if j.state is not JobState.RUNNING]
+        return running + run_order(waiting, self.priority, self._overtakes, self.max_overtakes)
+
     async def _receipt(self, job: Job, seconds_per_job: float, duplicate: bool) -> Receipt:
         pending = await asyncio.to_thread(self.store.pending)
-        ahead = [j for j in pending if j.id < job.id]
+        ordered = self._in_run_order(pending)
+        ids = [j.id for j in ordered]
+        ahead = ordered[:ids.index(job.id)] if job.id in ids else [j for j in pending if j.id < job.id]
         eta = await asyncio.to_thread(self._eta, ahead, job.request.kind, seconds_per_job, True)
         return Receipt(job=job, position=len(ahead) + 1, eta_s=eta, duplicate=duplicate)
 
     async def _claim(self) -> Job | None:
-        """Take the oldest queued job and mark it running (one claim at a time across workers)."""
+        """Take the next queued job per `run_order` and mark it running (one claim at a time)."""
         while True:
-            job = await asyncio.to_thread(self.store.next_queued)
-            if job is None:
+            queued = [j for j in await asyncio.to_thread(self.store.pending) if j.state is JobState.QUEUED]
+            if not queued:
                 return None
+            job, overtakes = pick_next(queued, self.priority, self._overtakes, self.max_overtakes)
             claimed = await asyncio.to_thread(
                 self.store.set_state, job.id, JobState.RUNNING, only_from=("queued",),
                 started_at=time.time(), attempts=job.attempts + 1)
             if claimed:
+                self._overtakes = overtakes
                 return await asyncio.to_thread(self.store.get, job.id)
 
     async def _worker(self, index: int) -> None:
@@ -717,4 +770,5 @@ def describe(job: Job, label: str) -> str:
 __all__ = [
     "Deliver", "Job", "JobBackend", "JobKind", "JobQueue", "JobRequest", "JobState", "JobStore", "Limits",
     "LocalBackend", "QueueLimitReached", "Receipt", "describe",
+    "MAX_OVERTAKES", "pick_next", "run_order",
 ]

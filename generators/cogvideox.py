@@ -323,7 +323,7 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
         from generators.mp4 import encode_mp4
 
         return encode_mp4(result.frames, path, fps=result.fps, bitrate_kbps=self.config.bitrate_kbps,
-                          max_bytes=int(self.config.max_mp4_mb * 1_000_000))
+                          max_bytes=int(self.config.max_mp4_mb * 1_000_000), preset=self.config.x264_preset)
 
     # -- reporting -------------------------------------------------------------------------------
     @property

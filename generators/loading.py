@@ -106,16 +106,18 @@ def is_pipeline_folder(path: Path) -> bool:
 
 
 def find_model(explicit: Path | None, sources: Sequence[ModelSource],
-               env: Mapping[str, str] | None = None) -> Path:
+               env: Mapping[str, str] | None = None, setting: str = "video.model_path") -> Path:
     """The first pipeline folder found: `explicit` alone when given, else each source in order in the
-    modelscope cache, then the Hugging Face cache. Raises ModelNotFound listing every place it looked."""
+    modelscope cache, then the Hugging Face cache. Raises ModelNotFound: its first line suits the asker, the
+    second lists every place it looked (admin, log). `setting` is the config key the messages name."""
     env = os.environ if env is None else env
     if explicit is not None:
         folder = Path(explicit).expanduser()
         if is_pipeline_folder(folder):
             return folder
         why = "does not exist" if not folder.exists() else "has no model_index.json (not a diffusers folder)"
-        raise ModelNotFound(f"视频模型文件夹 {folder} {why}。请检查配置 video.model_path。")
+        what = "视频" if setting.startswith("video.") else "图片" if setting.startswith("image.") else ""
+        raise ModelNotFound(f"{what}模型文件夹 {folder} {why}。请检查配置 {setting}。")
     looked: list[str] = []
     for source in sources:
         for repo_id in source.modelscope_ids:
@@ -133,7 +135,7 @@ def find_model(explicit: Path | None, sources: Sequence[ModelSource],
     first = sources[0].modelscope_ids[0] if sources and sources[0].modelscope_ids else "..."
     raise ModelNotFound(
         f"没有找到模型 {names}（不会自动下载）。请先运行 `modelscope download --model {first}`，"
-        f"或在配置里设置 video.model_path。找过的位置: " + "; ".join(looked)
+        f"或在配置里设置 {setting}。\n找过的位置: " + "; ".join(looked)
     )
 
 

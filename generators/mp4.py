@@ -15,6 +15,7 @@ from generators.base import GeneratorError
 
 DEFAULT_BITRATE_KBPS = 2000
 DEFAULT_MAX_BYTES = 3_000_000
+DEFAULT_PRESET = "veryfast"  # x264 speed preset: at a fixed bitrate, 4x faster than "medium" here
 CONTAINER_HEADROOM = 0.85  # share of the cap given to the video stream; the rest covers MP4 overhead
 
 
@@ -44,14 +45,15 @@ def _as_uint8_frames(frames: Any) -> Any:
     return array
 
 
-def _write(array: Any, path: Path, fps: float, kbps: int) -> None:
+def _write(array: Any, path: Path, fps: float, kbps: int, preset: str) -> None:
     import imageio_ffmpeg
 
     height, width = array.shape[1:3]
     writer = imageio_ffmpeg.write_frames(
         str(path), (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
         bitrate=f"{kbps}k", macro_block_size=1, quality=None, ffmpeg_log_level="error",
-        output_params=["-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k", "-movflags", "+faststart"],
+        output_params=["-preset", preset, "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
+                       "-movflags", "+faststart"],
     )
     writer.send(None)
     try:
@@ -62,16 +64,17 @@ def _write(array: Any, path: Path, fps: float, kbps: int) -> None:
 
 
 def encode_mp4(frames: Any, path: Path | str, fps: float = 8, bitrate_kbps: int = DEFAULT_BITRATE_KBPS,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+               max_bytes: int = DEFAULT_MAX_BYTES, preset: str = DEFAULT_PRESET) -> Path:
     """Write `frames` (uint8 or [0,1] float array (T, H, W, 3), or PIL images) to `path` as MP4.
 
-    Blocking (ffmpeg subprocess): call from a worker thread. Returns the path."""
+    Blocking (ffmpeg subprocess, ~2 s for 49 frames of 480x720 on 2 cores with "veryfast"): call from a
+    worker thread. Returns the path."""
     array = _as_uint8_frames(frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     kbps = bitrate_for(len(array), fps, bitrate_kbps, max_bytes)
     for _ in range(3):
-        _write(array, path, fps, kbps)
+        _write(array, path, fps, kbps, preset)
         size = path.stat().st_size
         if size <= max_bytes:
             return path

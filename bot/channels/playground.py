@@ -60,12 +60,14 @@ class PlaygroundChannel:
         *,
         job_status: JobStatus | None = None,
         notice: str = "",
+        media_labels: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.media_dir = Path(media_dir)
         self._names = names
         self.job_status = job_status
         self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
+        self.media_labels = media_labels or {}  # media kind -> line added to such replies ("演示模型：噪声")
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}
         self._socket: socket.socket | None = None
@@ -148,6 +150,9 @@ class PlaygroundChannel:
         )
         if reply.file is not None:
             event["media"] = await self._publish_file(reply.file)
+            label = self.media_labels.get(event["media"]["kind"])
+            if label:
+                event["text"] = f"{event['text']}\n{label}" if event["text"] else label
         self._broadcast(event)
 
     async def _publish_file(self, path: Path) -> dict[str, str]:

@@ -41,7 +41,8 @@ def test_renders_requested_frames_with_progress(variant: str, request: pytest.Fi
     assert generator.info.dtype == "float32" and generator.info.memory_mode == "cpu"
 
 
-def test_five_b_like_folder_is_detected_by_its_config(tiny_cogvideox_5b: Path, tiny_cogvideox_2b: Path) -> None:
+def test_five_b_like_folder_is_detected_by_its_config(tiny_cogvideox_5b: Path,
+                                                      tiny_cogvideox_2b: Path) -> None:
     assert model_limits(tiny_cogvideox_5b).variant == "5b"
     limits = model_limits(tiny_cogvideox_2b)
     assert (limits.variant, limits.native_size, limits.max_prompt_tokens) == ("2b", (64, 96), 226)

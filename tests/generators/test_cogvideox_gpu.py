@@ -4,8 +4,9 @@ Off by default (`gpu` marker). Run on a CUDA machine:
     python -m pytest -m gpu tests/generators/test_cogvideox_gpu.py -s
 It builds a full-size random 2B folder (T5-XXL included) on the GPU, saves it, loads it through the
 production loader and renders a few steps, printing s/step, VAE decode time and peak GPU memory
-(JSON also written to $GPU_CHECK_OUT/gpu_check.json when set). GPU_CHECK_MODES lists extra loads to
-try after the default one, e.g. "fp8_dynamic,model_cpu_offload".
+(JSON also written to $GPU_CHECK_OUT/gpu_check.json when set). GPU_CHECK_RUNS lists the loads to
+try, as mode:quantization:tiling|notiling:steps, e.g.
+GPU_CHECK_RUNS=gpu:none:tiling:5,gpu:fp8_dynamic:tiling:5,model_cpu_offload:none:tiling:3
 """
 
 from __future__ import annotations
@@ -87,15 +88,14 @@ def test_full_size_2b_random_weights(tmp_path: Path) -> None:
     folder = build_cogvideox_folder(tmp_path / "cogvideox-2b-random", "2b", "full", device="cuda")
     torch.cuda.empty_cache()
     report["build_and_save_s"] = round(time.perf_counter() - started, 1)
-    steps = int(os.environ.get("GPU_CHECK_STEPS", "5"))
-    runs = [("gpu", "none", True)]
-    for extra in filter(None, os.environ.get("GPU_CHECK_MODES", "").split(",")):
-        quantized = extra in ("int8_weight_only", "fp8_dynamic")
-        runs.append(("gpu", extra, True) if quantized else (extra, "none", True))
+    runs = []  # mode:quantization:tiling|notiling:steps
+    for spec in os.environ.get("GPU_CHECK_RUNS", "gpu:none:tiling:5").split(","):
+        mode, quantization, tiling, steps = spec.split(":")
+        runs.append((mode, quantization, tiling == "tiling", int(steps)))
     report["runs"] = []
     out_dir = os.environ.get("GPU_CHECK_OUT")
     deadline = started + float(os.environ.get("GPU_CHECK_BUDGET_S", "480"))
-    for mode, quantization, tiling in runs:
+    for mode, quantization, tiling, steps in runs:
         if time.perf_counter() > deadline:
             report["runs"].append({"mode": mode, "quantization": quantization, "skipped": "time budget"})
             continue

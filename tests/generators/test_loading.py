@@ -39,6 +39,8 @@ def test_nothing_cached_lists_where_it_looked(tmp_path: Path) -> None:
     assert str(tmp_path / ".cache/modelscope/hub/ZhipuAI/CogVideoX-2b") in message
     assert str(tmp_path / ".cache/huggingface/hub/models--THUDM--CogVideoX-2b") in message
     assert "CogVideoX-5b" in message  # the fallback variant was looked for too
+    first_line = message.splitlines()[0]
+    assert "没有找到" in first_line and len(first_line) < 150  # short enough for the asker
     assert "尚未加载" in generator.status_text() and "没有找到" in generator.status_text()
 
 
@@ -79,9 +81,11 @@ def test_finds_hugging_face_snapshot_via_hf_home(tmp_path: Path, tiny_cogvideox_
     assert CogVideoXGenerator(VideoConfig(), env=env).locate() == snapshot
 
 
-def test_explicit_path_wins_over_caches(tmp_path: Path, tiny_cogvideox_2b: Path, tiny_cogvideox_5b: Path) -> None:
+def test_explicit_path_wins_over_caches(tmp_path: Path, tiny_cogvideox_2b: Path,
+                                        tiny_cogvideox_5b: Path) -> None:
     _copy(tiny_cogvideox_2b, tmp_path / "home/.cache/modelscope/hub/ZhipuAI/CogVideoX-2b")
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_5b), env={"HOME": str(tmp_path / "home")})
+    env = {"HOME": str(tmp_path / "home")}
+    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_5b), env=env)
     assert generator.locate() == tiny_cogvideox_5b
 
 

@@ -68,6 +68,17 @@ async def wait_videos(peer, count: int, within: float = 60.0) -> list[dict]:
     return videos(peer)
 
 
+def videos_by_asker(peer) -> dict[str, dict]:
+    """Each MP4 keyed by the asker @-mentioned in the caption sent just before it."""
+    found, asker = {}, None
+    for message in peer.sent():
+        if "视频做好啦" in (message.get("text") or ""):
+            asker = message["mentionIds"][0]
+        elif message.get("file") and asker is not None:
+            found[asker], asker = message, None
+    return found
+
+
 def decode(message: dict) -> tuple[np.ndarray, dict]:
     data = base64.b64decode(message["file"]["base64"])
     return iio.imread(data, extension=".mp4"), iio.immeta(data, extension=".mp4")
@@ -98,9 +109,9 @@ async def test_same_seed_gives_identical_frames(running_bot, peer, fake_llm, tin
         peer.say("alice", at() + "熊猫视频，种子 42", room=FAMILY, mention=[BOT])
         peer.say("bob", at() + "熊猫视频，种子 42", room=FAMILY, mention=[BOT])
         peer.say("carol", at() + "熊猫视频，种子 43", room=FAMILY, mention=[BOT])
-        first, second, third = await wait_videos(peer, 3)
-    assert "种子 42" in " ".join(texts(peer))
-    a, b, c = decode(first)[0], decode(second)[0], decode(third)[0]
+        await wait_videos(peer, 3)
+    by_asker = videos_by_asker(peer)
+    a, b, c = (decode(by_asker[user])[0] for user in ("alice", "bob", "carol"))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
@@ -140,10 +151,12 @@ async def test_generator_failure_is_reported_and_the_next_job_runs(running_bot, 
     script(fake_llm, "狗的视频", DOG)
     async with running_bot(video_config(tiny_model)):
         peer.say("alice", at() + "生成猫的视频", room=FAMILY, mention=[BOT])
+        await wait_sent(peer, lambda m: "排队第 1 位" in (m.get("text") or ""))
         peer.say("bob", at() + "生成狗的视频", room=FAMILY, mention=[BOT])
         failure = await wait_sent(peer, lambda m: "没有生成成功" in (m.get("text") or ""))
         [video] = await wait_videos(peer, 1)
     assert failure["mentionIds"] == ["alice"] and "CUDA" not in failure["text"]
+    assert failure["ts"] < video["ts"]  # the failed job came first; the next one still ran
     assert decode(video)[0].shape[0] == 9
     assert [m["mentionIds"] for m in peer.sent() if "视频做好啦" in (m.get("text") or "")] == [["bob"]]
 
@@ -154,8 +167,9 @@ async def test_queued_jobs_are_delivered_after_a_restart(running_bot, peer, fake
     data_dir = tmp_path / "shared-data"
     async with running_bot(video_config(tiny_model, steps=60), data_dir=data_dir) as app:
         peer.say("alice", at() + "生成猫的视频", room=FAMILY, mention=[BOT])
+        await wait_sent(peer, lambda m: "排队第 1 位" in (m.get("text") or ""))
         peer.say("bob", at() + "生成狗的视频", room=FAMILY, mention=[BOT])
-        await wait_sent(peer, lambda m: len([t for t in texts(peer) if "排队第" in t]) == 2)
+        await wait_sent(peer, lambda m: "排队第 2 位" in (m.get("text") or ""))
         assert len(app.jobs.list()) == 2
     assert videos(peer) == []  # stopped before anything was delivered
     async with running_bot(video_config(tiny_model, steps=2), data_dir=data_dir):

@@ -1,0 +1,71 @@
+"""Playground mode: the usual app (`build_app`, same router and features) behind the web playground channel,
+plus the demo video model when no real weights are found. Used by `xiaoai playground` and by `xiaoai run`
+when no WeChat gateway is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+
+from bot.app import Application, build_app
+from bot.channels.playground import PlaygroundChannel, job_status_of
+from bot.config import AppConfig, Secrets
+
+NO_LLM_NOTICE = "没有配置大模型：闲聊和提示词润色不可用，其它功能照常。"
+
+
+@dataclass
+class Playground:
+    app: Application
+    channel: PlaygroundChannel
+    notes: list[str] = field(default_factory=list)  # what the person starting it should know
+
+
+def llm_configured(config: AppConfig, secrets: Secrets) -> bool:
+    return bool(secrets.openai_api_key or secrets.openai_base_url or config.llm.base_url)
+
+
+def with_demo_models(config: AppConfig) -> tuple[AppConfig, dict[str, str]]:
+    """Point `video` at the random-weight demo model when no real CogVideoX weights are found.
+
+    Returns the config to use and {media kind: label} for replies that carry demo output."""
+    if not config.offline.playground.demo_models:
+        return config, {}
+    from generators.demo import DEMO_VIDEO_LABEL, demo_video_config
+
+    try:
+        video, demo = demo_video_config(config.video, config.data_dir / "demo-models")
+    except Exception as exc:  # noqa: BLE001 - no torch/diffusers here: the bot still runs without videos
+        logger.warning("demo: could not prepare the demo video model: {}", exc)
+        return config, {}
+    if not demo:
+        return config, {}
+    return config.model_copy(update={"video": video}), {"video": DEMO_VIDEO_LABEL}
+
+
+def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | None = None) -> Playground:
+    """The app with the playground as its channel. Blocking the first time (builds the demo model)."""
+    notes: list[str] = []
+    config, labels = with_demo_models(config)
+    if labels:
+        notes.append("No CogVideoX weights found: videos come from a tiny RANDOM demo model (noise), "
+                      "just to try the flow.")
+    notice = []
+    if not llm_configured(config, secrets):
+        notice.append(NO_LLM_NOTICE)
+        notes.append("No LLM configured: chat and prompt rewriting need OPENAI_API_KEY "
+                     "(and/or OPENAI_BASE_URL).")
+    if labels:
+        notice.append("视频用的是随机权重的演示模型，画面是噪声。")
+    app: Application | None = None
+    channel = PlaygroundChannel(
+        config.offline.playground, config.data_dir / "media",
+        names=lambda: [app.config.bot.name, *app.config.bot.aliases] if app else [config.bot.name],
+        notice=" ".join(notice), media_labels=labels,
+    )
+    app = build_app(config, secrets, channel, config_path=config_path)
+    channel.job_status = job_status_of(app)
+    return Playground(app, channel, notes)

@@ -1,0 +1,164 @@
+"""The embedded (no key, no network) intent classifier: accuracy on the held-out set, the margin and
+route-mode rules, and the LLM-down fallback through the real Wechaty peer."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.config import EmbeddedClassifierConfig
+from bot.eval_intents import DEFAULT_DATA, evaluate, format_report, load_samples
+from intents import Intent
+from intents.embedded import EXAMPLES_PATH, EmbeddedClassifier, decide, load_examples, named_route_mode
+from tests.support.peer import BOT, FAMILY, at
+
+ACCURACY_LINE = 0.95
+
+
+@pytest.fixture(scope="module")
+def classifier() -> EmbeddedClassifier:
+    embedded = EmbeddedClassifier()
+    embedded.load()
+    return embedded
+
+
+# -- the accuracy line --------------------------------------------------------------------------------
+def test_labelled_set_is_big_varied_and_covers_every_label():
+    samples = load_samples(DEFAULT_DATA)
+    assert len(samples) >= 150
+    assert len({s.text for s in samples}) == len(samples), "duplicate messages in the labelled set"
+    per_label = {intent: sum(s.intent is intent for s in samples) for intent in Intent}
+    assert min(per_label.values()) >= 12, per_label
+    assert per_label[Intent.CHAT] >= 30  # chat that mentions weather, places, walking is the hard part
+
+
+def test_labelled_set_does_not_leak_from_the_examples():
+    examples = [p for phrases in load_examples().phrases.values() for p in phrases]
+    for sample in load_samples(DEFAULT_DATA):
+        for phrase in examples:
+            ratio = difflib.SequenceMatcher(None, sample.text, phrase).ratio()
+            assert ratio < 0.8, f"test message {sample.text!r} is nearly the example {phrase!r}"
+
+
+async def test_accuracy_on_the_labelled_set_holds_the_line(classifier):
+    result = await evaluate(classifier.classify, load_samples(DEFAULT_DATA))
+    print("\n" + format_report(result, "embedded"))  # latency is reported, not asserted (shared CI CPU)
+    assert result.accuracy >= ACCURACY_LINE, format_report(result, "embedded")
+
+
+# -- the rules ----------------------------------------------------------------------------------------
+def scores(**by_module: float) -> dict[Intent, float]:
+    base = {intent: 0.80 for intent in Intent}
+    base.update({Intent[name.upper()]: value for name, value in by_module.items()})
+    return base
+
+
+def test_margin_rule_turns_a_near_tie_into_chat():
+    config = EmbeddedClassifierConfig(chat_margin=0.01, min_similarity=0.5)
+    assert decide(scores(weather=0.905, chat=0.90), config) is Intent.CHAT
+    assert decide(scores(weather=0.92, chat=0.90), config) is Intent.WEATHER
+    assert decide(scores(weather=0.88, chat=0.90), config) is Intent.CHAT
+
+
+def test_low_similarity_is_chat():
+    config = EmbeddedClassifierConfig(chat_margin=0.0, min_similarity=0.9)
+    assert decide(scores(image=0.85, chat=0.70), config) is Intent.CHAT
+
+
+def test_named_travel_mode_decides_between_route_intents():
+    modes = load_examples().route_modes
+    config = EmbeddedClassifierConfig(chat_margin=0.0, min_similarity=0.5)
+    transit_wins = scores(transit=0.93, drive=0.92, chat=0.85)
+    assert decide(transit_wins, config, named_route_mode("开车去动物园的路线", modes)) is Intent.DRIVE
+    assert decide(transit_wins, config, named_route_mode("从地铁站走到商场要多久", modes)) is Intent.WALK
+    assert named_route_mode("从火车站骑车回家", modes) is Intent.CYCLE  # 火车站 is a place
+    assert named_route_mode("从家到公司怎么走", modes) is None
+    # a mode word only re-labels route questions: chat and weather stay what they are
+    assert decide(scores(weather=0.93, chat=0.85), config, Intent.DRIVE) is Intent.WEATHER
+
+
+async def test_chat_that_mentions_rain_or_walking_is_chat(classifier):
+    for text in ("今天下大雨，还好出门带了伞", "走了一天路，脚好疼", "又堵车了，开车真烦"):
+        assert await classifier.classify(text) is Intent.CHAT, text
+
+
+async def test_empty_text_is_chat_and_the_loop_is_not_blocked(classifier, monkeypatch):
+    assert await classifier.classify("   ") is Intent.CHAT
+    threads: list[int] = []
+    index = classifier._index
+    original = index.embed
+
+    def embed(text: str):
+        threads.append(threading.get_ident())
+        return original(text)
+
+    monkeypatch.setattr(index, "embed", embed)
+    assert await classifier.classify("明天苏州下雨吗") is Intent.WEATHER
+    assert threads and threading.get_ident() not in threads  # embedded in a worker thread
+
+
+def test_examples_file_errors_name_the_problem(tmp_path: Path):
+    bad = tmp_path / "examples.yaml"
+    bad.write_text("examples:\n  weather: [天气]\n  dance: [跳舞]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="dance"):
+        load_examples(bad)
+    bad.write_text("examples:\n  weather: [天气]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="chat"):
+        load_examples(bad)
+    assert load_examples(EXAMPLES_PATH).phrases[Intent.CHAT]
+
+
+# -- fallback behind the LLM, through the real Wechaty peer -------------------------------------------
+def record_handlers(monkeypatch) -> list[Intent]:
+    import intents
+    from bot.channels.base import Reply
+
+    reached: list[Intent] = []
+
+    def recorder(intent: Intent):
+        async def handle(ctx):
+            reached.append(intent)
+            return Reply(f"handled {intent.module}")
+        return handle
+
+    for intent in Intent:
+        monkeypatch.setitem(intents.REGISTRY, intent, recorder(intent))
+    return reached
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout"])
+async def test_llm_down_falls_back_to_the_embedded_classifier(running_bot, peer, fake_llm, monkeypatch,
+                                                              failure, classifier):
+    reached = record_handlers(monkeypatch)
+    if failure == "500":
+        fake_llm.fail_all(500)
+    else:
+        fake_llm.fail_all(200, delay=4)  # classify_timeout_s is 2 in tests
+    async with running_bot():
+        peer.say("alice", at() + "后天杭州会下雨吗", room=FAMILY, mention=[BOT])
+        reply = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 15)
+    assert "handled weather" in reply["text"]
+    assert reached == [Intent.WEATHER]
+    assert fake_llm.calls("classify"), "the LLM was asked first"
+
+
+async def test_without_an_llm_requests_work_and_chat_says_what_needs_a_key(running_bot, peer, fake_llm,
+                                                                           monkeypatch, classifier):
+    import intents
+
+    reached = record_handlers(monkeypatch)
+    monkeypatch.setitem(intents.REGISTRY, Intent.CHAT, intents.chat.handle)  # the real chat handler
+    no_llm = {"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None}
+    async with running_bot(env=no_llm):
+        peer.say("alice", at() + "帮我画一只戴帽子的柴犬", room=FAMILY, mention=[BOT])
+        drawn = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 15)
+        peer.reset()
+        peer.say("bob", at() + "你今天心情好吗", room=FAMILY, mention=[BOT])
+        chat = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 15)
+    assert "handled image" in drawn["text"] and reached == [Intent.IMAGE]
+    assert "OPENAI_API_KEY" in chat["text"] and "大模型" in chat["text"]
+    assert fake_llm.calls() == []
