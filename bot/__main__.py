@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     check.set_defaults(func=cmd_check_config)
     # more subcommands (playground, serve-video, bench, ...) are added below this line
+    from bench.cli import add_parser as add_bench_parser  # issue 8: `xiaoai bench video|mp4`
+
+    add_bench_parser(sub)
     playground = sub.add_parser("playground", help="try the bot in a local web page that looks like a group")
     playground.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
     playground.add_argument("--port", type=int, default=None, help="web port (default: offline.playground)")

@@ -136,7 +136,8 @@ class VideoConfig(Section):
     model_path: Path | None = None
     variant: Literal["2b", "5b"] = "2b"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"] = "auto"
+    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload",
+                         "cpu"] = "auto"
     vae_tiling: bool = True
     vae_slicing: bool = False
     quantization: Literal["none", "int8_weight_only", "fp8_dynamic"] = "none"
@@ -151,6 +152,13 @@ class VideoConfig(Section):
     bitrate_kbps: int = Field(default=2000, ge=100)
     max_mp4_mb: float = Field(default=3.0, gt=0.1)
     x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    # speed switches (issue 8; measured in BENCHMARKS.md, all off = the plain path)
+    compile: Literal["off", "blocks"] = "off"  # blocks: regional torch.compile of the transformer blocks
+    compile_cache_dir: Path | None = None  # where compiled kernels are kept for the next start
+    fuse_qkv: bool = False  # one fused Q/K/V projection per attention layer
+    attention: Literal["default", "flash", "cudnn", "efficient", "sage"] = "default"  # attention kernel
+    step_cache: float = Field(default=0.0, ge=0, le=1)  # first-block cache threshold, 0 = off; changes output
+    vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
     # job path (issue 3, queue + backend): where renders run, how many may wait, how long files stay
     backend: Literal["local", "remote"] = "local"  # local: in this process; remote: `xiaoai serve-video`
     remote_url: str | None = None  # e.g. http://gpu-box:8000 (token from env XIAOAI_VIDEO_TOKEN)
@@ -167,10 +175,17 @@ class VideoConfig(Section):
             raise ValueError("video.backend remote needs video.remote_url (the serve-video address)")
         return self
 
-    @field_validator("model_path")
+    @field_validator("model_path", "compile_cache_dir")
     @classmethod
     def _expand_model_path(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("vae_tile_size")
+    @classmethod
+    def _tile_fits(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and any(side < 64 or side % 8 for side in value):
+            raise ValueError("video.vae_tile_size sides must be multiples of 8 and at least 64 pixels")
+        return value
 
 
 class ImageConfig(Section):

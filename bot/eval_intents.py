@@ -7,6 +7,7 @@ Each message is classified on its own (no chat history), the way a fresh @-menti
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ class EvalResult:
     predicted: list[Intent]
     seconds: list[float]  # wall time per message
     mistakes: list[tuple[Sample, Intent]] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # embedded only: CPU time per message
 
     @property
     def accuracy(self) -> float:
@@ -58,8 +60,10 @@ def load_samples(path: Path) -> list[Sample]:
     return samples
 
 
-async def evaluate(classify: TextClassifier, samples: list[Sample]) -> EvalResult:
-    result = EvalResult(samples, [], [])
+async def evaluate(classify: TextClassifier, samples: list[Sample],
+                   cpu_seconds: list[float] | None = None) -> EvalResult:
+    """Classify every sample in turn; `cpu_seconds`, if given, is filled by the classifier per call."""
+    result = EvalResult(samples, [], [], cpu_seconds=cpu_seconds if cpu_seconds is not None else [])
     for sample in samples:
         started = time.perf_counter()
         predicted = await classify(sample.text)
@@ -80,8 +84,13 @@ def format_report(result: EvalResult, name: str) -> str:
     if result.seconds:
         ms = sorted(s * 1000 for s in result.seconds)
         p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
-        lines.append(f"latency per message: mean {statistics.fmean(ms):.1f} ms, median "
+        lines.append(f"latency per message (wall): mean {statistics.fmean(ms):.1f} ms, median "
                      f"{statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
+    if result.cpu_seconds:
+        cpu = sorted(s * 1000 for s in result.cpu_seconds)
+        lines.append(f"CPU time per message (one core): mean {statistics.fmean(cpu):.1f} ms, median "
+                     f"{statistics.median(cpu):.1f} ms, max {cpu[-1]:.1f} ms  "
+                     f"(wall above includes waiting for a busy core; load average {_load()})")
     lines.append("")
     lines.append("confusion (rows: true label, columns: predicted)")
     first = 10  # the row label column: the longest label is four CJK characters
@@ -101,6 +110,13 @@ def format_report(result: EvalResult, name: str) -> str:
     return "\n".join(lines)
 
 
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def _pad(text: str, width: int) -> str:
     """Left-justify counting CJK characters as two columns, so the table lines up in a terminal."""
     shown = sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
@@ -115,7 +131,15 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
 
         embedded = EmbeddedClassifier(config=config.offline.classifier)
         embedded.load()  # not timed: loading happens once at bot start
-        return embedded.classify, lambda: None
+        cpu: list[float] = []
+
+        async def by_embedding(text: str) -> Intent:
+            prediction = await asyncio.to_thread(embedded.predict, text)
+            cpu.append(prediction.cpu_seconds)
+            return prediction.intent
+
+        by_embedding.cpu_seconds = cpu  # type: ignore[attr-defined] - read by run()
+        return by_embedding, lambda: None
     if kind == "llm":
         return _llm_text_classifier(config, secrets)
     raise ValueError(f"unknown classifier {kind!r}: use embedded or llm")
@@ -152,7 +176,7 @@ def run(kind: str, data: Path, config: AppConfig, secrets: Secrets) -> EvalResul
     samples = load_samples(data)
     classify, close = make_classifier(kind, config, secrets)
     try:
-        result = asyncio.run(evaluate(classify, samples))
+        result = asyncio.run(evaluate(classify, samples, getattr(classify, "cpu_seconds", None)))
     finally:
         close()
     print(format_report(result, kind))

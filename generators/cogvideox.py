@@ -36,6 +36,7 @@ from generators.loading import (
     resolve_dtype,
     resolve_memory_mode,
 )
+from generators.speedups import apply_speedups, attention_context
 
 if TYPE_CHECKING:
     import numpy as np
@@ -247,6 +248,10 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
             pipe = load_pipeline(CogVideoXPipeline, folder, dtype, self.config.quantization,
                                  {"transformer": "diffusers", "text_encoder": "transformers"})
             apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
+            skipped = apply_speedups(pipe, self.config, on_gpu, mode)
+            for line in skipped:
+                logger.warning(line)
+            note = "; ".join(([note] if note else []) + skipped) or None
             pipe.set_progress_bar_config(disable=True)
             self._tokenizer = pipe.tokenizer
             self._info = LoadedModel(
@@ -295,18 +300,19 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
                 raise GenerationCancelled("stopped before the first step")
             started = time.perf_counter()
             try:
-                output = self._pipe(
-                    prompt=request.prompt.strip(),
-                    num_frames=request.num_frames,
-                    height=request.height,
-                    width=request.width,
-                    num_inference_steps=total,
-                    guidance_scale=float(request.guidance),
-                    generator=torch.Generator(device="cpu").manual_seed(seed),
-                    max_sequence_length=self.limits.max_prompt_tokens,
-                    output_type="np",
-                    callback_on_step_end=step_end,
-                )
+                with attention_context(self.config.attention):
+                    output = self._pipe(
+                        prompt=request.prompt.strip(),
+                        num_frames=request.num_frames,
+                        height=request.height,
+                        width=request.width,
+                        num_inference_steps=total,
+                        guidance_scale=float(request.guidance),
+                        generator=torch.Generator(device="cpu").manual_seed(seed),
+                        max_sequence_length=self.limits.max_prompt_tokens,
+                        output_type="np",
+                        callback_on_step_end=step_end,
+                    )
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
                 raise GeneratorError("显卡内存不够，这个视频没做成。管理员可以把 video.memory_mode 改成 "
@@ -326,6 +332,11 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
                           max_bytes=int(self.config.max_mp4_mb * 1_000_000), preset=self.config.x264_preset)
 
     # -- reporting -------------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (None before `load`), for benchmarks and instrumentation."""
+        return self._pipe
+
     @property
     def info(self) -> LoadedModel | None:
         """What is loaded, or None before the first load."""

@@ -23,7 +23,7 @@ from generators.base import GeneratorError, ModelNotFound
 if TYPE_CHECKING:
     import torch
 
-MemoryMode = Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"]
+MemoryMode = Literal["auto", "gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload", "cpu"]
 Quantization = Literal["none", "int8_weight_only", "fp8_dynamic"]
 DtypeName = Literal["auto", "float16", "bfloat16", "float32"]
 ComponentLibrary = Literal["diffusers", "transformers"]
@@ -184,6 +184,8 @@ def apply_memory_mode(pipe: Any, mode: str, vae_tiling: bool, vae_slicing: bool)
         pipe.enable_model_cpu_offload()
     elif mode == "sequential_cpu_offload":
         pipe.enable_sequential_cpu_offload()
+    elif mode == "group_offload":
+        apply_group_offload(pipe)
     elif mode != "cpu":
         raise GeneratorError(f"unknown memory_mode {mode!r}")
     vae = getattr(pipe, "vae", None)
@@ -192,6 +194,20 @@ def apply_memory_mode(pipe: Any, mode: str, vae_tiling: bool, vae_slicing: bool)
             vae.enable_tiling()
         if vae_slicing and hasattr(vae, "enable_slicing"):
             vae.enable_slicing()
+
+
+def apply_group_offload(pipe: Any) -> None:
+    """Layer by layer from pinned CPU memory, the next layer's copy overlapping the current one's compute
+    on a side CUDA stream: about sequential offload's memory, far less of its slowdown (BENCHMARKS.md)."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    for name in ("text_encoder", "text_encoder_2", "transformer", "vae"):
+        module = getattr(pipe, name, None)
+        if isinstance(module, torch.nn.Module):
+            apply_group_offloading(module, onload_device=torch.device("cuda"),
+                                   offload_device=torch.device("cpu"), offload_type="leaf_level",
+                                   use_stream=True)
 
 
 def _torchao_config(kind: Quantization) -> Any:

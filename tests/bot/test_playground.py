@@ -220,3 +220,44 @@ def test_the_playground_only_listens_on_loopback():
 
     with pytest.raises(ConfigError, match="host"):
         parse("offline:\n  playground:\n    host: 0.0.0.0\n")
+
+
+async def test_run_without_gateway_or_key_serves_the_playground_and_answers(tmp_path):
+    """`xiaoai run` on a fresh machine (no env at all): the playground URL is printed and a question typed
+    there is answered (the embedded classifier picks the intent; no LLM is needed)."""
+    import os
+    import re
+    import signal
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\noffline:\n  playground:\n    port: 0\n"
+                      "    demo_models: false\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "WECHATY_", "XIAOAI_", "AMAP_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), env=env,
+        cwd=str(Path(__file__).parents[2]), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        printed: list[str] = []
+        url = None
+        while url is None:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, "exited early:\n" + "".join(printed)
+            printed.append(line)
+            found = re.search(r"playground: (http://127\.0\.0\.1:\d+/)", line)
+            url = found.group(1) if found else None
+        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10) as client:
+            page = Page(client)
+            await page.open()
+            await page.say("grandma", "@小爱 明天杭州会下雨吗")
+            await wait_until(lambda: page.bot_messages(), within=60)
+            await page.close()
+            reply = page.bot_messages()[0]
+        rest = (await asyncio.wait_for(proc.stdout.read(2000), 5)).decode(errors="replace")
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 20)
+    assert reply["mentions"] == ["奶奶"] and reply["text"]
+    assert "make gateway" in "".join(printed) + rest  # how to connect WeChat instead

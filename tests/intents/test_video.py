@@ -27,9 +27,10 @@ GOOD = ("A gentle medium shot at eye level in soft morning light. A fluffy giant
 
 
 def context(llm: LLM, text: str = "生成一个熊猫在竹林里弹吉他的视频") -> Context:
-    msg = IncomingMessage(id="m1", chat=ChatRef("family@chatroom", True), sender_id="alice", sender_name="妈妈",
-                          text=text, mentioned=True)
-    history = [HistoryEntry("爸爸", "昨天去动物园看了大熊猫", False, 0.0), HistoryEntry("妈妈", text, False, 0.0)]
+    msg = IncomingMessage(id="m1", chat=ChatRef("family@chatroom", True), sender_id="alice",
+                          sender_name="妈妈", text=text, mentioned=True)
+    history = [HistoryEntry("爸爸", "昨天去动物园看了大熊猫", False, 0.0),
+               HistoryEntry("妈妈", text, False, 0.0)]
 
     async def say(reply) -> None:
         return None
@@ -82,7 +83,8 @@ def test_fit_tokens_keeps_whole_sentences():
 
 
 def test_requested_overrides():
-    assert requested_overrides("生成熊猫的视频，种子 42，17帧，20步") == {"seed": 42, "num_frames": 17, "steps": 20}
+    wanted = {"seed": 42, "num_frames": 17, "steps": 20}
+    assert requested_overrides("生成熊猫的视频，种子 42，17帧，20步") == wanted
     assert requested_overrides("seed=7 的视频") == {"seed": 7}
     assert requested_overrides("生成一个熊猫的视频") == {}
 

@@ -20,8 +20,9 @@ from intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at, free_port
 
-PANDA = ("A gentle medium shot at eye level in soft morning light. A fluffy giant panda sits on a mossy rock "
-         "holding a small wooden guitar. It strums the strings with its paw. Tall green bamboo rises around it.")
+PANDA = ("A gentle medium shot at eye level in soft morning light. A fluffy giant panda sits on a mossy "
+         "rock holding a small wooden guitar. It strums the strings with its paw. Tall green bamboo rises "
+         "around it.")
 CAT = "A close up shot in warm evening light. A small white cat sits on a table and looks at the window."
 DOG = "A wide aerial shot at sunset. A happy dog runs across a green field toward the river."
 FISH = "A slow pan in bright sunlight. A red fish swims in a blue lake with green leaves on the water."
@@ -123,7 +124,8 @@ async def test_three_requests_arrive_in_order_while_chat_is_answered(running_bot
     async with running_bot(video_config(tiny_model, steps=20)):
         for user, key in (("alice", "猫的视频"), ("bob", "狗的视频"), ("carol", "鱼的视频")):
             peer.say(user, at() + "生成" + key, room=FAMILY, mention=[BOT])
-            await wait_sent(peer, lambda m, u=user: "排队第" in (m.get("text") or "") and m["mentionIds"] == [u])
+            await wait_sent(peer, lambda m, u=user: "排队第" in (m.get("text") or "")
+                            and m["mentionIds"] == [u])
         peer.say("alice", at() + "今天吃什么", room=FAMILY, mention=[BOT])
         chat = await wait_sent(peer, lambda m: "吃饺子吧" in (m.get("text") or ""))
         delivered = await wait_videos(peer, 3)

@@ -1,0 +1,72 @@
+"""The `bench` subcommand's arguments, registered by bot/__main__.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: video generation on the GPU, MP4 encoding on the CPU")
+    modes = bench.add_subparsers(dest="bench_mode", required=True)
+    video = modes.add_parser("video", help="time the production CogVideoX generator per configuration row")
+    where = video.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-path", type=Path, help="a CogVideoX diffusers folder (real or random)")
+    where.add_argument("--build", choices=("2b", "5b"), help="write a random-weight folder of this variant")
+    video.add_argument("--size", choices=("full", "tiny"), default="full",
+                       help="--build: the real shapes (full) or the test model (tiny)")
+    video.add_argument("--model-dir", type=Path, default=None, help="--build: where (reused if present)")
+    video.add_argument("--text-layers", type=int, default=2,
+                       help="--build full: T5-XXL depth (default 2: its time is <1%%; saves 8 GiB)")
+    video.add_argument("--rows", default="plain", help="comma-separated rows: " + ", ".join(_presets()))
+    video.add_argument("--row", action="append", default=[], help="one more row: NAME:key=value,key=value")
+    video.add_argument("--steps", type=int, default=6, help="denoising steps per row (default 6)")
+    video.add_argument("--vae", default="", help="VAE decode variants on the plain row's latents, e.g. "
+                       "untiled,tile=480x360,channels_last,bf16 ('all' for every one)")
+    video.add_argument("--ref-dir", type=Path, default=None,
+                       help="keep the plain rows' latents/frames here to compare rows from later runs")
+    video.add_argument("--compile-cache-dir", type=Path, default=None,
+                       help="compile rows keep kernels here (sets video.compile_cache_dir)")
+    video.add_argument("--budget-s", type=float, default=None, help="skip rows after this many seconds")
+    video.add_argument("--out", type=Path, default=None, help="append video.jsonl and video.md here")
+    video.set_defaults(func=cmd_video)
+    mp4 = modes.add_parser("mp4", help="time MP4 encoding of a 49-frame 480x720 video on the CPU")
+    mp4.add_argument("--presets", default="veryfast,superfast,ultrafast,faster")
+    mp4.add_argument("--repeats", type=int, default=2)
+    mp4.add_argument("--out", type=Path, default=None)
+    mp4.set_defaults(func=cmd_mp4)
+
+
+def _presets() -> list[str]:
+    from bench.video import PRESETS
+
+    return list(PRESETS)
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from bench.video import VAE_VARIANTS, References, build_model, parse_row, run
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    specs = [parse_row(name, args.steps) for name in args.rows.split(",") if name.strip()]
+    specs += [parse_row(text, args.steps) for text in args.row]
+    if args.compile_cache_dir is not None:
+        for spec in specs:
+            if spec.settings.get("compile") == "blocks":
+                spec.settings.setdefault("compile_cache_dir", str(args.compile_cache_dir))
+    if args.build:
+        folder = args.model_dir or Path(tempfile.gettempdir()) / f"xiaoai-bench-{args.build}-{args.size}"
+        folder = build_model(args.build, args.size, folder, args.text_layers if args.size == "full" else None)
+    else:
+        folder = args.model_path
+    vae = tuple(VAE_VARIANTS) if args.vae == "all" else tuple(v for v in args.vae.split(",") if v)
+    results = run(specs, folder, args.out, References(args.ref_dir), vae, args.budget_s)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_mp4(args: argparse.Namespace) -> int:
+    from bench.mp4 import run
+
+    run([p for p in args.presets.split(",") if p], repeats=args.repeats, out=args.out)
+    return 0

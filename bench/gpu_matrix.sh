@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The benchmark matrix behind BENCHMARKS.md, for one GPU machine (the device tool's, or yours).
+# usage: bash bench/gpu_matrix.sh PHASE...   phases: setup 2b-eager 2b-compile 2b-memory 2b-cache 2b-50 5b
+# Writes OUT/video.jsonl + OUT/video.md (OUT defaults to ./bench-out). Wheels in .whl/ are installed first
+# when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao).
+set -u
+OUT=${OUT:-bench-out}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
+if ! python3 -c 'import diffusers' 2>/dev/null && [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+B="python3 -m bot bench video --out $OUT --ref-dir /tmp/xiaoai-refs"
+CC=/tmp/xiaoai-compile-cache
+run() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | grep -v -e 'Loading' -e 'it/s]' -e '^\s*$'; }
+for phase in "$@"; do
+  case $phase in
+    setup) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv ;;
+    2b-eager) run 240 $B --build 2b --model-dir /tmp/m2b \
+        --rows plain,fused,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8,fp8-sage \
+        --vae untiled,tile=480x360,tile=240x720,channels_last,bf16 ;;
+    2b-compile) run 150 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --rows fast,fast-sage
+        echo "== second start (same compile cache, new process)"
+        run 100 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC \
+          --row fast:label=second-start --row fast-sage:label=second-start ;;
+    2b-memory) run 150 $B --build 2b --model-dir /tmp/m2b \
+        --rows model-offload,group-offload-4g,seq-offload-4g,plain:cap_gib=4 ;;
+    2b-cache) run 150 $B --build 2b --model-dir /tmp/m2b --steps 16 --rows plain,fbc-0.05,fbc-0.1 ;;
+    2b-50) run 200 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --steps 50 \
+        --rows "plain,${BEST:-fast-sage}" ;;
+    5b) run 240 $B --build 5b --model-dir /tmp/m5b --steps 4 --compile-cache-dir $CC --rows "plain,${BEST5:-fast-sage}" ;;
+    *) echo "unknown phase $phase" ;;
+  esac
+done

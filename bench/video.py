@@ -1,0 +1,398 @@
+"""`xiaoai bench video`: time the PRODUCTION CogVideoX generator, one row per configuration.
+
+Each row builds `VideoConfig(model_path=folder, **settings)`, loads it with `CogVideoXGenerator` and renders
+one seeded request through `generate` (the same code the bot runs), timing every denoising step, the VAE
+decode (by wrapping `vae.decode`), peak GPU memory and the warm-up (first step minus a warm step: compile
+time shows here). A row with no settings is the plain path, the anchor: its latents and frames are the
+reference the other rows with the same step count are compared with (PSNR, relative error). Random
+weights time the same compute as the released ones (`--build` writes such a folder), but their outputs
+are noise: fidelity numbers say how far the math moved, not how a real video looks.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.fidelity import psnr, relative_error
+
+GIB = 1024**3
+PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
+BENCH_KEYS = ("steps", "cap_gib")  # row settings for the benchmark itself; the rest are VideoConfig fields
+
+# name -> settings; a row is "NAME" or "NAME:key=value,key=value" (known names add their settings)
+PRESETS: dict[str, str] = {
+    "plain": "",
+    "fused": "fuse_qkv=true",
+    "attn-flash": "attention=flash",
+    "attn-cudnn": "attention=cudnn",
+    "attn-efficient": "attention=efficient",
+    "attn-sage": "attention=sage",
+    "compile": "compile=blocks",
+    "fast": "compile=blocks,fuse_qkv=true",
+    "fast-sage": "compile=blocks,fuse_qkv=true,attention=sage",
+    "int8": "quantization=int8_weight_only",
+    "fp8": "quantization=fp8_dynamic",
+    "fp8-sage": "quantization=fp8_dynamic,attention=sage",
+    "fp8-compile": "quantization=fp8_dynamic,compile=blocks",
+    "fbc-0.05": "step_cache=0.05",
+    "fbc-0.1": "step_cache=0.1",
+    "model-offload": "memory_mode=model_cpu_offload",
+    "group-offload-4g": "memory_mode=group_offload,cap_gib=4",
+    "seq-offload-4g": "memory_mode=sequential_cpu_offload,cap_gib=4",
+}
+VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16")
+
+
+@dataclass
+class RowSpec:
+    """One row: a label, VideoConfig overrides, and the benchmark's own settings."""
+
+    label: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    steps: int = 6
+    cap_gib: float | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """The plain path (no switches, no cap): what other rows are compared with."""
+        return not self.settings and self.cap_gib is None
+
+
+def _value(text: str) -> Any:
+    if "x" in text and all(part.isdigit() for part in text.split("x")):
+        return [int(part) for part in text.split("x")]  # 480x360 -> [480, 360]
+    lowered = text.lower()
+    if lowered in ("true", "false", "null", "none"):
+        return {"true": True, "false": False}.get(lowered)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_row(text: str, default_steps: int) -> RowSpec:
+    """"fp8", "plain:steps=20" or "mine:attention=sage,compile=blocks" -> RowSpec."""
+    label, _, extra = text.strip().partition(":")
+    if not label:
+        raise ValueError(f"row {text!r} has no name")
+    if not extra and label not in PRESETS:
+        raise ValueError(f"unknown row {label!r}; known: {', '.join(PRESETS)} (or NAME:key=value,...)")
+    pairs = [p for p in (PRESETS.get(label, "") + "," + extra).split(",") if p.strip()]
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"row {text!r}: {pair!r} is not key=value")
+        settings[key.strip()] = _value(raw.strip())
+    steps = int(settings.pop("steps", default_steps))
+    cap = settings.pop("cap_gib", None)
+    return RowSpec(label, settings, steps, float(cap) if cap is not None else None)
+
+
+@dataclass
+class References:
+    """Plain-path latents and frames per step count, in memory and optionally on disk (`folder`) so a
+    later process (a compile second start) can compare against the same anchor."""
+
+    folder: Path | None = None
+    rows: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+
+    def get(self, steps: int) -> tuple[Any, Any] | None:
+        if steps not in self.rows and self.folder is not None:
+            path = self.folder / f"reference-{steps}.npz"
+            if path.is_file():
+                import numpy as np
+
+                data = np.load(path)
+                self.rows[steps] = (data["latents"], data["frames"])
+        return self.rows.get(steps)
+
+    def put(self, steps: int, latents: Any, frames: Any) -> None:
+        self.rows[steps] = (latents, frames)
+        if self.folder is not None:
+            import numpy as np
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            np.savez(self.folder / f"reference-{steps}.npz", latents=latents, frames=frames)
+
+
+def environment() -> dict[str, Any]:
+    """The card and the software versions, stamped on every row."""
+    import diffusers
+    import torch
+
+    info: dict[str, Any] = {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                            "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["card"] = torch.cuda.get_device_name(0)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+        info["gpu_gib"] = round(torch.cuda.get_device_properties(0).total_memory / GIB, 1)
+    else:
+        info["card"] = f"CPU ({platform.processor() or platform.machine()})"
+    return info
+
+
+def build_model(variant: str, size: str, folder: Path, text_layers: int | None) -> Path:
+    """A random-weight pipeline folder of the real 2B/5B shapes (reused when already there)."""
+    if (folder / "model_index.json").is_file():
+        return folder
+    try:
+        from tests.support.tiny_models import build_cogvideox_folder
+    except ImportError as exc:
+        raise SystemExit("--build needs the repository's tests/support (run from the repo root), or pass "
+                         "--model-path to a CogVideoX folder") from exc
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return build_cogvideox_folder(folder, variant, size, device=device,  # type: ignore[arg-type]
+                                  text_layers=text_layers)
+
+
+class _Sync:
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self.torch = torch
+
+    def now(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def peak_gib(self) -> float | None:
+        return round(self.torch.cuda.max_memory_allocated() / GIB, 2) if self.cuda else None
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+
+
+def _frames_uint8(video: Any) -> Any:
+    import numpy as np
+
+    return np.clip(np.rint(np.asarray(video) * 255.0), 0, 255).astype(np.uint8)
+
+
+def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
+            vae_variants: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Render once with `spec` through the production generator; returns its row (plus VAE rows)."""
+    import torch
+
+    from bot.config import VideoConfig
+    from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
+
+    sync = _Sync()
+    limits = model_limits(folder)
+    row: dict[str, Any] = {"row": spec.label, "model": limits.variant, "settings": spec.settings,
+                           "steps": spec.steps, "cap_gib": spec.cap_gib, **env}
+    extra_rows: list[dict[str, Any]] = []
+    settings = {"memory_mode": "gpu" if sync.cuda else "cpu"} | spec.settings
+    generator = None
+    try:
+        config = VideoConfig(model_path=folder, **settings)
+        if spec.cap_gib is not None:
+            if not sync.cuda:
+                raise RuntimeError("cap_gib needs a CUDA GPU")
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, spec.cap_gib * GIB / total))
+        generator = CogVideoXGenerator(config)
+        started = time.perf_counter()
+        generator.load()
+        row["load_s"] = round(time.perf_counter() - started, 2)
+        row["note"] = generator.info.note if generator.info else None
+        row["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2) if sync.cuda else None
+        pipe = generator.pipeline
+        marks: dict[str, Any] = {}
+        original_decode = pipe.vae.decode
+
+        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+            marks["latents"] = latents.detach().float().cpu().numpy()
+            begin = sync.now()
+            out = original_decode(latents, *args, **kwargs)
+            marks["decode_s"] = sync.now() - begin
+            marks["decode_peak"] = sync.peak_gib()
+            return out
+
+        step_ends: list[float] = []
+
+        def on_step(index: int, total_steps: int) -> None:
+            step_ends.append(sync.now())
+            if index == total_steps:
+                marks["denoise_peak"] = sync.peak_gib()
+                sync.reset_peak()
+
+        height, width = limits.native_size
+        request = VideoRequest(PROMPT, num_frames=min(49, limits.max_frames), steps=spec.steps, seed=0,
+                               height=height, width=width)
+        pipe.vae.decode = timed_decode
+        sync.reset_peak()
+        try:
+            begin = sync.now()
+            result = generator.generate(request, on_step=on_step)
+            row["total_s"] = round(time.perf_counter() - begin, 3)
+        finally:
+            pipe.vae.decode = original_decode
+        gaps = [b - a for a, b in zip(step_ends, step_ends[1:], strict=False)]
+        first = step_ends[0] - begin
+        per_step = statistics.fmean(gaps) if gaps else first
+        row.update({
+            "frames": list(result.frames.shape),
+            "first_step_s": round(first, 3),
+            "s_per_step": round(per_step, 4),
+            "warmup_s": round(max(0.0, first - per_step), 2),
+            "denoise_s": round(step_ends[-1] - begin, 3),
+            "est_denoise_50_s": round(per_step * 50, 2),
+            "vae_decode_s": round(marks["decode_s"], 3),
+            "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
+            "peak_denoise_gib": marks.get("denoise_peak"),
+            "peak_decode_gib": marks.get("decode_peak"),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
+        })
+        reference = refs.get(spec.steps)
+        new_reference = spec.is_reference and reference is None
+        if new_reference:
+            refs.put(spec.steps, marks["latents"], result.frames)
+            reference = refs.get(spec.steps)
+        if reference is not None:
+            row["psnr_db"] = _round(psnr(reference[1], result.frames))
+            row["latent_rel_err"] = _round(relative_error(reference[0], marks["latents"]), 6)
+        if vae_variants and new_reference:
+            extra_rows = run_vae_variants(pipe, marks["latents"], result.frames, vae_variants, row, sync)
+    except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    finally:
+        if generator is not None:
+            generator.unload()
+        del generator
+        gc.collect()
+        if sync.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.set_per_process_memory_fraction(1.0)
+            torch._dynamo.reset()
+    return [row, *extra_rows]
+
+
+def _round(value: float, digits: int = 2) -> float | str:
+    return "inf" if math.isinf(value) else round(value, digits)
+
+
+def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, ...], base: dict[str, Any],
+                     sync: _Sync) -> list[dict[str, Any]]:
+    """Decode the plain row's latents again per VAE variant: time, working memory, PSNR vs production."""
+    import torch
+
+    vae = pipe.vae
+    saved = (vae.use_tiling, vae.tile_sample_min_height, vae.tile_sample_min_width, vae.dtype)
+    rows = []
+    for variant in variants:
+        row = {"row": f"vae:{variant}", "model": base["model"], "card": base["card"], "steps": base["steps"],
+               "settings": {"vae": variant}}
+        try:
+            if variant == "untiled":
+                vae.disable_tiling()
+            elif variant.startswith("tile="):
+                height, width = (int(x) for x in variant.removeprefix("tile=").split("x"))
+                vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
+            elif variant == "channels_last":
+                for module in vae.modules():
+                    if isinstance(module, torch.nn.Conv3d):
+                        module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+            elif variant == "bf16":
+                vae.to(torch.bfloat16)
+            else:
+                raise ValueError(f"unknown VAE variant {variant!r}")
+            z = torch.from_numpy(latents).to(pipe._execution_device, vae.dtype)
+            sync.reset_peak()
+            before = torch.cuda.memory_allocated() / GIB if sync.cuda else 0.0
+            begin = sync.now()
+            with torch.no_grad():
+                video = vae.decode(z).sample
+            row["vae_decode_s"] = round(sync.now() - begin, 3)
+            if sync.cuda:
+                row["decode_work_gib"] = round(torch.cuda.max_memory_allocated() / GIB - before, 2)
+            got = pipe.video_processor.postprocess_video(video=video.float(), output_type="np")[0]
+            row["psnr_db"] = _round(psnr(frames, _frames_uint8(got)))
+        except Exception as exc:  # noqa: BLE001
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        finally:
+            vae.to(saved[3])
+            for module in vae.modules():
+                if isinstance(module, torch.nn.Conv3d):
+                    module.weight.data = module.weight.data.contiguous()
+            vae.enable_tiling(tile_sample_min_height=saved[1], tile_sample_min_width=saved[2])
+            if not saved[0]:
+                vae.disable_tiling()
+        rows.append(row)
+    return rows
+
+
+COLUMNS = [("row", "row"), ("settings", "settings"), ("s_per_step", "s/step"),
+           ("est_denoise_50_s", "50 steps (s)"), ("vae_decode_s", "VAE decode (s)"),
+           ("est_total_50_s", "50 steps + decode (s)"), ("peak_denoise_gib", "peak denoise GiB"),
+           ("peak_decode_gib", "peak decode GiB"), ("decode_work_gib", "decode work GiB"),
+           ("warmup_s", "warm-up (s)"), ("psnr_db", "PSNR dB"), ("latent_rel_err", "latent rel. err"),
+           ("speedup", "vs plain")]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """One markdown table; a speed-up column against the plain row of the same model and steps."""
+    anchors: dict[tuple[Any, Any], float] = {}
+    for r in rows:  # the first plain row per (model, steps) is the anchor
+        if r.get("row") == "plain" and r.get("s_per_step"):
+            anchors.setdefault((r.get("model"), r.get("steps")), r["s_per_step"])
+    used = [c for c in COLUMNS if any(c[0] in r for r in rows) or c[0] == "speedup"]
+    lines = ["| " + " | ".join(h for _, h in used) + " |", "|" + "---|" * len(used)]
+    for r in rows:
+        anchor = anchors.get((r.get("model"), r.get("steps")))
+        cells = []
+        for key, _ in used:
+            if key == "speedup":
+                value = f"{anchor / r['s_per_step']:.2f}x" if anchor and r.get("s_per_step") else ""
+            elif key == "settings":
+                settings = dict(r.get("settings") or {})
+                if r.get("cap_gib"):
+                    settings["cap_gib"] = r["cap_gib"]
+                value = ", ".join(f"{k}={v}" for k, v in settings.items()) or "(defaults)"
+            else:
+                value = r.get(key, "")
+            cells.append(str(value if value is not None else ""))
+        if "error" in r:
+            cells[-1] = f"error: {r['error'][:120]}"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(rows: list[RowSpec], folder: Path, out: Path | None, refs: References,
+        vae_variants: tuple[str, ...] = (), budget_s: float | None = None) -> list[dict[str, Any]]:
+    """Run every row in order (skipping those past `budget_s`), printing a JSON line per row and the
+    markdown table at the end; appends to OUT/video.jsonl and writes OUT/video.md when `out` is set."""
+    env = environment()
+    deadline = time.perf_counter() + budget_s if budget_s else math.inf
+    results: list[dict[str, Any]] = []
+    for spec in rows:
+        if time.perf_counter() > deadline:
+            produced = [{"row": spec.label, "settings": spec.settings, "skipped": "time budget", **env}]
+        else:
+            produced = run_row(spec, folder, refs, env, vae_variants)
+        for row in produced:
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                with (out / "video.jsonl").open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        results.extend(produced)
+    table = markdown_table(results)
+    print(f"\n{env['card']} | torch {env['torch']} | diffusers {env['diffusers']}\n\n{table}", flush=True)
+    if out is not None:
+        with (out / "video.md").open("a", encoding="utf-8") as handle:
+            handle.write(f"\n{env['card']}, torch {env['torch']}, diffusers {env['diffusers']}\n\n{table}\n")
+    return results

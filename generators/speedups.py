@@ -1,0 +1,141 @@
+"""Opt-in speed switches for a loaded CogVideoX pipeline (issue 8), each measured in BENCHMARKS.md.
+
+`apply_speedups(pipe, config, on_gpu)` runs after loading and memory placement; it returns notes for
+switches that cannot apply here (no GPU, an offload mode) instead of failing, and raises GeneratorError
+only for a switch that was asked for and is broken (sageattention missing). `attention_context(kind)`
+wraps each pipeline call so PyTorch's SDPA uses the chosen kernel (also while torch.compile traces).
+torch and diffusers are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from generators.base import GeneratorError
+
+if TYPE_CHECKING:
+    from bot.config import VideoConfig
+
+Attention = Literal["default", "flash", "cudnn", "efficient", "sage"]
+SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def apply_speedups(pipe: Any, config: VideoConfig, on_gpu: bool, memory_mode: str) -> list[str]:
+    """Switch on what `config` asks for, in a safe order (fuse -> attention -> cache -> compile).
+
+    Returns one note per switch skipped, saying why (for the log and the admin status)."""
+    notes: list[str] = []
+    transformer = pipe.transformer
+    if config.fuse_qkv:
+        if config.quantization != "none":
+            notes.append("video.fuse_qkv is skipped with quantization (quantized weights cannot be fused)")
+        else:
+            pipe.fuse_qkv_projections()
+    if config.attention != "default":
+        if not on_gpu:
+            notes.append(f"video.attention={config.attention} needs a CUDA GPU; using the default kernel")
+        elif config.attention == "sage":
+            use_sage_attention(transformer)
+    if config.step_cache > 0:
+        from diffusers.hooks import FirstBlockCacheConfig
+
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=config.step_cache))
+    vae = getattr(pipe, "vae", None)
+    if config.vae_tile_size is not None and vae is not None and config.vae_tiling:
+        height, width = config.vae_tile_size
+        vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
+    if config.compile == "blocks":
+        if not on_gpu:
+            notes.append("video.compile=blocks needs a CUDA GPU; running without torch.compile")
+        elif memory_mode != "gpu":
+            notes.append(f"video.compile=blocks needs memory_mode gpu (offload hooks break the compiled "
+                         f"graph); running {memory_mode} without torch.compile")
+        else:
+            compile_blocks(transformer, config.compile_cache_dir)
+    return notes
+
+
+def compile_blocks(transformer: Any, cache_dir: Path | None = None) -> None:
+    """Regional torch.compile: the repeated transformer blocks share one compiled graph, so the warm-up
+    is one block's compile (~20 s), not the whole model's. `cache_dir` keeps the kernels for the next
+    start (inductor's default cache in /tmp also survives restarts, but not a reboot)."""
+    if cache_dir is not None:
+        Path(cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        os.environ[COMPILE_CACHE_ENV] = str(Path(cache_dir).expanduser())
+    if not getattr(transformer, "_repeated_blocks", None):
+        # diffusers 0.42 does not declare CogVideoX's repeated block; the class name is all it needs
+        blocks = getattr(transformer, "transformer_blocks", None)
+        if not blocks:
+            raise GeneratorError("video.compile=blocks: this transformer has no blocks to compile")
+        transformer._repeated_blocks = [type(blocks[0]).__name__]
+    transformer.compile_repeated_blocks(fullgraph=True)
+
+
+@contextlib.contextmanager
+def attention_context(kind: Attention) -> Iterator[None]:
+    """Restrict SDPA to one kernel (flash / cudnn / efficient) for the duration; no-op otherwise."""
+    name = SDPA_BACKENDS.get(kind)
+    if name is None:
+        yield
+        return
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if not torch.cuda.is_available():
+        yield
+        return
+    with sdpa_kernel([getattr(SDPBackend, name)]):
+        yield
+
+
+def use_sage_attention(transformer: Any) -> None:
+    """Replace every attention processor with one calling SageAttention (8-bit QK, Triton kernels)."""
+    try:
+        from sageattention import sageattn  # noqa: F401 - checked here so the error names the fix
+    except ImportError as exc:
+        raise GeneratorError("video.attention=sage needs the sageattention package (pip install "
+                             "sageattention) and Triton; or set video.attention: default") from exc
+    transformer.set_attn_processor(SageCogVideoXAttnProcessor())
+
+
+class SageCogVideoXAttnProcessor:
+    """diffusers' CogVideoXAttnProcessor2_0 (and its fused-QKV twin) with sageattn in place of SDPA."""
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any,
+                 attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:
+        import torch
+        from sageattention import sageattn
+
+        text_seq_length = encoder_hidden_states.size(1)
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+        batch_size = hidden_states.shape[0]
+        if attention_mask is not None:
+            raise GeneratorError("sage attention does not take an attention mask")
+        if getattr(attn, "fused_projections", False) and hasattr(attn, "to_qkv"):
+            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (t.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+                             for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None:
+            from diffusers.models.embeddings import apply_rotary_emb
+
+            query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
+            if not attn.is_cross_attention:
+                key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+        hidden_states = sageattn(query, key, value, tensor_layout="HND", is_causal=False)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        encoder_hidden_states, hidden_states = hidden_states.split(
+            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1)
+        return hidden_states, encoder_hidden_states
