@@ -6,8 +6,9 @@
 set -u
 OUT=${OUT:-bench-out}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
-if ! python3 -c 'import diffusers' 2>/dev/null && [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+WHEELS=${WHEELS:-.whl}
+if ! python3 -c "import diffusers" 2>/dev/null && [ -d "$WHEELS" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 B="python3 -m bot bench video --out $OUT --ref-dir /tmp/xiaoai-refs"
@@ -22,9 +23,10 @@ for phase in "$@"; do
     2b-compile) run 150 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --rows fast,fast-sage
         echo "== second start (same compile cache, new process)"
         run 100 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC \
-          --row fast:label=second-start --row fast-sage:label=second-start ;;
+          --row second-start-fast:compile=blocks,fuse_qkv=true \
+          --row second-start-fast-sage:compile=blocks,fuse_qkv=true,attention=sage ;;
     2b-memory) run 150 $B --build 2b --model-dir /tmp/m2b \
-        --rows model-offload,group-offload-4g,seq-offload-4g,plain:cap_gib=4 ;;
+        --rows model-offload,group-offload-4g,seq-offload-4g,gpu-4g:cap_gib=4 ;;
     2b-cache) run 150 $B --build 2b --model-dir /tmp/m2b --steps 16 --rows plain,fbc-0.05,fbc-0.1 ;;
     2b-50) run 200 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --steps 50 \
         --rows "plain,${BEST:-fast-sage}" ;;

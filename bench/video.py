@@ -268,7 +268,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         if vae_variants and new_reference:
             extra_rows = run_vae_variants(pipe, marks["latents"], result.frames, vae_variants, row, sync)
     except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
-        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     finally:
         if generator is not None:
             generator.unload()

@@ -100,7 +100,31 @@ def use_sage_attention(transformer: Any) -> None:
     except ImportError as exc:
         raise GeneratorError("video.attention=sage needs the sageattention package (pip install "
                              "sageattention) and Triton; or set video.attention: default") from exc
+    sage_op()
     transformer.set_attn_processor(SageCogVideoXAttnProcessor())
+
+
+_SAGE_OP: Any = None
+
+
+def sage_op() -> Any:
+    """sageattn as a torch custom op, so torch.compile(fullgraph=True) treats it as one opaque call."""
+    global _SAGE_OP
+    if _SAGE_OP is None:
+        import torch
+        from sageattention import sageattn
+
+        @torch.library.custom_op("xiaoai::sageattn", mutates_args=())
+        def _sage(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+            return sageattn(query.contiguous(), key.contiguous(), value.contiguous(), tensor_layout="HND",
+                            is_causal=False)
+
+        @_sage.register_fake
+        def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+            return torch.empty_like(query)
+
+        _SAGE_OP = _sage
+    return _SAGE_OP
 
 
 class SageCogVideoXAttnProcessor:
@@ -109,7 +133,6 @@ class SageCogVideoXAttnProcessor:
     def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any,
                  attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:
         import torch
-        from sageattention import sageattn
 
         text_seq_length = encoder_hidden_states.size(1)
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
@@ -133,7 +156,7 @@ class SageCogVideoXAttnProcessor:
             query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
-        hidden_states = sageattn(query, key, value, tensor_layout="HND", is_causal=False)
+        hidden_states = sage_op()(query, key, value)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         encoder_hidden_states, hidden_states = hidden_states.split(

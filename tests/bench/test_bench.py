@@ -1,0 +1,130 @@
+"""The benchmark code paths on CPU with the tiny random CogVideoX (the GPU numbers are in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.fidelity import psnr, relative_error
+from bench.video import RowSpec, markdown_table, parse_row
+from bot.__main__ import main
+from bot.config import VideoConfig
+from generators.cogvideox import CogVideoXGenerator, VideoRequest
+from tests.support.tiny_models import build_cogvideox_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_2b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cogvideox_folder(tmp_path_factory.mktemp("bench") / "CogVideoX-2b", "2b")
+
+
+def test_fidelity_of_identical_inputs_is_perfect() -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    assert psnr(frames, frames.copy()) == math.inf
+    assert relative_error(frames, frames.copy()) == 0.0
+
+
+def test_fidelity_measures_a_difference() -> None:
+    frames = np.full((2, 4, 4, 3), 100, dtype=np.uint8)
+    moved = frames + 1
+    assert psnr(frames, moved) == pytest.approx(20 * math.log10(255), rel=1e-9)  # mse 1
+    assert relative_error(frames, moved) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr(frames, frames[:1])
+
+
+def test_rows_parse_from_presets_and_custom_settings() -> None:
+    assert parse_row("plain", 6) == RowSpec("plain", {}, 6, None)
+    assert parse_row("plain", 6).is_reference
+    fbc = parse_row("fbc-0.1:steps=20", 6)
+    assert (fbc.settings, fbc.steps) == ({"step_cache": 0.1}, 20)
+    capped = parse_row("group-offload-4g", 6)
+    assert capped.settings == {"memory_mode": "group_offload"}
+    assert (capped.cap_gib, capped.is_reference) == (4.0, False)
+    mine = parse_row("mine:attention=sage,fuse_qkv=true,vae_tile_size=480x360", 6)
+    assert mine.settings == {"attention": "sage", "fuse_qkv": True, "vae_tile_size": [480, 360]}
+    with pytest.raises(ValueError, match="unknown row"):
+        parse_row("warp-speed", 6)
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_row("mine:fuse_qkv", 6)
+
+
+def test_markdown_speedup_is_against_the_first_plain_row() -> None:
+    rows = [{"row": "plain", "model": "2b", "steps": 6, "s_per_step": 0.6},
+            {"row": "fast", "model": "2b", "steps": 6, "s_per_step": 0.3, "settings": {"compile": "blocks"}},
+            {"row": "broken", "model": "2b", "steps": 6, "error": "RuntimeError: boom"}]
+    table = markdown_table(rows)
+    assert "| 2.00x |" in table and "| 1.00x |" in table and "error: RuntimeError: boom" in table
+
+
+def test_bench_video_runs_end_to_end_on_the_tiny_model(tiny_2b: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "2", "--rows", "plain,fused",
+                 "--vae", "untiled", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
+    assert code == 0, rows
+    assert [r["row"] for r in rows] == ["plain", "vae:untiled", "fused"]
+    plain, untiled, fused = rows
+    assert plain["psnr_db"] == "inf" and plain["latent_rel_err"] == 0.0
+    for key in ("s_per_step", "est_denoise_50_s", "vae_decode_s", "warmup_s", "card", "load_s"):
+        assert key in plain, key
+    assert plain["frames"] == [49, 64, 96, 3]
+    assert fused["settings"] == {"fuse_qkv": True} and fused["psnr_db"] == "inf" or fused["psnr_db"] > 40
+    assert fused["latent_rel_err"] < 1e-3
+    assert untiled["psnr_db"] == "inf" or untiled["psnr_db"] > 30  # the tiny model's 64x96 is one tile
+    assert "| plain |" in printed and "| vae:untiled |" in printed
+    assert len((tmp_path / "video.jsonl").read_text().splitlines()) == 3
+    assert "| fused |" in (tmp_path / "video.md").read_text()
+
+
+def test_a_failing_row_is_reported_and_the_rest_still_run(tiny_2b: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1",
+                 "--rows", "bad:memory_mode=warp,plain"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert code == 1
+    assert "error" in rows[0] and "memory_mode" in rows[0]["error"]
+    assert "error" not in rows[1] and rows[1]["s_per_step"] > 0
+
+
+def test_gpu_switches_on_cpu_are_skipped_with_a_clear_note(tiny_2b: Path) -> None:
+    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_2b, compile="blocks", attention="sage",
+                                               memory_mode="auto"))
+    generator.load()
+    note = generator.info.note
+    assert "video.compile=blocks needs a CUDA GPU" in note
+    assert "video.attention=sage needs a CUDA GPU" in note
+    result = generator.generate(VideoRequest("a panda", num_frames=9, steps=1, seed=1, height=64, width=96))
+    assert result.frames.shape == (9, 64, 96, 3)
+
+
+def test_fused_qkv_on_cpu_gives_the_same_video(tiny_2b: Path) -> None:
+    request = VideoRequest("a panda plays the guitar", num_frames=9, steps=2, seed=3, height=64, width=96)
+    plain = CogVideoXGenerator(VideoConfig(model_path=tiny_2b)).generate(request)
+    fused_generator = CogVideoXGenerator(VideoConfig(model_path=tiny_2b, fuse_qkv=True))
+    fused = fused_generator.generate(request)
+    assert fused_generator.pipeline.transformer.transformer_blocks[0].attn1.fused_projections
+    assert psnr(plain.frames, fused.frames) > 40
+
+
+def test_speed_switches_are_validated() -> None:
+    with pytest.raises(ValueError, match="vae_tile_size"):
+        VideoConfig(vae_tile_size=(100, 360))
+    with pytest.raises(ValueError):
+        VideoConfig(step_cache=1.5)
+    with pytest.raises(ValueError):
+        VideoConfig(attention="warp")
+    assert VideoConfig(vae_tile_size=(480, 360), memory_mode="group_offload").vae_tile_size == (480, 360)
+
+
+def test_bench_mp4_times_the_production_encoder(tmp_path: Path) -> None:
+    from bench.mp4 import run
+
+    rows = run(["ultrafast"], frames=9, height=64, width=96, repeats=1, out=tmp_path)
+    assert rows[0]["encode_s"] > 0 and rows[0]["bytes"] > 100
+    assert "ultrafast" in (tmp_path / "mp4.md").read_text()
