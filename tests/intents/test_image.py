@@ -23,6 +23,7 @@ from bot.llm import LLM
 from generators.image_api import REFUSED_REPLY
 from intents import Intent
 from intents.base import UserInputError
+from intents.generation import RewriteRejected, estimate_tokens
 from intents.image import (
     LOST_SUBJECT_REPLY,
     MODEL_MISSING_REPLY,
@@ -34,7 +35,6 @@ from intents.image import (
     requested_image_overrides,
     rewrite_prompt,
 )
-from intents.video import RewriteRejected, estimate_tokens
 from tests.support.fake_images import FakeImages, png_bytes
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at

@@ -234,3 +234,14 @@ async def test_remote_backend_through_the_service(running_bot, peer, fake_llm, t
     finally:
         server.should_exit = True
         await asyncio.to_thread(thread.join, 10)
+
+
+async def test_without_any_llm_the_askers_own_words_are_used_and_flagged(running_bot, peer, fake_llm,
+                                                                         tiny_model):
+    no_llm = {"OPENAI_BASE_URL": None, "OPENAI_API_KEY": None}
+    async with running_bot(video_config(tiny_model), env=no_llm):
+        peer.say("alice", at() + "生成一个熊猫弹吉他的视频", room=FAMILY, mention=[BOT])
+        ack = await wait_sent(peer, lambda m: "排队" in (m.get("text") or ""))
+        await wait_videos(peer, 1)
+    assert "原话" in ack["text"] and "生成一个熊猫弹吉他的视频" in ack["text"]
+    assert fake_llm.calls() == []

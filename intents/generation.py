@@ -1,0 +1,271 @@
+"""The flow the two generation intents (视频生成, 图片生成) share, top to bottom:
+
+1. parameters from config + what the asker said, checked before the LLM is even asked;
+2. the daily quotas (`bot/quotas.py`; given back if the job is not accepted after all);
+3. the English prompt from the recent chat (LLM rewriter, checked, one retry with the reason fed back),
+   fitted to the model's token limit without cutting mid-sentence; with no LLM configured at all, the
+   asker's own words, flagged as such;
+4. the job on the shared GPU queue (`bot/jobs.py`), acknowledged before it can start.
+
+`intents/video.py` and `intents/image.py` subclass `GenerationIntent` with what differs (request type,
+prompt file, replies, extra checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from loguru import logger
+
+from bot.channels.base import Reply
+from bot.context import Context
+from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt
+from bot.llm import ChatMessage, LLMUnavailable
+from generators.base import GeneratorError, ModelNotFound
+from intents.base import UserInputError, not_enabled
+from prompts import render
+
+TOKEN_MARGIN = 6  # stay a little under the model's limit when only an estimate is available
+OWN_WORDS_NOTE = "\n（没有配置语言模型，这次直接用了你的原话当提示词；模型更懂英文，效果可能打折扣）"
+
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_LABEL = re.compile(
+    r"^\s*(\*\*)?(english\s+)?(video\s+|image\s+|flux\s+|picture\s+)?prompt\s*(\*\*)?\s*[:：]\s*",
+    re.IGNORECASE,
+)
+_CHATTY = re.compile(
+    r"^(sure|certainly|of course|okay|ok|absolutely|here('s| is| are)|i (can|will|would|'ll|'d|cannot|can't)"
+    r"|as an ai|sorry)\b|let me know|hope (this|you)|feel free|\bi('m| am) (sorry|happy|glad)\b"
+    r"|^(\s*[-*•]|\s*\d+[.)])\s",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+_PIECE = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
+_SEED = re.compile(r"(?:种子|seed)\s*(?:是|为|=|:|：)?\s*(\d{1,19})", re.IGNORECASE)
+_FRAMES = re.compile(r"(\d{1,4})\s*帧")
+_STEPS = re.compile(r"(\d{1,4})\s*步")
+
+
+class RewriteRejected(ValueError):
+    """The LLM's answer is not a usable prompt. `str()` is fed back to the LLM on the retry; `zh` is the
+    reason shown to the asker if the retry fails too."""
+
+    def __init__(self, reason: str, zh: str = "格式不对") -> None:
+        super().__init__(reason)
+        self.zh = zh
+
+    def reply(self, failed_template: str) -> str:
+        return failed_template.format(reason=self.zh)
+
+
+class NoRewriter(UserInputError):
+    """No LLM is configured at all, so there is nobody to write the English prompt."""
+
+
+# -- checking and fitting an answer -----------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative T5 token count: a word costs one token per 4 letters (rounded up), each digit and
+    punctuation mark one, plus the end token. Real counts for plain English are lower."""
+    total = 1
+    for piece in _PIECE.findall(text):
+        total += -(-len(piece) // 4) if piece[0].isalpha() else 1
+    return total
+
+
+def clean_prompt(answer: str) -> str:
+    """Strip wrappers (quotes, code fences, a "Prompt:" label), join lines, then validate.
+
+    Raises RewriteRejected for empty, non-English or chatty answers."""
+    text = answer.strip().strip("`").strip()
+    text = _LABEL.sub("", text)
+    text = text.strip().strip("\"'“”‘’`").strip()
+    if _CHATTY.search(text):
+        raise RewriteRejected("the answer talks to the user instead of being the prompt alone",
+                              "回答里夹了闲聊")
+    text = " ".join(text.split())
+    if not text:
+        raise RewriteRejected("the answer is empty", "回答是空的")
+    if _CJK.search(text):
+        raise RewriteRejected("the answer contains Chinese; the prompt must be English only", "回答里有中文")
+    if len(re.findall(r"[A-Za-z]+", text)) < 5:
+        raise RewriteRejected("the answer is too short to be a prompt", "回答太短")
+    return text
+
+
+def fit_tokens(prompt: str, limit: int, count: Callable[[str], int]) -> str:
+    """Keep whole sentences while the prompt fits `limit` tokens; never cut inside a sentence."""
+    if count(prompt) <= limit:
+        return prompt
+    kept: list[str] = []
+    for sentence in (s for s in _SENTENCE.split(prompt) if s):
+        if count(" ".join([*kept, sentence])) > limit:
+            break
+        kept.append(sentence)
+    if not kept:
+        raise RewriteRejected(f"the first sentence alone is over {limit} tokens; write shorter sentences",
+                              "句子太长")
+    return " ".join(kept)
+
+
+def requested_overrides(text: str) -> dict[str, int]:
+    """Numbers the asker gave explicitly: "种子 42", "17帧", "20步"."""
+    overrides: dict[str, int] = {}
+    for key, pattern in (("seed", _SEED), ("num_frames", _FRAMES), ("steps", _STEPS)):
+        match = pattern.search(text)
+        if match:
+            overrides[key] = int(match.group(1))
+    return overrides
+
+
+async def rewrite(ctx: Context, *, prompt_name: str, check: Callable[[str], str],
+                  failed_reply: str, no_llm_reply: str, max_tokens: int = 400,
+                  **variables: object) -> str:
+    """Ask the LLM (prompt `prompts/<prompt_name>.md`) for the English prompt and `check` the answer;
+    one retry with the reason fed back. Raises NoRewriter when no LLM is configured, UserInputError with
+    `no_llm_reply` when it is down, and with `failed_reply` when both answers were rejected."""
+    if not ctx.llm.configured:
+        raise NoRewriter(no_llm_reply)
+    feedback = ""
+    failure = RewriteRejected("no answer yet")
+    for _attempt in range(2):
+        system, user = render(prompt_name, history=ctx.transcript, sender=ctx.message.sender_name,
+                              request=ctx.message.text or "（只@了你）", feedback=feedback, **variables)
+        try:
+            answer = await ctx.llm.complete(
+                [ChatMessage("system", system), ChatMessage("user", user)], max_tokens=max_tokens,
+                temperature=0.7)
+        except LLMUnavailable as exc:
+            raise UserInputError(no_llm_reply) from exc
+        try:
+            return await asyncio.to_thread(check, answer)
+        except RewriteRejected as exc:
+            failure = exc
+            logger.info("{}: rewriter answer rejected ({}): {!r}", prompt_name, exc, answer[:200])
+            feedback = (f"\nYour previous answer was rejected: {exc}. Previous answer: {answer[:300]!r}\n"
+                        "Answer again with the English prompt alone.")
+    raise UserInputError(failure.reply(failed_reply))
+
+
+# -- the shared handler -------------------------------------------------------------------------------
+
+
+class GenerationIntent:
+    """One generation intent: subclasses fill in the class attributes and the hooks below."""
+
+    kind: ClassVar[str]  # the job kind on the queue, and the config section (`video` / `image`)
+    feature: ClassVar[str]  # the label users see
+    probe_prompt: ClassVar[str]  # stands in for the prompt in the early parameter check
+    model_missing_reply: ClassVar[str | None] = None  # None: show the generator's own message
+    prompt_line: ClassVar[str] = "\n英文提示词：{prompt}"
+
+    # hooks ------------------------------------------------------------------------------------------
+    def section(self, ctx: Context) -> Any:
+        return getattr(ctx.config, self.kind)
+
+    def overrides(self, text: str, section: Any) -> dict[str, int]:
+        return requested_overrides(text)
+
+    def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
+        """The generator's request object (VideoRequest / ImageRequest), built from config."""
+        raise NotImplementedError
+
+    async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
+        raise NotImplementedError
+
+    def ack(self, receipt: Receipt, shown: str) -> str:
+        raise NotImplementedError
+
+    def caption(self, seed: int, shown: str, section: Any) -> str:
+        raise NotImplementedError
+
+    # the flow ----------------------------------------------------------------------------------------
+    async def handle(self, ctx: Context) -> Reply | None:
+        jobs = getattr(ctx.app, "jobs", None)
+        if jobs is None or self.kind not in jobs.kinds:
+            return Reply(not_enabled(self.feature))
+        section = self.section(ctx)
+        kind = jobs.kinds[self.kind]
+        msg = ctx.message
+
+        # 1. parameters: config defaults + what the asker said, checked before the LLM is even asked
+        overrides = self.overrides(msg.text, section)
+        seed = overrides.pop("seed", None)
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        try:
+            probe = self.request(self.probe_prompt, section, seed=seed, **overrides)
+            await jobs.check(self.kind, probe.to_dict())
+        except GeneratorError as exc:
+            raise self._user_error(exc) from exc
+
+        # 2. the daily quotas (given back below if the job is not accepted after all)
+        quotas = getattr(ctx.app, "quotas", None)
+        if quotas is not None:
+            quotas.check_and_count(self.kind, msg)
+        accepted = False
+        try:
+            # 3. the English prompt, within the model's token limit (exact count when the tokenizer is local)
+            limit = await asyncio.to_thread(kind.max_prompt_tokens)
+            exact = (limit is not None
+                     and await asyncio.to_thread(kind.count_tokens, self.probe_prompt) is not None)
+
+            def count(text: str) -> int:
+                return (kind.count_tokens(text) if exact else None) or estimate_tokens(text) + TOKEN_MARGIN
+
+            try:
+                prompt, note = await self.rewrite_prompt(ctx, limit, count), ""
+            except NoRewriter:
+                own = " ".join(msg.text.split())
+                if not own:
+                    raise
+                prompt = fit_tokens(own, limit, count) if limit is not None else own
+                note = OWN_WORDS_NOTE
+            shown = (self.prompt_line.format(prompt=prompt) if section.show_prompt else "") + note
+            params = self.request(prompt, section, **overrides).to_dict()
+            params.pop("seed", None)
+            request = JobRequest(
+                kind=self.kind, params=params, seed=seed, asker_id=msg.sender_id, asker_name=msg.sender_name,
+                chat=msg.chat, message_id=msg.id, caption=self.caption(seed, shown, section),
+            )
+
+            # 4. queue it: the ack goes out before the job can start (and so before its result)
+            async def acknowledge(receipt: Receipt) -> None:
+                await ctx.say(Reply(self.ack(receipt, shown)))
+
+            limits = self.limits(ctx, daily=quotas is None)
+            receipt = await jobs.submit(request, limits, on_accepted=acknowledge)
+            accepted = not receipt.duplicate
+        except (GeneratorError, QueueLimitReached) as exc:
+            raise self._user_error(exc) from exc
+        except RewriteRejected as exc:  # the asker's own words did not fit the model's token limit
+            raise UserInputError(f"描述太长了（{exc.zh}），说短一点再试试吧～") from exc
+        finally:
+            if quotas is not None and not accepted:
+                quotas.refund(self.kind, msg)
+        return None
+
+    def _user_error(self, exc: Exception) -> UserInputError:
+        if isinstance(exc, ModelNotFound) and self.model_missing_reply:
+            logger.error("{}: {}", self.kind, exc)
+            return UserInputError(self.model_missing_reply)
+        return UserInputError(str(exc))
+
+    def limits(self, ctx: Context, *, daily: bool) -> Limits:
+        """The pending limit from the kind's section; with `daily`, also the day quotas from `quotas`
+        (room overrides applied) — only where no `app.quotas` counts them already. Admins are exempt."""
+        msg, config = ctx.message, ctx.config
+        section = self.section(ctx)
+        limits = Limits(max_pending_per_user=section.max_pending_per_user,
+                        seconds_per_job=section.seconds_per_job)
+        if not daily or msg.sender_id in config.bot.admins:
+            return limits
+        quotas = config.for_chat(msg.chat, msg.room_topic).quotas
+        return replace(limits, daily_quota_per_chat=getattr(quotas, f"group_{self.kind}s_per_day"),
+                       daily_quota_per_user=getattr(quotas, f"user_{self.kind}s_per_day"))

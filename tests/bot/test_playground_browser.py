@@ -1,0 +1,150 @@
+"""The playground in a real headless Chromium (Debian's chromium + chromium-driver, installed by `make test`).
+
+A person's path: open the page, type as a member "@小爱 生成一个熊猫弹吉他的视频", press send, see the ack,
+then a video element the browser can play (the demo CogVideoX model, the fake LLM rewriting the prompt).
+The page's own fetch() of a path that climbs out of the media folder is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from intents import Intent
+from tests.bot.test_playground import PANDA_PROMPT, playground
+
+T = TypeVar("T")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+MESSAGE = "@小爱 生成一个熊猫弹吉他的视频"
+# Each would reach tmp_path/secret.txt (the media folder is tmp_path/data/media) if the route let it out.
+TRAVERSALS = ("/media/..%2f..%2fsecret.txt", "/media/%2e%2e/%2e%2e/secret.txt", "/media/..%5c..%5csecret.txt",
+              "/media/video/..%2f..%2f..%2fsecret.txt", "/media/..%252f..%252fsecret.txt",
+              "/media//etc/passwd", "/static/..%2fplayground.py")
+
+
+def browser_or_skip() -> None:
+    """Skip with the reason when Chromium can't run here; under CI a missing browser is a failure."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    reason = None
+    if missing:
+        reason = f"no {' / '.join(missing)}: `make test` installs Debian's chromium + chromium-driver"
+    else:
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            reason = "selenium is not installed (pip install -e '.[dev]')"
+    if reason and os.environ.get("CI"):
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+
+
+def start_chromium(download_dir: Path) -> Any:
+    """Headless Chromium with the flags this closed network needs; nothing is downloaded (explicit paths)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must never fetch a driver or browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--mute-audio", "--window-size=480,900", "--lang=zh-CN",
+                 f"--user-data-dir={download_dir / 'profile'}"):
+        options.add_argument(flag)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(download_dir / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_script_timeout(10)
+    return driver
+
+
+async def poll(read: Callable[[], T], within: float, what: str) -> T:
+    """Call the (blocking) browser read in a thread until it gives something truthy."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await asyncio.to_thread(read)
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"the page never showed {what}")
+        await asyncio.sleep(0.2)
+
+
+BOT_TEXTS = "return [...document.querySelectorAll('.msg.bot .bubble')].map(b => b.textContent)"
+VIDEO_STATE = """
+const v = document.querySelector('.msg.bot video');
+if (!v) return null;
+return {src: v.currentSrc, readyState: v.readyState, duration: v.duration, error: v.error && v.error.code,
+        width: v.videoWidth, height: v.videoHeight};
+"""
+FETCH_STATUSES = """
+const [paths, done] = arguments;
+Promise.all(paths.map(p => fetch(p, {cache: 'no-store'}).then(r => r.status, e => 'error: ' + e))).then(done);
+"""
+
+
+async def test_a_member_asks_for_a_video_in_chromium_and_it_plays(tmp_path, fake_llm, monkeypatch):
+    browser_or_skip()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    (tmp_path / "secret.txt").write_text("not for the page", encoding="utf-8")  # noqa: ASYNC240
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))  # no real weights anywhere
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    fake_llm.classify("熊猫弹吉他", Intent.VIDEO.value)
+    fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
+    overrides = {"offline": {"playground": {"demo_models": True}}}
+    driver_task = asyncio.create_task(asyncio.to_thread(start_chromium, tmp_path))  # starts while we build
+    try:
+        async with playground(tmp_path, fake_llm, overrides) as (app, channel, _page):
+            app.apply_config(app.config.model_copy(update={"video": app.config.video.model_copy(
+                update={"height": 64, "width": 96, "steps": 2})}))  # seconds on a busy CI CPU
+            driver = await driver_task
+            await asyncio.to_thread(driver.get, channel.url)
+            await poll(lambda: driver.find_elements(By.CSS_SELECTOR, "#member option"), 10, "the members")
+
+            def type_and_send() -> None:
+                Select(driver.find_element(By.ID, "member")).select_by_visible_text("小明")
+                driver.find_element(By.ID, "text").send_keys(MESSAGE)
+                driver.find_element(By.ID, "send").click()
+
+            await asyncio.to_thread(type_and_send)
+            mine = await poll(lambda: driver.execute_script(
+                "return [...document.querySelectorAll('.msg.me .bubble')].map(b => b.textContent)"),
+                10, "the member's own message")
+            acks = await poll(lambda: [t for t in driver.execute_script(BOT_TEXTS) if "排队" in t],
+                              15, "the ack")
+            video = await poll(lambda: (s := driver.execute_script(VIDEO_STATE)) and s["readyState"] >= 1
+                               and s, 60, "a playable video")
+            texts = await asyncio.to_thread(driver.execute_script, BOT_TEXTS)
+            statuses = await asyncio.to_thread(driver.execute_async_script, FETCH_STATUSES,
+                                               [*TRAVERSALS, video["src"]])
+            notice = await asyncio.to_thread(lambda: driver.find_element(By.ID, "notice").text)
+            shot = await asyncio.to_thread(driver.get_screenshot_as_base64)
+    finally:
+        with contextlib.suppress(BaseException):  # a failed start was already raised above
+            await asyncio.to_thread((await driver_task).quit)
+    png = base64.b64decode(shot)  # PLAYGROUND_SCREENSHOT=/tmp/x.png keeps it to look at
+    Path(os.environ.get("PLAYGROUND_SCREENSHOT", tmp_path / "playground.png")).write_bytes(png)  # noqa: ASYNC240
+    assert mine == [MESSAGE]
+    assert acks[0].startswith("@小明")
+    assert video["src"].startswith(channel.url + "media/video/") and video["error"] is None
+    assert video["duration"] > 0 and (video["width"], video["height"]) == (96, 64)
+    assert any("演示模型" in t and "噪声" in t for t in texts)  # the demo output is labelled as noise
+    assert "演示模型" in notice
+    *refused, served = statuses
+    by_path = dict(zip(TRAVERSALS, refused, strict=True))
+    assert served == 200
+    assert all(isinstance(s, int) and 400 <= s < 500 for s in refused), by_path
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
