@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark matrix behind BENCHMARKS.md, for one GPU machine (the device tool's, or yours).
-# usage: bash bench/gpu_matrix.sh PHASE...   phases: setup 2b-eager 2b-compile 2b-memory 2b-cache 2b-50 5b
+# usage: bash bench/gpu_matrix.sh PHASE...  (phases: setup 2b-eager 2b-attn 2b-compile 2b-memory 2b-lowvram 2b-cache 5b)
 # Writes OUT/video.jsonl + OUT/video.md (OUT defaults to ./bench-out). Wheels in .whl/ are installed first
 # when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao).
 set -u
@@ -19,18 +19,16 @@ for phase in "$@"; do
     setup) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv ;;
     2b-eager) run 240 $B --build 2b --model-dir /tmp/m2b \
         --rows plain,fused,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8,fp8-sage \
-        --vae untiled,tile=480x360,tile=240x720,channels_last,bf16 ;;
-    2b-compile) run 150 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --rows fast,fast-sage
-        echo "== second start (same compile cache, new process)"
-        run 100 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC \
-          --row second-start-fast:compile=blocks,fuse_qkv=true \
-          --row second-start-fast-sage:compile=blocks,fuse_qkv=true,attention=sage ;;
+        --vae untiled,tile=480x360,tile=240x720,tile=160x240,channels_last,bf16 ;;
+    2b-attn) run 150 $B --build 2b --model-dir /tmp/m2b --rows plain,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8-sage ;;
+    2b-compile) run 200 $B --build 2b --model-dir /tmp/m2b --rows plain,compile,compile-sage,compile-cudnn
+        echo "== second start (inductor's cache from the run above, new process)"
+        run 100 $B --build 2b --model-dir /tmp/m2b --row second-start-compile-sage:compile=blocks,attention=sage ;;
     2b-memory) run 150 $B --build 2b --model-dir /tmp/m2b \
         --rows model-offload,group-offload-4g,seq-offload-4g,gpu-4g:cap_gib=4 ;;
+    2b-lowvram) run 120 $B --build 2b --model-dir /tmp/m2b --rows group-offload-4g,seq-offload-4g ;;
     2b-cache) run 150 $B --build 2b --model-dir /tmp/m2b --steps 16 --rows plain,fbc-0.05,fbc-0.1 ;;
-    2b-50) run 200 $B --build 2b --model-dir /tmp/m2b --compile-cache-dir $CC --steps 50 \
-        --rows "plain,${BEST:-fast-sage}" ;;
-    5b) run 240 $B --build 5b --model-dir /tmp/m5b --steps 4 --compile-cache-dir $CC --rows "plain,${BEST5:-fast-sage}" ;;
+    5b) run 200 $B --build 5b --model-dir /tmp/m5b --steps 4 --rows "plain,${BEST5:-compile-sage}" ;;
     *) echo "unknown phase $phase" ;;
   esac
 done

@@ -36,8 +36,9 @@ PRESETS: dict[str, str] = {
     "attn-efficient": "attention=efficient",
     "attn-sage": "attention=sage",
     "compile": "compile=blocks",
-    "fast": "compile=blocks,fuse_qkv=true",
-    "fast-sage": "compile=blocks,fuse_qkv=true,attention=sage",
+    "compile-fused": "compile=blocks,fuse_qkv=true",
+    "compile-sage": "compile=blocks,attention=sage",
+    "compile-cudnn": "compile=blocks,attention=cudnn",
     "int8": "quantization=int8_weight_only",
     "fp8": "quantization=fp8_dynamic",
     "fp8-sage": "quantization=fp8_dynamic,attention=sage",
@@ -45,8 +46,8 @@ PRESETS: dict[str, str] = {
     "fbc-0.05": "step_cache=0.05",
     "fbc-0.1": "step_cache=0.1",
     "model-offload": "memory_mode=model_cpu_offload",
-    "group-offload-4g": "memory_mode=group_offload,cap_gib=4",
-    "seq-offload-4g": "memory_mode=sequential_cpu_offload,cap_gib=4",
+    "group-offload-4g": "memory_mode=group_offload,vae_tile_size=160x240,cap_gib=4",
+    "seq-offload-4g": "memory_mode=sequential_cpu_offload,vae_tile_size=160x240,cap_gib=4",
 }
 VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16")
 
@@ -197,6 +198,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     extra_rows: list[dict[str, Any]] = []
     settings = {"memory_mode": "gpu" if sync.cuda else "cpu"} | spec.settings
     generator = None
+    step_ends: list[float] = []
     try:
         config = VideoConfig(model_path=folder, **settings)
         if spec.cap_gib is not None:
@@ -221,8 +223,6 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             marks["decode_s"] = sync.now() - begin
             marks["decode_peak"] = sync.peak_gib()
             return out
-
-        step_ends: list[float] = []
 
         def on_step(index: int, total_steps: int) -> None:
             step_ends.append(sync.now())
@@ -269,6 +269,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             extra_rows = run_vae_variants(pipe, marks["latents"], result.frames, vae_variants, row, sync)
     except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
         row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        row["steps_done"] = len(step_ends)
     finally:
         if generator is not None:
             generator.unload()

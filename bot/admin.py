@@ -90,7 +90,7 @@ def _gpu_line() -> str:
 
 
 def _queue_lines(app: Application) -> list[str]:
-    jobs = getattr(app, "jobs", None)
+    jobs = app.jobs
     if jobs is None:
         return ["队列：未启用"]
     status = jobs.status()
@@ -102,7 +102,7 @@ def _queue_lines(app: Application) -> list[str]:
 def _model_lines(app: Application) -> list[str]:
     """One line per job kind: which generator, and whether its weights are in memory."""
     lines = []
-    jobs = getattr(app, "jobs", None)
+    jobs = app.jobs
     for name, kind in sorted((getattr(jobs, "kinds", None) or {}).items()):
         try:
             generator = getattr(kind, "generator", None)
@@ -132,10 +132,10 @@ async def status_command(app: Application, msg: IncomingMessage, arg: str) -> st
         _gpu_line(),
         f"LLM：{app.config.llm.model}",
     ]
-    scheduler = getattr(app, "scheduler", None)
+    scheduler = app.scheduler
     if scheduler is not None:
         lines.append(f"定时任务：{len(scheduler.jobs())} 个")
-    watcher = getattr(app, "config_watcher", None)
+    watcher = app.config_watcher
     if watcher is not None:
         lines.append(f"配置：{watcher.path}（已热更新 {watcher.reloads} 次）")
     return "\n".join(lines)
@@ -143,7 +143,7 @@ async def status_command(app: Application, msg: IncomingMessage, arg: str) -> st
 
 # -- #队列 #取消 --------------------------------------------------------------------------------------
 async def queue_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    jobs = getattr(app, "jobs", None)
+    jobs = app.jobs
     if jobs is None:
         return "任务队列没有启用。"
     from bot.jobs import describe
@@ -155,7 +155,7 @@ async def queue_command(app: Application, msg: IncomingMessage, arg: str) -> str
 
 
 async def cancel_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    jobs = getattr(app, "jobs", None)
+    jobs = app.jobs
     if jobs is None:
         return "任务队列没有启用。"
     number = arg.lstrip("#＃").strip()
@@ -169,7 +169,7 @@ async def cancel_command(app: Application, msg: IncomingMessage, arg: str) -> st
 
 # -- #重载 ------------------------------------------------------------------------------------------
 async def reload_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    watcher = getattr(app, "config_watcher", None)
+    watcher = app.config_watcher
     if watcher is None:
         return "没有配置文件（用的是内置默认设置），无从重载。"
     applied, message = await watcher.reload(force=True, notify=False)
@@ -213,7 +213,7 @@ def _set_room(doc: CommentedMap, room_id: str, topic: str | None, *, allow: bool
 async def _switch_room(app: Application, msg: IncomingMessage, *, allow: bool) -> str:
     if not msg.chat.is_room:
         return "这个命令要在想开通或关闭的群里发。"
-    watcher = getattr(app, "config_watcher", None)
+    watcher = app.config_watcher
     if watcher is None:
         return "没有配置文件（用的是内置默认设置），没法写回。请用 --config 指定 config.yaml。"
     room_id, topic = msg.chat.chat_id, msg.room_topic

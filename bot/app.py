@@ -13,13 +13,23 @@ from typing import Protocol
 
 from loguru import logger
 
+from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel, ChatRef, IncomingMessage, Reply
 from bot.config import AppConfig, Secrets
+from bot.config_watch import ConfigWatcher
 from bot.context import Context
 from bot.history import History
+from bot.image import PRIORITY as IMAGE_PRIORITY
+from bot.image import ImageKind, image_api_key
+from bot.jobs import JobQueue
 from bot.llm import LLM
+from bot.quotas import Quotas
 from bot.router import Router, llm_classifier
+from bot.scheduler import Scheduler
+from bot.video import ModelPreload, VideoKind
 from intents import Intent
+from intents.embedded import EmbeddedClassifier, with_fallback
+from intents.slots import AmapFeature, follow_up_classifier
 
 
 class Service(Protocol):
@@ -51,6 +61,12 @@ class Application:
         self.router = Router(self)
         self.classifier: Classifier = llm_classifier
         self.services: dict[str, Service] = {}
+        # set by build_app; None in an Application built bare (unit tests)
+        self.jobs: JobQueue | None = None
+        self.quotas: Quotas | None = None
+        self.scheduler: Scheduler | None = None
+        self.config_watcher: ConfigWatcher | None = None
+        self.embedded_classifier: EmbeddedClassifier | None = None
         self.started_at = time.time()
         self._stopped = asyncio.Event()
         # called with each newly applied config (the scheduler resyncs its jobs), in registration order
@@ -116,38 +132,33 @@ class Application:
 
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
-    """Wire the application. Features that need lifecycle services register them here."""
+    """Wire the application: the GPU job queue with its kinds, the classifiers, and the services that
+    run for a family (scheduler, alerts, config watcher, quotas)."""
     app = Application(config, secrets, channel, config_path=config_path)
-    # feature wiring (services, classifier fallback, ...) is added below this line
-    from bot.jobs import JobQueue  # issue 3: the GPU job queue (video now; images submit to it too)
-    from bot.video import VideoKind, VideoPreload
 
+    # the GPU job queue: videos, and pictures with priority so they don't starve behind long videos
     app.jobs = JobQueue(config.data_dir, deliver=app.send, is_connected=lambda: app.channel.connected)
     video_kind = VideoKind(lambda: app.config.video)
     app.jobs.register(video_kind, label="视频",
                       retention_s=lambda: app.config.video.media_max_age_hours * 3600)
-    app.services["jobs"] = app.jobs
-    app.services["video preload"] = VideoPreload(video_kind, lambda: app.config.video)
-    from bot.image import PRIORITY as IMAGE_PRIORITY  # issue 5: pictures on the same GPU queue
-    from bot.image import ImageKind, image_api_key
-
     image_kind = ImageKind(lambda: app.config.image,
                            api_key=lambda: image_api_key() or app.secrets.openai_api_key,
                            api_base_url=lambda: app.secrets.openai_base_url)
     app.jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                       retention_s=lambda: app.config.image.media_max_age_hours * 3600)
-    app.services["image preload"] = VideoPreload(image_kind, lambda: app.config.image)  # same logic
-    if config.offline.classifier.enabled:  # issue 7: the embedded classifier, alone or behind the LLM
-        from intents.embedded import EmbeddedClassifier, with_fallback
+    app.services["jobs"] = app.jobs
+    app.services["video preload"] = ModelPreload(video_kind, lambda: app.config.video)
+    app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)
 
+    # classification: the LLM, the embedded classifier alone or behind it, and AMap's follow-up answers
+    if config.offline.classifier.enabled:
         app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)
         app.classifier = with_fallback(app.classifier, app.embedded_classifier)
         app.services["embedded classifier"] = app.embedded_classifier
-    from bot.alerts import DisconnectAlerts  # issue 6: running it for a family
-    from bot.config_watch import ConfigWatcher
-    from bot.quotas import Quotas
-    from bot.scheduler import Scheduler
+    app.services["amap"] = AmapFeature()
+    app.classifier = follow_up_classifier(app.classifier, app)  # "从哪里出发？" answers go back
 
+    # running it for a family
     app.quotas = Quotas(app)
     app.scheduler = Scheduler(app)
     app.config_listeners.append(app.scheduler.sync)
@@ -156,8 +167,4 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     if config_path is not None:
         app.config_watcher = ConfigWatcher(app, config_path)
         app.services["config_watch"] = app.config_watcher
-    from intents.slots import AmapFeature, follow_up_classifier  # issue 4: AMap intents
-
-    app.services["amap"] = AmapFeature()
-    app.classifier = follow_up_classifier(app.classifier, app)  # "从哪里出发？" answers go back
     return app

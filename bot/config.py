@@ -151,7 +151,8 @@ class VideoConfig(Section):
     max_steps: int = Field(default=100, ge=1, le=1000)
     bitrate_kbps: int = Field(default=2000, ge=100)
     max_mp4_mb: float = Field(default=3.0, gt=0.1)
-    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
+        "veryfast")
     # speed switches (issue 8; measured in BENCHMARKS.md, all off = the plain path)
     compile: Literal["off", "blocks"] = "off"  # blocks: regional torch.compile of the transformer blocks
     compile_cache_dir: Path | None = None  # where compiled kernels are kept for the next start

@@ -72,7 +72,7 @@ class Router:
         self.app.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
         if not msg.mentioned:
             return
-        quotas = getattr(self.app, "quotas", None)
+        quotas = self.app.quotas
         if quotas is not None and (refusal := quotas.check_message(msg, settings)) is not None:
             if refusal:
                 await self.app.reply(msg, Reply(refusal))

@@ -115,7 +115,7 @@ class Scheduler:
         now = time.time() if now is None else now
         cutoff = now - entry.keep_days * 86400
         data_dir = self.app.config.data_dir
-        jobs = getattr(self.app, "jobs", None)
+        jobs = self.app.jobs
         files = 0
         if jobs is not None and hasattr(jobs, "cleanup"):  # the job queue knows which results are pending
             files += await asyncio.to_thread(jobs.cleanup, now)

@@ -111,10 +111,11 @@ class VideoKind:
             return DEFAULT_MAX_PROMPT_TOKENS
 
 
-class VideoPreload:
-    """Service: loads the local model in the background at start when `video.load_at_start` is set."""
+class ModelPreload:
+    """Service: loads a kind's local model in the background at start when its `load_at_start` is set
+    (used for both `video` and `image`)."""
 
-    def __init__(self, kind: VideoKind, config: Callable[[], VideoConfig]) -> None:
+    def __init__(self, kind: Any, config: Callable[[], Any]) -> None:
         self._kind = kind
         self._config = config
         self._task: asyncio.Task | None = None
@@ -127,7 +128,7 @@ class VideoPreload:
         try:
             await asyncio.to_thread(self._kind.generator.load)
         except Exception as exc:  # noqa: BLE001 - the first job will report it to the asker too
-            logger.error("video: preloading the model failed: {}", exc)
+            logger.error("{}: preloading the model failed: {}", self._kind.name, exc)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -89,7 +89,9 @@ def attention_context(kind: Attention) -> Iterator[None]:
     if not torch.cuda.is_available():
         yield
         return
-    with sdpa_kernel([getattr(SDPBackend, name)]):
+    # the math kernel stays as the fallback for calls the chosen one refuses (T5's masked attention);
+    # set_priority makes the chosen kernel win wherever it can run (the transformer's unmasked attention)
+    with sdpa_kernel([getattr(SDPBackend, name), SDPBackend.MATH], set_priority=True):
         yield
 
 
@@ -114,7 +116,8 @@ def sage_op() -> Any:
         import torch
         from sageattention import sageattn
 
-        @torch.library.custom_op("xiaoai::sageattn", mutates_args=())
+        @torch.library.custom_op("xiaoai::sageattn", mutates_args=(),
+                                 schema="(Tensor query, Tensor key, Tensor value) -> Tensor")
         def _sage(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
             return sageattn(query.contiguous(), key.contiguous(), value.contiguous(), tensor_layout="HND",
                             is_causal=False)

@@ -187,7 +187,7 @@ class GenerationIntent:
 
     # the flow ----------------------------------------------------------------------------------------
     async def handle(self, ctx: Context) -> Reply | None:
-        jobs = getattr(ctx.app, "jobs", None)
+        jobs = ctx.app.jobs
         if jobs is None or self.kind not in jobs.kinds:
             return Reply(not_enabled(self.feature))
         section = self.section(ctx)
@@ -206,7 +206,7 @@ class GenerationIntent:
             raise self._user_error(exc) from exc
 
         # 2. the daily quotas (given back below if the job is not accepted after all)
-        quotas = getattr(ctx.app, "quotas", None)
+        quotas = ctx.app.quotas
         if quotas is not None:
             quotas.check_and_count(self.kind, msg)
         accepted = False

@@ -324,7 +324,7 @@ def job_status_of(app: Any) -> JobStatus:
     """The page's job panel from the app's job queue (`app.jobs`, when the bot has one); blocking."""
 
     def status() -> list[dict[str, Any]]:
-        jobs = getattr(app, "jobs", None)
+        jobs = app.jobs
         if jobs is None:
             return []
         return [{"id": job.id, "label": jobs.label(job.request.kind), "asker": job.request.asker_name,
