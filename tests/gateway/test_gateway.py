@@ -52,7 +52,9 @@ except ModuleNotFoundError:  # plain `pytest` without the repo root on sys.path
         free_port,
     )
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="needs Node + npm")
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None, reason="needs Node + npm"
+)
 
 EVENT_MESSAGE = 2  # wechaty_grpc EventType values
 EVENT_LOGIN = 25
@@ -97,10 +99,12 @@ class GrpcClient:
 
         self._task = asyncio.create_task(pump())
 
-    async def next_event(self, etype: int, timeout: float = 5.0) -> tuple[float, dict]:
-        deadline = time.monotonic() + timeout
+    async def next_event(self, etype: int, within: float = 5.0) -> tuple[float, dict]:
+        deadline = time.monotonic() + within
         while True:
-            t, typ, payload = await asyncio.wait_for(self.events.get(), max(0.01, deadline - time.monotonic()))
+            t, typ, payload = await asyncio.wait_for(
+                self.events.get(), max(0.01, deadline - time.monotonic())
+            )
             if typ == etype:
                 return t, payload
 
@@ -109,7 +113,7 @@ class GrpcClient:
         while True:
             try:
                 _, typ, payload = await asyncio.wait_for(self.events.get(), quiet)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return got
             if typ == etype:
                 got.append(payload)
@@ -155,7 +159,12 @@ def test_starts_with_mock_puppet_and_reports_health(peer):
     h = peer.health()
     assert h["loggedIn"] is True
     assert h["botId"] == BOT
-    assert {c["id"]: c["name"] for c in h["contacts"]} == {BOT: "小爱", ALICE: "妈妈", BOB: "爸爸", "carol": "奶奶"}
+    assert {c["id"]: c["name"] for c in h["contacts"]} == {
+        BOT: "小爱",
+        ALICE: "妈妈",
+        BOB: "爸爸",
+        "carol": "奶奶",
+    }
     assert {r["id"]: r["topic"] for r in h["rooms"]} == {FAMILY: "相亲相爱一家人", OTHER: "工作群"}
     assert peer.start_seconds is not None and peer.start_seconds < 15
     assert "gateway ready" in peer.logs()
@@ -206,7 +215,12 @@ def test_grpc_message_flow_mentions_alias_and_sent_log(peer):
             latency = t_event - t0
 
             p = await stub.message_payload(id=mid)
-            assert (p.from_id, p.room_id, p.text, list(p.mention_ids)) == (ALICE, FAMILY, "@小爱\u2005画一只猫", [BOT])
+            assert (p.from_id, p.room_id, p.text, list(p.mention_ids)) == (
+                ALICE,
+                FAMILY,
+                "@小爱\u2005画一只猫",
+                [BOT],
+            )
             member = await stub.room_member_payload(id=FAMILY, member_id=BOT)
             assert member.room_alias == BOT_ROOM_ALIAS and member.name == "小爱"
             room = await stub.room_payload(id=FAMILY)
@@ -232,7 +246,13 @@ def test_grpc_message_flow_mentions_alias_and_sent_log(peer):
     sent = peer.sent()
     assert [m["id"] for m in sent] == [room_reply, private_reply]
     assert sent[0] | {"ts": 0} == {
-        "id": room_reply, "room": FAMILY, "to": None, "text": "@妈妈 好的", "mentionIds": [ALICE], "file": None, "ts": 0,
+        "id": room_reply,
+        "room": FAMILY,
+        "to": None,
+        "text": "@妈妈 好的",
+        "mentionIds": [ALICE],
+        "file": None,
+        "ts": 0,
     }
     assert (sent[1]["room"], sent[1]["to"], sent[1]["text"]) == (None, BOB, "在")
     assert peer.wait_for_sent(lambda m: m["to"] == BOB, timeout=1)["id"] == private_reply
@@ -338,9 +358,13 @@ def test_restart_and_crash_keep_endpoint_token_and_ids():
 
 def test_port_in_use_fails_clearly(peer):
     code, out, _ = _run_gateway(
-        {"WECHATY_PUPPET": "wechaty-puppet-mock", "XIAOAI_SCENARIO_PORT": str(free_port()),
-         "WECHATY_GATEWAY_PORT": str(peer.port), "WECHATY_PUPPET_SERVICE_TOKEN": "t",
-         "WECHATY_GATEWAY_DATA_DIR": str(peer.workdir / "other")},
+        {
+            "WECHATY_PUPPET": "wechaty-puppet-mock",
+            "XIAOAI_SCENARIO_PORT": str(free_port()),
+            "WECHATY_GATEWAY_PORT": str(peer.port),
+            "WECHATY_PUPPET_SERVICE_TOKEN": "t",
+            "WECHATY_GATEWAY_DATA_DIR": str(peer.workdir / "other"),
+        },
         timeout=30,
     )
     assert code != 0
@@ -349,8 +373,11 @@ def test_port_in_use_fails_clearly(peer):
 
 def test_unknown_puppet_fails_clearly(tmp_path):
     code, out, _ = _run_gateway(
-        {"WECHATY_PUPPET": "wechaty-puppet-does-not-exist", "WECHATY_GATEWAY_PORT": str(free_port()),
-         "WECHATY_GATEWAY_DATA_DIR": str(tmp_path)},
+        {
+            "WECHATY_PUPPET": "wechaty-puppet-does-not-exist",
+            "WECHATY_GATEWAY_PORT": str(free_port()),
+            "WECHATY_GATEWAY_DATA_DIR": str(tmp_path),
+        },
         timeout=30,
     )
     assert code == 2
@@ -365,7 +392,9 @@ def _wechat_reachable() -> bool:
     return True
 
 
-@pytest.mark.skipif(_wechat_reachable(), reason="WeChat's login host resolves here: wechat4u would show a real QR code")
+@pytest.mark.skipif(
+    _wechat_reachable(), reason="WeChat's login host resolves here: wechat4u would show a real QR code"
+)
 def test_wechat4u_without_network_exits_nonzero_with_a_clear_message(tmp_path):
     # the default puppet, default start timeout: must fail, not hang
     code, out, seconds = _run_gateway(
@@ -399,9 +428,17 @@ def test_wechat4u_that_hangs_hits_the_start_timeout(tmp_path):
     proxy = f"http://127.0.0.1:{sink.getsockname()[1]}"
     try:
         code, out, seconds = _run_gateway(
-            {"WECHATY_GATEWAY_PORT": str(free_port()), "WECHATY_GATEWAY_DATA_DIR": str(tmp_path),
-             "WECHATY_GATEWAY_START_TIMEOUT": "3", "https_proxy": proxy, "HTTPS_PROXY": proxy,
-             "http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""},
+            {
+                "WECHATY_GATEWAY_PORT": str(free_port()),
+                "WECHATY_GATEWAY_DATA_DIR": str(tmp_path),
+                "WECHATY_GATEWAY_START_TIMEOUT": "3",
+                "https_proxy": proxy,
+                "HTTPS_PROXY": proxy,
+                "http_proxy": proxy,
+                "HTTP_PROXY": proxy,
+                "no_proxy": "",
+                "NO_PROXY": "",
+            },
             timeout=60,
         )
     finally:

@@ -1,13 +1,14 @@
 """The Node Wechaty peer for end-to-end tests: `gateway/index.js` with the mock puppet and the test scenario.
 
-    with NodePeer() as peer:                      # npm ci (once), spawn, wait until the bot is logged in
-        os.environ.update(peer.client_env())      # WECHATY_PUPPET_SERVICE_ENDPOINT / _TOKEN for python-wechaty
+    with NodePeer() as peer:                  # npm ci (once), spawn, wait until the bot is logged in
+        os.environ.update(peer.client_env())  # WECHATY_PUPPET_SERVICE_ENDPOINT / _TOKEN for python-wechaty
         ...start the bot, then peer.wait_for_client()
         peer.say("alice", at("小爱") + "画一只猫", room=FAMILY, mention=[BOT])
         reply = peer.wait_for_sent(lambda m: m["room"] == FAMILY)
 
-The cast (ids are stable across gateway restarts): bot `xiaoai` (小爱; room alias 小爱同学 in the family room),
-`alice` 妈妈, `bob` 爸爸, `carol` 奶奶; rooms `family@chatroom` 相亲相爱一家人 and `other@chatroom` 工作群.
+The cast (ids are stable across gateway restarts): bot `xiaoai` (小爱; room alias 小爱同学 in the family
+room), `alice` 妈妈, `bob` 爸爸, `carol` 奶奶; rooms `family@chatroom` 相亲相爱一家人 and
+`other@chatroom` 工作群.
 Stdlib + httpx only.
 """
 
@@ -70,7 +71,10 @@ def ensure_node_modules(gateway_dir: Path = GATEWAY_DIR, timeout: float = 600.0)
 
     if installed():
         return
-    lock_path = Path(tempfile.gettempdir()) / f"xiaoai-npm-ci-{hashlib.sha256(str(gateway_dir).encode()).hexdigest()[:12]}.lock"
+    lock_path = (
+        Path(tempfile.gettempdir())
+        / f"xiaoai-npm-ci-{hashlib.sha256(str(gateway_dir).encode()).hexdigest()[:12]}.lock"
+    )
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -84,7 +88,9 @@ def ensure_node_modules(gateway_dir: Path = GATEWAY_DIR, timeout: float = 600.0)
                 timeout=timeout,
             )
             if proc.returncode != 0:
-                raise RuntimeError(f"npm ci failed in {gateway_dir} (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+                raise RuntimeError(
+                    f"npm ci failed in {gateway_dir} (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+                )
             marker.write_text(digest + "\n")
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -127,7 +133,9 @@ class NodePeer:
         self.log_path = self.workdir / "gateway.log"
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None  # wall time of the last start(), spawn to logged in
-        self._http = httpx.Client(base_url=f"http://{self.host}:{self.scenario_port}", timeout=10.0, trust_env=False)
+        self._http = httpx.Client(
+            base_url=f"http://{self.host}:{self.scenario_port}", timeout=10.0, trust_env=False
+        )
         self._finalizer = weakref.finalize(self, _terminate, None)
         weakref.finalize(self, shutil.rmtree, self.workdir, True)  # logs and QR code go with the object
 
@@ -206,7 +214,9 @@ class NodePeer:
         deadline = t0 + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise PeerError(f"gateway exited with code {self.returncode} while starting:\n{self.logs()[-4000:]}")
+                raise PeerError(
+                    f"gateway exited with code {self.returncode} while starting:\n{self.logs()[-4000:]}"
+                )
             try:
                 if self.health().get("loggedIn"):
                     return
@@ -276,9 +286,16 @@ class NodePeer:
         base64: str | None = None,
         name: str | None = None,
     ) -> dict:
-        """Inject a message (room message, or private to the bot when room is None); returns the API's reply:
-        {id, duplicate (the id existed: the same message event was emitted again), delivered (a client streams)}."""
-        body: dict[str, Any] = {"from": sender, "room": room, "text": text, "mention": list(mention), "type": type}
+        """Inject a message (room message, or private to the bot when room is None); returns the API's
+        reply: {id, duplicate (the id existed: the same message event was emitted again), delivered (a
+        client streams)}."""
+        body: dict[str, Any] = {
+            "from": sender,
+            "room": room,
+            "text": text,
+            "mention": list(mention),
+            "type": type,
+        }
         if id is not None:
             body["id"] = id
         if base64 is not None:
@@ -307,7 +324,10 @@ class NodePeer:
         self._call("POST", "/login")
 
     def wait_for_sent(
-        self, predicate: Callable[[dict], bool] = lambda m: True, timeout: float = 10.0, interval: float = 0.02
+        self,
+        predicate: Callable[[dict], bool] = lambda m: True,
+        timeout: float = 10.0,
+        interval: float = 0.02,
     ) -> dict:
         """Poll /sent until a message matches; returns the first match, else raises TimeoutError."""
         deadline = time.monotonic() + timeout
