@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark matrix behind BENCHMARKS.md, for one GPU machine (the device tool's, or yours).
-# usage: bash bench/gpu_matrix.sh PHASE...  (phases: setup 2b-eager 2b-attn 2b-compile 2b-memory 2b-lowvram 2b-cache 5b)
+# usage: bash bench/gpu_matrix.sh PHASE...  (phases: see the case below)
 # Writes OUT/video.jsonl + OUT/video.md (OUT defaults to ./bench-out). Wheels in .whl/ are installed first
 # when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao).
 set -u
@@ -12,23 +12,22 @@ if ! python3 -c "import diffusers" 2>/dev/null && [ -d "$WHEELS" ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 B="python3 -m bot bench video --out $OUT --ref-dir /tmp/xiaoai-refs"
-CC=/tmp/xiaoai-compile-cache
 run() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | grep -v -e 'Loading' -e 'it/s]' -e '^\s*$'; }
 for phase in "$@"; do
   case $phase in
     setup) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv ;;
     2b-eager) run 240 $B --build 2b --model-dir /tmp/m2b \
         --rows plain,fused,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8,fp8-sage \
-        --vae untiled,tile=480x360,tile=240x720,tile=160x240,channels_last,bf16 ;;
-    2b-attn) run 150 $B --build 2b --model-dir /tmp/m2b --rows plain,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8-sage ;;
-    2b-compile) run 200 $B --build 2b --model-dir /tmp/m2b --rows plain,compile,compile-sage,compile-cudnn
+        --vae untiled,tile=480x360,tile=240x720,channels_last,bf16 ;;
+    2b-fast) run 170 $B --build 2b --model-dir /tmp/m2b --rows plain,attn-sage,compile-sage,group-offload-4g
         echo "== second start (inductor's cache from the run above, new process)"
-        run 100 $B --build 2b --model-dir /tmp/m2b --row second-start-compile-sage:compile=blocks,attention=sage ;;
+        run 60 $B --build 2b --model-dir /tmp/m2b --row second-start-compile-sage:compile=blocks,attention=sage ;;
+    2b-compile) run 200 $B --build 2b --model-dir /tmp/m2b --rows plain,compile,compile-sage,compile-cudnn ;;
     2b-memory) run 150 $B --build 2b --model-dir /tmp/m2b \
         --rows model-offload,group-offload-4g,seq-offload-4g,gpu-4g:cap_gib=4 ;;
-    2b-lowvram) run 120 $B --build 2b --model-dir /tmp/m2b --rows group-offload-4g,seq-offload-4g ;;
     2b-cache) run 150 $B --build 2b --model-dir /tmp/m2b --steps 16 --rows plain,fbc-0.05,fbc-0.1 ;;
     5b) run 200 $B --build 5b --model-dir /tmp/m5b --steps 4 --rows "plain,${BEST5:-compile-sage}" ;;
+    5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
     *) echo "unknown phase $phase" ;;
   esac
 done

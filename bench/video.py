@@ -46,8 +46,8 @@ PRESETS: dict[str, str] = {
     "fbc-0.05": "step_cache=0.05",
     "fbc-0.1": "step_cache=0.1",
     "model-offload": "memory_mode=model_cpu_offload",
-    "group-offload-4g": "memory_mode=group_offload,vae_tile_size=160x240,cap_gib=4",
-    "seq-offload-4g": "memory_mode=sequential_cpu_offload,vae_tile_size=160x240,cap_gib=4",
+    "group-offload-4g": "memory_mode=group_offload,vae_tile_size=144x240,cap_gib=4",
+    "seq-offload-4g": "memory_mode=sequential_cpu_offload,vae_tile_size=144x240,cap_gib=4",
 }
 VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16")
 

@@ -184,8 +184,11 @@ class VideoConfig(Section):
     @field_validator("vae_tile_size")
     @classmethod
     def _tile_fits(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and any(side < 64 or side % 8 for side in value):
-            raise ValueError("video.vae_tile_size sides must be multiples of 8 and at least 64 pixels")
+        # diffusers' tile overlap (1/6 of the height, 1/5 of the width) only adds up for these sizes;
+        # others return frames of the wrong height (seen: 160x240 tiles -> 498-pixel frames)
+        if value is not None and (value[0] < 48 or value[0] % 48 or value[1] < 40 or value[1] % 40):
+            raise ValueError("video.vae_tile_size must be [height, width] with height a multiple of 48 and "
+                             "width a multiple of 40, e.g. [144, 240] or [240, 360]")
         return value
 
 

@@ -9,17 +9,8 @@ from __future__ import annotations
 from bot.channels.base import Reply
 from bot.context import Context
 from intents import Intent
-from intents.slots import (
-    ask,
-    explain,
-    extract_slots,
-    feature,
-    finish,
-    format_distance,
-    not_found,
-    take_pending,
-)
-from services.amap import AmapError, AmapNoKey, Poi
+from intents.slots import ask, client_and_slots, explain, finish, format_distance, not_found
+from services.amap import AmapError, Poi
 
 FIELDS = ("place", "city", "keyword")
 MAX_ADDRESS_CHARS = 30
@@ -44,11 +35,10 @@ def render_places(where: str, keyword: str, pois: list[Poi]) -> str:
 
 async def handle(ctx: Context) -> Reply:
     config = ctx.config.amap
-    client = feature(ctx.app).client(config)
-    if not client.key:
-        return Reply(explain(AmapNoKey("no key")))
-    pending = take_pending(ctx, "places")
-    slots = await extract_slots(ctx, "places", FIELDS, pending)
+    started = await client_and_slots(ctx, "places", FIELDS)
+    if isinstance(started, Reply):
+        return started
+    client, slots = started
     place, keyword = slots["place"], slots["keyword"]
     city = slots["city"] or config.default_city or ""
     if not keyword:

@@ -10,18 +10,8 @@ from dataclasses import dataclass
 from bot.channels.base import Reply
 from bot.context import Context
 from intents import Intent
-from intents.slots import (
-    ask,
-    explain,
-    extract_slots,
-    feature,
-    finish,
-    format_distance,
-    format_duration,
-    not_found,
-    take_pending,
-)
-from services.amap import AmapClient, AmapError, AmapNoKey, Location, RoutePlan, TransitLeg, TransitPlan
+from intents.slots import ask, client_and_slots, explain, finish, format_distance, format_duration, not_found
+from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan
 
 FIELDS = ("origin", "destination", "city")
 MAX_STEP_CHARS = 40
@@ -116,11 +106,10 @@ async def _plan(client: AmapClient, mode: Mode, origin: Location, destination: L
 
 
 async def handle_route(ctx: Context, mode: Mode) -> Reply:
-    client = feature(ctx.app).client(ctx.config.amap)
-    if not client.key:
-        return Reply(explain(AmapNoKey("no key")))
-    pending = take_pending(ctx, "route")
-    slots = await extract_slots(ctx, "route", FIELDS, pending, mode=mode.verb)
+    started = await client_and_slots(ctx, "route", FIELDS, mode=mode.verb)
+    if isinstance(started, Reply):
+        return started
+    client, slots = started
     missing = [name for name in ("origin", "destination") if not slots[name]]
     if missing:
         asked, question = question_for(missing)

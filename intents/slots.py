@@ -315,6 +315,18 @@ async def extract_slots(ctx: Context, kind: str, fields: tuple[str, ...], pendin
     return slots
 
 
+async def client_and_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: object
+                           ) -> tuple[AmapClient, dict[str, str]] | Reply:
+    """How each AMap handler starts: the client for this message and its slots (merged with the asker's
+    open question of this kind, now answered) — or, with no AMap key, the reply that says how to set one
+    (the LLM is not asked then)."""
+    client = feature(ctx.app).client(ctx.config.amap)
+    if not client.key:
+        return Reply(explain(AmapNoKey("no key")))
+    pending = take_pending(ctx, kind)
+    return client, await extract_slots(ctx, kind, fields, pending, **extra)
+
+
 # -- the reply ------------------------------------------------------------------------------------------
 async def finish(ctx: Context, text: str) -> Reply:
     """The templated answer, optionally reworded by the LLM (amap.polish); the template wins on failure."""

@@ -13,8 +13,8 @@ import re
 from bot.channels.base import Reply
 from bot.context import Context
 from intents import Intent
-from intents.slots import ask, explain, extract_slots, feature, finish, local_now, not_found, take_pending
-from services.amap import AmapError, AmapNoKey, DayCast, LiveWeather
+from intents.slots import ask, client_and_slots, explain, finish, local_now, not_found
+from services.amap import AmapError, DayCast, LiveWeather
 
 FIELDS = ("place", "day")
 WEEKDAYS = "一二三四五六日天"
@@ -132,11 +132,10 @@ def render_weather(city: str, casts: list[DayCast], today: dt.date, live: LiveWe
 
 async def handle(ctx: Context) -> Reply:
     config = ctx.config.amap
-    client = feature(ctx.app).client(config)
-    if not client.key:
-        return Reply(explain(AmapNoKey("no key")))
-    pending = take_pending(ctx, "weather")
-    slots = await extract_slots(ctx, "weather", FIELDS, pending)
+    started = await client_and_slots(ctx, "weather", FIELDS)
+    if isinstance(started, Reply):
+        return started
+    client, slots = started
     place = slots["place"] or (config.default_city or "")
     if not place:
         return ask(ctx, "weather", Intent.WEATHER, slots, "place", "想查哪个城市的天气呀？")

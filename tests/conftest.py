@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.fake_amap import TEST_KEY, FakeAmap
+from tests.support.fake_images import FakeImages
 from tests.support.fake_llm import FakeLLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,9 +36,8 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 @pytest.fixture(scope="session")
 def fake_llm_server() -> Iterator[FakeLLM]:
-    server = FakeLLM()
-    yield server
-    server.close()
+    with FakeLLM() as server:
+        yield server
 
 
 @pytest.fixture
@@ -44,6 +45,34 @@ def fake_llm(fake_llm_server: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm_server.reset()
     yield fake_llm_server
     fake_llm_server.reset()
+
+
+@pytest.fixture(scope="module")
+def amap_server() -> Iterator[FakeAmap]:
+    with FakeAmap() as server:
+        yield server
+
+
+@pytest.fixture
+def amap(amap_server: FakeAmap, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAmap]:
+    """The module's fake AMap server, reset, with AMAP_KEY set to the key it accepts."""
+    monkeypatch.setenv("AMAP_KEY", TEST_KEY)
+    amap_server.reset()
+    yield amap_server
+    amap_server.reset()
+
+
+@pytest.fixture(scope="module")
+def images_server() -> Iterator[FakeImages]:
+    with FakeImages() as server:
+        yield server
+
+
+@pytest.fixture
+def images(images_server: FakeImages) -> Iterator[FakeImages]:
+    """The module's fake OpenAI images server, reset to answer b64_json."""
+    images_server.reset()
+    yield images_server
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_rows_parse_from_presets_and_custom_settings() -> None:
     fbc = parse_row("fbc-0.1:steps=20", 6)
     assert (fbc.settings, fbc.steps) == ({"step_cache": 0.1}, 20)
     capped = parse_row("group-offload-4g", 6)
-    assert capped.settings == {"memory_mode": "group_offload", "vae_tile_size": [160, 240]}
+    assert capped.settings == {"memory_mode": "group_offload", "vae_tile_size": [144, 240]}
     assert (capped.cap_gib, capped.is_reference) == (4.0, False)
     mine = parse_row("mine:attention=sage,fuse_qkv=true,vae_tile_size=480x360", 6)
     assert mine.settings == {"attention": "sage", "fuse_qkv": True, "vae_tile_size": [480, 360]}

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from bot.app import Application, build_app
 from bot.channels.base import ChatRef, IncomingMessage, MessageHandler, Reply
 from bot.config import Secrets, parse
+from tests.support.http_fake import LoopbackServer, QuietHandler
 
 FAMILY_ID, FAMILY_TOPIC = "family@chatroom", "相亲相爱一家人"
 OTHER_ID, OTHER_TOPIC = "other@chatroom", "工作群"
@@ -90,7 +89,7 @@ def record_classifications(app: Application) -> list[IncomingMessage]:
     return seen
 
 
-class WebhookServer:
+class WebhookServer(LoopbackServer):
     """A real HTTP server on loopback that records JSON POSTs (the alert webhook's receiver)."""
 
     def __init__(self, status: int = 200) -> None:
@@ -98,10 +97,7 @@ class WebhookServer:
         self.status = status
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.requests.append(json.loads(body or b"null"))
@@ -109,15 +105,8 @@ class WebhookServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self.serve(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hook"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.root + "/hook"

@@ -10,6 +10,7 @@ import pytest
 from intents import Intent
 from tests.conftest import wait_until
 from tests.support.peer import BOT, BOT_NAME, BOT_ROOM_ALIAS, FAMILY, OTHER, at
+from tests.support.recording_handlers import record_handlers
 
 
 def bot_texts(peer, room=FAMILY) -> list[str]:
@@ -118,20 +119,8 @@ async def test_llm_down_or_slow_gets_a_friendly_reply(running_bot, peer, fake_ll
 
 
 async def test_all_eight_labels_reach_their_handler(running_bot, peer, fake_llm, monkeypatch):
-    import intents
-
-    reached: list[Intent] = []
-
-    def recorder(intent):
-        async def handle(ctx):
-            reached.append(intent)
-            from bot.channels.base import Reply
-
-            return Reply(f"handled {intent.module}")
-        return handle
-
+    reached = record_handlers(monkeypatch)
     for intent in Intent:
-        monkeypatch.setitem(intents.REGISTRY, intent, recorder(intent))
         fake_llm.classify(f"请求{intent.module}", intent.value)
     async with running_bot():
         for n, intent in enumerate(Intent):  # spread over members: per-user rate limits exist

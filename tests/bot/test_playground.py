@@ -191,17 +191,29 @@ PANDA_PROMPT = ("A gentle medium shot in soft morning light. A fluffy giant pand
                 "rises around it.")
 
 
-async def test_video_request_without_weights_runs_on_the_labelled_demo_model(tmp_path, fake_llm, monkeypatch):
-    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))  # no real weights anywhere
+def script_panda_video_without_weights(tmp_path: Path, fake_llm: Any, monkeypatch: pytest.MonkeyPatch
+                                       ) -> dict[str, Any]:
+    """No real weights anywhere, the panda request classified as video and rewritten to PANDA_PROMPT;
+    returns the config overrides that turn the playground's demo models on."""
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     fake_llm.classify("熊猫弹吉他", Intent.VIDEO.value)
     fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
-    overrides = {"offline": {"playground": {"demo_models": True}}}
+    return {"offline": {"playground": {"demo_models": True}}}
+
+
+def shrink_video(app: Any) -> None:
+    """Smaller than the demo model's defaults still: seconds on a busy CI CPU."""
+    app.apply_config(app.config.model_copy(update={"video": app.config.video.model_copy(
+        update={"height": 64, "width": 96, "steps": 2})}))
+
+
+async def test_video_request_without_weights_runs_on_the_labelled_demo_model(tmp_path, fake_llm, monkeypatch):
+    overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
     async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
         assert "demo-models" in str(app.config.video.model_path)
-        app.apply_config(app.config.model_copy(update={"video": app.config.video.model_copy(
-            update={"height": 64, "width": 96, "steps": 2})}))  # smaller still: seconds on a busy CI CPU
+        shrink_video(app)
         await page.say("kid", "@小爱 生成一个熊猫弹吉他的视频")
         await wait_until(lambda: any(m["media"] for m in page.bot_messages()), within=120)
         ack, *_rest = page.bot_messages()

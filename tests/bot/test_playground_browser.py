@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from intents import Intent
-from tests.bot.test_playground import PANDA_PROMPT, playground
+from tests.bot.test_playground import playground, script_panda_video_without_weights, shrink_video
 
 T = TypeVar("T")
 
@@ -99,17 +98,11 @@ async def test_a_member_asks_for_a_video_in_chromium_and_it_plays(tmp_path, fake
     from selenium.webdriver.support.ui import Select
 
     (tmp_path / "secret.txt").write_text("not for the page", encoding="utf-8")  # noqa: ASYNC240
-    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))  # no real weights anywhere
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    fake_llm.classify("熊猫弹吉他", Intent.VIDEO.value)
-    fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
-    overrides = {"offline": {"playground": {"demo_models": True}}}
+    overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
     driver_task = asyncio.create_task(asyncio.to_thread(start_chromium, tmp_path))  # starts while we build
     try:
         async with playground(tmp_path, fake_llm, overrides) as (app, channel, _page):
-            app.apply_config(app.config.model_copy(update={"video": app.config.video.model_copy(
-                update={"height": 64, "width": 96, "steps": 2})}))  # seconds on a busy CI CPU
+            shrink_video(app)
             driver = await driver_task
             await asyncio.to_thread(driver.get, channel.url)
             await poll(lambda: driver.find_elements(By.CSS_SELECTOR, "#member option"), 10, "the members")

@@ -21,36 +21,23 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.support.peer import (
-        ALICE,
-        BOB,
-        BOT,
-        BOT_ROOM_ALIAS,
-        FAMILY,
-        GATEWAY_DIR,
-        OTHER,
-        NodePeer,
-        PeerError,
-        at,
-        ensure_node_modules,
-        free_port,
-    )
+    import tests.support.peer  # noqa: F401
 except ModuleNotFoundError:  # plain `pytest` without the repo root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.support.peer import (
-        ALICE,
-        BOB,
-        BOT,
-        BOT_ROOM_ALIAS,
-        FAMILY,
-        GATEWAY_DIR,
-        OTHER,
-        NodePeer,
-        PeerError,
-        at,
-        ensure_node_modules,
-        free_port,
-    )
+from tests.support.peer import (
+    ALICE,
+    BOB,
+    BOT,
+    BOT_ROOM_ALIAS,
+    FAMILY,
+    GATEWAY_DIR,
+    OTHER,
+    NodePeer,
+    PeerError,
+    at,
+    ensure_node_modules,
+    free_port,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("npm") is None, reason="needs Node + npm"

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bot.config import ImageConfig
@@ -15,19 +13,6 @@ from generators.image_api import REFUSED_REPLY, ImageApiGenerator
 from tests.support.fake_images import FakeImages, png_bytes
 
 PROMPT = "A Shiba Inu sitting in deep snow, soft winter light."
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeImages]:
-    fake = FakeImages()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def images(server: FakeImages) -> Iterator[FakeImages]:
-    server.reset()
-    yield server
 
 
 def generator(images: FakeImages, key: str | None = "img-key", **config) -> ImageApiGenerator:

@@ -5,29 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from intents import Intent
-from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
+from tests.support.fake_amap import FakeAmap, script_slots
 from tests.support.peer import BOT, FAMILY, at, free_port
-
-
-@pytest.fixture(scope="module")
-def amap_server() -> Iterator[FakeAmap]:
-    server = FakeAmap()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def amap(amap_server: FakeAmap, monkeypatch) -> Iterator[FakeAmap]:
-    monkeypatch.setenv("AMAP_KEY", TEST_KEY)
-    amap_server.reset()
-    yield amap_server
-    amap_server.reset()
 
 
 def overrides(amap: FakeAmap) -> dict:

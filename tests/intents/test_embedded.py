@@ -15,6 +15,7 @@ from bot.eval_intents import DEFAULT_DATA, evaluate, format_report, load_samples
 from intents import Intent
 from intents.embedded import EXAMPLES_PATH, EmbeddedClassifier, decide, load_examples, named_route_mode
 from tests.support.peer import BOT, FAMILY, at
+from tests.support.recording_handlers import record_handlers
 
 ACCURACY_LINE = 0.95
 
@@ -113,21 +114,6 @@ def test_examples_file_errors_name_the_problem(tmp_path: Path):
 
 
 # -- fallback behind the LLM, through the real Wechaty peer -------------------------------------------
-def record_handlers(monkeypatch) -> list[Intent]:
-    import intents
-    from bot.channels.base import Reply
-
-    reached: list[Intent] = []
-
-    def recorder(intent: Intent):
-        async def handle(ctx):
-            reached.append(intent)
-            return Reply(f"handled {intent.module}")
-        return handle
-
-    for intent in Intent:
-        monkeypatch.setitem(intents.REGISTRY, intent, recorder(intent))
-    return reached
 
 
 @pytest.mark.parametrize("failure", ["500", "timeout"])

@@ -8,17 +8,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from bot.channels.base import ChatRef, IncomingMessage
-from bot.config import AppConfig, LLMConfig, Secrets
+from bot.config import LLMConfig, Secrets
 from bot.context import Context
-from bot.history import HistoryEntry
 from bot.llm import LLM
 from generators.image_api import REFUSED_REPLY
 from intents import Intent
@@ -35,6 +32,7 @@ from intents.image import (
     requested_image_overrides,
     rewrite_prompt,
 )
+from tests.support.chat_driver import family_context
 from tests.support.fake_images import FakeImages, png_bytes
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at
@@ -89,21 +87,7 @@ def test_requested_overrides_seed_steps_orientation() -> None:
 
 
 def context(llm: LLM, text: str = REQUEST) -> Context:
-    msg = IncomingMessage(id="m1", chat=ChatRef(FAMILY, True), sender_id="alice", sender_name="妈妈",
-                          text=text, mentioned=True)
-    history = [HistoryEntry("爸爸", "下雪啦，好冷", False, 0.0), HistoryEntry("妈妈", text, False, 0.0)]
-
-    async def say(reply) -> None:
-        return None
-
-    return Context(message=msg, config=AppConfig(), history=history, llm=llm, app=None, say=say)
-
-
-@pytest.fixture
-async def llm(fake_llm):
-    client = LLM(LLMConfig(timeout_s=3, retries=0), Secrets(None, fake_llm.base_url, None, None))
-    yield client
-    await client.close()
+    return family_context(llm, text, earlier=("爸爸", "下雪啦，好冷"))
 
 
 async def test_rewriter_prompt_names_the_terms_to_keep(fake_llm, llm) -> None:
@@ -149,19 +133,6 @@ def tiny_flux(tmp_path_factory) -> Path:
     from tests.support.tiny_models import build_flux_folder
 
     return build_flux_folder(tmp_path_factory.mktemp("flux") / "FLUX.1-schnell")
-
-
-@pytest.fixture(scope="module")
-def images_server() -> Iterator[FakeImages]:
-    server = FakeImages()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def images(images_server: FakeImages) -> Iterator[FakeImages]:
-    images_server.reset()
-    yield images_server
 
 
 def script(fake_llm, answer: str = SHIBA, request: str = REQUEST) -> None:

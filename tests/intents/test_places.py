@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
 from intents import Intent
 from intents.places import render_places
 from intents.slots import rule_slots
 from services.amap import Poi
-from tests.support.chat_driver import ChatDriver
-from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
+from tests.support.fake_amap import script_slots
 
 
 def test_render_places_with_and_without_rating():
@@ -23,22 +20,6 @@ def test_render_places_with_and_without_rating():
     assert lines[0] == "三里屯附近的火锅，给你挑了2家："
     assert lines[1] == "1. 海底捞｜评分4.6｜360米｜人均130元"
     assert lines[3] == "2. 凑凑｜1.2公里" and lines[4].endswith("…")
-
-
-@pytest.fixture(scope="module")
-def amap_server() -> Iterator[FakeAmap]:
-    server = FakeAmap()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def driver(fake_llm, amap_server, tmp_path, monkeypatch) -> AsyncIterator[ChatDriver]:
-    monkeypatch.setenv("AMAP_KEY", TEST_KEY)
-    amap_server.reset()
-    chat = ChatDriver.create(fake_llm, tmp_path, {"amap": {"base_url": amap_server.base_url, "retries": 0}})
-    yield chat
-    await chat.close()
 
 
 def places_question(fake_llm, text: str, slots: dict[str, str]) -> None:

@@ -3,16 +3,13 @@ AMap server (no peer): slots, the follow-up question, mode switches, not found, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
 from intents import Intent
 from intents.routes import DRIVE, WALK, render_path, render_transit
 from intents.slots import rule_slots
 from services.amap import Location, RoutePlan, TransitLeg, TransitPlan
-from tests.support.chat_driver import ChatDriver
-from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
+from tests.support.fake_amap import script_slots
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import free_port
 
@@ -42,26 +39,16 @@ def test_render_transit():
     assert "4. 步行450米" in text
 
 
-@pytest.fixture(scope="module")
-def amap_server() -> Iterator[FakeAmap]:
-    server = FakeAmap()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def driver(fake_llm, amap_server, tmp_path, monkeypatch) -> AsyncIterator[ChatDriver]:
-    monkeypatch.setenv("AMAP_KEY", TEST_KEY)
-    amap_server.reset()
-    chat = ChatDriver.create(fake_llm, tmp_path, {"amap": {"base_url": amap_server.base_url, "retries": 0}})
-    yield chat
-    await chat.close()
-
-
 def route_question(fake_llm, text: str, intent: Intent, origin: str, destination: str,
                    city: str = "") -> None:
     fake_llm.classify(text, intent.value)
     script_slots(fake_llm, "route", text, {"origin": origin, "destination": destination, "city": city})
+
+
+def chat_line(fake_llm, text: str, reply: str) -> None:
+    """`text` is plain chat: the classifier says chat and the chat answer is `reply`."""
+    fake_llm.classify(text, Intent.CHAT.value)
+    fake_llm.add(text, reply)
 
 
 async def test_walk(driver, fake_llm, amap_server):
@@ -101,8 +88,7 @@ async def test_missing_origin_asked_then_answered(driver, fake_llm, amap_server)
     text = await driver.say("天安门")
     assert text.startswith("从天安门步行到王府井")
     # answered: the next chat line goes to chat again
-    fake_llm.classify("谢谢", Intent.CHAT.value)
-    fake_llm.add("谢谢", "不客气～")
+    chat_line(fake_llm, "谢谢", "不客气～")
     assert await driver.say("谢谢") == "不客气～"
 
 
@@ -117,16 +103,14 @@ async def test_follow_up_can_switch_mode_and_new_request_drops_question(driver, 
     assert await driver.say("去三里屯") == "从哪里出发呀？"
     fake_llm.classify("画一只猫", Intent.IMAGE.value)
     await driver.say("画一只猫")
-    fake_llm.classify("王府井", Intent.CHAT.value)
-    fake_llm.add("王府井", "王府井是北京的商业街。")
+    chat_line(fake_llm, "王府井", "王府井是北京的商业街。")
     assert await driver.say("王府井") == "王府井是北京的商业街。"
 
 
 async def test_open_question_is_per_asker(driver, fake_llm):
     route_question(fake_llm, "走到王府井", Intent.WALK, "", "王府井")
     assert await driver.say("走到王府井") == "从哪里出发呀？"
-    fake_llm.classify("天安门", Intent.CHAT.value)
-    fake_llm.add("天安门", "天安门在北京。")
+    chat_line(fake_llm, "天安门", "天安门在北京。")
     assert await driver.say("天安门", sender_id="bob", sender_name="爸爸") == "天安门在北京。"
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.base import ChatRef, IncomingMessage
-from bot.config import AppConfig, LLMConfig, Secrets
+from bot.config import LLMConfig, Secrets
 from bot.context import Context
-from bot.history import HistoryEntry
 from bot.llm import LLM
 from intents.base import UserInputError
 from intents.video import (
@@ -20,6 +18,7 @@ from intents.video import (
     requested_overrides,
     rewrite_prompt,
 )
+from tests.support.chat_driver import family_context
 
 GOOD = ("A gentle medium shot at eye level in soft morning light. A fluffy giant panda sits on a mossy rock "
         "holding a small wooden guitar. It strums the strings with its paw and sways its head. Tall green "
@@ -27,22 +26,7 @@ GOOD = ("A gentle medium shot at eye level in soft morning light. A fluffy giant
 
 
 def context(llm: LLM, text: str = "生成一个熊猫在竹林里弹吉他的视频") -> Context:
-    msg = IncomingMessage(id="m1", chat=ChatRef("family@chatroom", True), sender_id="alice",
-                          sender_name="妈妈", text=text, mentioned=True)
-    history = [HistoryEntry("爸爸", "昨天去动物园看了大熊猫", False, 0.0),
-               HistoryEntry("妈妈", text, False, 0.0)]
-
-    async def say(reply) -> None:
-        return None
-
-    return Context(message=msg, config=AppConfig(), history=history, llm=llm, app=None, say=say)
-
-
-@pytest.fixture
-async def llm(fake_llm):
-    client = LLM(LLMConfig(timeout_s=3, retries=0), Secrets(None, fake_llm.base_url, None, None))
-    yield client
-    await client.close()
+    return family_context(llm, text, earlier=("爸爸", "昨天去动物园看了大熊猫"))
 
 
 def test_clean_prompt_strips_wrappers_and_accepts_english():

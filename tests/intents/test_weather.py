@@ -4,7 +4,6 @@ the fake AMap server (no peer)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -12,8 +11,7 @@ from intents import Intent
 from intents.slots import bare_answer, clean_value, parse_json_object, rule_slots
 from intents.weather import hint, render_weather, target_days
 from services.amap import DayCast, LiveWeather
-from tests.support.chat_driver import ChatDriver
-from tests.support.fake_amap import TEST_KEY, FakeAmap, script_slots
+from tests.support.fake_amap import script_slots
 
 WED = dt.date(2026, 5, 6)  # a Wednesday
 
@@ -67,22 +65,6 @@ def test_parse_json_object_is_defensive():
 
 
 # -- the handler through the router ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def amap_server() -> Iterator[FakeAmap]:
-    server = FakeAmap()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def driver(fake_llm, amap_server, tmp_path, monkeypatch) -> AsyncIterator[ChatDriver]:
-    monkeypatch.setenv("AMAP_KEY", TEST_KEY)
-    amap_server.reset()
-    chat = ChatDriver.create(fake_llm, tmp_path, {"amap": {"base_url": amap_server.base_url, "retries": 0}})
-    yield chat
-    await chat.close()
-
-
 async def test_tomorrow_forecast_for_the_right_day(driver, fake_llm, amap_server):
     fake_llm.classify("明天北京天气", Intent.WEATHER.value)
     script_slots(fake_llm, "weather", "明天北京天气", {"place": "北京", "day": "明天"})

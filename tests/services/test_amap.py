@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -28,20 +28,11 @@ WANGFUJING = next(p for p in PLACES if p.name == "王府井")
 WUDAOKOU = next(p for p in PLACES if p.name == "五道口")
 
 
-@pytest.fixture(scope="module")
-def amap_server() -> Iterator[FakeAmap]:
-    server = FakeAmap()
-    yield server
-    server.close()
-
-
 @pytest.fixture
-async def client(amap_server: FakeAmap) -> AsyncIterator[AmapClient]:
-    amap_server.reset()
-    amap = AmapClient(AmapConfig(base_url=amap_server.base_url, timeout_s=1, retries=2), TEST_KEY)
-    yield amap
-    await amap.close()
-    amap_server.reset()
+async def client(amap: FakeAmap) -> AsyncIterator[AmapClient]:
+    client = AmapClient(AmapConfig(base_url=amap.base_url, timeout_s=1, retries=2), TEST_KEY)
+    yield client
+    await client.close()
 
 
 async def test_geocode_returns_location_adcode_citycode(client: AmapClient, amap_server: FakeAmap):

@@ -14,10 +14,24 @@ from bot.app import Application, build_app
 from bot.channels.base import ChatRef, IncomingMessage, Reply
 from bot.config import AppConfig, Secrets
 from bot.context import Context
+from bot.history import HistoryEntry
 from tests.conftest import test_config_data
 
 FAMILY_ROOM = ChatRef("family@chatroom", is_room=True)
 _ids = itertools.count(1)
+
+
+def family_context(llm: Any, text: str, earlier: tuple[str, str]) -> Context:
+    """A Context for testing a handler's parts: 妈妈 says `text` in the family room right after `earlier`
+    (sender name, text); nothing is wired behind it (no app, replies go nowhere)."""
+    msg = IncomingMessage(id="m1", chat=FAMILY_ROOM, sender_id="alice", sender_name="妈妈", text=text,
+                          mentioned=True)
+    history = [HistoryEntry(*earlier, False, 0.0), HistoryEntry("妈妈", text, False, 0.0)]
+
+    async def say(reply: Reply) -> None:
+        return None
+
+    return Context(message=msg, config=AppConfig(), history=history, llm=llm, app=None, say=say)
 
 
 @dataclass

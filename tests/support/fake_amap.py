@@ -15,10 +15,11 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
+
+from tests.support.http_fake import LoopbackServer, QuietHandler
 
 TEST_KEY = "test-amap-key"
 INFOCODES = {
@@ -99,7 +100,7 @@ def error(infocode: str, info: str | None = None) -> dict[str, Any]:
 
 
 @dataclass
-class FakeAmap:
+class FakeAmap(LoopbackServer):
     key: str = TEST_KEY
     # per forecast day, today first: (dayweather, nightweather, daytemp, nighttemp, daywind, daypower)
     weather_days: list[tuple[str, str, int, int, str, str]] = field(default_factory=lambda: [
@@ -115,19 +116,11 @@ class FakeAmap:
         self._lock = threading.Lock()
         self._failures: list[dict[str, Any]] = []
         self._empty: set[str] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self.serve(self._handler_class())
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.root
 
     # -- scripting -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -397,26 +390,15 @@ class FakeAmap:
         return ok(count=str(len(pois[:size])), pois=pois[:size])
 
     # -- serving ---------------------------------------------------------------------------------
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[QuietHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlsplit(self.path)
                 params = dict(parse_qsl(url.query, keep_blank_values=True))
                 status, body = fake.answer(url.path.strip("/"), params)
-                data = json.dumps(body, ensure_ascii=False).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json;charset=UTF-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                self.send_json(status, body, "application/json;charset=UTF-8")
 
         return Handler
 

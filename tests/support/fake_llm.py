@@ -7,13 +7,13 @@ no match the server answers `default_reply`. Every request is recorded.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.http_fake import LoopbackServer, QuietHandler
 
 Matcher = Callable[[dict[str, Any]], bool]
 
@@ -29,26 +29,18 @@ class Rule:
 
 
 @dataclass
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     default_reply: str = "好的，我知道啦。"
     rules: list[Rule] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self.serve(self._handler_class())
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.root + "/v1"
 
     def reset(self) -> None:
         with self._lock:
@@ -95,29 +87,23 @@ class FakeLLM:
                     return rule.status, reply, rule.delay
         return 200, self.default_reply, 0.0
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[QuietHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    request = json.loads(self.rfile.read(length) or b"{}")
-                except json.JSONDecodeError:
-                    request = {}
+                request = self.read_json()
                 if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": "not found"}})
+                    self.send_json(404, {"error": {"message": "not found"}})
                     return
                 status, reply, delay = fake._answer(request)
                 if delay:
                     time.sleep(delay)
                 if status != 200:
-                    self._send(status, {"error": {"message": f"scripted error {status}", "type": "server"}})
+                    error = {"message": f"scripted error {status}", "type": "server"}
+                    self.send_json(status, {"error": error})
                     return
-                self._send(200, {
+                self.send_json(200, {
                     "id": f"chatcmpl-{len(fake.requests)}",
                     "object": "chat.completion",
                     "created": int(time.time()),
@@ -126,17 +112,6 @@ class FakeLLM:
                                  "message": {"role": "assistant", "content": reply}}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 })
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body, ensure_ascii=False).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
 
         return Handler
 
