@@ -8,34 +8,15 @@ frames to MP4 is `generators.mp4.encode_mp4`.
 
 from __future__ import annotations
 
-import random
-import threading
+import contextlib
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
-from generators.base import (
-    GenerationCancelled,
-    Generator,
-    GeneratorError,
-    ShouldStop,
-    StepCallback,
-)
-from generators.loading import (
-    LoadedModel,
-    ModelSource,
-    apply_memory_mode,
-    find_model,
-    gpu_memory,
-    has_cuda,
-    load_pipeline,
-    read_component_config,
-    resolve_dtype,
-    resolve_memory_mode,
-)
+from generators.base import GeneratorError, ShouldStop, StepCallback
+from generators.diffusion import DiffusersGenerator
+from generators.loading import ModelSource, read_component_config
 from generators.speedups import apply_speedups, attention_context
 
 if TYPE_CHECKING:
@@ -175,106 +156,35 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
         raise GeneratorError(f"这个模型只支持 480x720（高x宽），收到 {height}x{width}。")
 
 
-class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
+class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     """CogVideoX-2b/-5b (or any pipeline folder of the same layout), loaded once and kept resident."""
 
-    def __init__(self, config: VideoConfig, env: dict[str, str] | None = None) -> None:
-        self.config = config
-        self._env = env
-        self._folder: Path | None = None
-        self._limits: ModelLimits | None = None
-        self._tokenizer: Any = None
-        self._pipe: Any = None
-        self._info: LoadedModel | None = None
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+    pipeline_class = "CogVideoXPipeline"
+    display_name = "CogVideoX"
+    what = "视频"
+    sources = SOURCES
+    setting = "video.model_path"
+    tokenizer_folder = "tokenizer"
+    quantized = {"transformer": "diffusers", "text_encoder": "transformers"}
 
-    # -- finding the model (cheap) ---------------------------------------------------------------
-    def locate(self) -> Path:
-        """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
-        if self._folder is None:
-            order = [self.config.variant] + [v for v in SOURCES if v != self.config.variant]
-            self._folder = find_model(self.config.model_path, [SOURCES[v] for v in order], self._env)
-        return self._folder
+    def read_limits(self, folder: Path) -> ModelLimits:
+        return model_limits(folder)
 
-    @property
-    def limits(self) -> ModelLimits:
-        if self._limits is None:
-            self._limits = model_limits(self.locate())
-        return self._limits
+    def preferred_dtype(self) -> str:
+        return PREFERRED_DTYPE[self.limits.variant]
 
-    def prompt_tokens(self, prompt: str) -> int:
-        """How many text-encoder tokens `prompt` takes (limit: `limits.max_prompt_tokens`).
+    def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
+        return apply_speedups(pipe, self.config, on_gpu, mode)
 
-        Loads only the tokenizer on first use (about a second): call it off the event loop."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            folder = self.locate() / "tokenizer"
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return len(self._tokenizer(prompt).input_ids)
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        return attention_context(self.config.attention)
 
     def check_inputs(self, request: VideoRequest) -> None:
         """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
         (no weights), so run it off the event loop the first time."""
         validate_request(request, self.limits, self.config.max_steps)
-        tokens = self.prompt_tokens(request.prompt)
-        if tokens > self.limits.max_prompt_tokens:
-            raise GeneratorError(
-                f"视频描述太长了：{tokens} 个词元，模型最多 {self.limits.max_prompt_tokens} 个，"
-                "请说得简短些。")
+        self.check_prompt_length(request.prompt)
 
-    # -- loading (once) --------------------------------------------------------------------------
-    @property
-    def loaded(self) -> bool:
-        return self._pipe is not None
-
-    def load(self) -> None:
-        """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
-        if self._pipe is not None:
-            return
-        with self._load_lock:
-            if self._pipe is not None:
-                return
-            from diffusers import CogVideoXPipeline
-
-            started = time.perf_counter()
-            folder, limits = self.locate(), self.limits
-            on_gpu = has_cuda()
-            mode, note = resolve_memory_mode(self.config.memory_mode, on_gpu)
-            if note:
-                logger.warning(note)
-            dtype = resolve_dtype(self.config.dtype, PREFERRED_DTYPE[limits.variant], on_gpu)
-            pipe = load_pipeline(CogVideoXPipeline, folder, dtype, self.config.quantization,
-                                 {"transformer": "diffusers", "text_encoder": "transformers"})
-            apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
-            skipped = apply_speedups(pipe, self.config, on_gpu, mode)
-            for line in skipped:
-                logger.warning(line)
-            note = "; ".join(([note] if note else []) + skipped) or None
-            pipe.set_progress_bar_config(disable=True)
-            self._tokenizer = pipe.tokenizer
-            self._info = LoadedModel(
-                folder=folder, variant=limits.variant, dtype=str(dtype).removeprefix("torch."),
-                memory_mode=mode,
-                quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,
-                load_seconds=time.perf_counter() - started, note=note)
-            self._pipe = pipe
-            logger.info("CogVideoX loaded: {}", self._info.summary())
-
-    def unload(self) -> None:
-        """Drop the weights (frees GPU memory); the next generate loads again."""
-        with self._load_lock, self._run_lock:
-            self._pipe, self._info = None, None
-            import gc
-
-            gc.collect()
-            if has_cuda():
-                import torch
-
-                torch.cuda.empty_cache()
-
-    # -- running ---------------------------------------------------------------------------------
     def generate(self, request: VideoRequest, on_step: StepCallback | None = None,
                  should_stop: ShouldStop | None = None) -> VideoResult:
         """Render `request` (blocking). Same seed and settings -> the same frames. `on_step(i, n)` after
@@ -285,44 +195,27 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
         import numpy as np
         import torch
 
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
-        total = request.steps
-
-        def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(index + 1, total)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled(f"stopped after step {index + 1} of {total}")
-            return tensors
-
-        with self._run_lock:
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("stopped before the first step")
+        seed = self.pick_seed(request.seed)
+        with self._running(request.steps, on_step, should_stop) as step_end:
             started = time.perf_counter()
-            try:
-                with attention_context(self.config.attention):
-                    output = self._pipe(
-                        prompt=request.prompt.strip(),
-                        num_frames=request.num_frames,
-                        height=request.height,
-                        width=request.width,
-                        num_inference_steps=total,
-                        guidance_scale=float(request.guidance),
-                        generator=torch.Generator(device="cpu").manual_seed(seed),
-                        max_sequence_length=self.limits.max_prompt_tokens,
-                        output_type="np",
-                        callback_on_step_end=step_end,
-                    )
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                raise GeneratorError("显卡内存不够，这个视频没做成。管理员可以把 video.memory_mode 改成 "
-                                     "model_cpu_offload 再试。") from exc
+            output = self._pipe(
+                prompt=request.prompt.strip(),
+                num_frames=request.num_frames,
+                height=request.height,
+                width=request.width,
+                num_inference_steps=request.steps,
+                guidance_scale=float(request.guidance),
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                max_sequence_length=self.limits.max_prompt_tokens,
+                output_type="np",
+                callback_on_step_end=step_end,
+            )
             frames = np.asarray(output.frames[0])
             video = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
             elapsed = time.perf_counter() - started
         if video.shape[0] != request.num_frames:
             raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
-        return VideoResult(frames=video, fps=self.config.fps, seed=seed, steps=total, seconds=elapsed)
+        return VideoResult(frames=video, fps=self.config.fps, seed=seed, steps=request.steps, seconds=elapsed)
 
     def write_mp4(self, result: VideoResult, path: Path | str) -> Path:
         """Encode `result` to MP4 at `path` with the configured bitrate and size cap (blocking)."""
@@ -330,28 +223,3 @@ class CogVideoXGenerator(Generator[VideoRequest, VideoResult]):
 
         return encode_mp4(result.frames, path, fps=result.fps, bitrate_kbps=self.config.bitrate_kbps,
                           max_bytes=int(self.config.max_mp4_mb * 1_000_000), preset=self.config.x264_preset)
-
-    # -- reporting -------------------------------------------------------------------------------
-    @property
-    def pipeline(self) -> Any:
-        """The loaded diffusers pipeline (None before `load`), for benchmarks and instrumentation."""
-        return self._pipe
-
-    @property
-    def info(self) -> LoadedModel | None:
-        """What is loaded, or None before the first load."""
-        return self._info
-
-    def status_text(self) -> str:
-        """One short Chinese paragraph for an admin status command: model, dtype, memory mode, GPU."""
-        if self._info is None:
-            try:
-                where = f"模型在 {self.locate()}"
-            except GeneratorError as exc:
-                where = str(exc)
-            lines = [f"视频模型尚未加载（首次使用时加载）。{where}"]
-        else:
-            lines = [f"视频模型: {self._info.summary()}"]
-        memory = gpu_memory()
-        lines.append(memory.summary() if memory else "没有 GPU（在 CPU 上运行）")
-        return "\n".join(lines)

@@ -8,28 +8,14 @@ step callback for progress and cancellation. `generate` blocks: call it from a w
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from loguru import logger
-
-from generators.base import GenerationCancelled, Generator, GeneratorError, ShouldStop, StepCallback
-from generators.loading import (
-    LoadedModel,
-    ModelSource,
-    apply_memory_mode,
-    find_model,
-    gpu_memory,
-    has_cuda,
-    load_pipeline,
-    read_component_config,
-    resolve_dtype,
-    resolve_memory_mode,
-)
+from generators.base import GeneratorError, ShouldStop, StepCallback
+from generators.diffusion import DiffusersGenerator
+from generators.loading import ModelSource, read_component_config
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -163,34 +149,25 @@ def validate_request(request: ImageRequest, max_steps: int = 60) -> None:
                              f"最多 {MAX_PIXELS // 1_000_000} 百万像素。")
 
 
-class FluxGenerator(Generator[ImageRequest, ImageResult]):
+class FluxGenerator(DiffusersGenerator[ImageRequest, ImageResult]):
     """FLUX.1-schnell/-dev (or any FluxPipeline folder), loaded once and kept resident."""
 
-    def __init__(self, config: ImageConfig, env: dict[str, str] | None = None) -> None:
-        self.config = config
-        self._env = env
-        self._folder: Path | None = None
-        self._limits: FluxLimits | None = None
-        self._tokenizer: Any = None
-        self._pipe: Any = None
-        self._info: LoadedModel | None = None
-        self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+    pipeline_class = "FluxPipeline"
+    display_name = "FLUX"
+    what = "图片"
+    sources = SOURCES
+    setting = "image.model_path"
+    tokenizer_folder = "tokenizer_2"  # T5: CLIP only sees the first 77 tokens anyway
+    quantized = {"transformer": "diffusers", "text_encoder_2": "transformers"}
 
-    # -- finding the model (cheap) ---------------------------------------------------------------
-    def locate(self) -> Path:
-        """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
-        if self._folder is None:
-            order = [self.config.variant] + [v for v in SOURCES if v != self.config.variant]
-            self._folder = find_model(self.config.model_path, [SOURCES[v] for v in order], self._env,
-                                      setting="image.model_path")
-        return self._folder
+    def read_limits(self, folder: Path) -> FluxLimits:
+        return flux_limits(folder)
 
-    @property
-    def limits(self) -> FluxLimits:
-        if self._limits is None:
-            self._limits = flux_limits(self.locate())
-        return self._limits
+    def preferred_dtype(self) -> str:
+        return PREFERRED_DTYPE
+
+    def variant_label(self) -> str:
+        return f"FLUX.1-{self.limits.variant}"
 
     def resolved(self, request: ImageRequest) -> tuple[int, float]:
         """(steps, guidance) with the variant's defaults filled in."""
@@ -199,72 +176,11 @@ class FluxGenerator(Generator[ImageRequest, ImageResult]):
         guidance = request.guidance if request.guidance is not None else limits.default_guidance
         return steps, float(guidance)
 
-    def prompt_tokens(self, prompt: str) -> int:
-        """T5 tokens `prompt` takes (limit `limits.max_prompt_tokens`; CLIP only sees the first 77).
-
-        Loads only the tokenizer on first use: call it off the event loop."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            folder = self.locate() / "tokenizer_2"
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return len(self._tokenizer(prompt).input_ids)
-
     def check_inputs(self, request: ImageRequest) -> None:
         """Every parameter rule plus the prompt's T5 length; reads config files and the tokenizer only."""
         validate_request(request, self.config.max_steps)
-        limits = self.limits
-        tokens = self.prompt_tokens(request.prompt)
-        if tokens > limits.max_prompt_tokens:
-            raise GeneratorError(f"图片描述太长了：{tokens} 个词元，模型最多 {limits.max_prompt_tokens} 个，"
-                                 "请说得简短些。")
+        self.check_prompt_length(request.prompt)
 
-    # -- loading (once) --------------------------------------------------------------------------
-    @property
-    def loaded(self) -> bool:
-        return self._pipe is not None
-
-    def load(self) -> None:
-        """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
-        if self._pipe is not None:
-            return
-        with self._load_lock:
-            if self._pipe is not None:
-                return
-            from diffusers import FluxPipeline
-
-            started = time.perf_counter()
-            folder, limits = self.locate(), self.limits
-            on_gpu = has_cuda()
-            mode, note = resolve_memory_mode(self.config.memory_mode, on_gpu)
-            if note:
-                logger.warning(note)
-            dtype = resolve_dtype(self.config.dtype, PREFERRED_DTYPE, on_gpu)
-            pipe = load_pipeline(FluxPipeline, folder, dtype, self.config.quantization,
-                                 {"transformer": "diffusers", "text_encoder_2": "transformers"})
-            apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
-            pipe.set_progress_bar_config(disable=True)
-            self._tokenizer = pipe.tokenizer_2
-            self._info = LoadedModel(
-                folder=folder, variant=f"FLUX.1-{limits.variant}", dtype=str(dtype).removeprefix("torch."),
-                memory_mode=mode, quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,
-                load_seconds=time.perf_counter() - started, note=note)
-            self._pipe = pipe
-            logger.info("FLUX loaded: {}", self._info.summary())
-
-    def unload(self) -> None:
-        """Drop the weights (frees GPU memory); the next generate loads again."""
-        with self._load_lock, self._run_lock:
-            self._pipe, self._info = None, None
-            import gc
-
-            gc.collect()
-            if has_cuda():
-                import torch
-
-                torch.cuda.empty_cache()
-
-    # -- running ---------------------------------------------------------------------------------
     def generate(self, request: ImageRequest, on_step: StepCallback | None = None,
                  should_stop: ShouldStop | None = None) -> ImageResult:
         """Render `request` (blocking). Same seed and settings -> the same pixels. `on_step(i, n)` after
@@ -274,58 +190,24 @@ class FluxGenerator(Generator[ImageRequest, ImageResult]):
         self.load()
         import torch
 
-        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+        seed = self.pick_seed(request.seed)
         steps, guidance = self.resolved(request)
-
-        def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(index + 1, steps)
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled(f"stopped after step {index + 1} of {steps}")
-            return tensors
-
-        with self._run_lock:
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("stopped before the first step")
+        with self._running(steps, on_step, should_stop) as step_end:
             started = time.perf_counter()
-            try:
-                output = self._pipe(
-                    prompt=request.prompt.strip(),
-                    height=request.height,
-                    width=request.width,
-                    num_inference_steps=steps,
-                    guidance_scale=guidance,
-                    generator=torch.Generator(device="cpu").manual_seed(seed),
-                    max_sequence_length=self.limits.max_prompt_tokens,
-                    output_type="pil",
-                    callback_on_step_end=step_end,
-                )
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                raise GeneratorError("显卡内存不够，这张图没画成。管理员可以把 image.memory_mode 改成 "
-                                     "model_cpu_offload 再试。") from exc
+            output = self._pipe(
+                prompt=request.prompt.strip(),
+                height=request.height,
+                width=request.width,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                max_sequence_length=self.limits.max_prompt_tokens,
+                output_type="pil",
+                callback_on_step_end=step_end,
+            )
             image = output.images[0].convert("RGB")
             elapsed = time.perf_counter() - started
         if (image.height, image.width) != (request.height, request.width):
             raise GeneratorError(f"模型返回了 {image.height}x{image.width} 的图，预期 "
                                  f"{request.height}x{request.width}。")
         return ImageResult(image=image, seed=seed, steps=steps, seconds=elapsed)
-
-    # -- reporting -------------------------------------------------------------------------------
-    @property
-    def info(self) -> LoadedModel | None:
-        return self._info
-
-    def status_text(self) -> str:
-        """One short Chinese paragraph for an admin status command: model, dtype, memory mode, GPU."""
-        if self._info is None:
-            try:
-                where = f"模型在 {self.locate()}"
-            except GeneratorError as exc:
-                where = str(exc)
-            lines = [f"图片模型尚未加载（首次使用时加载）。{where}"]
-        else:
-            lines = [f"图片模型: {self._info.summary()}"]
-        memory = gpu_memory()
-        lines.append(memory.summary() if memory else "没有 GPU（在 CPU 上运行）")
-        return "\n".join(lines)

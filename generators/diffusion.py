@@ -1,0 +1,222 @@
+"""What every in-process diffusers generator does the same way, whatever it renders.
+
+Finding the folder (never downloading), reading its limits, counting prompt tokens, loading once
+(thread-safe) with the configured dtype / memory mode / quantization, unloading, running one job at a
+time with a step callback for progress and cancellation, turning CUDA out-of-memory into a clear
+message, and the admin's status line. `CogVideoXGenerator` and `FluxGenerator` add their request type,
+their parameter rules and their pipeline call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Generic
+
+from loguru import logger
+
+from generators.base import (
+    GenerationCancelled,
+    Generator,
+    GeneratorError,
+    OutputT,
+    RequestT,
+    ShouldStop,
+    StepCallback,
+)
+from generators.loading import (
+    ComponentLibrary,
+    LoadedModel,
+    ModelSource,
+    apply_memory_mode,
+    find_model,
+    gpu_memory,
+    has_cuda,
+    load_pipeline,
+    resolve_dtype,
+    resolve_memory_mode,
+)
+
+
+class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT]):
+    """A diffusers pipeline folder, loaded lazily once and kept resident. Subclasses set the class
+    attributes and implement `read_limits`, `check_inputs` and `generate` (with `_run`)."""
+
+    pipeline_class: ClassVar[str]  # the diffusers class name, imported lazily
+    display_name: ClassVar[str]  # "CogVideoX", "FLUX"
+    what: ClassVar[str]  # what it makes, as the asker says it: "视频" / "图片"
+    sources: ClassVar[Mapping[str, ModelSource]]  # variant -> where the caches keep it
+    setting: ClassVar[str]  # the config key that points at a folder, named in "not found" messages
+    tokenizer_folder: ClassVar[str]  # the tokenizer whose count the prompt limit is about
+    quantized: ClassVar[Mapping[str, ComponentLibrary]]  # components torchao may quantize
+
+    def __init__(self, config: Any, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self._env = env
+        self._folder: Path | None = None
+        self._limits: Any = None
+        self._tokenizer: Any = None
+        self._pipe: Any = None
+        self._info: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def read_limits(self, folder: Path) -> Any:
+        """What the folder accepts, from its config files (no torch)."""
+        raise NotImplementedError
+
+    def preferred_dtype(self) -> str:
+        raise NotImplementedError
+
+    def variant_label(self) -> str:
+        return str(self.limits.variant)
+
+    def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
+        """Model-specific setup after placement; returns notes for the log and the status."""
+        return []
+
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        """Wraps the pipeline call (an attention-kernel choice, say)."""
+        return contextlib.nullcontext()
+
+    # -- finding the model (cheap) ---------------------------------------------------------------
+    def locate(self) -> Path:
+        """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
+        if self._folder is None:
+            order = [self.config.variant] + [v for v in self.sources if v != self.config.variant]
+            self._folder = find_model(self.config.model_path, [self.sources[v] for v in order], self._env,
+                                      setting=self.setting)
+        return self._folder
+
+    @property
+    def limits(self) -> Any:
+        if self._limits is None:
+            self._limits = self.read_limits(self.locate())
+        return self._limits
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """How many text-encoder tokens `prompt` takes (limit: `limits.max_prompt_tokens`).
+
+        Loads only the tokenizer on first use (about a second): call it off the event loop."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            folder = self.locate() / self.tokenizer_folder
+            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return len(self._tokenizer(prompt).input_ids)
+
+    def check_prompt_length(self, prompt: str) -> None:
+        tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
+        if tokens > limit:
+            raise GeneratorError(
+                f"{self.what}描述太长了：{tokens} 个词元，模型最多 {limit} 个，请说得简短些。")
+
+    # -- loading (once) --------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def load(self) -> None:
+        """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
+        if self._pipe is not None:
+            return
+        with self._load_lock:
+            if self._pipe is not None:
+                return
+            import diffusers
+
+            started = time.perf_counter()
+            folder = self.locate()
+            on_gpu = has_cuda()
+            mode, note = resolve_memory_mode(self.config.memory_mode, on_gpu)
+            if note:
+                logger.warning(note)
+            dtype = resolve_dtype(self.config.dtype, self.preferred_dtype(), on_gpu)
+            pipe = load_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype,
+                                 self.config.quantization, self.quantized)
+            apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
+            notes = ([note] if note else []) + self.after_load(pipe, on_gpu, mode)
+            for line in notes[1 if note else 0:]:
+                logger.warning(line)
+            pipe.set_progress_bar_config(disable=True)
+            self._tokenizer = getattr(pipe, self.tokenizer_folder)
+            self._info = LoadedModel(
+                folder=folder, variant=self.variant_label(), dtype=str(dtype).removeprefix("torch."),
+                memory_mode=mode, quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,
+                load_seconds=time.perf_counter() - started, note="; ".join(notes) or None)
+            self._pipe = pipe
+            logger.info("{} loaded: {}", self.display_name, self._info.summary())
+
+    def unload(self) -> None:
+        """Drop the weights (frees GPU memory); the next generate loads again."""
+        with self._load_lock, self._run_lock:
+            self._pipe, self._info = None, None
+            import gc
+
+            gc.collect()
+            if has_cuda():
+                import torch
+
+                torch.cuda.empty_cache()
+
+    # -- running ---------------------------------------------------------------------------------
+    @staticmethod
+    def pick_seed(seed: int | None) -> int:
+        return seed if seed is not None else random.SystemRandom().randrange(2**31)
+
+    @contextlib.contextmanager
+    def _running(self, steps: int, on_step: StepCallback | None,
+                 should_stop: ShouldStop | None) -> Iterator[Callable[..., dict[str, Any]]]:
+        """One run at a time: yields the `callback_on_step_end` that reports progress and aborts with
+        GenerationCancelled (no VAE decode, no output); CUDA out-of-memory becomes a clear message."""
+        import torch
+
+        def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(index + 1, steps)
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled(f"stopped after step {index + 1} of {steps}")
+            return tensors
+
+        with self._run_lock:
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled("stopped before the first step")
+            try:
+                with self.run_context():
+                    yield step_end
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                section = self.setting.partition(".")[0]
+                raise GeneratorError(
+                    f"显卡内存不够，这个{self.what}没做成。管理员可以把 {section}.memory_mode "
+                    "改成 model_cpu_offload 再试。") from exc
+
+    # -- reporting -------------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (None before `load`), for benchmarks and instrumentation."""
+        return self._pipe
+
+    @property
+    def info(self) -> LoadedModel | None:
+        """What is loaded, or None before the first load."""
+        return self._info
+
+    def status_text(self) -> str:
+        """One short Chinese paragraph for an admin status command: model, dtype, memory mode, GPU."""
+        if self._info is None:
+            try:
+                where = f"模型在 {self.locate()}"
+            except GeneratorError as exc:
+                where = str(exc)
+            lines = [f"{self.what}模型尚未加载（首次使用时加载）。{where}"]
+        else:
+            lines = [f"{self.what}模型: {self._info.summary()}"]
+        memory = gpu_memory()
+        lines.append(memory.summary() if memory else "没有 GPU（在 CPU 上运行）")
+        return "\n".join(lines)
