@@ -146,7 +146,7 @@ def build_model(variant: str, size: str, folder: Path, text_layers: int | None) 
     if (folder / "model_index.json").is_file():
         return folder
     try:
-        from tests.support.tiny_models import build_cogvideox_folder
+        from generators.random_models import build_cogvideox_folder
     except ImportError as exc:
         raise SystemExit("--build needs the repository's tests/support (run from the repo root), or pass "
                          "--model-path to a CogVideoX folder") from exc
