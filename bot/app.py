@@ -71,6 +71,8 @@ class Application:
         self._stopped = asyncio.Event()
         # called with each newly applied config (the scheduler resyncs its jobs), in registration order
         self.config_listeners: list[Callable[[AppConfig], None]] = []
+        # applied to every reloaded config before it is swapped in (the playground's demo model)
+        self.config_overlays: list[Callable[[AppConfig], AppConfig]] = []
 
     # -- config -------------------------------------------------------------------------------
     @property
@@ -79,6 +81,8 @@ class Application:
 
     def apply_config(self, config: AppConfig) -> None:
         """Swap in a validated config; rebuild what depends on changed sections."""
+        for overlay in self.config_overlays:
+            config = overlay(config)
         if config.llm != self._config.llm:
             self.llm = LLM(config.llm, self.secrets)
         self._config = config

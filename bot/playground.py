@@ -67,5 +67,7 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
         notice=" ".join(notice), media_labels=labels,
     )
     app = build_app(config, secrets, channel, config_path=config_path)
+    if labels:  # an edited config.yaml must not lose the demo model while the playground runs
+        app.config_overlays.append(lambda edited: with_demo_models(edited)[0])
     channel.job_status = job_status_of(app)
     return Playground(app, channel, notes)

@@ -69,7 +69,7 @@ def demo_video_config(video: Any, root: Path) -> tuple[Any, bool]:
         folder = CogVideoXGenerator(video).locate()
     except ModelNotFound:
         folder = None
-    if folder is not None and not is_demo_folder(folder):
-        return video, False
+    if folder is not None:
+        return video, is_demo_folder(folder)  # real weights, or the demo model already set up
     demo = ensure_demo_cogvideox(root)
     return video.model_copy(update={"model_path": demo, **VIDEO_SETTINGS}), True

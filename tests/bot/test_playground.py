@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bot.channels.base import Reply
+from bot.config import AppConfig
 from intents import Intent
 from tests import conftest
 from tests.conftest import wait_until
@@ -273,3 +274,13 @@ async def test_run_without_gateway_or_key_serves_the_playground_and_answers(tmp_
             await asyncio.wait_for(proc.wait(), 20)
     assert reply["mentions"] == ["奶奶"] and reply["text"]
     assert "make gateway" in "".join(printed) + rest  # how to connect WeChat instead
+
+
+async def test_an_edited_config_keeps_the_demo_model(tmp_path, fake_llm, monkeypatch):
+    overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
+    async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
+        demo = app.config.video.model_path
+        edited = AppConfig.model_validate(conftest.test_config_data(app.config.data_dir, overrides))
+        assert edited.video.model_path is None  # what the watcher would apply after an admin's edit
+        app.apply_config(edited)
+        assert app.config.video.model_path == demo
