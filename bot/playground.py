@@ -29,21 +29,26 @@ def llm_configured(config: AppConfig, secrets: Secrets) -> bool:
 
 
 def with_demo_models(config: AppConfig) -> tuple[AppConfig, dict[str, str]]:
-    """Point `video` at the random-weight demo model when no real CogVideoX weights are found.
+    """Point `video` / `image` at random-weight demo models when no real weights are found.
 
     Returns the config to use and {media kind: label} for replies that carry demo output."""
     if not config.offline.playground.demo_models:
         return config, {}
-    from generators.demo import DEMO_VIDEO_LABEL, demo_video_config
+    from generators.demo import DEMO_IMAGE_LABEL, DEMO_VIDEO_LABEL, demo_image_config, demo_video_config
 
-    try:
-        video, demo = demo_video_config(config.video, config.data_dir / "demo-models")
-    except Exception as exc:  # noqa: BLE001 - no torch/diffusers here: the bot still runs without videos
-        logger.warning("demo: could not prepare the demo video model: {}", exc)
-        return config, {}
-    if not demo:
-        return config, {}
-    return config.model_copy(update={"video": video}), {"video": DEMO_VIDEO_LABEL}
+    root = config.data_dir / "demo-models"
+    updates: dict[str, object] = {}
+    labels: dict[str, str] = {}
+    for kind, make, label in (("video", demo_video_config, DEMO_VIDEO_LABEL),
+                              ("image", demo_image_config, DEMO_IMAGE_LABEL)):
+        try:
+            section, demo = make(getattr(config, kind), root)
+        except Exception as exc:  # noqa: BLE001 - no torch/diffusers here: the bot still runs without it
+            logger.warning("demo: could not prepare the demo {} model: {}", kind, exc)
+            continue
+        if demo:
+            updates[kind], labels[kind] = section, label
+    return config.model_copy(update=updates), labels
 
 
 def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | None = None) -> Playground:
@@ -51,15 +56,17 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
     notes: list[str] = []
     config, labels = with_demo_models(config)
     if labels:
-        notes.append("No CogVideoX weights found: videos come from a tiny RANDOM demo model (noise), "
-                      "just to try the flow.")
+        what = " and ".join({"video": "CogVideoX (videos)", "image": "FLUX (pictures)"}[k] for k in labels)
+        notes.append(f"No {what} weights found: they come from tiny RANDOM demo models (noise), "
+                     "just to try the flow.")
     notice = []
     if not llm_configured(config, secrets):
         notice.append(NO_LLM_NOTICE)
         notes.append("No LLM configured: chat and prompt rewriting need OPENAI_API_KEY "
                      "(and/or OPENAI_BASE_URL).")
     if labels:
-        notice.append("视频用的是随机权重的演示模型，画面是噪声。")
+        what = "和".join({"video": "视频", "image": "图片"}[k] for k in labels)
+        notice.append(f"{what}用的是随机权重的演示模型，画面是噪声。")
     app: Application | None = None
     channel = PlaygroundChannel(
         config.offline.playground, config.data_dir / "media",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,57 +20,77 @@ from loguru import logger
 
 DEMO_VIDEO_LABEL = ("⚠️ 演示模型（随机权重）生成：画面是噪声，只用来走通流程。"
                     "装好真正的 CogVideoX 权重后才有真视频。")
+DEMO_IMAGE_LABEL = ("⚠️ 演示模型（随机权重）生成：图是噪声，只用来走通流程。"
+                    "装好真正的 FLUX 权重后才有真图。")
 MARKER = "XIAOAI_DEMO_RANDOM_WEIGHTS"  # a file in the folder: this is not a real model
 VIDEO_SETTINGS = {"height": 160, "width": 240, "num_frames": 9, "steps": 4, "fps": 8, "dtype": "float32",
                   "memory_mode": "cpu", "quantization": "none", "vae_tiling": False}
+IMAGE_SETTINGS = {"height": 256, "width": 448, "steps": 4, "dtype": "float32", "memory_mode": "cpu",
+                  "quantization": "none", "vae_tiling": False}
 
 
 def is_demo_folder(folder: Path) -> bool:
     return (Path(folder) / MARKER).is_file()
 
 
-def build_demo_cogvideox(path: Path | str, seed: int = 0) -> Path:
-    """Write a tiny random CogVideoX-2b-layout pipeline folder at `path`, marked as noise; returns it.
-
-    The shared tiny shapes (`generators/random_models.py`): 2 layers, 226 text tokens like the real model
-    (so real prompts fit), any size that is a multiple of 16."""
+def _build_cogvideox(path: Path) -> Path:
+    """The shared tiny CogVideoX-2b shapes: 2 layers, 226 text tokens like the real model (so real prompts
+    fit), any size that is a multiple of 16."""
     from generators.random_models import build_cogvideox_folder
 
-    path = build_cogvideox_folder(path, "2b", "tiny", seed=seed)
-    (path / MARKER).write_text("random weights: output is noise\n", encoding="utf-8")
-    return path
+    return build_cogvideox_folder(path, "2b", "tiny")
 
 
-def ensure_demo_cogvideox(root: Path) -> Path:
-    """The demo folder under `root` (built the first time, atomically: a half-built folder is never used)."""
-    folder = Path(root) / "cogvideox-random"
+def _build_flux(path: Path) -> Path:
+    """The shared tiny FLUX.1-schnell shapes (CLIP + T5 tokenizers built offline)."""
+    from generators.random_models import build_flux_folder
+
+    return build_flux_folder(path, "schnell")
+
+
+def ensure_demo(root: Path, name: str, build: Callable[[Path], Path]) -> Path:
+    """The demo folder `root/name`, built the first time, atomically (a half-built folder is never used)
+    and marked as random weights."""
+    folder = Path(root) / name
     if is_demo_folder(folder):
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
     try:
-        build_demo_cogvideox(staging)
+        build(staging)
+        (staging / MARKER).write_text("random weights: output is noise\n", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("demo: built a random-weight CogVideoX at {}", folder)
+    logger.info("demo: built a random-weight model at {}", folder)
     return folder
 
 
-def demo_video_config(video: Any, root: Path) -> tuple[Any, bool]:
-    """(video config, True) pointing at the demo model when no real weights are found; else (video, False).
-
-    Only for the local backend: a remote video service has its own weights."""
+def _with_demo(section: Any, generator_class: Any, root: Path, name: str, build: Callable[[Path], Path],
+               settings: dict[str, Any]) -> tuple[Any, bool]:
+    """(section, True) pointing at the demo model when no real weights are found; else (section, False).
+    Only for the local backend: a remote service or an images API has its own model."""
     from generators.base import ModelNotFound
-    from generators.cogvideox import CogVideoXGenerator
 
-    if getattr(video, "backend", "local") != "local":
-        return video, False
+    if getattr(section, "backend", "local") != "local":
+        return section, False
     try:
-        folder = CogVideoXGenerator(video).locate()
+        folder = generator_class(section).locate()
     except ModelNotFound:
         folder = None
     if folder is not None:
-        return video, is_demo_folder(folder)  # real weights, or the demo model already set up
-    demo = ensure_demo_cogvideox(root)
-    return video.model_copy(update={"model_path": demo, **VIDEO_SETTINGS}), True
+        return section, is_demo_folder(folder)  # real weights, or the demo model already set up
+    demo = ensure_demo(root, name, build)
+    return section.model_copy(update={"model_path": demo, **settings}), True
+
+
+def demo_video_config(video: Any, root: Path) -> tuple[Any, bool]:
+    from generators.cogvideox import CogVideoXGenerator
+
+    return _with_demo(video, CogVideoXGenerator, root, "cogvideox-random", _build_cogvideox, VIDEO_SETTINGS)
+
+
+def demo_image_config(image: Any, root: Path) -> tuple[Any, bool]:
+    from generators.flux import FluxGenerator
+
+    return _with_demo(image, FluxGenerator, root, "flux-random", _build_flux, IMAGE_SETTINGS)

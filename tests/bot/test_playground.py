@@ -228,6 +228,26 @@ async def test_video_request_without_weights_runs_on_the_labelled_demo_model(tmp
     assert "演示模型" in room["notice"]
 
 
+
+async def test_picture_request_without_weights_runs_on_the_labelled_demo_model(tmp_path, fake_llm,
+                                                                             monkeypatch):
+    import io
+
+    from PIL import Image
+
+    overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
+    fake_llm.classify("画一只在雪地里的柴犬", Intent.IMAGE.value)
+    fake_llm.add("FLUX image prompt writer", "A fluffy Shiba Inu sits in fresh white snow under a pale sky, "
+                 "looking up with a gentle smile, soft daylight, eye-level photograph.")
+    async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
+        assert "demo-models" in str(app.config.image.model_path)
+        await page.say("mom", "@小爱 帮我画一只在雪地里的柴犬")
+        await wait_until(lambda: any(m["media"] for m in page.bot_messages()), within=120)
+        picture = next(m for m in page.bot_messages() if m["media"])
+        data = (await page.client.get(picture["media"]["url"])).content
+    assert picture["media"]["kind"] == "image" and "演示模型" in picture["text"]
+    assert Image.open(io.BytesIO(data)).size == (448, 256)
+
 def test_the_playground_only_listens_on_loopback():
     from bot.config import ConfigError, parse
 
