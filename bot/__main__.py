@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.config import AppConfig, ConfigError, Secrets, load
+from bot.config import AppConfig, ConfigError, Secrets, load, load_resilient
 
 NO_PUPPET_HELP = (
     "No WeChat gateway is configured, so this is the local playground. To connect WeChat: `make gateway`"
@@ -20,12 +20,17 @@ NO_PUPPET_HELP = (
 )
 
 
-def _load_config(path: Path | None) -> AppConfig:
+def _load_config(path: Path | None) -> tuple[AppConfig, str | None]:
+    """The config for a start, and the reason when the file is broken and the last copy that validated
+    is used instead (see `load_resilient`): logged loudly here, told to the admins once connected."""
     if path is None and Path("config.yaml").is_file():
         path = Path("config.yaml")
-    config = load(path)
+    config, error = load_resilient(path)
+    if error:
+        logger.error("config has an error, running on the last good copy: {}", error)
+        print(f"config error (running on the last good copy): {error}", file=sys.stderr)
     logger.info("config: {}", path or "embedded defaults")
-    return config
+    return config, error
 
 
 GATEWAY_DOWN_HELP = """\
@@ -49,11 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import build_app
     from bot.channels.wechaty import WechatyChannel
 
-    config = _load_config(args.config)
+    config, config_error = _load_config(args.config)
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
     if not endpoint:  # no WeChat gateway configured: serve the local playground instead (issue 7)
-        return cmd_playground(args, connect_hint=True, config=config)
+        return cmd_playground(args, connect_hint=True, loaded=(config, config_error))
     if not _port_answers(endpoint):
         print(GATEWAY_DOWN_HELP.format(endpoint=endpoint), file=sys.stderr)
     channel = WechatyChannel.from_config(
@@ -63,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the file actually loaded (./config.yaml by default), so edits to it are watched and written back
     config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
     app = build_app(config, secrets, channel, config_path=config_path)
+    if config_error and app.config_watcher is not None:
+        app.config_watcher.pending_notice = config_error
     return _serve(app)
 
 
@@ -86,7 +93,7 @@ def cmd_serve_video(args: argparse.Namespace) -> int:
         print(f"serve-video needs a shared secret: export {TOKEN_ENV}=<long random string> (the bot uses the "
               "same value with video.backend: remote)", file=sys.stderr)
         return 2
-    serve(_load_config(args.config), token, args.host, args.port)
+    serve(_load_config(args.config)[0], token, args.host, args.port)
     return 0
 
 
@@ -97,11 +104,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
-                   config: AppConfig | None = None) -> int:
+                   loaded: tuple[AppConfig, str | None] | None = None) -> int:
     """Serve the local web playground (a simulated WeChat group) through the same app and router."""
     from bot.playground import build_playground
 
-    config = config or _load_config(args.config)
+    config, config_error = loaded or _load_config(args.config)
     port = getattr(args, "port", None)
     if port is not None:
         playground = config.offline.playground.model_copy(update={"port": port})
@@ -109,6 +116,8 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
         config = config.model_copy(update={"offline": offline})
     config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
     built = build_playground(config, Secrets.from_env(), config_path)
+    if config_error and built.app.config_watcher is not None:
+        built.app.config_watcher.pending_notice = config_error
     url = built.channel.bind()
     print(f"\n  小爱 playground: {url}  (open it in a browser; Ctrl+C stops)\n", flush=True)
     for line in ([NO_PUPPET_HELP] if connect_hint else []) + built.notes:
@@ -124,7 +133,7 @@ def cmd_eval_intents(args: argparse.Namespace) -> int:
     if not data.is_file():
         print(f"no labelled set at {data}: pass --data PATH (a TSV of label<TAB>text)", file=sys.stderr)
         return 2
-    config = _load_config(args.config)
+    config, _error = _load_config(args.config)
     result = run(args.classifier, data, config, Secrets.from_env())
     return 0 if result.samples else 1
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -529,6 +530,45 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
             where = f" (line {line})" if line else ""
             problems.append(f"{key}{where}: {err['msg']}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
+
+
+def last_good_path(path: Path) -> Path:
+    """Where the last config that validated is kept, beside the file (`.config.yaml.last-good`)."""
+    return Path(path).with_name(f".{Path(path).name}.last-good")
+
+
+def remember_good(path: Path, text: str) -> None:
+    """Keep `text` (it validated) as the fallback for a start with a broken file; never fatal."""
+    target = last_good_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        logger.warning("could not keep a copy of the good config at {}: {}", target, exc.strerror)
+
+
+def load_resilient(path: Path | None) -> tuple[AppConfig, str | None]:
+    """Load for a (re)start: a typo must not keep the bot down. On success the file is remembered as
+    last-good; when it does not validate but a last-good copy does, that copy is used and the reason is
+    returned (to log and to tell the admins). With no usable copy the ConfigError propagates."""
+    if path is None:
+        return AppConfig(), None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        config = parse(text, str(path))
+    except ConfigError as error:
+        fallback = last_good_path(path)
+        try:
+            config = parse(fallback.read_text(encoding="utf-8"), str(fallback))
+        except (OSError, ConfigError):
+            raise error from None
+        return config, str(error)
+    remember_good(path, text)
+    return config, None
 
 
 def load(path: Path | None) -> AppConfig:

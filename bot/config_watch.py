@@ -25,7 +25,7 @@ from ruamel.yaml.error import YAMLError
 from watchfiles import awatch
 
 from bot.channels.base import ChatRef, Reply
-from bot.config import AppConfig, ConfigError, parse
+from bot.config import AppConfig, ConfigError, parse, remember_good
 
 if TYPE_CHECKING:
     from bot.app import Application
@@ -118,6 +118,8 @@ class ConfigWatcher:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.reloads = 0  # applied reloads, for #状态 and tests
+        self.pending_notice: str | None = None  # a start on the last good copy: told once connected
+        self._notice_task: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,9 +127,14 @@ class ConfigWatcher:
             self._last_text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
         self._stop.clear()
         self._task = asyncio.create_task(self._watch(), name="config-watch")
+        if self.pending_notice:
+            self._last_error = self.pending_notice
+            self._notice_task = asyncio.create_task(self._notice_when_connected(self.pending_notice))
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._notice_task is not None:
+            self._notice_task.cancel()
         if self._task is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._task, 3)
@@ -178,12 +185,22 @@ class ConfigWatcher:
                 return False, reason
             self._last_error = None
             self._apply(config)
+            await asyncio.to_thread(remember_good, self.path, text)
             return True, "配置已重新加载"
 
     def _apply(self, config: AppConfig) -> None:
         self.app.apply_config(config)
         self.reloads += 1
         logger.info("config reloaded from {}", self.path)
+
+    async def _notice_when_connected(self, reason: str) -> None:
+        """Admins are reached through the channel: wait (polling, as the channel has no event) for it."""
+        while not self.app.channel.connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1)
+            if self._stop.is_set():
+                return
+        await self._tell_admins(reason)
 
     async def _tell_admins(self, reason: str) -> None:
         text = f"⚠️ 配置文件有错误，我继续用原来的设置。请改正：\n{reason}"
@@ -203,6 +220,7 @@ class ConfigWatcher:
             new_text = edit_yaml_text(text, edit)
             config = parse(new_text, str(self.path))  # never write a file the bot could not read back
             await asyncio.to_thread(write_atomically, self.path, new_text)
+            await asyncio.to_thread(remember_good, self.path, new_text)
             self._last_text = new_text  # the watcher will see our own write: nothing new to apply
             self._last_error = None
             self._apply(config)

@@ -77,3 +77,21 @@ def test_xiaoai_run_answers_a_video_request_with_an_ack_then_an_mp4(peer, fake_l
     assert video["file"]["name"].endswith(".mp4")
     frames = iio.imread(base64.b64decode(video["file"]["base64"]), extension=".mp4")
     assert frames.shape[:3] == (9, 64, 96)
+
+
+def test_a_restart_with_a_typo_keeps_serving_on_the_last_good_config(peer, fake_llm, tmp_path):
+    from bot.config import load_resilient
+
+    good = "llm:\n  model: fake-model\nbot:\n  admins: [carol]\n"
+    config = tmp_path / "config.yaml"
+    config.write_text(good + f"data_dir: {tmp_path / 'd'}\n", encoding="utf-8")
+    load_resilient(config)  # an earlier run validated it
+    fake_llm.classify("还在吗", Intent.CHAT.value)
+    fake_llm.add("还在吗", "在的！")
+    with xiaoai_run(good.replace("admins:", "admns:"), tmp_path, peer, fake_llm):
+        notice = peer.wait_for_sent(lambda m: not m["room"] and "配置文件有错误" in (m.get("text") or ""),
+                                    timeout=20)
+        peer.say("alice", at() + "还在吗", room=FAMILY, mention=[BOT])
+        reply = peer.wait_for_sent(lambda m: m["room"] == FAMILY, timeout=20)
+    assert notice["to"] == "carol" and "bot.admns" in notice["text"]
+    assert "在的" in reply["text"]

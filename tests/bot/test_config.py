@@ -1,0 +1,43 @@
+"""Loading config.yaml: exact key, line and reason for a bad file, and a restart with a typo that runs on
+the last copy that validated instead of staying down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, last_good_path, load_resilient, parse
+
+
+def test_errors_name_key_line_and_reason() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("llm:\n  model: 3\n  timeot_s: 3\n", "config.yaml")
+    message = str(caught.value)
+    assert "llm.model (line 2)" in message and "valid string" in message
+    assert "llm.timeot_s (line 3)" in message and "Extra inputs are not permitted" in message
+
+
+def test_yaml_syntax_error_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="YAML syntax error"):
+        parse("llm: [unclosed\n")
+
+
+def test_a_start_with_a_typo_runs_on_the_last_good_copy(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("llm:\n  model: good-model\n", encoding="utf-8")
+    config, error = load_resilient(path)
+    assert error is None and last_good_path(path).is_file()
+
+    path.write_text("llm:\n  modle: typo\n", encoding="utf-8")
+    config, error = load_resilient(path)
+    assert config.llm.model == "good-model"
+    assert error is not None and "llm.modle (line 2)" in error
+    assert "modle" not in last_good_path(path).read_text(encoding="utf-8")  # a bad file is never kept
+
+
+def test_a_typo_with_no_good_copy_still_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("llm:\n  modle: typo\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="llm.modle"):
+        load_resilient(path)
