@@ -25,7 +25,6 @@ from bench.fidelity import psnr, relative_error
 
 GIB = 1024**3
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
-BENCH_KEYS = ("steps", "cap_gib")  # row settings for the benchmark itself; the rest are VideoConfig fields
 
 # name -> settings; a row is "NAME" or "NAME:key=value,key=value" (known names add their settings)
 PRESETS: dict[str, str] = {

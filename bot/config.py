@@ -581,5 +581,3 @@ def load(path: Path | None) -> AppConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     return parse(text, str(path))
 
-
-Backend = Literal["local", "remote"]

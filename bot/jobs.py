@@ -303,10 +303,6 @@ class JobStore:
     def recent(self, limit: int) -> list[Job]:
         return [self._job(r) for r in self._rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))]
 
-    def next_queued(self) -> Job | None:
-        rows = self._rows("SELECT * FROM jobs WHERE state='queued' ORDER BY id LIMIT 1")
-        return self._job(rows[0]) if rows else None
-
     def undelivered(self, now: float) -> tuple[list[Job], float | None]:
         """Finished, not yet posted jobs in finish order, and the earliest retry time among the rest."""
         rows = self._rows(
@@ -570,10 +566,6 @@ class JobQueue:
         self._tasks = []
         self.started = False
         self.store.close()
-
-    def notify_channel_up(self) -> None:
-        """Retry undelivered results now (call when the channel reconnects)."""
-        self._outbox.set()
 
     # -- internals ------------------------------------------------------------------------------
     def _kind(self, name: str) -> JobKind:

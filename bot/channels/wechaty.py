@@ -95,7 +95,6 @@ class WechatyChannel:
         self._plugin_port = plugin_port
         self._state = State.STOPPED
         self._session: _Session | None = None
-        self._self_id: str | None = None
         self._self_name: str | None = None
         self._on_message: MessageHandler | None = None
         self._stopping = asyncio.Event()
@@ -220,7 +219,6 @@ class WechatyChannel:
 
     # -- events -------------------------------------------------------------------------------
     async def _on_login(self, session: _Session, contact) -> None:  # noqa: ANN001
-        self._self_id = contact.contact_id
         self._self_name = contact.name
         self._set_state(State.SERVING, f"logged in as {contact.name} ({contact.contact_id})")
 
