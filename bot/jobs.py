@@ -432,7 +432,8 @@ class JobQueue:
         self._work = asyncio.Event()
         self._outbox = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._stop_flags: dict[int, threading.Event] = {}  # running job id -> should_stop
+        self._stop_flags: dict[int, threading.Event] = {}  # claimed/running job id -> should_stop
+        self._cancelled_by_asker: set[int] = set()  # running jobs stopped by cancel(), not by a shutdown
         self._shutting_down = False
         self._progress: dict[int, tuple[int, int]] = {}
         self.started = False
@@ -500,6 +501,7 @@ class JobQueue:
         if job.state is JobState.RUNNING:
             flag = self._stop_flags.get(job_id)
             if flag is not None:
+                self._cancelled_by_asker.add(job_id)
                 flag.set()
                 logger.info("jobs: stopping running #{}", job_id)
                 return job
@@ -511,6 +513,7 @@ class JobQueue:
         if not changed:  # it started in the meantime
             flag = self._stop_flags.get(job_id)
             if flag is not None:
+                self._cancelled_by_asker.add(job_id)
                 flag.set()
         self._outbox.set()
         logger.info("jobs: cancelled #{}", job_id)
@@ -618,12 +621,17 @@ class JobQueue:
             if not queued:
                 return None
             job, overtakes = pick_next(queued, self.priority, self._overtakes, self.max_overtakes)
+            # the stop flag exists before the row says running, so cancel() can always reach the job
+            flag = threading.Event()
+            if self._stop_flags.setdefault(job.id, flag) is not flag:
+                continue  # another worker is claiming it right now
             claimed = await asyncio.to_thread(
                 self.store.set_state, job.id, JobState.RUNNING, only_from=("queued",),
                 started_at=time.time(), attempts=job.attempts + 1)
             if claimed:
                 self._overtakes = overtakes
                 return await asyncio.to_thread(self.store.get, job.id)
+            self._stop_flags.pop(job.id, None)
 
     async def _worker(self, index: int) -> None:
         while not self._shutting_down:
@@ -638,8 +646,7 @@ class JobQueue:
             self._outbox.set()
 
     async def _run(self, job: Job) -> None:
-        flag = threading.Event()
-        self._stop_flags[job.id] = flag
+        flag = self._stop_flags.setdefault(job.id, threading.Event())  # made by _claim
         kind = self.kinds.get(job.request.kind)
         output_stem = self.media_dir / job.request.kind / f"{job.id:06d}-{job.request.seed}"
         output_stem.parent.mkdir(parents=True, exist_ok=True)
@@ -653,7 +660,7 @@ class JobQueue:
                 raise GeneratorError(f"「{job.request.kind}」类任务还没有开通")
             path = await self.backend.execute(kind, job, output_stem, on_step, flag.is_set)
         except GenerationCancelled:
-            if self._shutting_down:  # not the asker's doing: run it again after the restart
+            if self._shutting_down and job.id not in self._cancelled_by_asker:  # run it again after restart
                 await asyncio.to_thread(self.store.set_state, job.id, JobState.QUEUED,
                                         attempts=max(0, job.attempts - 1))
                 logger.info("jobs: #{} interrupted by shutdown, re-queued", job.id)
@@ -673,6 +680,7 @@ class JobQueue:
             logger.info("jobs: #{} done in {:.1f}s -> {}", job.id, time.monotonic() - started, path)
         finally:
             self._stop_flags.pop(job.id, None)
+            self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)
 
     async def _finish(self, job_id: int, state: JobState, **columns: Any) -> None:
@@ -702,7 +710,8 @@ class JobQueue:
             self._outbox.clear()
             due, next_at = await asyncio.to_thread(self.store.undelivered, time.time())
             for job in due:
-                ok = await self._deliver(job.request.chat, self._reply_for(job))
+                reply = await asyncio.to_thread(self._reply_for, job)  # SQLite and a file check
+                ok = await self._deliver(job.request.chat, reply)
                 now = time.time()
                 if ok:
                     await asyncio.to_thread(self.store.mark_delivered, job.id, now)

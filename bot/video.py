@@ -73,7 +73,8 @@ class VideoKind(GeneratorKind):
         from generators.mp4 import encode_mp4
 
         config = self._config()
-        return encode_mp4(output.frames, path, output.fps, config.bitrate_kbps, int(config.max_mp4_mb * 1e6))
+        return encode_mp4(output.frames, path, output.fps, config.bitrate_kbps, int(config.max_mp4_mb * 1e6),
+                          preset=config.x264_preset)
 
 
 class ModelPreload:

@@ -4,7 +4,7 @@ It runs the same `video` job kind with the `local` backend on the same `JobQueue
 runs one job at a time, jobs survive restarts), minus the chat delivery: clients poll. Every route but
 `/v1/health` needs `Authorization: Bearer $XIAOAI_VIDEO_TOKEN`.
 
-    POST   /v1/videos/check     {prompt, num_frames=49, seed?, steps?, guidance?, height?, width?}
+    POST   /v1/videos/check     {prompt, num_frames?, seed?, steps?, guidance?, height?, width?}
                                 -> 200 {ok} | 422 {detail}: validated, nothing queued
     POST   /v1/videos           same body -> 202 {id, status, position, eta_s}
     GET    /v1/videos/{id}      -> {id, status (queued|running|done|failed|cancelled), step, steps, error}
@@ -41,7 +41,7 @@ class VideoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=4000)
-    num_frames: int = 49
+    num_frames: int | None = None
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None

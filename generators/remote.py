@@ -3,7 +3,8 @@
 Protocol (see `bot/video_service.py`): `POST /v1/videos/check` validates without queueing,
 `POST /v1/videos` queues and returns a job id, `GET /v1/videos/{id}` reports status and progress,
 `GET /v1/videos/{id}/content` returns the MP4, `DELETE /v1/videos/{id}` cancels. Polling (not one long
-request) lets the bot show progress and really stop a render. Blocking httpx calls: worker threads only.
+request) lets the bot show progress and really stop a render; a poll that gets no answer is retried
+for up to `POLL_OUTAGE_S`, and a render given up on is cancelled. Blocking httpx calls: worker threads only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 UNREACHABLE = "视频服务连不上（{url}），请管理员检查 serve-video 是否在运行。"
 REFUSED = "视频服务拒绝了访问令牌，请管理员检查 XIAOAI_VIDEO_TOKEN。"
+POLL_OUTAGE_S = 60.0  # while rendering, how long the service may stay unreachable (a Wi-Fi blip)
 
 
 class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
@@ -83,8 +85,22 @@ class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
         job_id = self._call("POST", "/v1/videos", json=self._body(request)).json()["id"]
         deadline = time.monotonic() + self.config.remote_timeout_s
         last_step = -1
+        unreachable_since: float | None = None
         while True:
-            status = self._call("GET", f"/v1/videos/{job_id}").json()
+            try:
+                status = self._call("GET", f"/v1/videos/{job_id}").json()
+                unreachable_since = None
+            except GeneratorError as exc:
+                now = time.monotonic()
+                if isinstance(exc.__cause__, httpx.HTTPError):  # no answer at all: maybe a blip
+                    unreachable_since = now if unreachable_since is None else unreachable_since
+                    if now - unreachable_since < POLL_OUTAGE_S and now < deadline:
+                        if self._wait(should_stop):
+                            self._cancel(job_id)
+                            raise GenerationCancelled(f"remote job {job_id} stopped") from exc
+                        continue
+                self._cancel(job_id)  # best effort: nobody would collect this render
+                raise
             state = status["status"]
             if on_step is not None and status.get("steps") and status.get("step", 0) != last_step:
                 last_step = status["step"]

@@ -415,3 +415,69 @@ async def test_without_a_deliverer_results_are_kept_for_polling(tmp_path: Path):
         assert queue.status()["queued"] == 0
     finally:
         await queue.stop()
+
+
+async def test_cancel_between_claim_and_run_still_stops_the_job(tmp_path: Path):
+    """A job marked running whose worker has not reached `kind.run` yet must still be stoppable."""
+    outbox, kind = Outbox(), FakeKind()
+    queue = make_queue(tmp_path, outbox, kind)  # not started: the test plays the worker itself
+    try:
+        receipt = await queue.submit(request("a"))
+        job = await queue._claim()
+        assert job is not None and job.state is JobState.RUNNING
+        assert await queue.cancel(receipt.job.id) is not None
+        await queue._run(job)
+        assert queue.get(receipt.job.id).state is JobState.CANCELLED
+        assert not list((tmp_path / "media" / "fake").glob("*.bin"))  # no result was made
+    finally:
+        queue.store.close()
+
+
+class StubbornKind(FakeKind):
+    """Notices should_stop only once `release` is set (a model step that takes a while)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def run(self, request: JobRequest, output_stem: Path, on_step, should_stop) -> Path:
+        self.started.append(request.params["tag"])
+        self.release.wait(10)
+        if should_stop():
+            raise GenerationCancelled("stopped")
+        path = output_stem.with_suffix(".bin")
+        path.write_text("done")
+        return path
+
+
+async def test_a_job_the_asker_cancelled_is_not_requeued_by_a_shutdown(tmp_path: Path):
+    outbox, kind = Outbox(), StubbornKind()
+    queue = make_queue(tmp_path, outbox, kind)
+    await queue.start()
+    receipt = await queue.submit(request("a"))
+    await wait_until(lambda: kind.started == ["a"], 5)
+    await queue.cancel(receipt.job.id)  # the asker's stop; the step in progress ends first
+    stopping = asyncio.create_task(queue.stop(grace_s=5))
+    await asyncio.sleep(0.1)
+    kind.release.set()
+    await stopping
+    reopened = JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        assert reopened.get(receipt.job.id).state is JobState.CANCELLED  # not queued to run again
+    finally:
+        reopened.close()
+
+
+async def test_delivery_reads_the_database_and_disk_off_the_event_loop(setup):
+    queue, outbox, _ = setup
+    on_loop: list[bool] = []
+    reads = queue.store.deliver_failures
+
+    def recording(job_id: int) -> int:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return reads(job_id)
+
+    queue.store.deliver_failures = recording
+    await queue.submit(request("a"))
+    await wait_until(lambda: len(outbox.sent) == 1, 5)
+    assert on_loop == [False]

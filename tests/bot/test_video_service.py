@@ -155,3 +155,59 @@ def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Pa
 def test_service_refuses_to_start_without_a_token(tmp_path: Path, tiny_model: Path):
     with pytest.raises(ValueError, match="XIAOAI_VIDEO_TOKEN"):
         create_app(service_config(tmp_path, tiny_model), "")
+
+
+class FlakyService:
+    """A scripted serve-video: answers from `polls` in order (an exception = the network dropped)."""
+
+    def __init__(self, polls: list) -> None:
+        self.polls = polls
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(f"{request.method} {request.url.path}")
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": 7, "status": "queued"})
+        if request.method == "DELETE":
+            return httpx.Response(200, json={"id": 7, "status": "cancelled"})
+        if request.url.path.endswith("/content"):
+            return httpx.Response(200, content=b"mp4 bytes")
+        answer = self.polls.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def flaky_remote(service: FlakyService, tmp_path: Path) -> RemoteVideoGenerator:
+    from bot.config import VideoConfig
+
+    config = VideoConfig(backend="remote", remote_url="http://gpu-box:8000", remote_poll_s=0.01, **SMALL)
+    return RemoteVideoGenerator(config, TOKEN, download_dir=tmp_path, transport=httpx.MockTransport(service))
+
+
+def test_remote_backend_rides_out_a_dropped_poll(tmp_path: Path):
+    running = httpx.Response(200, json={"id": 7, "status": "running", "step": 1, "steps": 2})
+    done = httpx.Response(200, json={"id": 7, "status": "done", "step": 2, "steps": 2})
+    service = FlakyService([running, httpx.ConnectError("wifi dropped"), done])
+    output = flaky_remote(service, tmp_path).generate(VideoRequest(PROMPT, **SMALL))
+    assert output.path.read_bytes() == b"mp4 bytes"
+    assert "DELETE /v1/videos/7" not in service.calls
+
+
+def test_remote_backend_that_gives_up_polling_cancels_the_render(tmp_path: Path):
+    service = FlakyService([httpx.Response(500, json={"detail": "boom"})])
+    with pytest.raises(GeneratorError, match="HTTP 500"):
+        flaky_remote(service, tmp_path).generate(VideoRequest(PROMPT, **SMALL))
+    assert service.calls[-1] == "DELETE /v1/videos/7"  # the GPU host does not keep rendering for nobody
+
+
+async def test_omitted_fields_take_the_service_config_defaults(tmp_path: Path, tiny_model: Path):
+    app = create_app(service_config(tmp_path, tiny_model), TOKEN)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            created = await http.post("/v1/videos", json={"prompt": PROMPT})
+            assert created.status_code == 202
+            job = app.state.queue.get(created.json()["id"])
+            assert {k: job.request.params[k] for k in SMALL} == SMALL  # num_frames 9 from config, not 49
+            await finished(http, job.id)
