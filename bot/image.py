@@ -32,6 +32,7 @@ class ImageKind(GeneratorKind):
     """Runs one image job with FluxGenerator (local) or ImageApiGenerator (api)."""
 
     name = "image"
+    job_only_fields = GeneratorKind.job_only_fields | {"format", "jpeg_quality"}
 
     def __init__(self, config: Callable[[], ImageConfig], *,
                  api_key: Callable[[], str | None] = image_api_key,

@@ -17,6 +17,9 @@ class GeneratorKind:
 
     name: str
     default_max_prompt_tokens: int | None = None  # when the generator cannot tell
+    # section keys only the queue and the handler read: editing them must not reload the weights
+    job_only_fields: frozenset[str] = frozenset(
+        {"max_pending_per_user", "seconds_per_job", "media_max_age_hours", "show_prompt", "load_at_start"})
 
     def __init__(self, config: Callable[[], Any]) -> None:
         self._config = config
@@ -31,14 +34,19 @@ class GeneratorKind:
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
         raise NotImplementedError
 
+    def _generator_settings(self, config: Any) -> Any:
+        return config.model_dump(exclude=set(self.job_only_fields))
+
     @property
     def generator(self) -> Any:
-        """The current generator, resident across jobs; rebuilt when the config section changes."""
+        """The current generator, resident across jobs; rebuilt (weights reloaded on the next job) only
+        when a setting the generator reads changes, not for queue-only keys."""
         config = self._config()
+        settings = self._generator_settings(config)
         with self._lock:
-            if self._generator is None or config != self._built_for:
+            if self._generator is None or settings != self._built_for:
                 self._generator = self.build(config)
-                self._built_for = config
+                self._built_for = settings
             return self._generator
 
     # -- JobKind ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ class FramesGenerator:
 def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monkeypatch):
     config = VideoConfig(x264_preset="medium", height=16, width=16, num_frames=9)
     kind = VideoKind(lambda: config)
-    kind._generator, kind._built_for = FramesGenerator(), config
+    kind._generator, kind._built_for = FramesGenerator(), kind._generator_settings(config)
     request = JobRequest(kind="video", params={"prompt": "a cat", "num_frames": 9, "height": 16, "width": 16},
                          seed=1, asker_id="alice", asker_name="妈妈", chat=ChatRef("family@chatroom", True),
                          message_id="m1")
@@ -40,3 +40,16 @@ def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monke
     path = kind.run(request, tmp_path / "000001-1", lambda *_: None, lambda: False)
     assert path == tmp_path / "000001-1.mp4"
     assert seen == {"fps": 8, "preset": "medium", "max_bytes": 3_000_000}
+
+
+def test_queue_only_edits_keep_the_loaded_generator_but_model_edits_rebuild_it() -> None:
+    from bot.config import VideoConfig
+    from bot.video import VideoKind
+
+    current = {"config": VideoConfig()}
+    kind = VideoKind(lambda: current["config"])
+    first = kind.generator
+    current["config"] = current["config"].model_copy(update={"max_pending_per_user": 5, "show_prompt": False})
+    assert kind.generator is first  # no weight reload for a queue setting
+    current["config"] = current["config"].model_copy(update={"memory_mode": "cpu"})
+    assert kind.generator is not first
