@@ -41,7 +41,12 @@ def parse_command(text: str) -> tuple[str, str] | None:
     match = _COMMAND.match(text.strip())
     if match is None:
         return None
-    return match.group(1), (match.group(2) or "").strip()
+    name, arg = match.group(1), (match.group(2) or "").strip()
+    if name not in COMMANDS and not arg:  # "#取消12": a command run together with its task number
+        known = next((n for n in COMMANDS if re.fullmatch(rf"{n}[#＃]?\d+", name)), None)
+        if known is not None:
+            return known, name[len(known):]
+    return name, arg
 
 
 async def handle_admin_command(app: Application, msg: IncomingMessage) -> bool:

@@ -335,9 +335,14 @@ class ScheduleEntry(Section):
     @field_validator("days")
     @classmethod
     def _days(cls, value: str) -> str:
-        if not _DAYS.match(value.strip().lower()):
-            raise ValueError(f"days must be '*' or like 'mon-fri' / 'sat,sun', got {value!r}")
-        return value.strip().lower()
+        value = value.strip().lower()
+        week = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        ranges = [part.split("-") for part in value.split(",") if "-" in part]
+        if not _DAYS.match(value) or any(week.index(a) > week.index(b) for a, b in ranges):
+            # a range that wraps the week (fri-mon) is what the scheduler cannot take: write fri-sun,mon
+            raise ValueError(f"days must be '*' or like 'mon-fri' / 'sat,sun' (ranges run mon..sun, so "
+                             f"'fri-sun,mon' rather than 'fri-mon'), got {value!r}")
+        return value
 
     @field_validator("paths")
     @classmethod

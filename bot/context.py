@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Context:
     message: IncomingMessage
     config: AppConfig  # a snapshot: read it here, never cache it past this message
-    history: list[HistoryEntry]  # recent messages in this chat, oldest first, including this one
+    history: list[HistoryEntry]  # recent messages in this chat, oldest first, this one last when it has text
     llm: LLM
     app: Application
     say: Callable[[Reply], Awaitable[None]]  # send now (acks, progress); the handler's return comes last
@@ -27,4 +27,9 @@ class Context:
     @property
     def transcript(self) -> str:
         """The recent chat before this message, as `name: text` lines for prompts."""
-        return History.render(self.history[:-1])
+        entries = self.history
+        last = entries[-1] if entries else None
+        if last is not None and not last.from_bot and (last.sender, last.text) == (
+                self.message.sender_name, self.message.text):
+            entries = entries[:-1]  # this message itself (a bare "@小爱" has no text, so it is not there)
+        return History.render(entries)

@@ -114,9 +114,13 @@ async def handle_route(ctx: Context, mode: Mode) -> Reply:
     if missing:
         asked, question = question_for(missing)
         return ask(ctx, "route", mode.intent, slots, asked, question)
-    city = slots["city"] or ctx.config.amap.default_city or None
+    city = slots["city"] or None
     try:
-        origin = await client.locate(slots["origin"], city)
+        # amap.default_city is only a first guess: "从北京南站到天安门" must work wherever it is set
+        default_city = ctx.config.amap.default_city if not city else None
+        origin = await client.locate(slots["origin"], city or default_city)
+        if origin is None and default_city:
+            origin = await client.locate(slots["origin"], None)
         if origin is None:
             return Reply(not_found(slots["origin"]))
         # the destination is most likely in the origin's city; fall back to anywhere

@@ -32,9 +32,10 @@ def target_days(day: str, today: dt.date) -> list[dt.date] | None:
         if word in day:
             return [today + dt.timedelta(days=offset)]
     if "周末" in day or "週末" in day:
-        saturday = today + dt.timedelta(days=(5 - today.weekday()) % 7)
-        if today.weekday() == 6:  # on Sunday "周末" is today
-            return [today]
+        if today.weekday() == 6:  # on Sunday "周末" is today, "下周末" the coming Saturday and Sunday
+            saturday = today + dt.timedelta(days=6)
+            return [saturday, saturday + dt.timedelta(days=1)] if "下" in day else [today]
+        saturday = today + dt.timedelta(days=5 - today.weekday())
         if "下" in day:
             saturday += dt.timedelta(days=7)
         days = [saturday, saturday + dt.timedelta(days=1)]
@@ -155,5 +156,7 @@ async def handle(ctx: Context) -> Reply:
     if not casts:
         last = forecast.casts[-1].date
         asked = slots["day"] or "那天"
+        if all(day < today for day in days):
+            return Reply(f"{asked}已经过去啦，我只能查今天和之后几天的天气哦～")
         return Reply(f"天气预报只能看到{last.month}月{last.day}日，{asked}的还看不到哦，过两天再问我～")
     return await finish(ctx, render_weather(forecast.city or place, casts, today, live))

@@ -228,8 +228,12 @@ class WechatyChannel:
         except Exception:  # noqa: BLE001 - a message we cannot read must not hurt the stream
             logger.exception("wechaty: could not read message {}", getattr(msg, "message_id", "?"))
             return
-        if incoming is not None and self._on_message is not None:
+        if incoming is None or self._on_message is None:
+            return
+        try:
             await self._on_message(incoming)
+        except Exception:  # noqa: BLE001 - a bug on one message must not go unseen or hurt the next
+            logger.exception("wechaty: handling message {} failed", incoming.id)
 
     async def _to_incoming(self, session: _Session, msg: Message) -> IncomingMessage | None:
         if msg.is_self():

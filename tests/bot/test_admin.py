@@ -58,6 +58,10 @@ def test_parse_command() -> None:
     assert parse_command("# 帮助") == ("帮助", "")
     assert parse_command("#取消\u2005#3") == ("取消", "#3")
     assert parse_command("今天#状态") is None
+    # the task number typed without a space (as the help shows it, "#取消 12", but thumbs skip spaces)
+    assert parse_command("#取消12") == ("取消", "12")
+    assert parse_command("#取消#12") == ("取消", "#12")
+    assert parse_command("#帮助我画一只猫") == ("帮助我画一只猫", "")  # not a command: goes on as a message
 
 
 async def test_non_admin_cancel_has_no_effect_and_no_hint(tmp_path: Path) -> None:

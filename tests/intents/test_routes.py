@@ -121,6 +121,17 @@ async def test_unknown_place_and_too_far(driver, fake_llm):
     assert "没找到合适的路线" in await driver.say("从天安门走到杭州")
 
 
+async def test_default_city_does_not_hide_places_in_another_city(driver, fake_llm, amap_server):
+    # amap.default_city is for weather/places questions that name no place; a route between two places
+    # elsewhere must still be found (the city is only a first guess)
+    driver.app.apply_config(driver.app.config.model_copy(update={
+        "amap": driver.app.config.amap.model_copy(update={"default_city": "杭州"})}))
+    route_question(fake_llm, "从天安门走到王府井", Intent.WALK, "天安门", "王府井")
+    text = await driver.say("从天安门走到王府井怎么走")
+    assert text.startswith("从天安门步行到王府井：约"), text
+    assert amap_server.calls("v5/place/text")[0]["region"] == "杭州"  # still tried first
+
+
 async def test_errors(driver, fake_llm, amap_server, monkeypatch):
     route_question(fake_llm, "天安门到王府井", Intent.DRIVE, "天安门", "王府井")
     amap_server.fail("10003")

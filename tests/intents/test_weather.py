@@ -4,6 +4,7 @@ the fake AMap server (no peer)."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -31,6 +32,12 @@ def test_weekend_on_saturday_and_sunday():
     saturday, sunday = dt.date(2026, 5, 9), dt.date(2026, 5, 10)
     assert target_days("周末", saturday) == [saturday, sunday]
     assert target_days("周末", sunday) == [sunday]
+
+
+def test_next_weekend_said_on_sunday_is_not_today():
+    saturday, sunday = dt.date(2026, 5, 9), dt.date(2026, 5, 10)
+    assert target_days("下周末", sunday) == [dt.date(2026, 5, 16), dt.date(2026, 5, 17)]
+    assert target_days("下周末", saturday) == [dt.date(2026, 5, 16), dt.date(2026, 5, 17)]
 
 
 def cast(day: str, night: str, high: int, low: int, date: dt.date = WED) -> DayCast:
@@ -94,6 +101,15 @@ async def test_weekend_shows_both_days_or_says_out_of_range(driver, fake_llm):
         assert all(f"{d.month}月{d.day}日" in text for d in in_range)
     else:
         assert "还看不到" in text
+
+
+async def test_a_day_already_past_is_not_called_not_yet_visible(driver, fake_llm):
+    yesterday = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
+    asked = f"{yesterday.month}月{yesterday.day}号"
+    fake_llm.classify("北京天气过去", Intent.WEATHER.value)
+    script_slots(fake_llm, "weather", "北京天气过去", {"place": "北京", "day": asked})
+    text = await driver.say(f"北京天气过去{asked}")
+    assert "已经过去" in text and "还看不到" not in text
 
 
 async def test_missing_place_asks_then_follow_up_completes(driver, fake_llm, amap_server):

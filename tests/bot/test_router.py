@@ -1,0 +1,39 @@
+"""Router edge cases with the real app over an in-memory channel (no peer, no LLM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.channels.base import Reply
+from intents import Intent
+from tests.bot.ops_doubles import FAMILY_ID, make_app, message
+
+CONFIG = "bot:\n  name: 小爱\n"
+
+
+async def test_bare_mention_keeps_the_latest_line_in_the_transcript(tmp_path: Path) -> None:
+    # "@小爱" alone has no text, so it is not in the history: the line before it must stay in the prompt
+    app, channel = make_app(tmp_path, CONFIG)
+    transcripts: list[str] = []
+
+    async def classifier(ctx: Any) -> Intent:
+        transcripts.append(ctx.transcript)
+        return Intent.CHAT
+
+    async def chat(ctx: Any) -> Reply:
+        return Reply("好的")
+
+    app.classifier = classifier
+    from intents import REGISTRY
+
+    saved, REGISTRY[Intent.CHAT] = REGISTRY[Intent.CHAT], chat
+    try:
+        await app.router.on_message(message("明天去哪儿玩好呢", sender="alice", mentioned=False))
+        await app.router.on_message(message("", sender="bob"))
+        await app.router.on_message(message("你说呢", sender="bob"))
+    finally:
+        REGISTRY[Intent.CHAT] = saved
+    assert len(transcripts) == 2 and "alice: 明天去哪儿玩好呢" in transcripts[0]
+    assert "你说呢" not in transcripts[1] and "alice: 明天去哪儿玩好呢" in transcripts[1]  # not itself
+    assert channel.texts(FAMILY_ID) == ["好的", "好的"]
