@@ -99,12 +99,18 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - a failing schedule is logged; the others keep running
             logger.exception("schedules: {} failed", name)
 
-    def resolve_room(self, room: str) -> str:
-        """A room id from config's `room` (an id, or a topic the bot has seen a message from)."""
-        return self.app.router.room_ids.get(room, room)
+    async def resolve_room(self, room: str) -> str:
+        """A room id from config's `room`: a topic seen in a message, else looked up by topic in the
+        channel, else taken as an id."""
+        known = self.app.router.room_ids.get(room)
+        if known is None:
+            known = await self.app.channel.find_room(room)
+            if known is not None:
+                self.app.router.room_ids[room] = known
+        return known or room
 
     async def _say(self, entry: ScheduleEntry, text: str) -> None:
-        chat = ChatRef(self.resolve_room(entry.room or ""), is_room=True)
+        chat = ChatRef(await self.resolve_room(entry.room or ""), is_room=True)
         if await self.app.send(chat, Reply(text)):
             logger.info("schedules: {} sent to {}", entry.name, chat.chat_id)
         else:

@@ -71,6 +71,10 @@ class Channel(Protocol):
 
     async def send(self, chat: ChatRef, reply: Reply) -> None: ...
 
+    async def find_room(self, topic: str) -> str | None:
+        """The id of the room whose topic is exactly `topic`, or None (schedules name rooms by topic)."""
+        ...
+
     async def stop(self) -> None: ...
 
 

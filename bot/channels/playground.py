@@ -140,6 +140,9 @@ class PlaygroundChannel:
             task.cancel()
 
     # -- sending ------------------------------------------------------------------------------
+    async def find_room(self, topic: str) -> str | None:
+        return ROOM_ID if topic == self.config.room_topic else None
+
     async def send(self, chat: ChatRef, reply: Reply) -> None:
         """Show the bot's reply in the room: text (with @names), then the file inline."""
         if chat != self.chat:

@@ -266,6 +266,21 @@ class WechatyChannel:
             mentioned=by_id or by_text, kind=kind, room_topic=topic, timestamp=timestamp,
         )
 
+    async def find_room(self, topic: str) -> str | None:
+        """Look the room up among the account's rooms by its exact topic (None when not connected)."""
+        session = self._session
+        if session is None or not self.connected:
+            return None
+        try:
+            rooms = await session.Room.find_all()
+        except Exception as exc:  # noqa: BLE001 - a failed lookup is "not found", logged
+            logger.warning("wechaty: room lookup by topic failed: {}", exc)
+            return None
+        for room in rooms:
+            if room.payload is not None and room.payload.topic == topic:
+                return room.room_id
+        return None
+
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> None:
         """Say `reply` in `chat` with room.say / contact.say (msg.say raises after a good send)."""

@@ -41,6 +41,9 @@ class RecordingChannel:
             raise ConnectionError("not connected")
         self.sent.append((chat, reply))
 
+    async def find_room(self, topic: str) -> str | None:
+        return {FAMILY_TOPIC: FAMILY_ID, OTHER_TOPIC: OTHER_ID}.get(topic)
+
     async def stop(self) -> None:
         self._stop.set()
 

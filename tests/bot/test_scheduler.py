@@ -167,3 +167,13 @@ async def test_e2e_scheduled_text_reaches_the_room(running_bot, peer, fake_llm) 
         sent = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
     assert sent["text"] == "早上好呀～"
     assert FAMILY_TOPIC  # the peer's family room
+
+
+async def test_e2e_a_room_named_by_topic_is_found_without_a_message_first(running_bot, peer, fake_llm):
+    overrides = {"schedules": {"jobs": [
+        {"name": "pills", "kind": "text", "at": "20:00", "room": FAMILY_TOPIC, "text": "奶奶记得吃药哦～"}]}}
+    async with running_bot(overrides) as app:
+        assert FAMILY_TOPIC not in app.router.room_ids  # nobody has spoken since the start
+        app.scheduler._scheduler.get_job("daily:pills").modify(next_run_time=dt.datetime.now(SHANGHAI))
+        sent = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
+    assert sent["text"] == "奶奶记得吃药哦～"
