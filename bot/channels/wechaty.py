@@ -243,16 +243,16 @@ class WechatyChannel:
         text = msg.text() or ""
         kind = MessageKind.TEXT if msg.type() == MessageType.MESSAGE_TYPE_TEXT else MessageKind.OTHER
         timestamp = time.time()
-        if room is None:
+        names = [*self._names(), self._self_name or ""]
+        if room is None:  # a private chat is addressed to the bot; a typed "@小爱" there is just noise
             return IncomingMessage(
                 id=msg.message_id, chat=ChatRef(talker.contact_id, is_room=False),
-                sender_id=talker.contact_id, sender_name=talker.name, text=text.strip(),
+                sender_id=talker.contact_id, sender_name=talker.name, text=strip_mention(text, names)[1],
                 mentioned=True, kind=kind, timestamp=timestamp,
             )
         await room.ready()
         topic = await room.topic()
         by_id = await msg.mention_self()
-        names = [*self._names(), self._self_name or ""]
         with contextlib.suppress(Exception):  # not every puppet supports room aliases
             alias = await room.alias(session.user_self())
             if alias:

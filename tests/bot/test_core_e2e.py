@@ -9,6 +9,7 @@ import pytest
 
 from intents import Intent
 from tests.conftest import wait_until
+from tests.support.fake_llm import latest_question
 from tests.support.peer import BOT, BOT_NAME, BOT_ROOM_ALIAS, FAMILY, OTHER, at
 from tests.support.recording_handlers import record_handlers
 
@@ -88,6 +89,17 @@ async def test_non_text_message_to_the_bot_gets_a_hint_in_private(running_bot, p
         peer.say("carol", "", room=None, type="image")
         hint = await wait_sent(peer, lambda m: m["room"] in (None, ""))
     assert "文字" in hint["text"]
+
+
+async def test_private_chat_when_enabled_is_answered_without_at(running_bot, peer, fake_llm):
+    fake_llm.classify("明天几点起床", Intent.CHAT.value)
+    fake_llm.add("明天几点起床", "七点就好～")
+    async with running_bot({"bot": {"private_chat": True}}):
+        peer.say("carol", f"@{BOT_NAME} 明天几点起床", room=None)
+        reply = await wait_sent(peer, lambda m: not m["room"])
+    assert reply["to"] == "carol" and "七点" in reply["text"] and reply["mentionIds"] == []
+    question = latest_question(fake_llm.calls("classify")[0])
+    assert "明天几点起床" in question and "@" not in question
 
 
 async def test_private_chat_off_by_default(running_bot, peer, fake_llm):
