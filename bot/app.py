@@ -69,6 +69,7 @@ class Application:
         self.embedded_classifier: EmbeddedClassifier | None = None
         self.started_at = time.time()
         self._stopped = asyncio.Event()
+        self._closing: set[asyncio.Task] = set()  # replaced LLM clients being closed
         # called with each newly applied config (the scheduler resyncs its jobs), in registration order
         self.config_listeners: list[Callable[[AppConfig], None]] = []
         # applied to every reloaded config before it is swapped in (the playground's demo model)
@@ -84,13 +85,29 @@ class Application:
         for overlay in self.config_overlays:
             config = overlay(config)
         if config.llm != self._config.llm:
-            self.llm = LLM(config.llm, self.secrets)
+            retired, self.llm = self.llm, LLM(config.llm, self.secrets)
+            self._close_later(retired)
         self._config = config
         for listener in self.config_listeners:
             try:
                 listener(config)
             except Exception:  # noqa: BLE001 - one listener's bug must not block the others or the swap
                 logger.exception("config listener {} failed", listener)
+
+    def _close_later(self, llm: LLM) -> None:
+        """Calls in flight may still use a replaced LLM client: close it once they must have ended."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop, so nothing in flight; the client is closed when collected
+        grace = llm.config.timeout_s * (llm.config.retries + 1) + 1
+
+        def close() -> None:
+            task = loop.create_task(llm.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        loop.call_later(grace, close)
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> bool:

@@ -37,3 +37,19 @@ async def test_bare_mention_keeps_the_latest_line_in_the_transcript(tmp_path: Pa
     assert len(transcripts) == 2 and "alice: 明天去哪儿玩好呢" in transcripts[0]
     assert "你说呢" not in transcripts[1] and "alice: 明天去哪儿玩好呢" in transcripts[1]  # not itself
     assert channel.texts(FAMILY_ID) == ["好的", "好的"]
+
+
+async def test_a_replaced_llm_client_is_closed_once_its_calls_must_have_ended() -> None:
+    import asyncio
+
+    from bot.app import Application
+    from bot.config import AppConfig, Secrets
+    from tests.bot.ops_doubles import RecordingChannel
+
+    config = AppConfig.model_validate({"llm": {"timeout_s": 0.1, "retries": 0}})
+    app = Application(config, Secrets.from_env({"OPENAI_API_KEY": "k"}), RecordingChannel())
+    old = app.llm
+    app.apply_config(config.model_copy(update={"llm": config.llm.model_copy(update={"model": "other"})}))
+    assert app.llm is not old and not old._client.is_closed()  # calls in flight may still use it
+    await asyncio.sleep(1.5)
+    assert old._client.is_closed() and not app.llm._client.is_closed()
