@@ -172,10 +172,9 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)
 
     # classification: the LLM, the embedded classifier alone or behind it, and AMap's follow-up answers
-    if config.offline.classifier.enabled:
-        app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)
-        app.classifier = with_fallback(app.classifier, app.embedded_classifier)
-        app.services["embedded classifier"] = app.embedded_classifier
+    app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)
+    app.classifier = with_fallback(app.classifier, app.embedded_classifier)
+    app.services["embedded classifier"] = app.embedded_classifier
     app.services["amap"] = AmapFeature()
     app.classifier = follow_up_classifier(app.classifier, app)  # "从哪里出发？" answers go back
 

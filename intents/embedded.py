@@ -202,6 +202,8 @@ class EmbeddedClassifier:
 
     # -- service: warm up in the background so the first message is fast ------------------------
     async def start(self) -> None:
+        if not self.config.enabled:
+            return  # switched on later by a reload: the first message loads it (a second or two)
         task = asyncio.create_task(asyncio.to_thread(self.load))
         task.add_done_callback(_log_warmup_failure)
 
@@ -246,15 +248,19 @@ def _log_warmup_failure(task: asyncio.Task) -> None:
 def with_fallback(primary: Classifier, fallback: Classifier) -> Classifier:
     """The LLM classifier when an LLM is configured and answers; the embedded one otherwise.
 
-    Checked per message, so a config reload that adds or removes the LLM takes effect at once.
+    Checked per message, so a config reload that adds or removes the LLM, or switches
+    `offline.classifier.enabled`, takes effect at once (disabled and no LLM: every message is chat).
     """
 
     async def classify(ctx: Context) -> Intent:
+        enabled = ctx.config.offline.classifier.enabled  # per message too: hot reload switches it
         if not ctx.llm.configured:
-            return await fallback(ctx)
+            return await fallback(ctx) if enabled else Intent.CHAT
         try:
             return await primary(ctx)
         except LLMUnavailable as exc:
+            if not enabled:
+                raise
             logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
                            ctx.message.id, exc)
             return await fallback(ctx)

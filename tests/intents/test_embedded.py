@@ -148,3 +148,36 @@ async def test_without_an_llm_requests_work_and_chat_says_what_needs_a_key(runni
     assert "handled image" in drawn["text"] and reached == [Intent.IMAGE]
     assert "OPENAI_API_KEY" in chat["text"] and "大模型" in chat["text"]
     assert fake_llm.calls() == []
+
+
+async def test_fallback_follows_the_enabled_switch_per_message() -> None:
+    from types import SimpleNamespace
+
+    from bot.config import AppConfig
+    from bot.llm import LLMUnavailable
+    from intents import Intent
+    from intents.embedded import with_fallback
+
+    calls: list[str] = []
+
+    async def llm_down(ctx):
+        calls.append("llm")
+        raise LLMUnavailable("down")
+
+    async def embedded(ctx):
+        calls.append("embedded")
+        return Intent.WEATHER
+
+    classify = with_fallback(llm_down, embedded)
+
+    def ctx(enabled: bool, llm: bool):
+        config = AppConfig.model_validate({"offline": {"classifier": {"enabled": enabled}}})
+        return SimpleNamespace(config=config, llm=SimpleNamespace(configured=llm),
+                               message=SimpleNamespace(id="m1"))
+
+    assert await classify(ctx(enabled=True, llm=False)) is Intent.WEATHER
+    assert await classify(ctx(enabled=False, llm=False)) is Intent.CHAT
+    assert await classify(ctx(enabled=True, llm=True)) is Intent.WEATHER
+    with pytest.raises(LLMUnavailable):
+        await classify(ctx(enabled=False, llm=True))
+    assert calls == ["embedded", "llm", "embedded", "llm"]
