@@ -59,6 +59,8 @@ class Quotas:
         for key, limit, reply in checks:
             if limit is None:
                 continue
+            if limit == 0:  # "not offered": the admin switched the bot off here, deliberately silent
+                return ""
             window = self._recent[key]
             while window and window[0] <= now - WINDOW_S:
                 window.popleft()

@@ -87,6 +87,14 @@ async def test_room_override_lifts_the_user_limit(tmp_path: Path) -> None:
     assert len(seen) == 3  # 工作群: user limit null; group limit 4 still applies
 
 
+async def test_a_message_quota_of_zero_switches_the_bot_off_there_silently(tmp_path: Path) -> None:
+    config = CONFIG.replace("group_messages_per_minute: 4", "group_messages_per_minute: 0")
+    app, channel = make_app(tmp_path, config)
+    seen = record_classifications(app)
+    await app.router.on_message(message("在吗", sender="bob"))
+    assert seen == [] and channel.texts(FAMILY_ID) == []
+
+
 def test_daily_image_quota_per_user_and_group_with_midnight_reset(tmp_path: Path) -> None:
     shanghai = ZoneInfo("Asia/Shanghai")
     start = dt.datetime(2026, 11, 3, 23, 0, tzinfo=shanghai).timestamp()
