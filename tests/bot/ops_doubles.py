@@ -73,6 +73,8 @@ def make_app(tmp_path: Path, yaml_text: str, *, with_file: bool = True
     path = tmp_path / "config.yaml"
     path.write_text(yaml_text, encoding="utf-8")
     config = parse(yaml_text)
+    if "data_dir" not in config.model_fields_set:  # never the repository's own ./data
+        config = config.model_copy(update={"data_dir": tmp_path / "data"})
     channel = RecordingChannel()
     app = build_app(config, Secrets(None, None, None, None), channel, config_path=path if with_file else None)
     return app, channel
