@@ -1,5 +1,7 @@
-"""Composition root: `build_app` wires config, channel, LLM, history and router; `Application.run`
-serves until stopped. Services that start and stop with the bot (job queues, schedulers) register here.
+"""Composition root. `Application` holds what every message needs (current config, channel, LLM,
+history, router, classifier) and runs the channel plus the registered services until stopped;
+`build_app` wires the features: the GPU job queue, the classifiers, and the services for running it for
+a family. Reading this file top to bottom shows everything the bot is made of.
 """
 
 from __future__ import annotations
