@@ -4,17 +4,23 @@ The router checks the message rate before anything costly (the LLM). Image and v
 `app.quotas.check_and_count(kind, msg)` right before queueing a job (it raises `UserInputError` with the
 reply to show) and `app.quotas.refund(kind, msg)` when the job was then not accepted after all.
 Limits come from `quotas` with the room's `groups.rooms.<room>.quotas` on top (null = no limit).
-Counts live in memory: a restart forgives today's usage, which errs on the family's side.
+Message rates live in memory (a minute's window). Image and video counts are also kept in
+`data_dir/quotas.json` (written atomically on each change), so a restart does not hand out a new day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
+
+from loguru import logger
 
 from bot.channels.base import IncomingMessage
 from bot.config import ChatSettings
@@ -42,6 +48,7 @@ class Quotas:
         self._told: set[str] = set()  # keys already told "too fast"; quiet until one passes again
         self._day: dt.date | None = None
         self._daily: dict[tuple[str, str], int] = defaultdict(int)  # (kind, key) -> count today
+        self._loaded = False  # today's counts read back from the file (once, on first use)
 
     def _exempt(self, msg: IncomingMessage) -> bool:
         return msg.sender_id in self.app.config.bot.admins
@@ -76,13 +83,45 @@ class Quotas:
         return None
 
     # -- images and videos a day ------------------------------------------------------------------
+    @property
+    def _path(self) -> Path:
+        return self.app.config.data_dir / "quotas.json"
+
     def _today(self) -> dt.date:
         zone = ZoneInfo(self.app.config.schedules.timezone)
         today = dt.datetime.fromtimestamp(self._clock(), zone).date()
+        if not self._loaded:
+            self._loaded = True
+            self._read(today)
         if today != self._day:
             self._day = today
             self._daily.clear()
         return today
+
+    def _read(self, today: dt.date) -> None:
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            if data.get("day") == today.isoformat():
+                for entry in data.get("counts", []):
+                    self._daily[(str(entry["kind"]), str(entry["key"]))] = int(entry["count"])
+                self._day = today
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            logger.warning("quotas: ignoring unreadable {}: {}", self._path, exc)
+
+    def _write(self) -> None:
+        """Keep today's counts across restarts; a failed write only costs that (logged)."""
+        data = {"day": self._day.isoformat() if self._day else None,
+                "counts": [{"kind": k, "key": key, "count": n} for (k, key), n in self._daily.items() if n]}
+        path = self._path
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.warning("quotas: could not save today's counts to {}: {}", path, exc.strerror)
 
     def _keys(self, msg: IncomingMessage) -> tuple[str, str | None]:
         user = f"user:{msg.chat.key}:{msg.sender_id}"
@@ -108,6 +147,7 @@ class Quotas:
                 raise UserInputError(reply.format(label=label, limit=limit))
         for key, _limit, _reply in checks:
             self._daily[(kind, key)] += 1
+        self._write()
 
     def refund(self, kind: MediaKind, msg: IncomingMessage) -> None:
         """Give back one count (the job was refused or was a duplicate of one already counted)."""
@@ -117,6 +157,7 @@ class Quotas:
         for key in self._keys(msg):
             if key is not None and self._daily.get((kind, key), 0) > 0:
                 self._daily[(kind, key)] -= 1
+        self._write()
 
     def used_today(self, kind: MediaKind, msg: IncomingMessage) -> tuple[int, int]:
         """(the asker's count, the group's count) of `kind` today."""

@@ -131,6 +131,19 @@ def test_video_quota_refund_and_room_zero(tmp_path: Path) -> None:
         quotas.check_and_count("music", bob)  # type: ignore[arg-type]
 
 
+def test_daily_counts_survive_a_restart_but_not_midnight(tmp_path: Path) -> None:
+    app, _channel, clock = app_with_clock(tmp_path)
+    app.quotas.check_and_count("image", message("画猫", sender="bob"))
+    app.quotas.check_and_count("image", message("画狗", sender="bob"))
+    restarted = Quotas(app, clock=clock)  # a new process reading the same data_dir
+    with pytest.raises(UserInputError, match="你今天的图片额度（2 个）用完啦"):
+        restarted.check_and_count("image", message("画鱼", sender="bob"))
+    clock.now += 86400
+    tomorrow = Quotas(app, clock=clock)
+    tomorrow.check_and_count("image", message("画鱼", sender="bob"))
+    assert tomorrow.used_today("image", message("画鱼", sender="bob")) == (1, 1)
+
+
 async def test_e2e_rate_limit_reply(running_bot, peer, fake_llm) -> None:
     fake_llm.classify("在吗", "其它")
     fake_llm.add("在吗", "在的～")
