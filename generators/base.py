@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 StepCallback = Callable[[int, int], None]
 """on_step(i, n): step i (1-based) of n finished."""
@@ -31,6 +31,23 @@ class ModelNotFound(GeneratorError):
 
 class GenerationCancelled(Exception):
     """The run was stopped through `should_stop`."""
+
+
+class RequestData:
+    """Mixin for the frozen request dataclasses: plain dicts for SQLite and HTTP, unknown fields refused
+    (a stored job or a remote call from another version must not be silently misread)."""
+
+    what: ClassVar[str]  # "video" / "image", for the error message
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise GeneratorError(f"unknown {cls.what} request fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
 
 
 RequestT = TypeVar("RequestT")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generators.base import GeneratorError, ShouldStop, StepCallback
+from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
 from generators.speedups import apply_speedups, attention_context
@@ -36,8 +36,10 @@ MAX_GUIDANCE = 20.0
 
 
 @dataclass(frozen=True)
-class VideoRequest:
+class VideoRequest(RequestData):
     """One video to render; plain data so a job can be stored or sent elsewhere (`asdict`)."""
+
+    what = "video"
 
     prompt: str
     num_frames: int = 49
@@ -53,17 +55,6 @@ class VideoRequest:
         values = {"prompt": prompt, "num_frames": config.num_frames, "steps": config.steps,
                   "guidance": config.guidance, "height": config.height, "width": config.width}
         return cls(**(values | overrides))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VideoRequest:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise GeneratorError(f"unknown video request fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
 
     @property
     def seconds(self) -> float:

@@ -9,11 +9,11 @@ step callback for progress and cancellation. `generate` blocks: call it from a w
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from generators.base import GeneratorError, ShouldStop, StepCallback
+from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
 
@@ -43,10 +43,12 @@ MAX_GUIDANCE = 20.0
 
 
 @dataclass(frozen=True)
-class ImageRequest:
+class ImageRequest(RequestData):
     """One picture to render; plain data so a job can be stored or sent elsewhere (`asdict`).
 
     `steps`/`guidance` None mean the loaded variant's defaults (schnell 4 / 0, dev 28 / 3.5)."""
+
+    what = "image"
 
     prompt: str
     steps: int | None = None
@@ -60,16 +62,6 @@ class ImageRequest:
         values = {"prompt": prompt, "steps": config.steps, "guidance": config.guidance,
                   "height": config.height, "width": config.width}
         return cls(**(values | overrides))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ImageRequest:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise GeneratorError(f"unknown image request fields: {', '.join(sorted(unknown))}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
