@@ -15,7 +15,10 @@ B="python3 -m bot bench video --out $OUT --ref-dir /tmp/xiaoai-refs"
 run() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | grep -v -e 'Loading' -e 'it/s]' -e '^\s*$'; }
 for phase in "$@"; do
   case $phase in
-    setup) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv ;;
+    setup) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+        echo "== model caches"; ls -d ~/.cache/modelscope/hub/*/* ~/.cache/huggingface/hub/* 2>/dev/null | head ;;
+    fp8) run 420 $B --build 2b --model-dir /tmp/m2b --rows plain,fp8,compile,fp8-compile
+        run 120 $B --build 2b --model-dir /tmp/m2b --steps 12 --rows fbc-0.1 ;;
     2b-eager) run 240 $B --build 2b --model-dir /tmp/m2b \
         --rows plain,fused,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8,fp8-sage \
         --vae untiled,tile=480x360,tile=240x720,channels_last,bf16 ;;

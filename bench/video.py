@@ -11,12 +11,14 @@ are noise: fidelity numbers say how far the math moved, not how a real video loo
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,31 @@ class _Sync:
             self.torch.cuda.reset_peak_memory_stats()
 
 
+@contextlib.contextmanager
+def recording_cache_decisions(store: list[float]) -> Iterator[None]:
+    """Record first-block cache's measure (relative change of the first block's residual since the last
+    fully computed step) at every step: with it a threshold can be chosen, and it shows why random
+    weights skip nothing."""
+    from diffusers.hooks import first_block_cache
+
+    hook_class = first_block_cache.FBCHeadBlockHook
+    original = hook_class._should_compute_remaining_blocks
+
+    def recording(self: Any, residual: Any) -> bool:
+        previous = self.state_manager.get_state().head_block_residual
+        if previous is not None:
+            store.append(round(((residual - previous).abs().mean() / previous.abs().mean()).item(), 4))
+        return original(self, residual)
+
+    import torch
+
+    hook_class._should_compute_remaining_blocks = torch.compiler.disable(recording)
+    try:
+        yield
+    finally:
+        hook_class._should_compute_remaining_blocks = original
+
+
 def _frames_uint8(video: Any) -> Any:
     import numpy as np
 
@@ -234,12 +261,20 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                                height=height, width=width)
         pipe.vae.decode = timed_decode
         sync.reset_peak()
+        cache_changes: list[float] = []
+        recorder = (recording_cache_decisions(cache_changes) if spec.settings.get("step_cache")
+                    else contextlib.nullcontext())
         try:
-            begin = sync.now()
-            result = generator.generate(request, on_step=on_step)
-            row["total_s"] = round(time.perf_counter() - begin, 3)
+            with recorder:
+                begin = sync.now()
+                result = generator.generate(request, on_step=on_step)
+                row["total_s"] = round(time.perf_counter() - begin, 3)
         finally:
             pipe.vae.decode = original_decode
+        if cache_changes:
+            threshold = float(spec.settings["step_cache"])
+            row["cache_changes"] = cache_changes
+            row["steps_skipped"] = sum(change <= threshold for change in cache_changes)
         gaps = [b - a for a, b in zip(step_ends, step_ends[1:], strict=False)]
         first = step_ends[0] - begin
         per_step = statistics.fmean(gaps) if gaps else first

@@ -210,7 +210,7 @@ def apply_group_offload(pipe: Any) -> None:
                                    use_stream=True)
 
 
-def _torchao_config(kind: Quantization) -> Any:
+def _torchao_config(kind: Quantization, dtype: torch.dtype | None = None) -> Any:
     if kind == "int8_weight_only":
         from torchao.quantization import Int8WeightOnlyConfig
 
@@ -225,13 +225,18 @@ def _torchao_config(kind: Quantization) -> Any:
                 "quantization=fp8_dynamic needs an NVIDIA GPU with compute capability >= 8.9 "
                 f"(H100, L40, RTX 40xx); this machine has {have}. Use int8_weight_only or none."
             )
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
 
-        return Float8DynamicActivationFloat8WeightConfig()
+        # per-row scales are more precise, but their fp8 matmul only writes bf16; fp16 models (2B) get
+        # one scale per tensor. torchao's inductor tuning (coordinate descent over every kernel) is left
+        # off: at video sizes it made torch.compile run for minutes (BENCHMARKS.md)
+        granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
+        return Float8DynamicActivationFloat8WeightConfig(granularity=granularity, set_inductor_config=False)
     raise GeneratorError(f"unknown quantization {kind!r}")
 
 
-def quantization_config(kind: Quantization, components: Mapping[str, ComponentLibrary]) -> Any | None:
+def quantization_config(kind: Quantization, components: Mapping[str, ComponentLibrary],
+                        dtype: torch.dtype | None = None) -> Any | None:
     """A diffusers PipelineQuantizationConfig applying torchao `kind` to `components` at load time."""
     if kind == "none" or not components:
         return None
@@ -240,7 +245,7 @@ def quantization_config(kind: Quantization, components: Mapping[str, ComponentLi
 
     mapping = {}
     for name, library in components.items():
-        cfg = _torchao_config(kind)
+        cfg = _torchao_config(kind, dtype)
         mapping[name] = (diffusers.TorchAoConfig(cfg) if library == "diffusers"
                          else transformers.TorchAoConfig(cfg))
     return diffusers.PipelineQuantizationConfig(quant_mapping=mapping)
@@ -250,7 +255,7 @@ def load_pipeline(pipeline_cls: type, folder: Path, dtype: torch.dtype, quantiza
                   quantize: Mapping[str, ComponentLibrary] | None = None) -> Any:
     """`pipeline_cls.from_pretrained(folder)` offline, quantizing the named components at load time."""
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
-    qconfig = quantization_config(quantization, quantize or {})
+    qconfig = quantization_config(quantization, quantize or {}, dtype)
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
     logger.info("loading {} from {} ({}, quantization={})", pipeline_cls.__name__, folder, dtype,
