@@ -21,12 +21,12 @@ for phase in "$@"; do
         run 120 $B --build 2b --model-dir /tmp/m2b --steps 12 --rows fbc-0.1 ;;
     accept)  # BENCHMARKS.md's headline rows: one process per block, anchors side by side
         BEST=${BEST:-quantization=fp8_dynamic,compile=blocks}
-        run 300 $B --build 2b --model-dir /tmp/m2b --rows "plain,compile,fp8-compile${EXTRA2B:+,$EXTRA2B}"
+        run 170 $B --build 2b --model-dir /tmp/m2b --rows "plain,compile,fp8-compile${EXTRA2B:+,$EXTRA2B}"
         echo "== second start (inductor's cache from the run above, new process)"
-        run 90 $B --build 2b --model-dir /tmp/m2b --row "second-start:$BEST"
+        run 70 $B --build 2b --model-dir /tmp/m2b --row "second-start:$BEST"
         echo "== low VRAM, a process of its own"
-        run 120 $B --build 2b --model-dir /tmp/m2b --rows group-offload-4g
-        run 420 $B --build 5b --model-dir /tmp/m5b --steps 4 --rows "plain,compile,fp8-compile${EXTRA5B:+,$EXTRA5B}" ;;
+        run 90 $B --build 2b --model-dir /tmp/m2b --rows group-offload-4g
+        run 260 $B --build 5b --model-dir /tmp/m5b --steps 4 --rows "plain,compile,fp8-compile${EXTRA5B:+,$EXTRA5B}" ;;
     2b-eager) run 240 $B --build 2b --model-dir /tmp/m2b \
         --rows plain,fused,attn-flash,attn-cudnn,attn-efficient,attn-sage,fp8,fp8-sage \
         --vae untiled,tile=480x360,tile=240x720,channels_last,bf16 ;;
