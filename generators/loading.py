@@ -237,7 +237,12 @@ def _torchao_config(kind: Quantization, dtype: torch.dtype | None = None) -> Any
 
 def quantization_config(kind: Quantization, components: Mapping[str, ComponentLibrary],
                         dtype: torch.dtype | None = None) -> Any | None:
-    """A diffusers PipelineQuantizationConfig applying torchao `kind` to `components` at load time."""
+    """A diffusers PipelineQuantizationConfig applying torchao `kind` to `components` at load time.
+
+    fp8_dynamic quantizes the denoiser only: a text encoder runs once per request (no speed to gain) and
+    T5's activation outliers are what per-tensor fp8 scales handle worst."""
+    if kind == "fp8_dynamic":
+        components = {name: library for name, library in components.items() if library == "diffusers"}
     if kind == "none" or not components:
         return None
     import diffusers

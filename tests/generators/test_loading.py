@@ -10,7 +10,7 @@ import pytest
 from bot.config import VideoConfig
 from generators.base import ModelNotFound
 from generators.cogvideox import SOURCES, CogVideoXGenerator
-from generators.loading import find_model, resolve_dtype, resolve_memory_mode
+from generators.loading import find_model, quantization_config, resolve_dtype, resolve_memory_mode
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -109,3 +109,23 @@ def test_config_rejects_unknown_modes() -> None:
         VideoConfig(memory_mode="turbo")
     with pytest.raises(ValidationError):
         VideoConfig(quantization="fp6")
+
+
+def test_fp8_quantizes_the_denoiser_with_scales_its_dtype_supports(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchao")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
+    components = {"transformer": "diffusers", "text_encoder": "transformers"}
+
+    fp16 = quantization_config("fp8_dynamic", components, torch.float16)
+    assert set(fp16.quant_mapping) == {"transformer"}  # T5 keeps its dtype
+    ao_config = fp16.quant_mapping["transformer"].quant_type
+    assert type(ao_config.granularity[0]).__name__ == "PerTensor"  # fp16 output needs per-tensor scales
+    assert ao_config.set_inductor_config is False  # torchao's tuning made torch.compile take minutes
+
+    bf16 = quantization_config("fp8_dynamic", components, torch.bfloat16)
+    assert type(bf16.quant_mapping["transformer"].quant_type.granularity[0]).__name__ == "PerRow"
+
+    int8 = quantization_config("int8_weight_only", components, torch.float16)
+    assert set(int8.quant_mapping) == {"transformer", "text_encoder"}  # weight-only: T5 shrinks too
