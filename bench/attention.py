@@ -122,8 +122,8 @@ def sage_row() -> Callable[..., torch.Tensor]:
 
 
 def fp8_row(**kwargs: Any) -> Callable[..., torch.Tensor]:
-    """generators.fp8_attention with the given options."""
-    from generators.fp8_attention import fp8_attention
+    """bench.fp8_attention with the given options."""
+    from bench.fp8_attention import fp8_attention
 
     def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return fp8_attention(q, k, v, **kwargs)
@@ -132,7 +132,7 @@ def fp8_row(**kwargs: Any) -> Callable[..., torch.Tensor]:
 
 def prepass_row() -> Callable[..., torch.Tensor]:
     """Only the quantization pre-pass of fp8_attention (its share of the fp8 row's time)."""
-    from generators.fp8_attention import quantize
+    from bench.fp8_attention import quantize
 
     def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return quantize(q, k, v)["q"]
@@ -185,7 +185,7 @@ def best_config(name: str) -> str:
     if not name.startswith("fp8") or name == "fp8-prepass":
         return ""
     try:
-        from generators.fp8_attention import _attn_fwd_tuned
+        from bench.fp8_attention import _attn_fwd_tuned
 
         cfg = _attn_fwd_tuned.best_config
         return "" if cfg is None else (f"BM={cfg.kwargs['BLOCK_M']} BN={cfg.kwargs['BLOCK_N']} "

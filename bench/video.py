@@ -44,8 +44,6 @@ PRESETS: dict[str, str] = {
     "fp8": "quantization=fp8_dynamic",
     "fp8-sage": "quantization=fp8_dynamic,attention=sage",
     "fp8-compile": "quantization=fp8_dynamic,compile=blocks",
-    "attn8-compile": "attention=fp8,compile=blocks",
-    "all8-compile": "quantization=fp8_dynamic,attention=fp8,compile=blocks",
     "bf16": "dtype=bfloat16",
     "fp8-compile-bf16": "dtype=bfloat16,quantization=fp8_dynamic,compile=blocks",
     "fbc-0.05": "step_cache=0.05",

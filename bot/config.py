@@ -158,7 +158,7 @@ class VideoConfig(Section):
     compile: Literal["off", "blocks"] = "off"  # blocks: regional torch.compile of the transformer blocks
     compile_cache_dir: Path | None = None  # where compiled kernels are kept for the next start
     fuse_qkv: bool = False  # one fused Q/K/V projection per attention layer
-    attention: Literal["default", "flash", "cudnn", "efficient", "sage", "fp8"] = "default"  # kernel
+    attention: Literal["default", "flash", "cudnn", "efficient", "sage"] = "default"  # attention kernel
     step_cache: float = Field(default=0.0, ge=0, le=1)  # first-block cache threshold, 0 = off; changes output
     vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
     # job path (issue 3, queue + backend): where renders run, how many may wait, how long files stay

@@ -20,7 +20,7 @@ from generators.base import GeneratorError
 if TYPE_CHECKING:
     from bot.config import VideoConfig
 
-Attention = Literal["default", "flash", "cudnn", "efficient", "sage", "fp8"]
+Attention = Literal["default", "flash", "cudnn", "efficient", "sage"]
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -41,8 +41,6 @@ def apply_speedups(pipe: Any, config: VideoConfig, on_gpu: bool, memory_mode: st
             notes.append(f"video.attention={config.attention} needs a CUDA GPU; using the default kernel")
         elif config.attention == "sage":
             use_sage_attention(transformer)
-        elif config.attention == "fp8":
-            use_fp8_attention(transformer)
     if config.step_cache > 0:
         from diffusers.hooks import FirstBlockCacheConfig
 
@@ -104,61 +102,36 @@ def use_sage_attention(transformer: Any) -> None:
     except ImportError as exc:
         raise GeneratorError("video.attention=sage needs the sageattention package (pip install "
                              "sageattention) and Triton; or set video.attention: default") from exc
-    transformer.set_attn_processor(KernelCogVideoXAttnProcessor(attention_op("sage")))
+    sage_op()
+    transformer.set_attn_processor(SageCogVideoXAttnProcessor())
 
 
-def use_fp8_attention(transformer: Any) -> None:
-    """Replace every attention processor with one calling our 8-bit Triton kernel (int8 QK, fp8 PV)."""
-    import torch
-
-    capability = torch.cuda.get_device_capability() if torch.cuda.is_available() else None
-    if capability is None or capability < (8, 9):
-        raise GeneratorError("video.attention=fp8 needs an NVIDIA GPU with compute capability >= 8.9 "
-                             "(H100, L40, RTX 40xx); set video.attention: default")
-    try:
-        import triton  # noqa: F401
-    except ImportError as exc:
-        raise GeneratorError("video.attention=fp8 needs Triton (it ships with PyTorch's CUDA builds); "
-                             "or set video.attention: default") from exc
-    transformer.set_attn_processor(KernelCogVideoXAttnProcessor(attention_op("fp8")))
+_SAGE_OP: Any = None
 
 
-_ATTENTION_OPS: dict[str, Any] = {}
-
-
-def attention_op(kind: Literal["sage", "fp8"]) -> Any:
-    """The kernel as a torch custom op, so torch.compile(fullgraph=True) treats it as one opaque call."""
-    if kind not in _ATTENTION_OPS:
+def sage_op() -> Any:
+    """sageattn as a torch custom op, so torch.compile(fullgraph=True) treats it as one opaque call."""
+    global _SAGE_OP
+    if _SAGE_OP is None:
         import torch
+        from sageattention import sageattn
 
-        if kind == "sage":
-            from sageattention import sageattn
+        @torch.library.custom_op("xiaoai::sageattn", mutates_args=(),
+                                 schema="(Tensor query, Tensor key, Tensor value) -> Tensor")
+        def _sage(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+            return sageattn(query.contiguous(), key.contiguous(), value.contiguous(), tensor_layout="HND",
+                            is_causal=False)
 
-            def kernel(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-                return sageattn(query.contiguous(), key.contiguous(), value.contiguous(), tensor_layout="HND",
-                                is_causal=False)
-        else:
-            from generators.fp8_attention import fp8_attention
-
-            def kernel(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-                return fp8_attention(query, key, value, use_tma=True)
-
-        op = torch.library.custom_op(f"xiaoai::{kind}_attention", mutates_args=(),
-                                     schema="(Tensor query, Tensor key, Tensor value) -> Tensor")(kernel)
-
-        @op.register_fake
+        @_sage.register_fake
         def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
             return torch.empty_like(query)
 
-        _ATTENTION_OPS[kind] = op
-    return _ATTENTION_OPS[kind]
+        _SAGE_OP = _sage
+    return _SAGE_OP
 
 
-class KernelCogVideoXAttnProcessor:
-    """diffusers' CogVideoXAttnProcessor2_0 (and its fused-QKV twin) with `op(q, k, v)` in place of SDPA."""
-
-    def __init__(self, op: Any) -> None:
-        self.op = op
+class SageCogVideoXAttnProcessor:
+    """diffusers' CogVideoXAttnProcessor2_0 (and its fused-QKV twin) with sageattn in place of SDPA."""
 
     def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any,
                  attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:
@@ -168,7 +141,7 @@ class KernelCogVideoXAttnProcessor:
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
         batch_size = hidden_states.shape[0]
         if attention_mask is not None:
-            raise GeneratorError("this attention kernel does not take an attention mask")
+            raise GeneratorError("sage attention does not take an attention mask")
         if getattr(attn, "fused_projections", False) and hasattr(attn, "to_qkv"):
             query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
         else:
@@ -186,7 +159,7 @@ class KernelCogVideoXAttnProcessor:
             query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
             if not attn.is_cross_attention:
                 key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
-        hidden_states = self.op(query, key, value)
+        hidden_states = sage_op()(query, key, value)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         encoder_hidden_states, hidden_states = hidden_states.split(
