@@ -27,8 +27,7 @@ from typing import Any
 import torch
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-ALL_ROWS = ("sdpa-default", "sdpa-cudnn", "sdpa-flash", "sageattention", "fp8", "fp8-tma", "fp8-tma-exactexp",
-            "fp8-fp8qk",
+ALL_ROWS = ("sdpa-default", "sdpa-cudnn", "sdpa-flash", "sageattention", "fp8", "fp8-tma", "fp8-fp8qk",
             "fp8-fp8qk-tma", "fp8-smoothv", "fp8-prepass")
 DEFAULT_ROWS = ("sdpa-default", "sdpa-cudnn", "sdpa-flash", "sageattention", "fp8", "fp8-tma", "fp8-fp8qk",
                 "fp8-prepass")
@@ -148,7 +147,6 @@ def build_row(name: str) -> Callable[..., torch.Tensor]:
         "sageattention": sage_row,
         "fp8": lambda: fp8_row(),
         "fp8-tma": lambda: fp8_row(use_tma=True),
-        "fp8-tma-exactexp": lambda: fp8_row(use_tma=True, fast_exp=False),
         "fp8-fp8qk": lambda: fp8_row(qk_dtype="fp8"),
         "fp8-fp8qk-tma": lambda: fp8_row(qk_dtype="fp8", use_tma=True),
         "fp8-smoothv": lambda: fp8_row(smooth_v=True),

@@ -104,7 +104,7 @@ def _quant_v_kernel(V, stride_vb, stride_vh, stride_vs, Mean, InvScale, Out, H, 
 @triton.jit
 def _attn_inner(acc, l_i, m_i, q, qs, k_ptrs, v_ptrs, ks_ptrs, desc_k, desc_v, row0, vrow0, lo, hi, S,
                 HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASK: tl.constexpr, QK_FP8: tl.constexpr,
-                USE_TMA: tl.constexpr, FAST_EXP: tl.constexpr):
+                USE_TMA: tl.constexpr):
     """Online softmax over key blocks [lo, hi); MASK sets scores of keys >= S to -inf (the tail block).
 
     k_ptrs (HEAD_DIM, BLOCK_N), v_ptrs (BLOCK_N, HEAD_DIM) and ks_ptrs (BLOCK_N) point at key block 0."""
@@ -126,25 +126,15 @@ def _attn_inner(acc, l_i, m_i, q, qs, k_ptrs, v_ptrs, ks_ptrs, desc_k, desc_v, r
             x = tl.where((start_n + offs_n)[None, :] < S, x, float("-inf"))
         m_ij = tl.maximum(m_i, tl.max(x, 1) * qs)  # qs > 0 and includes sm_scale * log2(e)
         # p scaled by 448 (= 2**8.807...) so the row max lands on e4m3's largest value
-        arg = x * qs[:, None] - (m_ij - 8.807354922057604)[:, None]
-        if FAST_EXP:
-            # two exponentials per MUFU op (ex2.approx.f16x2): half the special-function work, which
-            # bounds softmax at head_dim 64; fp16's precision is far finer than the e4m3 P it becomes
-            p16 = tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [arg.to(tl.float16)],
-                                            dtype=tl.float16, is_pure=True, pack=2)
-            l_ij = tl.sum(p16.to(tl.float32), 1)
-            p8 = p16.to(tl.float8e4nv)
-        else:
-            p = tl.math.exp2(arg)
-            l_ij = tl.sum(p, 1)
-            p8 = p.to(tl.float8e4nv)
+        p = tl.math.exp2(x * qs[:, None] - (m_ij - 8.807354922057604)[:, None])
+        l_ij = tl.sum(p, 1)
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + l_ij
         if USE_TMA:
             v = desc_v.load([vrow0, start_n]).T
         else:
             v = tl.load(v_ptrs + start_n)
-        pv = tl.dot(p8, v)  # from zero: Hopper's fp8 accumulator is not full fp32
+        pv = tl.dot(p.to(tl.float8e4nv), v)  # from zero: Hopper's fp8 accumulator is not full fp32
         acc = acc * alpha[:, None] + pv
         m_i = m_ij
     return acc, l_i, m_i
@@ -171,7 +161,7 @@ def _configs() -> list[triton.Config]:
 @triton.jit
 def _attn_fwd(Qq, Kq, VT, desc_q, desc_k, desc_v, QS, KS, VS, VM, Out, stride_ob, stride_oh, stride_os,
               H, S, S_pad, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              QK_FP8: tl.constexpr, SMOOTH_V: tl.constexpr, USE_TMA: tl.constexpr, FAST_EXP: tl.constexpr):
+              QK_FP8: tl.constexpr, SMOOTH_V: tl.constexpr, USE_TMA: tl.constexpr):
     """One (BLOCK_M queries, batch*head) tile: 8-bit QK^T, fp32 online softmax, fp8 P.V."""
     start_m = tl.program_id(0)
     bh = tl.program_id(1)
@@ -195,11 +185,11 @@ def _attn_fwd(Qq, Kq, VT, desc_q, desc_k, desc_v, QS, KS, VS, VM, Out, stride_ob
     ks_ptrs = KS + row0 + offs_n
     n_full = (S // BLOCK_N) * BLOCK_N
     acc, l_i, m_i = _attn_inner(acc, l_i, m_i, q, qs, k_ptrs, v_ptrs, ks_ptrs, desc_k, desc_v, row0, vrow0,
-                                0, n_full, S, HEAD_DIM, BLOCK_N, False, QK_FP8, USE_TMA, FAST_EXP)
+                                0, n_full, S, HEAD_DIM, BLOCK_N, False, QK_FP8, USE_TMA)
     if n_full < S:
         acc, l_i, m_i = _attn_inner(acc, l_i, m_i, q, qs, k_ptrs, v_ptrs, ks_ptrs, desc_k, desc_v, row0,
                                     vrow0, n_full, n_full + BLOCK_N, S, HEAD_DIM, BLOCK_N, True, QK_FP8,
-                                    USE_TMA, FAST_EXP)
+                                    USE_TMA)
     vs = tl.load(VS + bh * HEAD_DIM + offs_d)
     out = acc * (1.0 / l_i)[:, None] * vs[None, :]
     if SMOOTH_V:
@@ -209,8 +199,7 @@ def _attn_fwd(Qq, Kq, VT, desc_q, desc_k, desc_v, QS, KS, VS, VM, Out, stride_ob
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=(offs_m < S)[:, None])
 
 
-_attn_fwd_tuned = triton.autotune(configs=_configs(), key=["S", "HEAD_DIM", "QK_FP8", "SMOOTH_V", "USE_TMA",
-                                                                         "FAST_EXP"])(
+_attn_fwd_tuned = triton.autotune(configs=_configs(), key=["S", "HEAD_DIM", "QK_FP8", "SMOOTH_V", "USE_TMA"])(
     _attn_fwd)
 
 
@@ -267,15 +256,13 @@ def _check(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> tuple
 
 
 def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, qk_dtype: str = "int8",
-                  smooth_v: bool = False, use_tma: bool = False, fast_exp: bool | None = None,
+                  smooth_v: bool = False, use_tma: bool = False,
                   config: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """softmax(Q K^T / sqrt(D)) V with 8-bit Q K^T and fp8 P V; (B, H, S, D) in, same shape/dtype out.
 
     qk_dtype: "int8" (default) or "fp8" (e4m3) for Q and K. smooth_v: subtract V's channel mean before
     quantizing (helps V with large channel offsets). use_tma: load tiles with Hopper TMA descriptors.
-    fast_exp: softmax exponentials two at a time in fp16 (PTX inline assembly; default on a GPU, off in
-    the interpreter). config: (BLOCK_M, BLOCK_N, num_warps, num_stages) to skip autotuning (tests, the
-    interpreter)."""
+    config: (BLOCK_M, BLOCK_N, num_warps, num_stages) to skip autotuning (tests, the interpreter)."""
     if qk_dtype not in ("int8", "fp8"):
         raise ValueError(f"qk_dtype must be 'int8' or 'fp8', not {qk_dtype!r}")
     query, key, value = _check(query, key, value)
@@ -293,11 +280,8 @@ def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *
     args = (qz["q"], qz["k"], qz["vt"], dq, dk, dv, qz["q_scale"], qz["k_scale"], qz["v_scale"],
             qz.get("v_mean", qz["v_scale"]), out, out.stride(0), out.stride(1), out.stride(2),
             H, S, qz["vt"].shape[1])
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    fast_exp = not interpreted if fast_exp is None else fast_exp
-    flags = {"HEAD_DIM": D, "QK_FP8": qk_dtype == "fp8", "SMOOTH_V": smooth_v, "USE_TMA": use_tma,
-             "FAST_EXP": fast_exp}
-    if config is None and interpreted:
+    flags = {"HEAD_DIM": D, "QK_FP8": qk_dtype == "fp8", "SMOOTH_V": smooth_v, "USE_TMA": use_tma}
+    if config is None and os.environ.get("TRITON_INTERPRET") == "1":
         config = (64, 64, 4, 2)
     if config is not None:
         bm, bn, warps, stages = config
