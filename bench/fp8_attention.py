@@ -1,8 +1,9 @@
 """An experiment, not used by the bot: 8-bit attention for CogVideoX on Hopper (SageAttention2-style).
 
-Measured with `python3 -m bench.attention` on an H200 (BENCHMARKS.md): 11.25 ms a call against 11.85 ms for
-PyTorch's default (cuDNN) SDPA at the 2B shape, i.e. 5% faster for a cosine similarity of 0.9993, so it is
-kept here as the starting point for a faster kernel (warp specialization, polynomial exp2), not wired in.
+Measured with `python3 -m bench.attention` on an H100 (BENCHMARKS.md): 10.9-11.1 ms a call (TMA loads)
+against 11.6-11.7 ms for PyTorch's default (cuDNN) SDPA at the 2B shape, 3-7% faster for a cosine similarity
+of 0.9993, and about 1% end to end inside the compiled blocks; so it is kept here as the starting point for
+a faster kernel (softmax/matmul overlap across warp groups), not wired into the bot.
 
 Why: at 480x720x49 CogVideoX spends ~55% of a denoising step in attention over (B, H, 17776, 64) tensors,
 and cuDNN's fp16 SDPA is already the fastest stock kernel. Hopper's wgmma runs int8 and fp8 dots at twice
