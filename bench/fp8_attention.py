@@ -51,9 +51,8 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _quant_rows_kernel(X, stride_xb, stride_xh, stride_xs, Mean, Out, Scale, H, S, S_pad, extra_scale,
-                       D: tl.constexpr, BLOCK_S: tl.constexpr, SUB_MEAN: tl.constexpr, TO_FP8: tl.constexpr):
-    """Per-token quantization of Q or K rows (optionally minus K's channel mean) into a padded buffer."""
+def _load_tile(X, stride_b, stride_h, stride_s, H, S, D: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's (BLOCK_S, D) tile of one (batch, head) in fp32, zeros past S, and where it lies."""
     pid_s = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -61,9 +60,16 @@ def _quant_rows_kernel(X, stride_xb, stride_xh, stride_xs, Mean, Out, Scale, H, 
     rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
     cols = tl.arange(0, D)
     valid = rows < S
-    x_ptrs = (X + b.to(tl.int64) * stride_xb + h.to(tl.int64) * stride_xh
-              + rows[:, None].to(tl.int64) * stride_xs)
-    x = tl.load(x_ptrs + cols[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
+    ptrs = X + b.to(tl.int64) * stride_b + h.to(tl.int64) * stride_h + rows[:, None].to(tl.int64) * stride_s
+    x = tl.load(ptrs + cols[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
+    return x, bh, rows, cols, valid
+
+
+@triton.jit
+def _quant_rows_kernel(X, stride_xb, stride_xh, stride_xs, Mean, Out, Scale, H, S, S_pad, extra_scale,
+                       D: tl.constexpr, BLOCK_S: tl.constexpr, SUB_MEAN: tl.constexpr, TO_FP8: tl.constexpr):
+    """Per-token quantization of Q or K rows (optionally minus K's channel mean) into a padded buffer."""
+    x, bh, rows, cols, valid = _load_tile(X, stride_xb, stride_xh, stride_xs, H, S, D, BLOCK_S)
     if SUB_MEAN:
         mean = tl.load(Mean + bh * D + cols)
         x = tl.where(valid[:, None], x - mean[None, :], 0.0)
@@ -84,16 +90,7 @@ def _quant_rows_kernel(X, stride_xb, stride_xh, stride_xs, Mean, Out, Scale, H, 
 def _quant_v_kernel(V, stride_vb, stride_vh, stride_vs, Mean, InvScale, Out, H, S, S_pad,
                     D: tl.constexpr, BLOCK_S: tl.constexpr, SUB_MEAN: tl.constexpr):
     """Per-channel e4m3 quantization of V, written transposed to (B*H, D, S_pad) with zeros past S."""
-    pid_s = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
-    cols = tl.arange(0, D)
-    valid = rows < S
-    v_ptrs = (V + b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh
-              + rows[:, None].to(tl.int64) * stride_vs)
-    v = tl.load(v_ptrs + cols[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
+    v, bh, rows, cols, valid = _load_tile(V, stride_vb, stride_vh, stride_vs, H, S, D, BLOCK_S)
     if SUB_MEAN:
         v = v - tl.load(Mean + bh * D + cols)[None, :]
     inv = tl.load(InvScale + bh * D + cols)
