@@ -43,6 +43,14 @@ class RequestData:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
+    def from_config(cls, prompt: str, config: Any, **overrides: Any) -> Self:
+        """A request whose fields take the config section's defaults (every field but the prompt that the
+        section also has), overridden by the given fields."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls)  # type: ignore[arg-type]
+                  if f.name != "prompt" and hasattr(config, f.name)}
+        return cls(**({"prompt": prompt} | values | overrides))
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
         if unknown:

@@ -22,8 +22,6 @@ from generators.speedups import apply_speedups, attention_context
 if TYPE_CHECKING:
     import numpy as np
 
-    from bot.config import VideoConfig
-
 SOURCES = {
     variant: ModelSource(f"CogVideoX-{variant}", (f"ZhipuAI/CogVideoX-{variant}",),
                          (f"THUDM/CogVideoX-{variant}", f"zai-org/CogVideoX-{variant}"))
@@ -48,13 +46,6 @@ class VideoRequest(RequestData):
     seed: int | None = None
     height: int = 480
     width: int = 720
-
-    @classmethod
-    def from_config(cls, prompt: str, config: VideoConfig, **overrides: Any) -> VideoRequest:
-        """A request with the configured defaults, overridden by the given fields."""
-        values = {"prompt": prompt, "num_frames": config.num_frames, "steps": config.steps,
-                  "guidance": config.guidance, "height": config.height, "width": config.width}
-        return cls(**(values | overrides))
 
     @property
     def seconds(self) -> float:

@@ -20,8 +20,6 @@ from generators.loading import ModelSource, read_component_config
 if TYPE_CHECKING:
     from PIL import Image
 
-    from bot.config import ImageConfig
-
 Variant = Literal["schnell", "dev"]
 
 # modelscope mirrors the Hugging Face ids (`modelscope download --model black-forest-labs/FLUX.1-schnell`)
@@ -56,12 +54,6 @@ class ImageRequest(RequestData):
     seed: int | None = None
     height: int = 576
     width: int = 1024
-
-    @classmethod
-    def from_config(cls, prompt: str, config: ImageConfig, **overrides: Any) -> ImageRequest:
-        values = {"prompt": prompt, "steps": config.steps, "guidance": config.guidance,
-                  "height": config.height, "width": config.width}
-        return cls(**(values | overrides))
 
 
 @dataclass(frozen=True)
