@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from bot.channels.base import IncomingMessage, MessageKind, Reply
 from bot.config import ConfigError
+from bot.messages import IncomingMessage, MessageKind, Reply
 
 if TYPE_CHECKING:
     from bot.app import Application

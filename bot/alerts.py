@@ -23,8 +23,8 @@ import httpx
 from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from bot.channels.base import ChatRef, Reply
 from bot.config import AlertsConfig, SmtpConfig
+from bot.messages import ChatRef, Reply
 
 if TYPE_CHECKING:
     from bot.app import Application

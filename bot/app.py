@@ -16,7 +16,7 @@ from typing import Protocol
 from loguru import logger
 
 from bot.alerts import DisconnectAlerts
-from bot.channels.base import Channel, ChatRef, IncomingMessage, Reply
+from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
 from bot.context import Context
@@ -25,6 +25,7 @@ from bot.image import PRIORITY as IMAGE_PRIORITY
 from bot.image import ImageKind, image_api_key
 from bot.jobs import JobQueue
 from bot.llm import LLM
+from bot.messages import ChatRef, IncomingMessage, Reply
 from bot.quotas import Quotas
 from bot.router import Router, llm_classifier
 from bot.scheduler import Scheduler

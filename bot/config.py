@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 if TYPE_CHECKING:
-    from bot.channels.base import ChatRef
+    from bot.messages import ChatRef
 
 
 class Section(BaseModel):

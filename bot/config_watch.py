@@ -24,8 +24,8 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from watchfiles import awatch
 
-from bot.channels.base import ChatRef, Reply
 from bot.config import AppConfig, ConfigError, parse, remember_good
+from bot.messages import ChatRef, Reply
 
 if TYPE_CHECKING:
     from bot.app import Application

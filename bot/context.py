@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.channels.base import IncomingMessage, Reply
 from bot.config import AppConfig
 from bot.history import History, HistoryEntry
 from bot.llm import LLM
+from bot.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
     from bot.app import Application

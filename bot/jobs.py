@@ -46,7 +46,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from bot.channels.base import ChatRef, Reply
+from bot.messages import ChatRef, Reply
 from generators.base import GenerationCancelled, GeneratorError
 
 StepCallback = Callable[[int, int], None]

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from bot.channels.base import IncomingMessage
 from bot.config import ChatSettings
+from bot.messages import IncomingMessage
 from intents.base import UserInputError
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from bot.admin import handle_admin_command
-from bot.channels.base import IncomingMessage, MessageKind, Reply
 from bot.context import Context
 from bot.llm import LLMUnavailable
+from bot.messages import IncomingMessage, MessageKind, Reply
 from intents import REGISTRY, Intent
 from intents.base import UserInputError
 from intents.classify import classify

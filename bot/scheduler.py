@@ -22,8 +22,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from loguru import logger
 
-from bot.channels.base import ChatRef, Reply
 from bot.config import AppConfig, ScheduleEntry
+from bot.messages import ChatRef, Reply
 
 if TYPE_CHECKING:
     from bot.app import Application

@@ -25,9 +25,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.channels.base import ChatRef
 from bot.config import AppConfig
 from bot.jobs import JobQueue, JobRequest, JobState, Limits
+from bot.messages import ChatRef
 from bot.video import VideoKind
 from generators.base import GeneratorError
 

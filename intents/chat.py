@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.channels.base import Reply
 from bot.context import Context
 from bot.llm import ChatMessage
+from bot.messages import Reply
 from prompts import render
 
 _SENTENCE_END = re.compile(r"[。！？!?\n]")

@@ -6,8 +6,8 @@ no city, no amap.default_city), gets a short question back.
 
 from __future__ import annotations
 
-from bot.channels.base import Reply
 from bot.context import Context
+from bot.messages import Reply
 from intents import Intent
 from intents.slots import ask, client_and_slots, explain, finish, format_distance, not_found
 from services.amap import AmapError, Poi

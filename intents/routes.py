@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.channels.base import Reply
 from bot.context import Context
+from bot.messages import Reply
 from intents import Intent
 from intents.slots import ask, client_and_slots, explain, finish, format_distance, format_duration, not_found
 from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan

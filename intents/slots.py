@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from loguru import logger
 
-from bot.channels.base import IncomingMessage, Reply
 from bot.config import AmapConfig
 from bot.llm import ChatMessage, LLMUnavailable
+from bot.messages import IncomingMessage, Reply
 from intents import Intent
 from intents.chat import fit_bubble
 from prompts import render

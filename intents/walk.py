@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.channels.base import Reply
 from bot.context import Context
+from bot.messages import Reply
 from intents.routes import WALK, handle_route
 
 

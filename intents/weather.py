@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from bot.channels.base import Reply
 from bot.context import Context
+from bot.messages import Reply
 from intents import Intent
 from intents.slots import ask, client_and_slots, explain, finish, local_now, not_found
 from services.amap import AmapError, DayCast, LiveWeather

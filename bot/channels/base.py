@@ -7,54 +7,10 @@ channel turns into its own calls. This keeps WeChat specifics in `bot/channels/w
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
 from typing import Protocol
 
-
-class MessageKind(StrEnum):
-    TEXT = "text"
-    OTHER = "other"  # pictures, voice, stickers, files...: anything we don't read
-
-
-@dataclass(frozen=True)
-class ChatRef:
-    """Where a reply goes: a room (group) or a private chat with one contact. Serialisable."""
-
-    chat_id: str
-    is_room: bool
-
-    @property
-    def key(self) -> str:
-        return f"{'room' if self.is_room else 'dm'}:{self.chat_id}"
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    """A platform-neutral chat message as a channel saw it."""
-
-    id: str
-    chat: ChatRef
-    sender_id: str
-    sender_name: str
-    text: str  # the bot's own @-mention removed
-    mentioned: bool  # addressed to the bot: mention id, typed @name, or any private message
-    kind: MessageKind = MessageKind.TEXT
-    room_topic: str | None = None
-    timestamp: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the bot says back: text, a file, or both (text first). Mentions are contact ids."""
-
-    text: str = ""
-    file: Path | None = None
-    mention_ids: tuple[str, ...] = ()
-
+from bot.messages import ChatRef, IncomingMessage, Reply
 
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
 

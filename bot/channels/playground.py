@@ -26,8 +26,9 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
-from bot.channels.base import ChatRef, IncomingMessage, MessageHandler, Reply, strip_mention
+from bot.channels.base import MessageHandler, strip_mention
 from bot.config import PlaygroundConfig
+from bot.messages import ChatRef, IncomingMessage, Reply
 
 ROOM_ID = "playground@chatroom"
 BOT_ID = "xiaoai"

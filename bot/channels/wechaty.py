@@ -19,14 +19,8 @@ from loguru import logger
 
 # isort: off
 from bot import compat  # noqa: F401  (must precede the wechaty imports below)
-from bot.channels.base import (
-    ChatRef,
-    IncomingMessage,
-    MessageHandler,
-    MessageKind,
-    Reply,
-    strip_mention,
-)
+from bot.channels.base import MessageHandler, strip_mention
+from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 
 from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels.base import ChatRef
 from bot.config import INTENT_NAMES, ConfigError, parse
+from bot.messages import ChatRef
 from intents import Intent
 from tests.bot.ops_doubles import FAMILY_ID, FAMILY_TOPIC, OTHER_ID, make_app, message
 from tests.support.peer import BOT, FAMILY, OTHER, at

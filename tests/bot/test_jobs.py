@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from bot.channels.base import ChatRef, Reply
 from bot.jobs import (
     CANCELLED_TEXT,
     RESTART_REASON,
@@ -29,6 +28,7 @@ from bot.jobs import (
     QueueLimitReached,
     describe,
 )
+from bot.messages import ChatRef, Reply
 from generators.base import GenerationCancelled, GeneratorError
 from tests.conftest import wait_until
 
@@ -340,7 +340,7 @@ async def test_job_that_keeps_killing_the_process_fails_with_a_message(tmp_path:
 CHILD = textwrap.dedent("""
     import asyncio, sys, time
     from pathlib import Path
-    from bot.channels.base import ChatRef
+    from bot.messages import ChatRef
     from bot.jobs import JobQueue, JobRequest
 
     class Slow:

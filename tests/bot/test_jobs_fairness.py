@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import ChatRef
 from bot.jobs import Job, JobQueue, JobRequest, JobState, pick_next, run_order
+from bot.messages import ChatRef
 from tests.conftest import wait_until
 
 ROOM = ChatRef("family@chatroom", is_room=True)

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.channels.base import Reply
 from bot.config import AppConfig
+from bot.messages import Reply
 from intents import Intent
 from tests import conftest
 from tests.conftest import wait_until

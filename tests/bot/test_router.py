@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import Reply
+from bot.messages import Reply
 from intents import Intent
 from tests.bot.ops_doubles import FAMILY_ID, make_app, message
 

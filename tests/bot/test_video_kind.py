@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from bot.channels.base import ChatRef
 from bot.config import VideoConfig
 from bot.jobs import JobRequest
+from bot.messages import ChatRef
 from bot.video import VideoKind
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.app import Application, build_app
-from bot.channels.base import ChatRef, IncomingMessage, Reply
 from bot.config import AppConfig, Secrets
 from bot.context import Context
 from bot.history import HistoryEntry
+from bot.messages import ChatRef, IncomingMessage, Reply
 from tests.conftest import test_config_data
 
 FAMILY_ROOM = ChatRef("family@chatroom", is_room=True)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import intents
-from bot.channels.base import Reply
+from bot.messages import Reply
 from intents import Intent
 
 
