@@ -1,4 +1,4 @@
-"""`xiaoai` command line: parse arguments, load config, build the app, run it. Nothing more."""
+"""`xiaoai` command line: parse arguments, load the config, build the app (bot/app.py) and run it."""
 
 from __future__ import annotations
 
@@ -20,11 +20,17 @@ NO_PUPPET_HELP = (
 )
 
 
+def config_path(given: Path | None) -> Path | None:
+    """The file a command reads: --config, else ./config.yaml when there is one, else none (defaults)."""
+    if given is None and Path("config.yaml").is_file():
+        return Path("config.yaml")
+    return given
+
+
 def _load_config(path: Path | None) -> tuple[AppConfig, str | None]:
     """The config for a start, and the reason when the file is broken and the last copy that validated
     is used instead (see `load_resilient`): logged loudly here, told to the admins once connected."""
-    if path is None and Path("config.yaml").is_file():
-        path = Path("config.yaml")
+    path = config_path(path)
     config, error = load_resilient(path)
     if error:
         logger.error("config has an error, running on the last good copy: {}", error)
@@ -42,9 +48,10 @@ The bot keeps retrying every few seconds and starts serving as soon as the gatew
 
 def _port_answers(endpoint: str) -> bool:
     """One quick TCP probe so a user who forgot the gateway is told at once (the bot retries anyway)."""
-    host, _, port = endpoint.rpartition(":")
+    from bot.channels.wechaty import split_endpoint
+
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+        with socket.create_connection(split_endpoint(endpoint), timeout=1):
             return True
     except (OSError, ValueError):
         return False
@@ -57,18 +64,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, config_error = _load_config(args.config)
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
-    if not endpoint:  # no WeChat gateway configured: serve the local playground instead (issue 7)
+    if not endpoint:  # no WeChat gateway configured: serve the local playground instead
         return cmd_playground(args, connect_hint=True, loaded=(config, config_error))
     if not _port_answers(endpoint):
         print(GATEWAY_DOWN_HELP.format(endpoint=endpoint), file=sys.stderr)
-    channel = WechatyChannel.from_config(
-        endpoint, secrets.puppet_token, config.wechaty,
-        names=lambda: [app.config.bot.name, *app.config.bot.aliases],
-    )
-    # the file actually loaded (./config.yaml by default), so edits to it are watched and written back
-    config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
-    app = build_app(config, secrets, channel, config_path=config_path)
-    if config_error and app.config_watcher is not None:
+    channel = WechatyChannel.from_config(endpoint, secrets.puppet_token, config.wechaty)
+    # the file actually loaded, so edits to it are watched and written back
+    app = build_app(config, secrets, channel, config_path=config_path(args.config))
+    if config_error:
         app.config_watcher.pending_notice = config_error
     return _serve(app)
 
@@ -114,9 +117,8 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
         playground = config.offline.playground.model_copy(update={"port": port})
         offline = config.offline.model_copy(update={"playground": playground})
         config = config.model_copy(update={"offline": offline})
-    config_path = args.config or (Path("config.yaml") if Path("config.yaml").is_file() else None)
-    built = build_playground(config, Secrets.from_env(), config_path)
-    if config_error and built.app.config_watcher is not None:
+    built = build_playground(config, Secrets.from_env(), config_path(args.config))
+    if config_error:
         built.app.config_watcher.pending_notice = config_error
     url = built.channel.bind()
     print(f"\n  小爱 playground: {url}  (open it in a browser; Ctrl+C stops)\n", flush=True)
@@ -147,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", type=Path)
     check.set_defaults(func=cmd_check_config)
-    # more subcommands (playground, serve-video, bench, ...) are added below this line
-    from bench.cli import add_parser as add_bench_parser  # issue 8: `xiaoai bench video|mp4`
+    from bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     playground = sub.add_parser("playground", help="try the bot in a local web page that looks like a group")

@@ -2,8 +2,8 @@
 
     #状态  #队列  #取消 <任务号>  #重载  #允许本群  #禁用本群  #帮助
 
-The router asks `handle_admin_command` first, before the room and private-chat gates, so an admin can
-switch a room on (#允许本群) and talk to the bot privately even with `bot.private_chat: false`.
+The dispatcher's admin gate runs `AdminCommands.run` before the room and private-chat gates, so an
+admin can switch a room on (#允许本群) and talk to the bot privately even with `bot.private_chat: false`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from bot.config import ConfigError
+from bot.config import AppConfig, ConfigError
 from bot.messages import IncomingMessage, MessageKind, Reply
+from bot.time_text import duration_text
 
 if TYPE_CHECKING:
-    from bot.app import Application
+    from bot.config_watch import ConfigWatcher
+    from bot.jobs import JobQueue
+    from bot.scheduler import Scheduler
 
 HELP_TEXT = """管理员命令：
 #状态 — 运行时间、微信连接、队列、模型和显存
@@ -33,7 +37,22 @@ HELP_TEXT = """管理员命令：
 
 _COMMAND = re.compile(r"^[#＃]\s*(\S+?)(?:[\s\u2005\u3000]+(.*))?$", re.S)
 
-Command = Callable[["Application", IncomingMessage, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class AdminTools:
+    """What the admin commands use, and nothing else."""
+
+    config: Callable[[], AppConfig]
+    reply: Callable[[IncomingMessage, Reply], Awaitable[bool]]
+    jobs: JobQueue
+    scheduler: Scheduler
+    watcher: ConfigWatcher
+    connection: Callable[[], str]  # the channel's state in words, e.g. "已连接（serving）"
+    started_at: float
+
+
+Command = Callable[[AdminTools, IncomingMessage, str], Awaitable[str]]
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -49,9 +68,17 @@ def parse_command(text: str) -> tuple[str, str] | None:
     return name, arg
 
 
-async def handle_admin_command(app: Application, msg: IncomingMessage) -> bool:
-    """Run an admin's command and reply; False (nothing done) for anything else or anyone else."""
-    if msg.kind is not MessageKind.TEXT or msg.sender_id not in app.config.bot.admins:
+class AdminCommands:
+    def __init__(self, tools: AdminTools) -> None:
+        self.tools = tools
+
+    async def run(self, msg: IncomingMessage) -> bool:
+        """Run an admin's command and reply; False (nothing done) for anything else or anyone else."""
+        return await run_command(self.tools, msg)
+
+
+async def run_command(tools: AdminTools, msg: IncomingMessage) -> bool:
+    if msg.kind is not MessageKind.TEXT or msg.sender_id not in tools.config().bot.admins:
         return False
     parsed = parse_command(msg.text)
     if parsed is None or parsed[0] not in COMMANDS:
@@ -59,25 +86,15 @@ async def handle_admin_command(app: Application, msg: IncomingMessage) -> bool:
     name, arg = parsed
     logger.info("admin command #{} {!r} from {} in {}", name, arg, msg.sender_id, msg.chat.key)
     try:
-        text = await COMMANDS[name](app, msg, arg)
+        text = await COMMANDS[name](tools, msg, arg)
     except Exception as exc:  # noqa: BLE001 - an admin gets the reason, never silence
         logger.exception("admin command #{} failed", name)
         text = f"命令没能完成：{exc}"
-    await app.reply(msg, Reply(text))
+    await tools.reply(msg, Reply(text))
     return True
 
 
 # -- #状态 ------------------------------------------------------------------------------------------
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}天{hours}小时"
-    if hours:
-        return f"{hours}小时{minutes}分"
-    return f"{minutes}分{seconds % 60}秒"
 
 
 def _gpu_line() -> str:
@@ -94,21 +111,17 @@ def _gpu_line() -> str:
         return f"显存：读不到（{exc}）"
 
 
-def _queue_lines(app: Application) -> list[str]:
-    jobs = app.jobs
-    if jobs is None:
-        return ["队列：未启用"]
+def _queue_lines(jobs: JobQueue) -> list[str]:
     status = jobs.status()
     running = status.get("running", [])
     parts = [f"#{r['id']} {jobs.label(r['kind'])} {r['step']}/{r['steps']}" for r in running]
     return [f"队列：{len(running)} 个生成中（{'，'.join(parts) or '无'}），{status.get('queued', 0)} 个排队"]
 
 
-def _model_lines(app: Application) -> list[str]:
+def _model_lines(jobs: JobQueue) -> list[str]:
     """One line per job kind: which generator, and whether its weights are in memory."""
     lines = []
-    jobs = app.jobs
-    for name, kind in sorted((getattr(jobs, "kinds", None) or {}).items()):
+    for name, kind in sorted(jobs.kinds.items()):
         try:
             generator = getattr(kind, "generator", None)
         except Exception as exc:  # noqa: BLE001 - building a generator may fail on bad config
@@ -124,45 +137,35 @@ def _model_lines(app: Application) -> list[str]:
     return lines or ["模型：无"]
 
 
-async def status_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    channel = app.channel
-    state = getattr(channel, "state", None)
-    connection = "已连接" if channel.connected else "未连接"
+async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    config, watcher = tools.config(), tools.watcher
     lines = [
-        f"{app.config.bot.name} 状态",
-        f"运行：{_duration(time.time() - app.started_at)}",
-        f"微信：{connection}{f'（{state}）' if state is not None else ''}",
-        *_queue_lines(app),
-        *_model_lines(app),
+        f"{config.bot.name} 状态",
+        f"运行：{duration_text(time.time() - tools.started_at)}",
+        f"微信：{tools.connection()}",
+        *_queue_lines(tools.jobs),
+        *_model_lines(tools.jobs),
         _gpu_line(),
-        f"LLM：{app.config.llm.model}",
+        f"LLM：{config.llm.model}",
+        f"定时任务：{len(tools.scheduler.jobs())} 个",
+        f"配置：{watcher.path or '内置默认设置'}（已热更新 {watcher.reloads} 次）",
     ]
-    scheduler = app.scheduler
-    if scheduler is not None:
-        lines.append(f"定时任务：{len(scheduler.jobs())} 个")
-    watcher = app.config_watcher
-    if watcher is not None:
-        lines.append(f"配置：{watcher.path}（已热更新 {watcher.reloads} 次）")
     return "\n".join(lines)
 
 
 # -- #队列 #取消 --------------------------------------------------------------------------------------
-async def queue_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    jobs = app.jobs
-    if jobs is None:
-        return "任务队列没有启用。"
+async def queue_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
     from bot.jobs import describe
 
+    jobs = tools.jobs
     pending = jobs.list()
     if not pending:
         return "队列是空的。"
     return "\n".join(describe(job, jobs.label(job.request.kind)) for job in pending)
 
 
-async def cancel_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    jobs = app.jobs
-    if jobs is None:
-        return "任务队列没有启用。"
+async def cancel_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    jobs = tools.jobs
     number = arg.lstrip("#＃").strip()
     if not number.isdigit():
         return "请写上任务号，例如：#取消 12（用 #队列 查看任务号）"
@@ -173,9 +176,9 @@ async def cancel_command(app: Application, msg: IncomingMessage, arg: str) -> st
 
 
 # -- #重载 ------------------------------------------------------------------------------------------
-async def reload_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    watcher = app.config_watcher
-    if watcher is None:
+async def reload_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    watcher = tools.watcher
+    if watcher.path is None:
         return "没有配置文件（用的是内置默认设置），无从重载。"
     applied, message = await watcher.reload(force=True, notify=False)
     return "已重新加载 config.yaml。" if applied else f"没有重载，仍用原来的设置：{message}"
@@ -215,14 +218,14 @@ def _set_room(doc: CommentedMap, room_id: str, topic: str | None, *, allow: bool
                 deny_list.append(label)
 
 
-async def _switch_room(app: Application, msg: IncomingMessage, *, allow: bool) -> str:
+async def _switch_room(tools: AdminTools, msg: IncomingMessage, *, allow: bool) -> str:
     if not msg.chat.is_room:
         return "这个命令要在想开通或关闭的群里发。"
-    watcher = app.config_watcher
-    if watcher is None:
+    watcher = tools.watcher
+    if watcher.path is None:
         return "没有配置文件（用的是内置默认设置），没法写回。请用 --config 指定 config.yaml。"
     room_id, topic = msg.chat.chat_id, msg.room_topic
-    if app.config.groups.allows(room_id, topic) == allow:
+    if tools.config().groups.allows(room_id, topic) == allow:
         return f"本群已经{'开通' if allow else '关闭'}了，不用改。"
     try:
         config = await watcher.update(lambda doc: _set_room(doc, room_id, topic, allow=allow))
@@ -236,15 +239,15 @@ async def _switch_room(app: Application, msg: IncomingMessage, *, allow: bool) -
     return f"好的，小爱在「{name}」休息了，只听管理员命令（已写入 config.yaml 的 groups）。"
 
 
-async def allow_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    return await _switch_room(app, msg, allow=True)
+async def allow_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    return await _switch_room(tools, msg, allow=True)
 
 
-async def deny_command(app: Application, msg: IncomingMessage, arg: str) -> str:
-    return await _switch_room(app, msg, allow=False)
+async def deny_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    return await _switch_room(tools, msg, allow=False)
 
 
-async def help_command(app: Application, msg: IncomingMessage, arg: str) -> str:
+async def help_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
     return HELP_TEXT
 
 

@@ -17,17 +17,15 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from bot.config import AlertsConfig, SmtpConfig
-from bot.messages import ChatRef, Reply
-
-if TYPE_CHECKING:
-    from bot.app import Application
+from bot.admin_notices import AdminNotices
+from bot.config import AlertsConfig, AppConfig, SmtpConfig
+from bot.time_text import duration_text
 
 WEBHOOK_URL_ENV = "XIAOAI_ALERT_WEBHOOK_URL"
 SMTP_PASSWORD_ENV = "XIAOAI_SMTP_PASSWORD"
@@ -80,11 +78,15 @@ def send_mail(smtp: SmtpConfig, subject: str, text: str, password: str | None) -
 
 
 class DisconnectAlerts:
-    """A Service: polls `app.channel.connected`; one alert per outage, one WeChat note on recovery."""
+    """A Service: polls the channel's connection; one alert per outage, one WeChat note on recovery."""
 
-    def __init__(self, app: Application, *, clock: Callable[[], float] = time.monotonic,
-                 env: dict[str, str] | None = None) -> None:
-        self.app = app
+    def __init__(self, config: Callable[[], AppConfig], *, connected: Callable[[], bool],
+                 state: Callable[[], object | None], notices: AdminNotices,
+                 clock: Callable[[], float] = time.monotonic, env: dict[str, str] | None = None) -> None:
+        self._config = config
+        self._connected = connected
+        self._state = state
+        self._notices = notices
         self._clock = clock
         self._env = os.environ if env is None else env
         self._down_since: float | None = None
@@ -110,7 +112,7 @@ class DisconnectAlerts:
                 await self.check()
             except Exception:  # noqa: BLE001 - the watchdog itself must never die
                 logger.exception("alerts: check failed")
-            await asyncio.sleep(self.app.config.alerts.check_interval_s)
+            await asyncio.sleep(self._config().alerts.check_interval_s)
 
     @property
     def down_for(self) -> float | None:
@@ -118,9 +120,9 @@ class DisconnectAlerts:
 
     async def check(self) -> None:
         """One look at the channel; alerts when the outage crosses the threshold (tests call this)."""
-        config = self.app.config.alerts
+        config = self._config().alerts
         now = self._clock()
-        if self.app.channel.connected:
+        if self._connected():
             down_for = None if self._down_since is None else now - self._down_since
             alerted, self._alerted, self._down_since = self._alerted, False, None
             if alerted:
@@ -134,8 +136,8 @@ class DisconnectAlerts:
             await self.alert(down_for, config)
 
     async def alert(self, down_for: float, config: AlertsConfig) -> None:
-        name = self.app.config.bot.name
-        state = getattr(self.app.channel, "state", None)
+        name = self._config().bot.name
+        state = self._state()
         message = (f"【{name}】已经和微信断开 {down_for:.0f} 秒了"
                    f"{f'（状态：{state}）' if state is not None else ''}，群里的消息现在收不到。"
                    "请看看微信网关和登录的手机是否在线。恢复后我会在微信里告诉你。")
@@ -161,17 +163,8 @@ class DisconnectAlerts:
                 logger.info("alerts: disconnect alert sent by {}", route)
 
     async def _tell_admins_in_wechat(self, down_for: float) -> None:
-        text = f"✅ 我回来啦：和微信断开了约 {_duration(down_for)}，现在已恢复正常。"
+        text = f"✅ 我回来啦：和微信断开了约 {duration_text(down_for)}，现在已恢复正常。"
         logger.info("alerts: channel back after {:.0f} s", down_for)
-        for admin_id in self.app.config.bot.admins:
-            if await self.app.send(ChatRef(admin_id, is_room=False), Reply(text)):
-                self.sent.append(("wechat", "recovered"))
+        if await self._notices.tell(text):
+            self.sent.append(("wechat", "recovered"))
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} 秒"
-    if seconds < 3600:
-        return f"{seconds // 60} 分钟"
-    return f"{seconds // 3600} 小时 {seconds % 3600 // 60} 分钟"

@@ -1,7 +1,8 @@
-"""Composition root. `Application` holds what every message needs (current config, channel, LLM,
-history, router, classifier) and runs the channel plus the registered services until stopped;
-`build_app` wires the features: the GPU job queue, the classifiers, and the services for running it for
-a family. Reading this file top to bottom shows everything the bot is made of.
+"""The composition root: `build_app` wires every part with exactly what it uses, and `Application`
+runs the result — the services, then the channel feeding the dispatcher — until stopped.
+
+Reading `build_app` top to bottom shows everything the bot is made of. Nothing receives the
+Application itself; it only holds the wired parts for the lifecycle (and for tests to look at).
 """
 
 from __future__ import annotations
@@ -9,30 +10,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from loguru import logger
 
+from bot.admin import AdminCommands, AdminTools
+from bot.admin_notices import AdminNotices
 from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
-from bot.context import Context
+from bot.dispatch import Dispatcher
+from bot.followups import FollowUps
+from bot.gates import (
+    AdminGate,
+    Dedup,
+    NonText,
+    RateLimit,
+    Record,
+    RoomDirectory,
+    addressing,
+    allow_list,
+    mention_only,
+    self_echo,
+    typed_mention,
+)
 from bot.history import History
 from bot.image import PRIORITY as IMAGE_PRIORITY
 from bot.image import ImageKind, image_api_key
 from bot.jobs import JobQueue
-from bot.llm import LLM
-from bot.messages import ChatRef, IncomingMessage, Reply
-from bot.quotas import Quotas
-from bot.router import Router, llm_classifier
+from bot.live_config import LiveConfig
+from bot.llm import LLM, LiveLLM
 from bot.scheduler import Scheduler
+from bot.sender import Sender
 from bot.video import ModelPreload, VideoKind
-from intents import Intent
-from intents.embedded import EmbeddedClassifier, with_fallback
-from intents.slots import AmapFeature, follow_up_classifier
+from intents import REGISTRY
+from intents.classify import classify
+from intents.embedded import EmbeddedClassifier
+from intents.weather import daily_report
+from services.amap import AmapConnections
 
 
 class Service(Protocol):
@@ -43,99 +61,42 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-Classifier = Callable[[Context], Awaitable[Intent]]
-
-
 class Application:
-    def __init__(
-        self,
-        config: AppConfig,
-        secrets: Secrets,
-        channel: Channel,
-        *,
-        config_path: Path | None = None,
-    ) -> None:
-        self._config = config
-        self.secrets = secrets
-        self.channel = channel
-        self.config_path = config_path
-        self.llm = LLM(config.llm, secrets)
-        self.history = History()
-        self.router = Router(self)
-        self.classifier: Classifier = llm_classifier
-        self.services: dict[str, Service] = {}
-        # set by build_app; None in an Application built bare (unit tests)
-        self.jobs: JobQueue | None = None
-        self.quotas: Quotas | None = None
-        self.scheduler: Scheduler | None = None
-        self.config_watcher: ConfigWatcher | None = None
-        self.embedded_classifier: EmbeddedClassifier | None = None
-        self.started_at = time.time()
-        self._stopped = asyncio.Event()
-        self._closing: set[asyncio.Task] = set()  # replaced LLM clients being closed
-        # called with each newly applied config (the scheduler resyncs its jobs), in registration order
-        self.config_listeners: list[Callable[[AppConfig], None]] = []
-        # applied to every reloaded config before it is swapped in (the playground's demo model)
-        self.config_overlays: list[Callable[[AppConfig], AppConfig]] = []
+    """The wired bot: start the services, serve the channel into the dispatcher, stop in reverse."""
 
-    # -- config -------------------------------------------------------------------------------
+    def __init__(self, *, live_config: LiveConfig, channel: Channel, dispatcher: Dispatcher,
+                 services: Sequence[tuple[str, Service]], llm: LiveLLM, history: History, jobs: JobQueue,
+                 scheduler: Scheduler, config_watcher: ConfigWatcher, alerts: DisconnectAlerts,
+                 notices: AdminNotices) -> None:
+        self.live_config = live_config
+        self.channel = channel
+        self.dispatcher = dispatcher
+        self.services = list(services)
+        self._llm = llm
+        self.history = history
+        self.jobs = jobs
+        self.scheduler = scheduler
+        self.config_watcher = config_watcher
+        self.alerts = alerts
+        self.notices = notices
+        self._stopped = asyncio.Event()
+
     @property
     def config(self) -> AppConfig:
-        return self._config
+        return self.live_config()
 
-    def apply_config(self, config: AppConfig) -> None:
-        """Swap in a validated config; rebuild what depends on changed sections."""
-        for overlay in self.config_overlays:
-            config = overlay(config)
-        if config.llm != self._config.llm:
-            retired, self.llm = self.llm, LLM(config.llm, self.secrets)
-            self._close_later(retired)
-        self._config = config
-        for listener in self.config_listeners:
-            try:
-                listener(config)
-            except Exception:  # noqa: BLE001 - one listener's bug must not block the others or the swap
-                logger.exception("config listener {} failed", listener)
+    def apply_config(self, config: AppConfig) -> AppConfig:
+        return self.live_config.apply(config)
 
-    def _close_later(self, llm: LLM) -> None:
-        """Calls in flight may still use a replaced LLM client: close it once they must have ended."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop, so nothing in flight; the client is closed when collected
-        grace = llm.config.timeout_s * (llm.config.retries + 1) + 1
+    @property
+    def llm(self) -> LLM:
+        return self._llm()
 
-        def close() -> None:
-            task = loop.create_task(llm.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-        loop.call_later(grace, close)
-
-    # -- sending ------------------------------------------------------------------------------
-    async def send(self, chat: ChatRef, reply: Reply) -> bool:
-        """Send and record the bot's line in the history; False (logged) when the channel failed."""
-        try:
-            await self.channel.send(chat, reply)
-        except Exception as exc:  # noqa: BLE001 - callers decide whether to retry
-            logger.warning("send to {} failed: {}", chat.key, exc)
-            return False
-        if reply.text:
-            self.history.add(chat.key, self._config.bot.name, reply.text, from_bot=True)
-        return True
-
-    async def reply(self, msg: IncomingMessage, reply: Reply) -> bool:
-        """Answer `msg` in its chat, @-mentioning the asker in rooms."""
-        if msg.chat.is_room and not reply.mention_ids:
-            reply = Reply(reply.text, reply.file, (msg.sender_id,))
-        return await self.send(msg.chat, reply)
-
-    # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
-        for name, service in self.services.items():
+        for name, service in self.services:
             logger.info("starting {}", name)
             await service.start()
-        channel_task = asyncio.create_task(self.channel.run(self.router.on_message))
+        channel_task = asyncio.create_task(self.channel.run(self.dispatcher.on_message))
         stop_task = asyncio.create_task(self._stopped.wait())
         try:
             await asyncio.wait({channel_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -145,10 +106,14 @@ class Application:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-            for service in reversed(list(self.services.values())):
-                with contextlib.suppress(Exception):
-                    await service.stop()
-            await self.llm.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the services in reverse order and close the LLM client (also for apps never run)."""
+        for _name, service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                await service.stop()
+        await self._llm.close()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -156,38 +121,71 @@ class Application:
 
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
-    """Wire the application: the GPU job queue with its kinds, the classifiers, and the services that
-    run for a family (scheduler, alerts, config watcher, quotas)."""
-    app = Application(config, secrets, channel, config_path=config_path)
+    """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
+    a family, and the dispatcher with its gates."""
+    live = LiveConfig(config)
+    history = History()
+    llm = LiveLLM(config.llm, secrets)
+    live.subscribe(llm.on_config)
+    sender = Sender(channel, history, bot_name=lambda: live().bot.name)
+    notices = AdminNotices(live, sender.send)
 
-    # the GPU job queue: videos, and pictures with priority so they don't starve behind long videos
-    app.jobs = JobQueue(config.data_dir, deliver=app.send, is_connected=lambda: app.channel.connected)
-    video_kind = VideoKind(lambda: app.config.video)
-    app.jobs.register(video_kind, label="视频",
-                      retention_s=lambda: app.config.video.media_max_age_hours * 3600)
-    image_kind = ImageKind(lambda: app.config.image,
-                           api_key=lambda: image_api_key() or app.secrets.openai_api_key,
-                           api_base_url=lambda: app.secrets.openai_base_url)
-    app.jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
-                      retention_s=lambda: app.config.image.media_max_age_hours * 3600)
-    app.services["jobs"] = app.jobs
-    app.services["video preload"] = ModelPreload(video_kind, lambda: app.config.video)
-    app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)
+    # the job queue: videos, and pictures with priority so they don't starve behind long videos
+    jobs = JobQueue(config.data_dir, deliver=sender.send, is_connected=lambda: channel.connected)
+    video_kind = VideoKind(lambda: live().video)
+    jobs.register(video_kind, label="视频", retention_s=lambda: live().video.media_max_age_hours * 3600)
+    image_kind = ImageKind(lambda: live().image, api_key=lambda: image_api_key() or secrets.openai_api_key,
+                           api_base_url=lambda: secrets.openai_base_url)
+    jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
+                  retention_s=lambda: live().image.media_max_age_hours * 3600)
 
-    # classification: the LLM, the embedded classifier alone or behind it, and AMap's follow-up answers
-    app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)
-    app.classifier = with_fallback(app.classifier, app.embedded_classifier)
-    app.services["embedded classifier"] = app.embedded_classifier
-    app.services["amap"] = AmapFeature()
-    app.classifier = follow_up_classifier(app.classifier, app)  # "从哪里出发？" answers go back
+    # running it for a family: schedules, the config file, disconnect alerts
+    amap = AmapConnections()
+    rooms = RoomDirectory()
 
-    # running it for a family
-    app.quotas = Quotas(app)
-    app.scheduler = Scheduler(app)
-    app.config_listeners.append(app.scheduler.sync)
-    app.services["scheduler"] = app.scheduler
-    app.services["alerts"] = DisconnectAlerts(app)
-    if config_path is not None:
-        app.config_watcher = ConfigWatcher(app, config_path)
-        app.services["config_watch"] = app.config_watcher
-    return app
+    async def resolve_room(room: str) -> str:
+        """A schedule's `room`: a topic seen in a message, else looked up in the channel, else an id."""
+        if room not in rooms.ids and (found := await channel.find_room(room)) is not None:
+            rooms.ids[room] = found
+        return rooms.ids.get(room, room)
+
+    scheduler = Scheduler(
+        live, send=sender.send, resolve_room=resolve_room,
+        weather_report=lambda city: daily_report(amap.client(live().amap), city),
+        remove_old_media=jobs.cleanup, prune_history=history.prune,
+    )
+    live.subscribe(scheduler.on_config)
+    watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
+                            connected=lambda: channel.connected)
+    alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
+                              state=lambda: getattr(channel, "state", None), notices=notices)
+    started_at = time.time()
+
+    def connection() -> str:
+        state = getattr(channel, "state", None)
+        return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
+
+    admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
+                                     watcher=watcher, connection=connection, started_at=started_at))
+
+    # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
+    embedded = EmbeddedClassifier(config=config.offline.classifier)
+    gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
+             NonText(sender.reply), Record(history), mention_only, RateLimit(sender.reply)]
+    dispatcher = Dispatcher(
+        config=live, gates=gates, classify_llm=classify, classify_embedded=embedded, handlers=REGISTRY,
+        reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=FollowUps(),
+    )
+    services: list[tuple[str, Service]] = [
+        ("jobs", jobs),
+        ("video preload", ModelPreload(video_kind, lambda: live().video)),
+        ("image preload", ModelPreload(image_kind, lambda: live().image)),
+        ("embedded classifier", embedded),
+        ("amap", amap),
+        ("scheduler", scheduler),
+        ("alerts", alerts),
+        ("config watch", watcher),
+    ]
+    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services, llm=llm,
+                       history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher, alerts=alerts,
+                       notices=notices)

@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 from ruamel.yaml import YAML
@@ -24,13 +24,8 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from watchfiles import awatch
 
+from bot.admin_notices import AdminNotices
 from bot.config import AppConfig, ConfigError, parse, remember_good
-from bot.messages import ChatRef, Reply
-
-if TYPE_CHECKING:
-    from bot.app import Application
-
-ADMIN_NOTICE_CHARS = 600  # a WeChat bubble, not a traceback
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -103,12 +98,17 @@ def edit_yaml_text(text: str, edit: Callable[[CommentedMap], Any]) -> str:
 
 
 class ConfigWatcher:
-    """A Service: watches `path` (its folder, so editors that save by rename are seen too)."""
+    """A Service: watches `path` (its folder, so editors that save by rename are seen too).
 
-    def __init__(self, app: Application, path: Path, *, debounce_ms: int = 300, poll_s: float = 1.0,
+    With no file (`path` None: the embedded defaults) it watches nothing and refuses edits."""
+
+    def __init__(self, path: Path | None, *, apply: Callable[[AppConfig], Any], notices: AdminNotices,
+                 connected: Callable[[], bool], debounce_ms: int = 300, poll_s: float = 1.0,
                  force_polling: bool | None = None) -> None:
-        self.app = app
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
+        self._apply_config = apply
+        self._notices = notices
+        self._connected = connected
         self._debounce_ms = debounce_ms
         self._poll_ms = int(poll_s * 1000)
         self._force_polling = force_polling
@@ -123,6 +123,8 @@ class ConfigWatcher:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.path is None:
+            return
         with contextlib.suppress(OSError):
             self._last_text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
         self._stop.clear()
@@ -141,6 +143,7 @@ class ConfigWatcher:
             self._task = None
 
     async def _watch(self) -> None:
+        assert self.path is not None
         name = self.path.name
 
         def ours(_change: Any, changed: str) -> bool:
@@ -164,6 +167,8 @@ class ConfigWatcher:
     # -- reading ----------------------------------------------------------------------------------
     async def reload(self, *, force: bool = False, notify: bool = True) -> tuple[bool, str]:
         """Read, validate and apply the file if it changed (or `force`). Returns (applied, message)."""
+        if self.path is None:
+            return False, "没有配置文件（用的是内置默认设置）"
         async with self._lock:
             try:
                 text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
@@ -189,13 +194,13 @@ class ConfigWatcher:
             return True, "配置已重新加载"
 
     def _apply(self, config: AppConfig) -> None:
-        self.app.apply_config(config)
+        self._apply_config(config)
         self.reloads += 1
         logger.info("config reloaded from {}", self.path)
 
     async def _notice_when_connected(self, reason: str) -> None:
         """Admins are reached through the channel: wait (polling, as the channel has no event) for it."""
-        while not self.app.channel.connected:
+        while not self._connected():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1)
             if self._stop.is_set():
@@ -203,11 +208,8 @@ class ConfigWatcher:
         await self._tell_admins(reason)
 
     async def _tell_admins(self, reason: str) -> None:
-        text = f"⚠️ 配置文件有错误，我继续用原来的设置。请改正：\n{reason}"
-        if len(text) > ADMIN_NOTICE_CHARS:
-            text = text[: ADMIN_NOTICE_CHARS - 1] + "…"
-        for admin_id in self.app.config.bot.admins:  # the running config: the new one is unusable
-            await self.app.send(ChatRef(admin_id, is_room=False), Reply(text))
+        # the running config's admins: the new one is unusable
+        await self._notices.tell(f"⚠️ 配置文件有错误，我继续用原来的设置。请改正：\n{reason}")
 
     # -- writing ----------------------------------------------------------------------------------
     async def update(self, edit: Callable[[CommentedMap], Any]) -> AppConfig:
@@ -215,6 +217,8 @@ class ConfigWatcher:
 
         Raises ConfigError (nothing written) when the file on disk is broken or the result would be.
         """
+        if self.path is None:
+            raise ConfigError("没有配置文件（用的是内置默认设置），没法写回")
         async with self._lock:
             text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
             new_text = edit_yaml_text(text, edit)

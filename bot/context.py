@@ -1,4 +1,8 @@
-"""One Context per handled message, built in one place (the router) and passed to the intent handler."""
+"""One Context per handled message, built by the dispatcher and passed to the intent's handler.
+
+It carries exactly what features use — this chat's settings, the recent history, the LLM, the job
+queue, the AMap client, and the open question this message answers — with no optional holes.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.config import AppConfig
+from bot.config import AppConfig, ChatSettings
 from bot.history import History, HistoryEntry
 from bot.llm import LLM
 from bot.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
-    from bot.app import Application
+    from bot.followups import FollowUps, Pending
+    from bot.jobs import JobQueue
+    from intents import Intent
+    from services.amap import AmapClient
 
 
 @dataclass(frozen=True)
 class Context:
     message: IncomingMessage
-    config: AppConfig  # a snapshot: read it here, never cache it past this message
+    settings: ChatSettings  # this chat's settings; `config` is the whole config with them applied
     history: list[HistoryEntry]  # recent messages in this chat, oldest first, this one last when it has text
     llm: LLM
-    app: Application
-    say: Callable[[Reply], Awaitable[None]]  # send now (acks, progress); the handler's return comes last
+    jobs: JobQueue
+    amap: AmapClient
+    followups: FollowUps
+    say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
+    pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
+
+    @property
+    def config(self) -> AppConfig:
+        """A snapshot for this message: read it here, never cache it past this message."""
+        return self.settings.config
 
     @property
     def transcript(self) -> str:
@@ -33,3 +48,8 @@ class Context:
                 self.message.sender_name, self.message.text):
             entries = entries[:-1]  # this message itself (a bare "@小爱" has no text, so it is not there)
         return History.render(entries)
+
+    def ask(self, kind: str, intent: Intent, slots: dict[str, str], asked: str, question: str) -> Reply:
+        """Ask the asker for a missing slot; their answer comes back to `intent` with these slots."""
+        self.followups.ask(self.message, kind, intent, slots, asked, self.config.amap.pending_minutes * 60)
+        return Reply(question)

@@ -65,6 +65,17 @@ class JobState(StrEnum):
     def pending(self) -> bool:
         return self in (JobState.ACCEPTED, JobState.QUEUED, JobState.RUNNING)
 
+    @property
+    def label(self) -> str:
+        """What people read: #队列, the playground's job panel."""
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    JobState.ACCEPTED: "排队中", JobState.QUEUED: "排队中", JobState.RUNNING: "生成中",
+    JobState.DONE: "已完成", JobState.FAILED: "失败", JobState.CANCELLED: "已取消",
+}
+
 
 @dataclass(frozen=True)
 class JobRequest:
@@ -760,10 +771,7 @@ class JobQueue:
 
 def describe(job: Job, label: str) -> str:
     """One line per job for #队列: `#12 视频 妈妈 运行中 10/50`."""
-    state = {
-        JobState.ACCEPTED: "排队中", JobState.QUEUED: "排队中", JobState.RUNNING: "生成中",
-        JobState.DONE: "已完成", JobState.FAILED: "失败", JobState.CANCELLED: "已取消",
-    }[job.state]
+    state = job.state.label
     progress = f" {job.step}/{job.steps}" if job.state is JobState.RUNNING and job.steps else ""
     return f"#{job.id} {label} {job.request.asker_name} {state}{progress}"
 

@@ -6,6 +6,7 @@ surfaces as `LLMUnavailable`, which the router turns into a short friendly reply
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import openai
@@ -18,7 +19,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot.config import LLMConfig, Secrets
+from bot.config import AppConfig, LLMConfig, Secrets
 
 
 class LLMUnavailable(Exception):
@@ -87,3 +88,37 @@ class LLM:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class LiveLLM:
+    """The LLM client for the current config: rebuilt when the `llm` section changes on reload.
+
+    Calls in flight may still use the replaced client, so it is closed once they must have ended."""
+
+    def __init__(self, config: LLMConfig, secrets: Secrets) -> None:
+        self._secrets = secrets
+        self.current = LLM(config, secrets)
+        self._closing: set[asyncio.Task] = set()
+
+    def __call__(self) -> LLM:
+        return self.current
+
+    def on_config(self, old: AppConfig, new: AppConfig) -> None:
+        if new.llm == self.current.config:
+            return
+        retired, self.current = self.current, LLM(new.llm, self._secrets)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop, so nothing in flight; the client is closed when collected
+        grace = retired.config.timeout_s * (retired.config.retries + 1) + 1
+
+        def close() -> None:
+            task = loop.create_task(retired.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        loop.call_later(grace, close)
+
+    async def close(self) -> None:
+        await self.current.close()

@@ -37,11 +37,13 @@ class IncomingMessage:
     chat: ChatRef
     sender_id: str
     sender_name: str
-    text: str  # the bot's own @-mention removed
-    mentioned: bool  # addressed to the bot: mention id, typed @name, or any private message
+    text: str  # a mention the platform marked (a mention id) already removed
+    mentioned: bool  # the platform says it is addressed to the bot (mention id, private chat)
     kind: MessageKind = MessageKind.TEXT
     room_topic: str | None = None
     timestamp: float = field(default_factory=time.time)
+    from_self: bool = False  # the bot's own message echoed back by the platform
+    bot_names: tuple[str, ...] = ()  # names the bot goes by in this chat (account name, room alias)
 
 
 @dataclass(frozen=True)

@@ -67,14 +67,13 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
     if labels:
         what = "和".join({"video": "视频", "image": "图片"}[k] for k in labels)
         notice.append(f"{what}用的是随机权重的演示模型，画面是噪声。")
-    app: Application | None = None
     channel = PlaygroundChannel(
-        config.offline.playground, config.data_dir / "media",
-        names=lambda: [app.config.bot.name, *app.config.bot.aliases] if app else [config.bot.name],
+        config.offline.playground, config.data_dir / "media", bot_name=lambda: live().bot.name,
         notice=" ".join(notice), media_labels=labels,
     )
     app = build_app(config, secrets, channel, config_path=config_path)
+    live = app.live_config
     if labels:  # an edited config.yaml must not lose the demo model while the playground runs
-        app.config_overlays.append(lambda edited: with_demo_models(edited)[0])
-    channel.job_status = job_status_of(app)
+        live.overlay(lambda edited: with_demo_models(edited)[0])
+    channel.job_status = job_status_of(app.jobs)
     return Playground(app, channel, notes)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,12 +25,9 @@ from loguru import logger
 from bot.config import AppConfig, ScheduleEntry
 from bot.messages import ChatRef, Reply
 
-if TYPE_CHECKING:
-    from bot.app import Application
-
 JOB_PREFIX = "daily:"
-WEATHER_OFF_REPLY = "天气功能未开通，今天的天气播报先停一停～"
-WEATHER_FAILED_REPLY = "今天的天气暂时没查到，稍后可以@我问问～"
+
+Send = Callable[[ChatRef, Reply], Awaitable[bool]]
 
 
 def job_id(entry: ScheduleEntry) -> str:
@@ -43,12 +40,26 @@ def trigger_for(entry: ScheduleEntry, timezone: str) -> CronTrigger:
 
 
 class Scheduler:
-    """A Service (`app.scheduler`). `sync(config)` is registered as a config listener."""
+    """A Service. `on_config` resyncs the jobs after each reload."""
 
-    def __init__(self, app: Application) -> None:
-        self.app = app
-        self._scheduler = AsyncIOScheduler(timezone=ZoneInfo(app.config.schedules.timezone))
-        self.sync(app.config)
+    def __init__(
+        self,
+        config: Callable[[], AppConfig],
+        *,
+        send: Send,
+        resolve_room: Callable[[str], Awaitable[str]],
+        weather_report: Callable[[str], Awaitable[str]],
+        remove_old_media: Callable[[float], int],
+        prune_history: Callable[[float], int],
+    ) -> None:
+        self._config = config
+        self._send = send
+        self._resolve_room = resolve_room
+        self._weather_report = weather_report
+        self._remove_old_media = remove_old_media
+        self._prune_history = prune_history
+        self._scheduler = AsyncIOScheduler(timezone=ZoneInfo(config().schedules.timezone))
+        self.sync(config())
 
     async def start(self) -> None:
         self._scheduler.start()
@@ -56,6 +67,9 @@ class Scheduler:
     async def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    def on_config(self, old: AppConfig, new: AppConfig) -> None:
+        self.sync(new)
 
     # -- jobs from config -------------------------------------------------------------------------
     def sync(self, config: AppConfig) -> None:
@@ -81,7 +95,7 @@ class Scheduler:
 
     # -- running ------------------------------------------------------------------------------------
     def _entry(self, name: str) -> ScheduleEntry | None:
-        return next((e for e in self.app.config.schedules.jobs if e.name == name), None)
+        return next((e for e in self._config().schedules.jobs if e.name == name), None)
 
     async def run_entry(self, name: str) -> None:
         """Run one schedule by name, with the current config (tests call this directly)."""
@@ -91,7 +105,7 @@ class Scheduler:
             return
         try:
             if entry.kind == "weather":
-                await self._say(entry, await weather_text(self.app, entry.city or ""))
+                await self._say(entry, await self._weather_report(entry.city or ""))
             elif entry.kind == "text":
                 await self._say(entry, entry.text or "")
             else:
@@ -99,19 +113,9 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - a failing schedule is logged; the others keep running
             logger.exception("schedules: {} failed", name)
 
-    async def resolve_room(self, room: str) -> str:
-        """A room id from config's `room`: a topic seen in a message, else looked up by topic in the
-        channel, else taken as an id."""
-        known = self.app.router.room_ids.get(room)
-        if known is None:
-            known = await self.app.channel.find_room(room)
-            if known is not None:
-                self.app.router.room_ids[room] = known
-        return known or room
-
     async def _say(self, entry: ScheduleEntry, text: str) -> None:
-        chat = ChatRef(await self.resolve_room(entry.room or ""), is_room=True)
-        if await self.app.send(chat, Reply(text)):
+        chat = ChatRef(await self._resolve_room(entry.room or ""), is_room=True)
+        if await self._send(chat, Reply(text)):
             logger.info("schedules: {} sent to {}", entry.name, chat.chat_id)
         else:
             logger.warning("schedules: {} could not be sent to {}", entry.name, chat.chat_id)
@@ -120,13 +124,10 @@ class Scheduler:
         """Delete media files and chat history older than entry.keep_days; returns (files, messages)."""
         now = time.time() if now is None else now
         cutoff = now - entry.keep_days * 86400
-        data_dir = self.app.config.data_dir
-        jobs = self.app.jobs
-        files = 0
-        if jobs is not None and hasattr(jobs, "cleanup"):  # the job queue knows which results are pending
-            files += await asyncio.to_thread(jobs.cleanup, now)
+        data_dir = self._config().data_dir
+        files = await asyncio.to_thread(self._remove_old_media, now)  # the queue knows what is pending
         files += await asyncio.to_thread(_remove_older, [data_dir / p for p in entry.paths], cutoff)
-        messages = self.app.history.prune(cutoff)
+        messages = self._prune_history(cutoff)
         logger.info("schedules: cleanup removed {} files and {} history messages", files, messages)
         return files, messages
 
@@ -141,39 +142,3 @@ def _remove_older(folders: list[Path], cutoff: float) -> int:
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed
-
-
-async def weather_text(app: Application, city: str) -> str:
-    """Today's weather for `city` from the weather intent, or a plain line when it is not available.
-
-    Uses `intents.weather.daily_report(app, city)` when that module offers it; otherwise builds the
-    report from the weather intent's public pieces (AMap client, render_weather).
-    """
-    try:
-        from intents import slots, weather
-        from services.amap import AmapError
-    except ImportError:
-        return WEATHER_OFF_REPLY
-    report = getattr(weather, "daily_report", None)
-    try:
-        if report is not None:
-            return await report(app, city)
-        client = slots.feature(app).client(app.config.amap)
-        if not client.key:
-            return WEATHER_OFF_REPLY
-        location = await client.geocode(city)
-        if location is None or not location.adcode:
-            return f"没找到「{city}」，请管理员检查 schedules 里的 city。"
-        forecast = await client.forecast(location.adcode)
-        live = await client.live_weather(location.adcode)
-        today = slots.local_now(app.config.amap).date()
-        casts = [c for c in (forecast.casts if forecast else []) if c.date == today]
-        if not casts:
-            return WEATHER_FAILED_REPLY
-        return "📅 每日天气\n" + weather.render_weather(forecast.city or city, casts, today, live)
-    except AmapError as exc:
-        logger.warning("schedules: weather for {} failed: {}", city, exc)
-        return slots.explain(exc)
-    except Exception as exc:  # noqa: BLE001 - a push must say something sensible, not go missing
-        logger.warning("schedules: weather for {} failed: {}", city, exc)
-        return WEATHER_FAILED_REPLY

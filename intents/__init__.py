@@ -28,6 +28,8 @@ class Intent(StrEnum):
         return self.name.lower()
 
 
+ROUTE_INTENTS = frozenset({Intent.WALK, Intent.CYCLE, Intent.DRIVE, Intent.TRANSIT})
+
 REGISTRY: dict[Intent, Handler] = {
     intent: import_module(f"intents.{intent.module}").handle for intent in Intent
 }

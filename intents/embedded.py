@@ -7,7 +7,7 @@ that merely mention rain, walking or a place land close to the request intents, 
 beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the message is chat.
 
 `EmbeddedClassifier` is an app classifier (`await classifier(ctx) -> Intent`) and a lifecycle service
-(it warms up in a worker thread at start). `with_fallback` puts it behind the LLM classifier.
+(it warms up in a worker thread at start). The dispatcher uses it when no LLM is configured or the LLM fails.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,6 @@ from loguru import logger
 from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
-from bot.llm import LLMUnavailable
 from intents import Intent
 from prompts import PROMPTS_DIR
 
@@ -37,9 +36,6 @@ if TYPE_CHECKING:
     from bot.context import Context
 
 EXAMPLES_PATH = PROMPTS_DIR / "intent_examples.yaml"
-
-Classifier = Callable[["Context"], Awaitable[Intent]]
-
 
 class ClassifierUnavailable(Exception):
     """The embedding engine could not be loaded (package missing, unsupported CPU)."""
@@ -243,26 +239,3 @@ class EmbeddedClassifier:
 def _log_warmup_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("embedded classifier could not load: {}", task.exception())
-
-
-def with_fallback(primary: Classifier, fallback: Classifier) -> Classifier:
-    """The LLM classifier when an LLM is configured and answers; the embedded one otherwise.
-
-    Checked per message, so a config reload that adds or removes the LLM, or switches
-    `offline.classifier.enabled`, takes effect at once (disabled and no LLM: every message is chat).
-    """
-
-    async def classify(ctx: Context) -> Intent:
-        enabled = ctx.config.offline.classifier.enabled  # per message too: hot reload switches it
-        if not ctx.llm.configured:
-            return await fallback(ctx) if enabled else Intent.CHAT
-        try:
-            return await primary(ctx)
-        except LLMUnavailable as exc:
-            if not enabled:
-                raise
-            logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
-                           ctx.message.id, exc)
-            return await fallback(ctx)
-
-    return classify

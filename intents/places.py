@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import ask, client_and_slots, explain, finish, format_distance, not_found
+from intents.slots import amap_slots, explain, finish, format_distance, not_found
 from services.amap import AmapError, Poi
 
 FIELDS = ("place", "city", "keyword")
@@ -35,17 +35,15 @@ def render_places(where: str, keyword: str, pois: list[Poi]) -> str:
 
 async def handle(ctx: Context) -> Reply:
     config = ctx.config.amap
-    started = await client_and_slots(ctx, "places", FIELDS)
-    if isinstance(started, Reply):
-        return started
-    client, slots = started
+    slots = await amap_slots(ctx, "places", FIELDS)
+    client = ctx.amap
     place, keyword = slots["place"], slots["keyword"]
     city = slots["city"] or config.default_city or ""
     if not keyword:
-        return ask(ctx, "places", Intent.PLACES, slots, "keyword",
-                   "想找什么样的地方呀？比如火锅、公园、超市。")
+        return ctx.ask("places", Intent.PLACES, slots, "keyword",
+                       "想找什么样的地方呀？比如火锅、公园、超市。")
     if not place and not city:
-        return ask(ctx, "places", Intent.PLACES, slots, "place", "在哪一带找呀？说个地名或者城市吧。")
+        return ctx.ask("places", Intent.PLACES, slots, "place", "在哪一带找呀？说个地名或者城市吧。")
     try:
         if place:
             center = await client.locate(place, city or None)

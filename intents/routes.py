@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import ask, client_and_slots, explain, finish, format_distance, format_duration, not_found
+from intents.slots import amap_slots, explain, finish, format_distance, format_duration, not_found
 from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan
 
 FIELDS = ("origin", "destination", "city")
@@ -106,14 +106,12 @@ async def _plan(client: AmapClient, mode: Mode, origin: Location, destination: L
 
 
 async def handle_route(ctx: Context, mode: Mode) -> Reply:
-    started = await client_and_slots(ctx, "route", FIELDS, mode=mode.verb)
-    if isinstance(started, Reply):
-        return started
-    client, slots = started
+    slots = await amap_slots(ctx, "route", FIELDS, mode=mode.verb)
+    client = ctx.amap
     missing = [name for name in ("origin", "destination") if not slots[name]]
     if missing:
         asked, question = question_for(missing)
-        return ask(ctx, "route", mode.intent, slots, asked, question)
+        return ctx.ask("route", mode.intent, slots, asked, question)
     city = slots["city"] or None
     try:
         # amap.default_city is only a first guess: "从北京南站到天安门" must work wherever it is set

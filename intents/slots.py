@@ -1,52 +1,44 @@
-"""What the six AMap intents (天气, 四种路线, 地点推荐) share: slot extraction by the LLM, the short
-question back when a slot is missing, the follow-up that completes it, and errors in plain Chinese.
+"""What the six AMap intents (天气, 四种路线, 地点推荐) share: slot extraction by the LLM (by rules
+without one), errors in plain Chinese, and the reply's formatting.
 
-Follow-ups: when a handler asks "从哪里出发？" it remembers the slots it already has for that asker in
-that chat (`PendingQuestions`, a few minutes). The answer ("天安门") is classified again like every
-message; `follow_up_classifier` sends it back to the asking intent unless the classifier sees a clearly
-different request. The handler then merges the stored slots with what the LLM reads from the answer
-(the prompt also gets the recent history), and takes the bare answer as the asked slot when the LLM
-returns nothing for it.
+A missing slot is asked for with `ctx.ask(...)`; the dispatcher routes the answer back (bot/followups.py)
+and the handler finds the open question in `ctx.pending`: its slots are merged with what the LLM reads
+from the answer, and the bare answer is taken as the asked slot when the LLM returns nothing for it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 from loguru import logger
 
 from bot.config import AmapConfig
 from bot.llm import ChatMessage, LLMUnavailable
-from bot.messages import IncomingMessage, Reply
-from intents import Intent
+from bot.messages import Reply
+from bot.time_text import duration_text
+from intents.base import UserInputError
 from intents.chat import fit_bubble
+from intents.rule_slots import rule_slots
 from prompts import render
 from services.amap import (
     KEY_ENV,
     AmapBusy,
-    AmapClient,
     AmapError,
     AmapKeyRejected,
     AmapNoKey,
     AmapNoRoute,
     AmapQuotaExceeded,
     AmapUnavailable,
-    key_from_env,
 )
 
 if TYPE_CHECKING:
-    from bot.app import Application
     from bot.context import Context
+    from bot.followups import Pending
 
-ROUTE_INTENTS = frozenset({Intent.WALK, Intent.CYCLE, Intent.DRIVE, Intent.TRANSIT})
 _EMPTY_VALUES = {"", "null", "none", "无", "未知", "不知道", "没有", "未提及", "n/a"}
 _ANSWER_NOISE = re.compile(r"^(?:从|在|去|到|是|就)|(?:出发|吧|呀|啊|哦|呢|附近|那边|这边)$")
 _PUNCTUATION = " \t\r\n，。！？,.!?~～、；;：:\"'“”‘’「」"
@@ -76,128 +68,6 @@ def explain(exc: AmapError) -> str:
 
 def not_found(name: str) -> str:
     return f"没找到「{name}」这个地方，换个更具体的说法试试？比如加上城市名。"
-
-
-# -- pending questions ----------------------------------------------------------------------------------
-@dataclass
-class Pending:
-    """A question the bot asked and the slots it already had when asking."""
-
-    kind: str  # the slot prompt's name: "weather" | "route" | "places"
-    intent: Intent
-    slots: dict[str, str]
-    asked: str  # the slot the question asks for
-    expires_at: float
-
-
-class PendingQuestions:
-    """One open question per (chat, asker), forgotten after `ttl` seconds or once answered."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, Pending] = {}
-
-    @staticmethod
-    def _key(msg: IncomingMessage) -> str:
-        return f"{msg.chat.key}|{msg.sender_id}"
-
-    def put(self, msg: IncomingMessage, pending: Pending) -> None:
-        now = time.time()
-        self._items = {k: v for k, v in self._items.items() if v.expires_at > now}
-        self._items[self._key(msg)] = pending
-
-    def peek(self, msg: IncomingMessage, now: float | None = None) -> Pending | None:
-        pending = self._items.get(self._key(msg))
-        if pending is not None and pending.expires_at <= (time.time() if now is None else now):
-            self._items.pop(self._key(msg), None)
-            return None
-        return pending
-
-    def pop(self, msg: IncomingMessage) -> Pending | None:
-        pending = self.peek(msg)
-        self._items.pop(self._key(msg), None)
-        return pending
-
-    def drop(self, msg: IncomingMessage) -> None:
-        self._items.pop(self._key(msg), None)
-
-
-# -- the feature's lifecycle object -----------------------------------------------------------------------
-@dataclass
-class AmapFeature:
-    """Registered as app.services["amap"]: one shared HTTP connection pool and the open questions."""
-
-    pending: PendingQuestions = field(default_factory=PendingQuestions)
-    key_source: Callable[[], str | None] = key_from_env
-    _http: httpx.AsyncClient | None = None
-
-    async def start(self) -> None:
-        if key_from_env() is None:
-            logger.warning("amap: {} is not set; weather, routes and places will say how to set it", KEY_ENV)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    def client(self, config: AmapConfig) -> AmapClient:
-        """A client for this message's config; the key is read now, so a restart is all a new key needs."""
-        if self._http is None:
-            self._http = httpx.AsyncClient()
-        return AmapClient(config, self.key_source(), self._http)
-
-
-def feature(app: Application) -> AmapFeature:
-    """The app's AmapFeature, registered on first use when build_app did not (bare test apps)."""
-    existing = app.services.get("amap")
-    if isinstance(existing, AmapFeature):
-        return existing
-    created = AmapFeature()
-    app.services["amap"] = created
-    return created
-
-
-Classifier = Callable[["Context"], Awaitable[Intent]]
-
-
-def follow_up_classifier(classify: Classifier, app: Application) -> Classifier:
-    """Wrap the classifier: an answer to the bot's open question goes back to the intent that asked.
-
-    The classifier still runs, so a clearly new request ("画一只猫") wins and drops the open question;
-    an answer it sees as chat, or as the same intent, completes the question. Switching between route
-    modes ("那坐地铁呢") keeps the places already given.
-    """
-
-    async def classifier(ctx: Context) -> Intent:
-        intent = await classify(ctx)
-        pending_questions = feature(app).pending
-        pending = pending_questions.peek(ctx.message)
-        if pending is None:
-            return intent
-        if intent in (Intent.CHAT, pending.intent):
-            return pending.intent
-        if pending.kind == "route" and intent in ROUTE_INTENTS:
-            return intent
-        pending_questions.drop(ctx.message)
-        return intent
-
-    return classifier
-
-
-def take_pending(ctx: Context, kind: str) -> Pending | None:
-    """The open question of this asker for this kind of slots, removed (answered now)."""
-    pending_questions = feature(ctx.app).pending
-    pending = pending_questions.peek(ctx.message)
-    if pending is None or pending.kind != kind:
-        return None
-    return pending_questions.pop(ctx.message)
-
-
-def ask(ctx: Context, kind: str, intent: Intent, slots: Mapping[str, str], asked: str,
-        question: str) -> Reply:
-    """Remember what we have and ask for the rest."""
-    ttl = ctx.config.amap.pending_minutes * 60
-    feature(ctx.app).pending.put(ctx.message, Pending(kind, intent, dict(slots), asked, time.time() + ttl))
-    return Reply(question)
 
 
 # -- slot extraction ------------------------------------------------------------------------------------
@@ -239,45 +109,6 @@ def local_now(config: AmapConfig) -> datetime:
         return datetime.now(ZoneInfo("Asia/Shanghai"))
 
 
-# -- without the LLM: simple patterns, so weather/routes/places still work when it is down or absent --
-_STOP = r"(?:[，,。？?！!]|怎么走|怎么去|怎么坐|要多久|多久|多远|的路线|路线|多少钱|坐什么车|吗|呢|$)"
-_MODE = r"(?:走路|步行|骑车|骑行|开车|驾车|打车|坐车|坐地铁|坐公交|乘地铁|乘公交|走|骑|坐)"
-_ROUTE_PATTERNS = (
-    re.compile(rf"从(?P<origin>.+?){_MODE}?(?:到|去|至)(?P<destination>.+?){_MODE}?{_STOP}"),
-    re.compile(rf"^(?P<origin>[^，,。？?！!]+?){_MODE}?(?:到|至)(?P<destination>.+?){_MODE}?{_STOP}"),
-    re.compile(rf"{_MODE}?(?:到|去)(?P<destination>.+?){_MODE}?{_STOP}"),
-)
-_DAY = re.compile(r"大后天|后天|明天|明日|今天|今日|现在|今晚|下?周末"
-                  r"|(?:下下|下个?|这个?|本)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[日号]")
-_WEATHER_PLACE = re.compile(r"(?:去|在|到)?(?P<place>[\u4e00-\u9fa5]{2,8}?)(?:的|市|那边)?"
-                            r"(?:天气|气温|温度|下雨|下雪|冷不冷|热不热|要不要|会不会)")
-_NEARBY = re.compile(r"(?P<place>[^，,。？?！!]{2,12}?)(?:附近|周边|旁边|一带)(?:有)?(?:什么|啥|哪些|哪家)?"
-                     r"(?:好吃的|好玩的|好的|的)?(?P<keyword>[^，,。？?！!吗呢]{0,8}?)(?:推荐|吗|呢|[，,。？?！!]|$)")
-_FILLER = re.compile(r"^(?:请问|帮我|麻烦|查一?下|查查|看看|问一?下)+")
-
-
-def rule_slots(kind: str, text: str) -> dict[str, str]:
-    """Best-effort slots from the wording alone; empty slots are asked for as usual."""
-    text = _FILLER.sub("", text.strip())
-    if kind == "route":
-        for pattern in _ROUTE_PATTERNS:
-            match = pattern.search(text)
-            if match and not re.fullmatch(_MODE, match.groupdict().get("origin", "-")):  # "走到王府井"
-                return {k: v.strip() for k, v in match.groupdict().items()}
-        return {}
-    if kind == "weather":
-        day = _DAY.search(text)
-        place = _WEATHER_PLACE.search(_DAY.sub("", text))
-        return {"place": place.group("place") if place else "", "day": day.group(0) if day else ""}
-    if kind == "places":
-        match = _NEARBY.search(text)
-        if not match:
-            return {}
-        keyword = match.group("keyword") or ("美食" if "好吃" in text else "景点" if "好玩" in text else "")
-        return {"place": match.group("place"), "keyword": keyword}
-    return {}
-
-
 async def extract_slots(ctx: Context, kind: str, fields: tuple[str, ...], pending: Pending | None,
                         **extra: object) -> dict[str, str]:
     """Ask the LLM (prompts/<kind>.md) for the slots as JSON, merged over the open question's slots.
@@ -315,16 +146,13 @@ async def extract_slots(ctx: Context, kind: str, fields: tuple[str, ...], pendin
     return slots
 
 
-async def client_and_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: object
-                           ) -> tuple[AmapClient, dict[str, str]] | Reply:
-    """How each AMap handler starts: the client for this message and its slots (merged with the asker's
-    open question of this kind, now answered) — or, with no AMap key, the reply that says how to set one
-    (the LLM is not asked then)."""
-    client = feature(ctx.app).client(ctx.config.amap)
-    if not client.key:
-        return Reply(explain(AmapNoKey("no key")))
-    pending = take_pending(ctx, kind)
-    return client, await extract_slots(ctx, kind, fields, pending, **extra)
+async def amap_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: object) -> dict[str, str]:
+    """How each AMap handler starts: this message's slots, merged with the asker's open question of
+    this kind (now answered). With no AMap key the asker is told (UserInputError), the LLM not asked."""
+    if not ctx.amap.key:
+        raise UserInputError(explain(AmapNoKey("no key")))
+    pending = ctx.pending if ctx.pending is not None and ctx.pending.kind == kind else None
+    return await extract_slots(ctx, kind, fields, pending, **extra)
 
 
 # -- the reply ------------------------------------------------------------------------------------------
@@ -351,10 +179,5 @@ def format_distance(meters: int | None) -> str:
 
 
 def format_duration(seconds: int | None) -> str:
-    if seconds is None:
-        return ""
-    minutes = max(1, round(seconds / 60))
-    if minutes < 60:
-        return f"{minutes}分钟"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours}小时{rest}分钟" if rest else f"{hours}小时"
+    """A route's travel time, at least a minute (AMap's own figures are rough)."""
+    return "" if seconds is None else duration_text(max(60, seconds))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from loguru import logger
+
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import ask, client_and_slots, explain, finish, local_now, not_found
-from services.amap import AmapError, DayCast, LiveWeather
+from intents.slots import amap_slots, explain, finish, local_now, not_found
+from services.amap import AmapClient, AmapError, DayCast, LiveWeather
 
 FIELDS = ("place", "day")
 WEEKDAYS = "一二三四五六日天"
@@ -133,13 +135,11 @@ def render_weather(city: str, casts: list[DayCast], today: dt.date, live: LiveWe
 
 async def handle(ctx: Context) -> Reply:
     config = ctx.config.amap
-    started = await client_and_slots(ctx, "weather", FIELDS)
-    if isinstance(started, Reply):
-        return started
-    client, slots = started
+    slots = await amap_slots(ctx, "weather", FIELDS)
+    client = ctx.amap
     place = slots["place"] or (config.default_city or "")
     if not place:
-        return ask(ctx, "weather", Intent.WEATHER, slots, "place", "想查哪个城市的天气呀？")
+        return ctx.ask("weather", Intent.WEATHER, slots, "place", "想查哪个城市的天气呀？")
     today = local_now(config).date()
     days = (target_days(slots["day"], today) or target_days(ctx.message.text, today) or [today])
     try:
@@ -160,3 +160,27 @@ async def handle(ctx: Context) -> Reply:
             return Reply(f"{asked}已经过去啦，我只能查今天和之后几天的天气哦～")
         return Reply(f"天气预报只能看到{last.month}月{last.day}日，{asked}的还看不到哦，过两天再问我～")
     return await finish(ctx, render_weather(forecast.city or place, casts, today, live))
+
+
+DAILY_FAILED_REPLY = "今天的天气暂时没查到，稍后可以@我问问～"
+DAILY_OFF_REPLY = "天气功能未开通，今天的天气播报先停一停～"
+
+
+async def daily_report(client: AmapClient, city: str) -> str:
+    """Today's weather for a schedule's `city` (schedules.jobs kind weather), never raising."""
+    if not client.key:
+        return DAILY_OFF_REPLY
+    try:
+        location = await client.geocode(city)
+        if location is None or not location.adcode:
+            return f"没找到「{city}」，请管理员检查 schedules 里的 city。"
+        forecast = await client.forecast(location.adcode)
+        live = await client.live_weather(location.adcode)
+    except AmapError as exc:
+        logger.warning("schedules: weather for {} failed: {}", city, exc)
+        return explain(exc)
+    today = local_now(client.config).date()
+    casts = [c for c in (forecast.casts if forecast else []) if c.date == today]
+    if forecast is None or not casts:
+        return DAILY_FAILED_REPLY
+    return "📅 每日天气\n" + render_weather(forecast.city or city, casts, today, live)

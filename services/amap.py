@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -468,3 +468,26 @@ class AmapClient:
         if not transits:
             raise AmapNoRoute("v5/direction/transit/integrated: no transits in the answer")
         return _parse_transit(transits[0])
+
+
+class AmapConnections:
+    """One HTTP connection pool shared by every message's client; closed when the bot stops."""
+
+    def __init__(self, key: Callable[[], str | None] = key_from_env) -> None:
+        self._key = key
+        self._http: httpx.AsyncClient | None = None
+
+    def client(self, config: AmapConfig) -> AmapClient:
+        """A client for this message's config; the key is read now, so a restart is all a new key needs."""
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return AmapClient(config, self._key(), self._http)
+
+    async def start(self) -> None:
+        if self._key() is None:
+            logger.warning("amap: {} is not set; weather, routes and places will say how to set it", KEY_ENV)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None

@@ -114,7 +114,8 @@ def running_bot(peer: Any, fake_llm: FakeLLM, tmp_path: Path):
 
     @contextlib.asynccontextmanager
     async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,
-                    connect: bool = True, data_dir: Path | None = None) -> AsyncIterator[Any]:
+                    connect: bool = True, data_dir: Path | None = None,
+                    config_path: Path | None = None) -> AsyncIterator[Any]:
         config = AppConfig.model_validate(test_config_data(data_dir or tmp_path / "data", overrides))
         environment = {
             "OPENAI_BASE_URL": fake_llm.base_url,
@@ -124,12 +125,9 @@ def running_bot(peer: Any, fake_llm: FakeLLM, tmp_path: Path):
         }
         environment.update(env or {})
         secrets = Secrets.from_env({k: v for k, v in environment.items() if v is not None})
-        app: Any = None
-        channel = WechatyChannel.from_config(
-            secrets.puppet_endpoint or "", secrets.puppet_token, config.wechaty,
-            names=lambda: [app.config.bot.name, *app.config.bot.aliases],
-        )
-        app = build_app(config, secrets, channel)
+        channel = WechatyChannel.from_config(secrets.puppet_endpoint or "", secrets.puppet_token,
+                                             config.wechaty)
+        app = build_app(config, secrets, channel, config_path=config_path)
         task = asyncio.create_task(app.run())
         try:
             if connect:

@@ -26,7 +26,7 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
-from bot.channels.base import MessageHandler, strip_mention
+from bot.channels.base import MessageHandler
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, Reply
 
@@ -49,7 +49,7 @@ JobStatus = Callable[[], list[dict[str, Any]]]
 
 
 class PlaygroundChannel:
-    """The web playground transport. `names` gives the bot's name and aliases for typed @-mentions."""
+    """The web playground transport: a simulated group in a web page. `bot_name` is what the page shows."""
 
     name = "playground"
 
@@ -57,7 +57,7 @@ class PlaygroundChannel:
         self,
         config: PlaygroundConfig,
         media_dir: Path,
-        names: Callable[[], list[str]],
+        bot_name: Callable[[], str],
         *,
         job_status: JobStatus | None = None,
         notice: str = "",
@@ -65,7 +65,7 @@ class PlaygroundChannel:
     ) -> None:
         self.config = config
         self.media_dir = Path(media_dir)
-        self._names = names
+        self._bot_name = bot_name
         self.job_status = job_status
         self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
         self.media_labels = media_labels or {}  # media kind -> line added to such replies ("演示模型：噪声")
@@ -149,7 +149,7 @@ class PlaygroundChannel:
         if chat != self.chat:
             raise ValueError(f"the playground has one room ({ROOM_ID}), not {chat.chat_id}")
         event = self._message_event(
-            sender_id=BOT_ID, sender_name=(self._names() or ["小爱"])[0], text=reply.text, from_bot=True,
+            sender_id=BOT_ID, sender_name=self._bot_name(), text=reply.text, from_bot=True,
             mentions=[self._members.get(i, i) for i in reply.mention_ids],
         )
         if reply.file is not None:
@@ -180,10 +180,9 @@ class PlaygroundChannel:
             raise ValueError("empty message")
         event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text=text)
         self._broadcast(event)
-        mentioned, stripped = strip_mention(text, self._names())
         message = IncomingMessage(
             id=f"pg-{uuid.uuid4().hex[:12]}", chat=self.chat, sender_id=member_id,
-            sender_name=self._members[member_id], text=stripped, mentioned=mentioned,
+            sender_name=self._members[member_id], text=text, mentioned=False,
             room_topic=self.config.room_topic,
         )
         task = asyncio.create_task(self._deliver(message))
@@ -194,15 +193,13 @@ class PlaygroundChannel:
     async def _deliver(self, message: IncomingMessage) -> None:
         if self._on_message is None:
             return
-        if message.mentioned:
-            self._set_busy(+1)
+        self._set_busy(+1)  # chatter not meant for the bot clears it within milliseconds
         try:
             await self._on_message(message)
         except Exception:  # noqa: BLE001 - one bad message must not stop the page
             logger.exception("playground: message {} failed", message.id)
         finally:
-            if message.mentioned:
-                self._set_busy(-1)
+            self._set_busy(-1)
 
     def _set_busy(self, delta: int) -> None:
         self._busy = max(0, self._busy + delta)
@@ -292,8 +289,7 @@ class PlaygroundChannel:
 
         @app.get("/api/room")
         async def room() -> dict[str, Any]:
-            names = channel._names() or ["小爱"]
-            return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": names[0]},
+            return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": channel._bot_name()},
                     "members": [{"id": i, "name": n} for i, n in channel._members.items()],
                     "notice": channel.notice}
 
@@ -321,19 +317,12 @@ class PlaygroundChannel:
         return app
 
 
-_STATE_TEXT = {"accepted": "排队中", "queued": "排队中", "running": "生成中"}
-
-
-def job_status_of(app: Any) -> JobStatus:
-    """The page's job panel from the app's job queue (`app.jobs`, when the bot has one); blocking."""
+def job_status_of(jobs: Any) -> JobStatus:
+    """The page's job panel from the bot's job queue; blocking (SQLite)."""
 
     def status() -> list[dict[str, Any]]:
-        jobs = app.jobs
-        if jobs is None:
-            return []
         return [{"id": job.id, "label": jobs.label(job.request.kind), "asker": job.request.asker_name,
-                 "state": _STATE_TEXT.get(str(job.state), str(job.state)), "step": job.step,
-                 "steps": job.steps} for job in jobs.list()]
+                 "state": job.state.label, "step": job.step, "steps": job.steps} for job in jobs.list()]
 
     return status
 

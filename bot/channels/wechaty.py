@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from enum import StrEnum
 
 from loguru import logger
 
 # isort: off
 from bot import compat  # noqa: F401  (must precede the wechaty imports below)
-from bot.channels.base import MessageHandler, strip_mention
+from bot.channels.base import MessageHandler
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 
@@ -41,7 +40,7 @@ class State(StrEnum):
     DISCONNECTED = "disconnected"
 
 
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
+def split_endpoint(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
     return host or "127.0.0.1", int(port)
 
@@ -65,7 +64,7 @@ class _Session(Wechaty):
 
 
 class WechatyChannel:
-    """The WeChat transport. `names` gives the configured bot name and aliases for typed @-mentions."""
+    """The WeChat transport: puppet events in as `IncomingMessage`s, `Reply`s out as puppet calls."""
 
     name = "wechaty"
 
@@ -73,7 +72,6 @@ class WechatyChannel:
         self,
         endpoint: str,
         token: str | None,
-        names: Callable[[], list[str]],
         *,
         reconnect_initial_s: float = 0.5,
         reconnect_max_s: float = 3.0,
@@ -82,7 +80,6 @@ class WechatyChannel:
     ) -> None:
         self.endpoint = endpoint
         self.token = token
-        self._names = names
         self._initial = reconnect_initial_s
         self._max = reconnect_max_s
         self._health_interval = health_interval_s
@@ -97,9 +94,9 @@ class WechatyChannel:
 
     @classmethod
     def from_config(cls, endpoint: str, token: str | None, config: WechatyConfig,
-                    names: Callable[[], list[str]]) -> WechatyChannel:
+                    ) -> WechatyChannel:
         return cls(
-            endpoint, token, names,
+            endpoint, token,
             reconnect_initial_s=config.reconnect_initial_s,
             reconnect_max_s=config.reconnect_max_s,
             health_interval_s=config.health_interval_s,
@@ -157,7 +154,7 @@ class WechatyChannel:
         self._set_state(State.STOPPED)
 
     async def _serve_one_session(self) -> None:
-        host, port = _split_endpoint(self.endpoint)
+        host, port = split_endpoint(self.endpoint)
         # A cheap async probe first: wechaty's own check is a blocking telnet with a 3 s timeout.
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
         writer.close()
@@ -222,43 +219,38 @@ class WechatyChannel:
         except Exception:  # noqa: BLE001 - a message we cannot read must not hurt the stream
             logger.exception("wechaty: could not read message {}", getattr(msg, "message_id", "?"))
             return
-        if incoming is None or self._on_message is None:
+        if self._on_message is None:
             return
         try:
             await self._on_message(incoming)
         except Exception:  # noqa: BLE001 - a bug on one message must not go unseen or hurt the next
             logger.exception("wechaty: handling message {} failed", incoming.id)
 
-    async def _to_incoming(self, session: _Session, msg: Message) -> IncomingMessage | None:
-        if msg.is_self():
-            return None
+    async def _to_incoming(self, session: _Session, msg: Message) -> IncomingMessage:
         talker = msg.talker()
         room = msg.room()
         text = msg.text() or ""
         kind = MessageKind.TEXT if msg.type() == MessageType.MESSAGE_TYPE_TEXT else MessageKind.OTHER
-        timestamp = time.time()
-        names = [*self._names(), self._self_name or ""]
-        if room is None:  # a private chat is addressed to the bot; a typed "@小爱" there is just noise
-            return IncomingMessage(
-                id=msg.message_id, chat=ChatRef(talker.contact_id, is_room=False),
-                sender_id=talker.contact_id, sender_name=talker.name, text=strip_mention(text, names)[1],
-                mentioned=True, kind=kind, timestamp=timestamp,
-            )
+        common = {"id": msg.message_id, "sender_id": talker.contact_id, "sender_name": talker.name,
+                  "kind": kind, "timestamp": time.time(), "from_self": msg.is_self()}
+        names = (self._self_name or "",)
+        if room is None:  # a private chat is addressed to the bot
+            return IncomingMessage(chat=ChatRef(talker.contact_id, is_room=False), text=text.strip(),
+                                   mentioned=True, bot_names=names, **common)
+        if common["from_self"]:
+            return IncomingMessage(chat=ChatRef(room.room_id, is_room=True), text=text, mentioned=False,
+                                   **common)
         await room.ready()
         topic = await room.topic()
         by_id = await msg.mention_self()
         with contextlib.suppress(Exception):  # not every puppet supports room aliases
             alias = await room.alias(session.user_self())
             if alias:
-                names.append(alias)
-        by_text, stripped = strip_mention(text, names)
-        if by_id and not by_text:
-            stripped = (await msg.mention_text()).strip()
-        return IncomingMessage(
-            id=msg.message_id, chat=ChatRef(room.room_id, is_room=True),
-            sender_id=talker.contact_id, sender_name=talker.name, text=stripped,
-            mentioned=by_id or by_text, kind=kind, room_topic=topic, timestamp=timestamp,
-        )
+                names = (*names, alias)
+        if by_id:
+            text = await msg.mention_text()
+        return IncomingMessage(chat=ChatRef(room.room_id, is_room=True), text=text.strip(), mentioned=by_id,
+                               room_topic=topic, bot_names=names, **common)
 
     async def find_room(self, topic: str) -> str | None:
         """Look the room up among the account's rooms by its exact topic (None when not connected)."""

@@ -91,7 +91,7 @@ def record_classifications(app: Application) -> list[IncomingMessage]:
         seen.append(ctx.message)
         return Intent.CHAT
 
-    app.classifier = classifier
+    app.dispatcher.classify = classifier
     return seen
 
 

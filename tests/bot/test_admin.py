@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.admin import HELP_TEXT, parse_command
-from bot.jobs import JobQueue, JobRequest, JobState
+from bot.jobs import JobRequest, JobState
 from bot.messages import ChatRef
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, FAMILY_TOPIC, make_app, message, record_classifications
 from tests.support.peer import BOT, FAMILY, at
@@ -43,9 +43,8 @@ class IdleKind:
 
 
 async def queue_with_job(app: Any, tmp_path: Path) -> int:
-    jobs = JobQueue(tmp_path / "jobs", deliver=None)
-    jobs.register(IdleKind(), label="视频")
-    app.jobs = jobs
+    jobs = app.jobs
+    jobs.kinds["video"] = IdleKind()  # the app's own queue, with a kind that needs no model
     request = JobRequest(kind="video", params={"prompt": "熊猫"}, seed=1, asker_id="bob", asker_name="爸爸",
                          chat=ChatRef(FAMILY_ID, True), message_id="ask-1")
     receipt = await jobs.submit(request)
@@ -68,11 +67,11 @@ async def test_non_admin_cancel_has_no_effect_and_no_hint(tmp_path: Path) -> Non
     app, channel = make_app(tmp_path, CONFIG.replace('["工作群"]', '["*"]'))
     job_id = await queue_with_job(app, tmp_path)
     seen = record_classifications(app)
-    await app.router.on_message(message(f"#取消 {job_id}", sender="bob"))
+    await app.dispatcher.on_message(message(f"#取消 {job_id}", sender="bob"))
     assert app.jobs.get(job_id).state is JobState.QUEUED
     assert [m.text for m in seen] == [f"#取消 {job_id}"]  # went on as an ordinary message
     assert not any("取消" in text or "命令" in text for text in channel.texts()), channel.texts()
-    await app.router.on_message(message(f"#取消 {job_id}", sender=ADMIN))
+    await app.dispatcher.on_message(message(f"#取消 {job_id}", sender=ADMIN))
     assert app.jobs.get(job_id).state is JobState.CANCELLED
     assert channel.texts(FAMILY_ID)[-1].startswith(f"已取消任务 #{job_id}")
     app.jobs.store.close()
@@ -81,9 +80,9 @@ async def test_non_admin_cancel_has_no_effect_and_no_hint(tmp_path: Path) -> Non
 async def test_queue_and_status(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     job_id = await queue_with_job(app, tmp_path)
-    await app.router.on_message(message("#队列", sender=ADMIN, room=None))
+    await app.dispatcher.on_message(message("#队列", sender=ADMIN, room=None))
     assert channel.private_texts(ADMIN)[-1] == f"#{job_id} 视频 爸爸 排队中"
-    await app.router.on_message(message("#状态", sender=ADMIN, room=None))
+    await app.dispatcher.on_message(message("#状态", sender=ADMIN, room=None))
     status = channel.private_texts(ADMIN)[-1]
     for part in ("运行：", "微信：已连接", "队列：0 个生成中（无），1 个排队", "显存：", "配置："):
         assert part in status
@@ -93,18 +92,18 @@ async def test_queue_and_status(tmp_path: Path) -> None:
 async def test_help_in_private_chat_even_when_private_chat_is_off(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     seen = record_classifications(app)
-    await app.router.on_message(message("#帮助", sender=ADMIN, room=None))
+    await app.dispatcher.on_message(message("#帮助", sender=ADMIN, room=None))
     assert channel.private_texts(ADMIN) == [HELP_TEXT]
-    await app.router.on_message(message("#帮助", sender="bob", room=None))
+    await app.dispatcher.on_message(message("#帮助", sender="bob", room=None))
     assert channel.private_texts("bob") == [] and seen == []  # private chat is off for everyone else
 
 
 async def test_allow_room_writes_config_keeping_comments(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     seen = record_classifications(app)
-    await app.router.on_message(message("你好", sender="bob"))
+    await app.dispatcher.on_message(message("你好", sender="bob"))
     assert seen == []  # the family room is not served yet
-    await app.router.on_message(message("#允许本群", sender=ADMIN, mentioned=False))
+    await app.dispatcher.on_message(message("#允许本群", sender=ADMIN, mentioned=False))
     assert "开通" in channel.texts(FAMILY_ID)[-1]
     text = app.config_watcher.path.read_text(encoding="utf-8")
     assert f'allow: ["工作群", {FAMILY_TOPIC}] # rooms the bot serves' in text
@@ -112,22 +111,22 @@ async def test_allow_room_writes_config_keeping_comments(tmp_path: Path) -> None
                     "# no jokes at work"):
         assert comment in text
     assert app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
-    await app.router.on_message(message("你好", sender="bob"))
+    await app.dispatcher.on_message(message("你好", sender="bob"))
     assert len(seen) == 1
 
-    await app.router.on_message(message("#禁用本群", sender=ADMIN))
+    await app.dispatcher.on_message(message("#禁用本群", sender=ADMIN))
     assert not app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
     assert 'allow: ["工作群"]' in app.config_watcher.path.read_text(encoding="utf-8")
 
 
 async def test_deny_room_under_star_uses_deny_list(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG.replace('["工作群"]', '["*"]'))
-    await app.router.on_message(message("#禁用本群", sender=ADMIN))
+    await app.dispatcher.on_message(message("#禁用本群", sender=ADMIN))
     text = app.config_watcher.path.read_text(encoding="utf-8")
     assert f"deny: [{FAMILY_TOPIC}]" in text and "# rooms the bot serves" in text
     assert not app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
     assert app.config.groups.allows("other@chatroom", "工作群")
-    await app.router.on_message(message("#允许本群", sender=ADMIN))
+    await app.dispatcher.on_message(message("#允许本群", sender=ADMIN))
     assert app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
     assert "deny: []" in app.config_watcher.path.read_text(encoding="utf-8")
 
@@ -136,7 +135,7 @@ async def test_allow_room_with_a_broken_file_changes_nothing(tmp_path: Path) -> 
     app, channel = make_app(tmp_path, CONFIG)
     broken = CONFIG + "groups: [\n"
     app.config_watcher.path.write_text(broken, encoding="utf-8")
-    await app.router.on_message(message("#允许本群", sender=ADMIN))
+    await app.dispatcher.on_message(message("#允许本群", sender=ADMIN))
     assert "没有改" in channel.texts(FAMILY_ID)[-1]
     assert app.config_watcher.path.read_text(encoding="utf-8") == broken
 
@@ -145,21 +144,18 @@ async def test_allow_room_with_a_broken_file_changes_nothing(tmp_path: Path) -> 
 async def test_non_admin_commands_are_plain_messages(tmp_path: Path, text: str) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     before = app.config_watcher.path.read_text(encoding="utf-8")
-    await app.router.on_message(message(text, sender="bob"))
+    await app.dispatcher.on_message(message(text, sender="bob"))
     assert channel.sent == []  # the family room is not served, and no hint that commands exist
     assert app.config_watcher.path.read_text(encoding="utf-8") == before
 
 
 # -- through the Node Wechaty peer ------------------------------------------------------------------
 async def test_e2e_allow_room_and_non_admin_cancel(running_bot, peer, fake_llm, tmp_path: Path) -> None:
-    from bot.config_watch import ConfigWatcher
-
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     fake_llm.classify("#取消 1", "其它")
     fake_llm.add("#取消 1", "好的呀")
-    async with running_bot({"bot": {"admins": [ADMIN]}, "groups": {"allow": ["工作群"]}}) as app:
-        app.config_watcher = ConfigWatcher(app, path)
+    async with running_bot({"bot": {"admins": [ADMIN]}, "groups": {"allow": ["工作群"]}}, config_path=path):
         peer.say(ADMIN, "#允许本群", room=FAMILY)
         ack = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
         assert "开通" in ack["text"] and ack["mentionIds"] == [ADMIN]

@@ -40,7 +40,8 @@ def config(url: str, after: float = 60, extra: str = "") -> str:
 async def test_one_alert_per_outage_on_a_controlled_clock(tmp_path: Path, webhook: WebhookServer) -> None:
     app, channel = make_app(tmp_path, config(webhook.url))
     clock = Clock()
-    alerts = DisconnectAlerts(app, clock=clock, env={})
+    alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
+                              notices=app.notices, clock=clock, env={})
     channel.connected = False
     for t in (0, 30, 59):
         clock.now = 1000 + t
@@ -56,7 +57,7 @@ async def test_one_alert_per_outage_on_a_controlled_clock(tmp_path: Path, webhoo
     clock.now += 1
     await alerts.check()
     assert len(webhook.requests) == 1
-    assert "我回来啦" in channel.private_texts(ADMIN)[0] and "5 分钟" in channel.private_texts(ADMIN)[0]
+    assert "我回来啦" in channel.private_texts(ADMIN)[0] and "5分钟" in channel.private_texts(ADMIN)[0]
     # a second outage is a second alert
     channel.connected = False
     await alerts.check()
@@ -68,7 +69,8 @@ async def test_one_alert_per_outage_on_a_controlled_clock(tmp_path: Path, webhoo
 async def test_short_blips_do_not_alert(tmp_path: Path, webhook: WebhookServer) -> None:
     app, channel = make_app(tmp_path, config(webhook.url))
     clock = Clock()
-    alerts = DisconnectAlerts(app, clock=clock, env={})
+    alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
+                              notices=app.notices, clock=clock, env={})
     for t, up in ((0, False), (40, True), (50, False), (100, True), (110, False), (160, False)):
         clock.now, channel.connected = 1000 + t, up
         await alerts.check()
@@ -77,7 +79,8 @@ async def test_short_blips_do_not_alert(tmp_path: Path, webhook: WebhookServer) 
 
 async def test_service_calls_the_webhook_once_in_real_time(tmp_path: Path, webhook: WebhookServer) -> None:
     app, channel = make_app(tmp_path, config(webhook.url, after=0.3))
-    alerts = DisconnectAlerts(app, env={})
+    alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
+                              notices=app.notices, env={})
     channel.connected = False
     await alerts.start()
     try:
@@ -92,7 +95,8 @@ async def test_webhook_json_template_and_env_url(tmp_path: Path, webhook: Webhoo
     shaped = '  webhook_json: {msgtype: text, text: {content: "$message"}, tags: ["$event", "$bot"]}\n'
     app, channel = make_app(tmp_path, config("http://127.0.0.1:9/unused", after=1, extra=shaped))
     clock = Clock()
-    alerts = DisconnectAlerts(app, clock=clock, env={"XIAOAI_ALERT_WEBHOOK_URL": webhook.url})
+    alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
+                              notices=app.notices, clock=clock, env={"XIAOAI_ALERT_WEBHOOK_URL": webhook.url})
     channel.connected = False
     await alerts.check()
     clock.now += 2
@@ -108,7 +112,8 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path: Path) -> None:
     try:
         app, channel = make_app(tmp_path, config(server.url, after=1))
         clock = Clock()
-        alerts = DisconnectAlerts(app, clock=clock, env={})
+        alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected,
+                                  state=lambda: None, notices=app.notices, clock=clock, env={})
         channel.connected = False
         await alerts.check()
         clock.now += 2
@@ -163,7 +168,8 @@ async def test_smtp_route(tmp_path: Path) -> None:
                 " to: [mum@example.org]}\n")
         app, channel = make_app(tmp_path, config("null", after=1, extra=smtp))
         clock = Clock()
-        alerts = DisconnectAlerts(app, clock=clock, env={})
+        alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected,
+                                  state=lambda: None, notices=app.notices, clock=clock, env={})
         channel.connected = False
         await alerts.check()
         clock.now += 2

@@ -87,7 +87,7 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
 
         # the old config still works: a message in the allowed room reaches classification
         seen = record_classifications(app)
-        await app.router.on_message(message("你好", room="other@chatroom"))
+        await app.dispatcher.on_message(message("你好", room="other@chatroom"))
         assert len(seen) == 1
 
         # fixed: applied, and nobody is told again
@@ -147,11 +147,11 @@ def test_write_atomically_replaces_and_keeps_mode(tmp_path: Path) -> None:
 async def test_reload_command_reports_the_error(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, BASE)
     app.config_watcher.path.write_text(BASE + "quotas:\n  user_messages_per_minute: -1\n", encoding="utf-8")
-    await app.router.on_message(message("#重载", sender=ADMIN, room=None))
+    await app.dispatcher.on_message(message("#重载", sender=ADMIN, room=None))
     reply = channel.private_texts(ADMIN)[-1]
     assert "没有重载" in reply and "quotas.user_messages_per_minute (line 7)" in reply
     app.config_watcher.path.write_text(BASE + "quotas:\n  user_messages_per_minute: 2\n", encoding="utf-8")
-    await app.router.on_message(message("#重载", sender=ADMIN, room=None))
+    await app.dispatcher.on_message(message("#重载", sender=ADMIN, room=None))
     assert channel.private_texts(ADMIN)[-1] == "已重新加载 config.yaml。"
     assert app.config.quotas.user_messages_per_minute == 2
 
@@ -171,8 +171,8 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(data), encoding="utf-8")
     async with running_bot(overrides) as app:
-        watcher = ConfigWatcher(app, path)
-        app.config_watcher = watcher
+        watcher = ConfigWatcher(path, apply=app.apply_config, notices=app.notices,
+                                connected=lambda: app.channel.connected)
         await watcher.start()
         try:
             await asyncio.sleep(0.3)

@@ -72,12 +72,13 @@ async def test_keyword_trigger_and_disabled_intent(tmp_path: Path) -> None:
         seen.append(ctx.message.text)
         return Intent.VIDEO
 
-    app.classifier = classifier
-    await app.router.on_message(message("小爱，做个熊猫视频", sender="bob", mentioned=False))
+    app.dispatcher.classify = classifier
+    await app.dispatcher.on_message(message("小爱，做个熊猫视频", sender="bob", mentioned=False))
     assert seen == ["做个熊猫视频"]  # the keyword addressed the bot and was removed
-    await app.router.on_message(message("小爱，做个熊猫视频", sender="bob", mentioned=False, room=OTHER_ID))
+    await app.dispatcher.on_message(
+        message("小爱，做个熊猫视频", sender="bob", mentioned=False, room=OTHER_ID))
     assert len(seen) == 1  # no keyword trigger in the work room
-    await app.router.on_message(message("做个熊猫视频", sender="bob", room=OTHER_ID))
+    await app.dispatcher.on_message(message("做个熊猫视频", sender="bob", room=OTHER_ID))
     assert channel.texts(OTHER_ID) == ["本群没有开通「视频生成」功能哦，需要的话请找管理员开通～"]
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from bot.quotas import Quotas
+
 from intents.base import UserInputError
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, OTHER_ID, make_app, message, record_classifications
 from tests.support.peer import BOT, FAMILY, at
@@ -51,11 +51,11 @@ async def test_user_rate_limit_replies_once_then_recovers(tmp_path: Path) -> Non
     app, channel, clock = app_with_clock(tmp_path)
     seen = record_classifications(app)
     for _ in range(4):
-        await app.router.on_message(message("在吗", sender="bob"))
+        await app.dispatcher.on_message(message("在吗", sender="bob"))
     assert len(seen) == 2
     assert channel.texts(FAMILY_ID).count("你发得有点快啦，我一分钟最多回你 2 条，歇一会儿再@我吧～") == 1
     clock.now += 61
-    await app.router.on_message(message("在吗", sender="bob"))
+    await app.dispatcher.on_message(message("在吗", sender="bob"))
     assert len(seen) == 3
 
 
@@ -63,7 +63,7 @@ async def test_group_rate_limit_across_members(tmp_path: Path) -> None:
     app, channel, _clock = app_with_clock(tmp_path)
     seen = record_classifications(app)
     for sender in ("bob", "carol", "bob", "carol", "dave"):
-        await app.router.on_message(message("在吗", sender=sender))
+        await app.dispatcher.on_message(message("在吗", sender=sender))
     assert len(seen) == 4
     assert "本群一分钟最多 4 条" in channel.texts(FAMILY_ID)[-1]
 
@@ -72,10 +72,10 @@ async def test_admins_are_exempt_and_unaddressed_messages_do_not_count(tmp_path:
     app, _channel, _clock = app_with_clock(tmp_path)
     seen = record_classifications(app)
     for _ in range(5):
-        await app.router.on_message(message("聊天", sender="bob", mentioned=False))
-        await app.router.on_message(message("在吗", sender=ADMIN))
+        await app.dispatcher.on_message(message("聊天", sender="bob", mentioned=False))
+        await app.dispatcher.on_message(message("在吗", sender=ADMIN))
     assert len(seen) == 5
-    await app.router.on_message(message("在吗", sender="bob"))
+    await app.dispatcher.on_message(message("在吗", sender="bob"))
     assert len(seen) == 6
 
 
@@ -83,7 +83,7 @@ async def test_room_override_lifts_the_user_limit(tmp_path: Path) -> None:
     app, _channel, _clock = app_with_clock(tmp_path)
     seen = record_classifications(app)
     for _ in range(3):
-        await app.router.on_message(message("在吗", sender="bob", room=OTHER_ID))
+        await app.dispatcher.on_message(message("在吗", sender="bob", room=OTHER_ID))
     assert len(seen) == 3  # 工作群: user limit null; group limit 4 still applies
 
 
@@ -91,7 +91,7 @@ async def test_a_message_quota_of_zero_switches_the_bot_off_there_silently(tmp_p
     config = CONFIG.replace("group_messages_per_minute: 4", "group_messages_per_minute: 0")
     app, channel = make_app(tmp_path, config)
     seen = record_classifications(app)
-    await app.router.on_message(message("在吗", sender="bob"))
+    await app.dispatcher.on_message(message("在吗", sender="bob"))
     assert seen == [] and channel.texts(FAMILY_ID) == []
 
 

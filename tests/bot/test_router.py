@@ -24,14 +24,14 @@ async def test_bare_mention_keeps_the_latest_line_in_the_transcript(tmp_path: Pa
     async def chat(ctx: Any) -> Reply:
         return Reply("好的")
 
-    app.classifier = classifier
+    app.dispatcher.classify = classifier
     from intents import REGISTRY
 
     saved, REGISTRY[Intent.CHAT] = REGISTRY[Intent.CHAT], chat
     try:
-        await app.router.on_message(message("明天去哪儿玩好呢", sender="alice", mentioned=False))
-        await app.router.on_message(message("", sender="bob"))
-        await app.router.on_message(message("你说呢", sender="bob"))
+        await app.dispatcher.on_message(message("明天去哪儿玩好呢", sender="alice", mentioned=False))
+        await app.dispatcher.on_message(message("", sender="bob"))
+        await app.dispatcher.on_message(message("你说呢", sender="bob"))
     finally:
         REGISTRY[Intent.CHAT] = saved
     assert len(transcripts) == 2 and "alice: 明天去哪儿玩好呢" in transcripts[0]
@@ -42,14 +42,15 @@ async def test_bare_mention_keeps_the_latest_line_in_the_transcript(tmp_path: Pa
 async def test_a_replaced_llm_client_is_closed_once_its_calls_must_have_ended() -> None:
     import asyncio
 
-    from bot.app import Application
     from bot.config import AppConfig, Secrets
-    from tests.bot.ops_doubles import RecordingChannel
+    from bot.live_config import LiveConfig
+    from bot.llm import LiveLLM
 
     config = AppConfig.model_validate({"llm": {"timeout_s": 0.1, "retries": 0}})
-    app = Application(config, Secrets.from_env({"OPENAI_API_KEY": "k"}), RecordingChannel())
-    old = app.llm
-    app.apply_config(config.model_copy(update={"llm": config.llm.model_copy(update={"model": "other"})}))
-    assert app.llm is not old and not old._client.is_closed()  # calls in flight may still use it
+    live, llm = LiveConfig(config), LiveLLM(config.llm, Secrets.from_env({"OPENAI_API_KEY": "k"}))
+    live.subscribe(llm.on_config)
+    old = llm()
+    live.apply(config.model_copy(update={"llm": config.llm.model_copy(update={"model": "other"})}))
+    assert llm() is not old and not old._client.is_closed()  # calls in flight may still use it
     await asyncio.sleep(1.5)
-    assert old._client.is_closed() and not app.llm._client.is_closed()
+    assert old._client.is_closed() and not llm()._client.is_closed()

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import ConfigError, ScheduleEntry, parse
-from bot.scheduler import WEATHER_OFF_REPLY, Scheduler, trigger_for
+from bot.scheduler import Scheduler, trigger_for
+from intents.weather import DAILY_OFF_REPLY as WEATHER_OFF_REPLY
 from tests.bot.ops_doubles import FAMILY_ID, FAMILY_TOPIC, make_app, message
 from tests.support.peer import FAMILY
 
@@ -101,7 +102,7 @@ async def test_jobs_are_named_and_set_deliberately_and_resynced(tmp_path: Path) 
 async def test_text_job_sends_to_the_room_by_topic(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     # the room is named by topic: the id is learned from a message seen in it
-    await app.router.on_message(message("大家好", mentioned=False))
+    await app.dispatcher.on_message(message("大家好", mentioned=False))
     await app.scheduler.run_entry("morning")
     assert channel.sent[-1][0].chat_id == FAMILY_ID
     assert channel.texts(FAMILY_ID)[-1] == "早上好，记得吃早饭～"
@@ -173,7 +174,7 @@ async def test_e2e_a_room_named_by_topic_is_found_without_a_message_first(runnin
     overrides = {"schedules": {"jobs": [
         {"name": "pills", "kind": "text", "at": "20:00", "room": FAMILY_TOPIC, "text": "奶奶记得吃药哦～"}]}}
     async with running_bot(overrides) as app:
-        assert FAMILY_TOPIC not in app.router.room_ids  # nobody has spoken since the start
+        assert FAMILY_TOPIC not in app.dispatcher.gates[2].ids  # nobody has spoken since the start
         app.scheduler._scheduler.get_job("daily:pills").modify(next_run_time=dt.datetime.now(SHANGHAI))
         sent = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
     assert sent["text"] == "奶奶记得吃药哦～"

@@ -13,25 +13,29 @@ from typing import Any
 from bot.app import Application, build_app
 from bot.config import AppConfig, Secrets
 from bot.context import Context
+from bot.followups import FollowUps
 from bot.history import HistoryEntry
 from bot.messages import ChatRef, IncomingMessage, Reply
+from services.amap import AmapClient
 from tests.conftest import test_config_data
 
 FAMILY_ROOM = ChatRef("family@chatroom", is_room=True)
 _ids = itertools.count(1)
 
 
-def family_context(llm: Any, text: str, earlier: tuple[str, str]) -> Context:
+def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = None) -> Context:
     """A Context for testing a handler's parts: 妈妈 says `text` in the family room right after `earlier`
-    (sender name, text); nothing is wired behind it (no app, replies go nowhere)."""
+    (sender name, text); replies go nowhere, and `jobs` is whatever the test passes."""
     msg = IncomingMessage(id="m1", chat=FAMILY_ROOM, sender_id="alice", sender_name="妈妈", text=text,
                           mentioned=True)
     history = [HistoryEntry(*earlier, False, 0.0), HistoryEntry("妈妈", text, False, 0.0)]
+    config = AppConfig()
 
-    async def say(reply: Reply) -> None:
-        return None
+    async def say(reply: Reply) -> bool:
+        return True
 
-    return Context(message=msg, config=AppConfig(), history=history, llm=llm, app=None, say=say)
+    return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), history=history, llm=llm, jobs=jobs,
+                   amap=AmapClient(config.amap, None), followups=FollowUps(), say=say)
 
 
 @dataclass
@@ -53,17 +57,16 @@ class ChatDriver:
         app.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
         ctx = Context(message=msg, config=config, history=app.history.recent(msg.chat.key, config.history),
                       llm=app.llm, app=app, say=self._record)
-        reply = await app.router.handle(ctx)
+        reply = await app.dispatcher.handle(ctx)
         if reply is None:
             return ""
         await self._record(reply)
         return reply.text
 
-    async def _record(self, reply: Reply) -> None:
+    async def _record(self, reply: Reply) -> bool:
         self.replies.append(reply)
         self.app.history.add(FAMILY_ROOM.key, self.app.config.bot.name, reply.text, from_bot=True)
+        return True
 
     async def close(self) -> None:
-        for service in self.app.services.values():
-            await service.stop()
-        await self.app.llm.close()
+        await self.app.close()

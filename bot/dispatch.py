@@ -1,0 +1,127 @@
+"""From a channel's message to the reply: the gates in order, then classify, then the intent's handler.
+
+Every incoming message from any channel passes through `Dispatcher.on_message`; this file is where to
+look when the bot answered something it should not have, or stayed silent. Failures all end in one
+place (`handle`): what the asker can fix is told as is, anything else becomes a short apology.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from bot.config import AmapConfig, AppConfig
+from bot.context import Context
+from bot.followups import FollowUps
+from bot.gates import Gate, ReplyFn, Turn
+from bot.history import History
+from bot.llm import LLM, LLMUnavailable
+from bot.messages import IncomingMessage, Reply
+from intents import Intent
+from intents.base import Handler, UserInputError
+
+if TYPE_CHECKING:
+    from bot.jobs import JobQueue
+    from services.amap import AmapClient
+
+LLM_DOWN_REPLY = "抱歉，我的大脑（语言模型）暂时连不上，稍后再@我试试吧🙏"
+NO_LLM_REPLY = ("闲聊问答和提示词润色要用大模型，这里还没配置（管理员设置 OPENAI_API_KEY 就行）。"
+                "查天气、问路线、找地方、画图、做视频，照样可以@我～")
+APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
+INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"
+
+Classify = Callable[[Context], Awaitable[Intent]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        config: Callable[[], AppConfig],
+        gates: Sequence[Gate],
+        classify_llm: Classify,
+        classify_embedded: Classify,
+        handlers: Mapping[Intent, Handler],
+        reply: ReplyFn,
+        history: History,
+        llm: Callable[[], LLM],
+        jobs: JobQueue,
+        amap: Callable[[AmapConfig], AmapClient],
+        followups: FollowUps,
+    ) -> None:
+        self._config = config
+        self.gates = list(gates)
+        self._classify_llm = classify_llm
+        self._classify_embedded = classify_embedded
+        self._handlers = handlers
+        self._reply = reply
+        self._history = history
+        self._llm = llm
+        self._jobs = jobs
+        self._amap = amap
+        self.followups = followups
+
+    async def on_message(self, msg: IncomingMessage) -> None:
+        turn: Turn | None = Turn(msg, self._config().for_chat(msg.chat, msg.room_topic))
+        for gate in self.gates:
+            turn = await gate(turn)
+            if turn is None:
+                return
+        msg = turn.message
+        logger.info("message {} from {} in {}", msg.id, msg.sender_id, msg.chat.key)
+        logger.debug("message {} text: {!r}", msg.id, msg.text)
+        started = time.monotonic()
+        reply = await self.handle(self.context(turn))
+        if reply is not None:
+            await self._reply(msg, reply)
+        logger.info("message {} answered in {:.0f} ms", msg.id, (time.monotonic() - started) * 1000)
+
+    def context(self, turn: Turn) -> Context:
+        msg, settings = turn.message, turn.settings
+        config = settings.config
+
+        async def say(reply: Reply) -> bool:
+            return await self._reply(msg, reply)
+
+        return Context(
+            message=msg, settings=settings, history=self._history.recent(msg.chat.key, config.history),
+            llm=self._llm(), jobs=self._jobs, amap=self._amap(config.amap), followups=self.followups, say=say,
+        )
+
+    async def handle(self, ctx: Context) -> Reply | None:
+        """Classify and run the handler; every failure becomes a short reply, never silence."""
+        try:
+            intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
+            logger.info("message {} -> {}{}", ctx.message.id, intent.module, " (answer)" if pending else "")
+            if not ctx.settings.intent_enabled(intent.module):
+                return Reply(INTENT_OFF_REPLY.format(label=intent.value))
+            return await self._handlers[intent](replace(ctx, pending=pending))
+        except UserInputError as exc:
+            return Reply(str(exc))
+        except LLMUnavailable as exc:
+            logger.warning("message {}: LLM unavailable: {}", ctx.message.id, exc)
+            return Reply(LLM_DOWN_REPLY if ctx.llm.configured else NO_LLM_REPLY)
+        except Exception:  # noqa: BLE001 - the one place unexpected errors end up
+            logger.exception("message {}: handler failed", ctx.message.id)
+            return Reply(APOLOGY_REPLY)
+
+    async def classify(self, ctx: Context) -> Intent:
+        """The LLM when one is configured and answers; the embedded classifier otherwise.
+
+        Read per message, so a reload that adds or removes the LLM, or switches
+        `offline.classifier.enabled`, takes effect at once (disabled and no LLM: every message is chat)."""
+        embedded = ctx.config.offline.classifier.enabled
+        if not ctx.llm.configured:
+            return await self._classify_embedded(ctx) if embedded else Intent.CHAT
+        try:
+            return await self._classify_llm(ctx)
+        except LLMUnavailable as exc:
+            if not embedded:
+                raise
+            logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
+                           ctx.message.id, exc)
+            return await self._classify_embedded(ctx)

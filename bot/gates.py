@@ -1,0 +1,208 @@
+"""The gates every message passes, in order, before it is classified (python-telegram-bot's handler
+groups, nonebot2's preprocessors). Each gate returns the message to go on with — possibly rewritten —
+or None to stop: answered already, or deliberately silent. `Dispatcher` runs them in list order.
+
+    Dedup -> self_echo -> RoomDirectory -> typed_mention -> AdminGate -> allow_list -> addressing -> NonText
+          -> Record -> mention_only -> RateLimit
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from bot.config import ChatSettings
+from bot.history import History
+from bot.messages import IncomingMessage, MessageKind, Reply
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message on its way through the gates, with this chat's settings (room overrides applied)."""
+
+    message: IncomingMessage
+    settings: ChatSettings
+
+
+class Gate(Protocol):
+    async def __call__(self, turn: Turn) -> Turn | None: ...
+
+
+ReplyFn = Callable[[IncomingMessage, Reply], Awaitable[bool]]
+
+
+class Dedup:
+    """Once per message id: puppets replay events, and one question deserves one answer."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        message_id = turn.message.id
+        if message_id in self._seen:
+            return None
+        self._seen[message_id] = None
+        while len(self._seen) > turn.settings.config.bot.dedup_size:
+            self._seen.popitem(last=False)
+        return turn
+
+
+async def self_echo(turn: Turn) -> Turn | None:
+    """Platforms echo the bot's own messages back."""
+    return None if turn.message.from_self else turn
+
+
+class RoomDirectory:
+    """Room topic -> id as seen in messages: schedules name rooms by topic."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        msg = turn.message
+        if msg.room_topic and msg.chat.is_room:
+            self.ids[msg.room_topic] = msg.chat.chat_id
+        return turn
+
+
+_SEPARATORS = "\u2005\u0020\u00a0"
+
+
+def strip_mention(text: str, names: list[str]) -> tuple[bool, str]:
+    """Find a typed/pasted `@<name>` (followed by U+2005, a space or the end) and remove it.
+
+    Returns (found, text without it). Pasted or typed @-mentions from real WeChat clients carry no
+    mention id, so the platform cannot tell: the configured names and the ones the channel saw decide."""
+    found = False
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        pattern = re.compile(rf"@{re.escape(name)}(?:[{_SEPARATORS}]+|$)")
+        text, count = pattern.subn(" ", text)
+        found = found or count > 0
+    return found, text.strip()
+
+
+async def typed_mention(turn: Turn) -> Turn | None:
+    """A typed `@小爱` counts as a mention in rooms (and is removed from the text everywhere)."""
+    msg, bot = turn.message, turn.settings.config.bot
+    found, text = strip_mention(msg.text, [bot.name, *bot.aliases, *msg.bot_names])
+    if not found:
+        return turn
+    return replace(turn, message=replace(msg, text=text, mentioned=msg.mentioned or msg.chat.is_room))
+
+
+class AdminGate:
+    """Admins' "#..." commands run first: they work in rooms not (yet) allowed and in private chat."""
+
+    def __init__(self, run_command: Callable[[IncomingMessage], Awaitable[bool]]) -> None:
+        self._run = run_command
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        msg = turn.message
+        if (msg.kind is MessageKind.TEXT and msg.text.lstrip()[:1] in "#＃"
+                and msg.sender_id in turn.settings.config.bot.admins and await self._run(msg)):
+            return None
+        return turn
+
+
+async def allow_list(turn: Turn) -> Turn | None:
+    msg, config = turn.message, turn.settings.config
+    if msg.chat.is_room:
+        return turn if config.groups.allows(msg.chat.chat_id, msg.room_topic) else None
+    return turn if config.bot.private_chat else None
+
+
+async def addressing(turn: Turn) -> Turn | None:
+    """"小爱，明天下雨吗" where `groups.keywords` are on counts as addressed."""
+    msg = turn.message
+    if not msg.mentioned and (text := turn.settings.strip_keyword(msg.text)) is not None:
+        return replace(turn, message=replace(msg, text=text, mentioned=True))
+    return turn
+
+
+class NonText:
+    """Photos and stickers fly around family groups all day: only answer when addressed."""
+
+    def __init__(self, reply: ReplyFn) -> None:
+        self._reply = reply
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        msg = turn.message
+        if msg.kind is MessageKind.TEXT:
+            return turn
+        if msg.mentioned:
+            await self._reply(msg, Reply(turn.settings.config.bot.non_text_reply))
+        return None
+
+
+class Record:
+    """Every text line in an allowed chat goes into the history the prompts read, addressed or not."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        msg = turn.message
+        self._history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
+        return turn
+
+
+async def mention_only(turn: Turn) -> Turn | None:
+    return turn if turn.message.mentioned else None
+
+
+USER_RATE_REPLY = "你发得有点快啦，我一分钟最多回你 {limit} 条，歇一会儿再@我吧～"
+GROUP_RATE_REPLY = "大家问得太快啦，本群一分钟最多 {limit} 条，我缓一缓，稍后再@我吧～"
+WINDOW_S = 60.0
+
+
+class RateLimit:
+    """Messages a minute per person (in one chat) and per group, before anything costly (the LLM).
+
+    Told once, then quiet until the sender is under the limit again; a limit of 0 means "not offered
+    here" (deliberately silent). Admins are exempt. Counts live in memory: a minute's window."""
+
+    def __init__(self, reply: ReplyFn, clock: Callable[[], float] = time.time) -> None:
+        self._reply = reply
+        self._clock = clock
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._told: set[str] = set()
+
+    async def __call__(self, turn: Turn) -> Turn | None:
+        refusal = self.check(turn.message, turn.settings)
+        if refusal is None:
+            return turn
+        if refusal:
+            await self._reply(turn.message, Reply(refusal))
+        return None
+
+    def check(self, msg: IncomingMessage, settings: ChatSettings) -> str | None:
+        """None: go ahead (and counted). Else the reply to give; "" = stay quiet (already told)."""
+        if msg.sender_id in settings.config.bot.admins:
+            return None
+        now = self._clock()
+        limits = settings.quotas
+        checks = [(f"user:{msg.chat.key}:{msg.sender_id}", limits.user_messages_per_minute, USER_RATE_REPLY)]
+        if msg.chat.is_room:
+            checks.append((f"group:{msg.chat.key}", limits.group_messages_per_minute, GROUP_RATE_REPLY))
+        for key, limit, reply in checks:
+            if limit is None:
+                continue
+            if limit == 0:
+                return ""
+            window = self._recent[key]
+            while window and window[0] <= now - WINDOW_S:
+                window.popleft()
+            if len(window) >= limit:
+                if key in self._told:
+                    return ""
+                self._told.add(key)
+                return reply.format(limit=limit)
+        for key, limit, _reply in checks:
+            if limit is not None:
+                self._recent[key].append(now)
+                self._told.discard(key)
+        return None
