@@ -46,10 +46,9 @@ from bot.llm import LLM, LiveLLM
 from bot.scheduler import Scheduler
 from bot.sender import Sender
 from bot.video import ModelPreload, VideoKind
-from intents import REGISTRY
+from intents import REGISTRY, weather
 from intents.classify import classify
 from intents.embedded import EmbeddedClassifier
-from intents.weather import daily_report
 from services.amap import AmapConnections
 
 
@@ -151,7 +150,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     scheduler = Scheduler(
         live, send=sender.send, resolve_room=resolve_room,
-        weather_report=lambda city: daily_report(amap.client(live().amap), city),
+        weather_report=lambda city: weather.daily_report(amap.client(live().amap), city),
         remove_old_media=jobs.cleanup, prune_history=history.prune,
     )
     live.subscribe(scheduler.on_config)

@@ -55,8 +55,8 @@ class Dispatcher:
     ) -> None:
         self._config = config
         self.gates = list(gates)
-        self._classify_llm = classify_llm
-        self._classify_embedded = classify_embedded
+        self.classify_llm = classify_llm
+        self.classify_embedded = classify_embedded
         self._handlers = handlers
         self._reply = reply
         self._history = history
@@ -116,12 +116,12 @@ class Dispatcher:
         `offline.classifier.enabled`, takes effect at once (disabled and no LLM: every message is chat)."""
         embedded = ctx.config.offline.classifier.enabled
         if not ctx.llm.configured:
-            return await self._classify_embedded(ctx) if embedded else Intent.CHAT
+            return await self.classify_embedded(ctx) if embedded else Intent.CHAT
         try:
-            return await self._classify_llm(ctx)
+            return await self.classify_llm(ctx)
         except LLMUnavailable as exc:
             if not embedded:
                 raise
             logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
                            ctx.message.id, exc)
-            return await self._classify_embedded(ctx)
+            return await self.classify_embedded(ctx)

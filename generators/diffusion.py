@@ -59,7 +59,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         self._env = env
         self._folder: Path | None = None
         self._limits: Any = None
-        self._tokenizer: Any = None
+        self._token_counter: Callable[[str], int] | None = None
         self._pipe: Any = None
         self._info: LoadedModel | None = None
         self._load_lock = threading.Lock()
@@ -102,13 +102,12 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
     def prompt_tokens(self, prompt: str) -> int:
         """How many text-encoder tokens `prompt` takes (limit: `limits.max_prompt_tokens`).
 
-        Loads only the tokenizer on first use (about a second): call it off the event loop."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
+        Reads only the tokenizer file on first use (no torch: the ack must not wait for it)."""
+        if self._token_counter is None:
+            from generators.tokens import token_counter
 
-            folder = self.locate() / self.tokenizer_folder
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return len(self._tokenizer(prompt).input_ids)
+            self._token_counter = token_counter(self.locate() / self.tokenizer_folder)
+        return self._token_counter(prompt)
 
     def check_prompt_length(self, prompt: str) -> None:
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
@@ -144,7 +143,6 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             for line in notes[1 if note else 0:]:
                 logger.warning(line)
             pipe.set_progress_bar_config(disable=True)
-            self._tokenizer = getattr(pipe, self.tokenizer_folder)
             self._info = LoadedModel(
                 folder=folder, variant=self.variant_label(), dtype=str(dtype).removeprefix("torch."),
                 memory_mode=mode, quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,

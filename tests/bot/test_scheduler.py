@@ -118,7 +118,7 @@ async def test_weather_job_without_weather_says_so(tmp_path: Path, monkeypatch) 
 async def test_weather_job_uses_the_weather_intent(tmp_path: Path, monkeypatch) -> None:
     from intents import weather
 
-    async def daily_report(app, city: str) -> str:
+    async def daily_report(client, city: str) -> str:
         return f"{city}：晴，5~15°C"
 
     monkeypatch.setattr(weather, "daily_report", daily_report, raising=False)

@@ -150,13 +150,13 @@ async def test_without_an_llm_requests_work_and_chat_says_what_needs_a_key(runni
     assert fake_llm.calls() == []
 
 
-async def test_fallback_follows_the_enabled_switch_per_message() -> None:
+async def test_fallback_follows_the_enabled_switch_per_message(tmp_path) -> None:
     from types import SimpleNamespace
 
     from bot.config import AppConfig
     from bot.llm import LLMUnavailable
     from intents import Intent
-    from intents.embedded import with_fallback
+    from tests.bot.ops_doubles import make_app
 
     calls: list[str] = []
 
@@ -168,7 +168,9 @@ async def test_fallback_follows_the_enabled_switch_per_message() -> None:
         calls.append("embedded")
         return Intent.WEATHER
 
-    classify = with_fallback(llm_down, embedded)
+    app, _channel = make_app(tmp_path, "bot:\n  name: 小爱\n")
+    app.dispatcher.classify_llm, app.dispatcher.classify_embedded = llm_down, embedded
+    classify = app.dispatcher.classify
 
     def ctx(enabled: bool, llm: bool):
         config = AppConfig.model_validate({"offline": {"classifier": {"enabled": enabled}}})

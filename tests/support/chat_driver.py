@@ -7,13 +7,14 @@ but not the Node peer. The bot's replies are recorded in the history, as the cha
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.app import Application, build_app
 from bot.config import AppConfig, Secrets
 from bot.context import Context
 from bot.followups import FollowUps
+from bot.gates import Turn
 from bot.history import HistoryEntry
 from bot.messages import ChatRef, IncomingMessage, Reply
 from services.amap import AmapClient
@@ -53,10 +54,10 @@ class ChatDriver:
     async def say(self, text: str, sender_id: str = "alice", sender_name: str = "妈妈") -> str:
         msg = IncomingMessage(id=f"m{next(_ids)}", chat=FAMILY_ROOM, sender_id=sender_id,
                               sender_name=sender_name, text=text, mentioned=True, room_topic="相亲相爱一家人")
-        app, config = self.app, self.app.config
+        app = self.app
         app.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
-        ctx = Context(message=msg, config=config, history=app.history.recent(msg.chat.key, config.history),
-                      llm=app.llm, app=app, say=self._record)
+        ctx = replace(app.dispatcher.context(Turn(msg, app.config.for_chat(msg.chat, msg.room_topic))),
+                      say=self._record)
         reply = await app.dispatcher.handle(ctx)
         if reply is None:
             return ""
