@@ -22,8 +22,8 @@ from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
-from bot.dispatch import Dispatcher
-from bot.followups import FollowUps
+from bot.conversation import History, Sender
+from bot.dispatch import Dispatcher, FollowUps
 from bot.gates import (
     AdminGate,
     Dedup,
@@ -37,14 +37,12 @@ from bot.gates import (
     self_echo,
     typed_mention,
 )
-from bot.history import History
 from bot.image import PRIORITY as IMAGE_PRIORITY
 from bot.image import ImageKind, image_api_key
 from bot.jobs import JobQueue
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
 from bot.scheduler import Scheduler
-from bot.sender import Sender
 from bot.video import ModelPreload, VideoKind
 from intents import REGISTRY, weather
 from intents.classify import classify
@@ -126,7 +124,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)
-    sender = Sender(channel, history, bot_name=lambda: live().bot.name)
+    sender = Sender(channel, history, live)
     notices = AdminNotices(live, sender.send)
 
     # the job queue: videos, and pictures with priority so they don't starve behind long videos

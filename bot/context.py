@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import AppConfig, ChatSettings
-from bot.history import History, HistoryEntry
+from bot.conversation import HistoryEntry
 from bot.llm import LLM
 from bot.messages import IncomingMessage, Reply
 
 if TYPE_CHECKING:
-    from bot.followups import FollowUps, Pending
+    from bot.dispatch import FollowUps, Pending
     from bot.jobs import JobQueue
     from intents import Intent
     from services.amap import AmapClient
@@ -25,29 +25,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Context:
     message: IncomingMessage
-    settings: ChatSettings  # this chat's settings; `config` is the whole config with them applied
+    settings: ChatSettings  # this chat's settings (intents on/off, quotas, keywords)
+    config: AppConfig  # the whole config with this chat's settings applied: read it here, never cache it
     history: list[HistoryEntry]  # recent messages in this chat, oldest first, this one last when it has text
+    transcript: str  # the recent chat before this message, as `name: text` lines for prompts
     llm: LLM
     jobs: JobQueue
     amap: AmapClient
     followups: FollowUps
     say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
     pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
-
-    @property
-    def config(self) -> AppConfig:
-        """A snapshot for this message: read it here, never cache it past this message."""
-        return self.settings.config
-
-    @property
-    def transcript(self) -> str:
-        """The recent chat before this message, as `name: text` lines for prompts."""
-        entries = self.history
-        last = entries[-1] if entries else None
-        if last is not None and not last.from_bot and (last.sender, last.text) == (
-                self.message.sender_name, self.message.text):
-            entries = entries[:-1]  # this message itself (a bare "@小爱" has no text, so it is not there)
-        return History.render(entries)
 
     def ask(self, kind: str, intent: Intent, slots: dict[str, str], asked: str, question: str) -> Reply:
         """Ask the asker for a missing slot; their answer comes back to `intent` with these slots."""

@@ -3,25 +3,30 @@
 Every incoming message from any channel passes through `Dispatcher.on_message`; this file is where to
 look when the bot answered something it should not have, or stayed silent. Failures all end in one
 place (`handle`): what the asker can fix is told as is, anything else becomes a short apology.
+
+Follow-up questions are the dispatcher's too (as nonebot2's `Matcher.got` is): a handler that lacks a
+slot ("从哪里出发？") calls `ctx.ask(...)`, `FollowUps` remembers what it already had for that asker in
+that chat for a few minutes, and the answer ("天安门") is routed back to the asking intent — unless the
+classifier sees a clearly different request — with the open question in `ctx.pending`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from bot.config import AmapConfig, AppConfig
+from bot.config import AmapConfig
 from bot.context import Context
-from bot.followups import FollowUps
+from bot.conversation import History, HistoryEntry
 from bot.gates import Gate, ReplyFn, Turn
-from bot.history import History
+from bot.live_config import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
-from intents import Intent
+from intents import ROUTE_INTENTS, Intent
 from intents.base import Handler, UserInputError
 
 if TYPE_CHECKING:
@@ -37,11 +42,62 @@ INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请�
 Classify = Callable[[Context], Awaitable[Intent]]
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A question the bot asked and the slots it already had when asking."""
+
+    kind: str  # the slot prompt's name: "weather" | "route" | "places"
+    intent: Intent
+    slots: dict[str, str]
+    asked: str  # the slot the question asks for
+    expires_at: float
+
+
+class FollowUps:
+    """One open question per (chat, asker), forgotten after its time or once answered."""
+
+    def __init__(self, clock=time.time) -> None:  # noqa: ANN001 - a float clock, replaceable in tests
+        self._items: dict[str, Pending] = {}
+        self._clock = clock
+
+    @staticmethod
+    def _key(msg: IncomingMessage) -> str:
+        return f"{msg.chat.key}|{msg.sender_id}"
+
+    def ask(self, msg: IncomingMessage, kind: str, intent: Intent, slots: dict[str, str], asked: str,
+            ttl_s: float) -> None:
+        now = self._clock()
+        self._items = {k: v for k, v in self._items.items() if v.expires_at > now}
+        self._items[self._key(msg)] = Pending(kind, intent, dict(slots), asked, now + ttl_s)
+
+    def open_question(self, msg: IncomingMessage) -> Pending | None:
+        pending = self._items.get(self._key(msg))
+        if pending is not None and pending.expires_at <= self._clock():
+            self._items.pop(self._key(msg), None)
+            return None
+        return pending
+
+    def route(self, msg: IncomingMessage, intent: Intent) -> tuple[Intent, Pending | None]:
+        """The intent to handle `msg` with, and the open question it answers (now closed), if any.
+
+        A clearly new request ("画一只猫") wins and drops the question; chat or the same intent answers
+        it; switching between route modes ("那坐地铁呢") keeps the places already given."""
+        pending = self.open_question(msg)
+        if pending is None:
+            return intent, None
+        self._items.pop(self._key(msg), None)
+        if intent in (Intent.CHAT, pending.intent):
+            return pending.intent, pending
+        if pending.kind == "route" and intent in ROUTE_INTENTS:
+            return intent, pending
+        return intent, None
+
+
 class Dispatcher:
     def __init__(
         self,
         *,
-        config: Callable[[], AppConfig],
+        config: LiveConfig,
         gates: Sequence[Gate],
         classify_llm: Classify,
         classify_embedded: Classify,
@@ -66,7 +122,7 @@ class Dispatcher:
         self.followups = followups
 
     async def on_message(self, msg: IncomingMessage) -> None:
-        turn: Turn | None = Turn(msg, self._config().for_chat(msg.chat, msg.room_topic))
+        turn: Turn | None = Turn(msg, self._config.current.for_chat(msg.chat, msg.room_topic))
         for gate in self.gates:
             turn = await gate(turn)
             if turn is None:
@@ -87,9 +143,11 @@ class Dispatcher:
         async def say(reply: Reply) -> bool:
             return await self._reply(msg, reply)
 
+        history = self._history.recent(msg.chat.key, config.history)
         return Context(
-            message=msg, settings=settings, history=self._history.recent(msg.chat.key, config.history),
-            llm=self._llm(), jobs=self._jobs, amap=self._amap(config.amap), followups=self.followups, say=say,
+            message=msg, settings=settings, config=config, history=history,
+            transcript=transcript(msg, history), llm=self._llm(), jobs=self._jobs,
+            amap=self._amap(config.amap), followups=self.followups, say=say,
         )
 
     async def handle(self, ctx: Context) -> Reply | None:
@@ -125,3 +183,11 @@ class Dispatcher:
             logger.warning("message {}: LLM classify failed ({}); using the embedded classifier",
                            ctx.message.id, exc)
             return await self.classify_embedded(ctx)
+
+
+def transcript(msg: IncomingMessage, history: list[HistoryEntry]) -> str:
+    """The recent chat before `msg`, as `name: text` lines for prompts."""
+    last = history[-1] if history else None
+    if last is not None and not last.from_bot and (last.sender, last.text) == (msg.sender_name, msg.text):
+        history = history[:-1]  # this message itself (a bare "@小爱" has no text, so it is not there)
+    return History.render(history)

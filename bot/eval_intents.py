@@ -147,7 +147,7 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
 
 def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClassifier, Callable[[], None]]:
     from bot.context import Context
-    from bot.history import HistoryEntry
+    from bot.conversation import HistoryEntry
     from bot.llm import LLM
     from bot.messages import ChatRef, IncomingMessage, Reply
     from intents.classify import classify

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.config import ChatSettings
-from bot.history import History
+from bot.conversation import History
 from bot.messages import IncomingMessage, MessageKind, Reply
 
 

@@ -17,13 +17,15 @@ Overlay = Callable[[AppConfig], AppConfig]
 
 
 class LiveConfig:
+    """`current` is the config in force; calling the object returns it too (a getter to hand out)."""
+
     def __init__(self, config: AppConfig) -> None:
-        self._config = config
+        self.current = config
         self._listeners: list[Listener] = []
         self._overlays: list[Overlay] = []
 
     def __call__(self) -> AppConfig:
-        return self._config
+        return self.current
 
     def subscribe(self, listener: Listener) -> None:
         """Called with (old, new) after every swap, in registration order."""
@@ -37,7 +39,7 @@ class LiveConfig:
         """Swap in a validated config; returns what is now current."""
         for overlay in self._overlays:
             config = overlay(config)
-        old, self._config = self._config, config
+        old, self.current = self.current, config
         for listener in self._listeners:
             try:
                 listener(old, config)

@@ -23,9 +23,11 @@ class Intent(StrEnum):
     VIDEO = "视频生成"
     CHAT = "其它"
 
-    @property
-    def module(self) -> str:
-        return self.name.lower()
+    module: str  # the handler module, prompt file and config section: "weather"
+
+
+for _intent in Intent:
+    _intent.module = _intent.name.lower()  # a plain attribute: read on every message
 
 
 ROUTE_INTENTS = frozenset({Intent.WALK, Intent.CYCLE, Intent.DRIVE, Intent.TRANSIT})

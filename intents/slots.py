@@ -1,7 +1,7 @@
 """What the six AMap intents (天气, 四种路线, 地点推荐) share: slot extraction by the LLM (by rules
 without one), errors in plain Chinese, and the reply's formatting.
 
-A missing slot is asked for with `ctx.ask(...)`; the dispatcher routes the answer back (bot/followups.py)
+A missing slot is asked for with `ctx.ask(...)`; the dispatcher routes the answer back (bot/dispatch.py)
 and the handler finds the open question in `ctx.pending`: its slots are merged with what the LLM reads
 from the answer, and the bare answer is taken as the asked slot when the LLM returns nothing for it.
 """
@@ -37,7 +37,7 @@ from services.amap import (
 
 if TYPE_CHECKING:
     from bot.context import Context
-    from bot.followups import Pending
+    from bot.dispatch import Pending
 
 _EMPTY_VALUES = {"", "null", "none", "无", "未知", "不知道", "没有", "未提及", "n/a"}
 _ANSWER_NOISE = re.compile(r"^(?:从|在|去|到|是|就)|(?:出发|吧|呀|啊|哦|呢|附近|那边|这边)$")

@@ -13,9 +13,9 @@ from typing import Any
 from bot.app import Application, build_app
 from bot.config import AppConfig, Secrets
 from bot.context import Context
-from bot.followups import FollowUps
+from bot.conversation import HistoryEntry
+from bot.dispatch import FollowUps, transcript
 from bot.gates import Turn
-from bot.history import HistoryEntry
 from bot.messages import ChatRef, IncomingMessage, Reply
 from services.amap import AmapClient
 from tests.conftest import test_config_data
@@ -35,7 +35,8 @@ def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = No
     async def say(reply: Reply) -> bool:
         return True
 
-    return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), history=history, llm=llm, jobs=jobs,
+    return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), config=config, history=history,
+                   transcript=transcript(msg, history), llm=llm, jobs=jobs,
                    amap=AmapClient(config.amap, None), followups=FollowUps(), say=say)
 
 
