@@ -21,15 +21,13 @@ from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
 from bot.context import Context
 from bot.history import History
-from bot.image import PRIORITY as IMAGE_PRIORITY
-from bot.image import ImageKind, image_api_key
-from bot.jobs import JobQueue
+from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
 from bot.llm import LLM
 from bot.messages import ChatRef, IncomingMessage, Reply
 from bot.quotas import Quotas
 from bot.router import Router, llm_classifier
 from bot.scheduler import Scheduler
-from bot.video import ModelPreload, VideoKind
 from intents import Intent
 from intents.embedded import EmbeddedClassifier, with_fallback
 from intents.slots import AmapFeature, follow_up_classifier
@@ -160,8 +158,15 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     run for a family (scheduler, alerts, config watcher, quotas)."""
     app = Application(config, secrets, channel, config_path=config_path)
 
-    # the GPU job queue: videos, and pictures with priority so they don't starve behind long videos
-    app.jobs = JobQueue(config.data_dir, deliver=app.send, is_connected=lambda: app.channel.connected)
+    # the GPU job queue: videos, and pictures with priority so they don't starve behind long videos;
+    # video jobs go to the serve-video host while video.backend is remote, everything else runs here
+    app.jobs = JobQueue(
+        JobStore(config.data_dir / "jobs.sqlite3"),
+        [RemoteBackend(lambda: app.config.video, video_token), LocalBackend()],
+        media_dir=config.data_dir / "media",
+        outbox=Outbox(app.send, is_connected=lambda: app.channel.connected),
+        timezone=lambda: app.config.schedules.timezone,
+    )
     video_kind = VideoKind(lambda: app.config.video)
     app.jobs.register(video_kind, label="视频",
                       retention_s=lambda: app.config.video.media_max_age_hours * 3600)

@@ -123,8 +123,8 @@ class Scheduler:
         data_dir = self.app.config.data_dir
         jobs = self.app.jobs
         files = 0
-        if jobs is not None and hasattr(jobs, "cleanup"):  # the job queue knows which results are pending
-            files += await asyncio.to_thread(jobs.cleanup, now)
+        if jobs is not None:  # the job queue knows which results are pending
+            files += await asyncio.to_thread(jobs.retention.cleanup, now)
         files += await asyncio.to_thread(_remove_older, [data_dir / p for p in entry.paths], cutoff)
         messages = self.app.history.prune(cutoff)
         logger.info("schedules: cleanup removed {} files and {} history messages", files, messages)

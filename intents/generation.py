@@ -1,11 +1,12 @@
 """The flow the two generation intents (视频生成, 图片生成) share, top to bottom:
 
 1. parameters from config + what the asker said, checked before the LLM is even asked;
-2. the daily quotas (`bot/quotas.py`; given back if the job is not accepted after all);
+2. the admission rules (pending limit, daily quotas) asked of the queue, which counts nothing until
+   `submit` writes the job (the same rules again, in one transaction);
 3. the English prompt from the recent chat (LLM rewriter, checked, one retry with the reason fed back),
    fitted to the model's token limit without cutting mid-sentence; with no LLM configured at all, the
    asker's own words, flagged as such;
-4. the job on the shared GPU queue (`bot/jobs.py`), acknowledged before it can start.
+4. the job on the shared GPU queue (`bot.jobs`), acknowledged before it can start.
 
 `intents/video.py` and `intents/image.py` subclass `GenerationIntent` with what differs (request type,
 prompt file, replies, extra checks).
@@ -17,13 +18,12 @@ import asyncio
 import random
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from loguru import logger
 
 from bot.context import Context
-from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt
+from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt, limits_for
 from bot.llm import ChatMessage, LLMUnavailable
 from bot.messages import Reply
 from generators.base import GeneratorError, ModelNotFound
@@ -205,12 +205,10 @@ class GenerationIntent:
         except GeneratorError as exc:
             raise self._user_error(exc) from exc
 
-        # 2. the daily quotas (given back below if the job is not accepted after all)
-        quotas = ctx.app.quotas
-        if quotas is not None:
-            quotas.check_and_count(self.kind, msg)
-        accepted = False
+        # 2. the pending limit and the daily quotas, before the LLM is asked
+        limits = self.limits(ctx)
         try:
+            await jobs.admit(self.kind, msg.sender_id, msg.chat, limits)
             # 3. the English prompt, within the model's token limit (exact count when the tokenizer is local)
             limit = await asyncio.to_thread(kind.max_prompt_tokens)
             exact = (limit is not None
@@ -239,16 +237,11 @@ class GenerationIntent:
             async def acknowledge(receipt: Receipt) -> None:
                 await ctx.say(Reply(self.ack(receipt, shown)))
 
-            limits = self.limits(ctx, daily=quotas is None)
-            receipt = await jobs.submit(request, limits, on_accepted=acknowledge)
-            accepted = not receipt.duplicate
+            await jobs.submit(request, limits, on_accepted=acknowledge)
         except (GeneratorError, QueueLimitReached) as exc:
             raise self._user_error(exc) from exc
         except RewriteRejected as exc:  # the asker's own words did not fit the model's token limit
             raise UserInputError(f"描述太长了（{exc.zh}），说短一点再试试吧～") from exc
-        finally:
-            if quotas is not None and not accepted:
-                quotas.refund(self.kind, msg)
         return None
 
     def _user_error(self, exc: Exception) -> UserInputError:
@@ -257,15 +250,9 @@ class GenerationIntent:
             return UserInputError(self.model_missing_reply)
         return UserInputError(str(exc))
 
-    def limits(self, ctx: Context, *, daily: bool) -> Limits:
-        """The pending limit from the kind's section; with `daily`, also the day quotas from `quotas`
-        (room overrides applied) — only where no `app.quotas` counts them already. Admins are exempt."""
+    def limits(self, ctx: Context) -> Limits:
+        """The pending limit from the kind's section and the day quotas of this chat (room overrides
+        applied); admins are exempt from the day quotas."""
         msg, config = ctx.message, ctx.config
-        section = self.section(ctx)
-        limits = Limits(max_pending_per_user=section.max_pending_per_user,
-                        seconds_per_job=section.seconds_per_job)
-        if not daily or msg.sender_id in config.bot.admins:
-            return limits
         quotas = config.for_chat(msg.chat, msg.room_topic).quotas
-        return replace(limits, daily_quota_per_chat=getattr(quotas, f"group_{self.kind}s_per_day"),
-                       daily_quota_per_user=getattr(quotas, f"user_{self.kind}s_per_day"))
+        return limits_for(self.section(ctx), quotas, self.kind, is_admin=msg.sender_id in config.bot.admins)

@@ -321,9 +321,6 @@ class PlaygroundChannel:
         return app
 
 
-_STATE_TEXT = {"accepted": "排队中", "queued": "排队中", "running": "生成中"}
-
-
 def job_status_of(app: Any) -> JobStatus:
     """The page's job panel from the app's job queue (`app.jobs`, when the bot has one); blocking."""
 
@@ -332,7 +329,7 @@ def job_status_of(app: Any) -> JobStatus:
         if jobs is None:
             return []
         return [{"id": job.id, "label": jobs.label(job.request.kind), "asker": job.request.asker_name,
-                 "state": _STATE_TEXT.get(str(job.state), str(job.state)), "step": job.step,
+                 "state": job.state.text, "step": job.step,
                  "steps": job.steps} for job in jobs.list()]
 
     return status
