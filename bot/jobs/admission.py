@@ -30,6 +30,8 @@ def limits_for(section: Any, chat_quotas: Any, kind: str, *, is_admin: bool) -> 
     """The admission rules for one asker: the pending limit and ETA guess from the kind's section
     (`max_pending_per_user`, `seconds_per_job`), the daily quotas from the chat's quotas (room overrides
     already applied: `user_{kind}s_per_day`, `group_{kind}s_per_day`) unless the asker is an admin."""
+    if not hasattr(chat_quotas, f"user_{kind}s_per_day"):
+        raise ValueError(f"no daily quota for job kind {kind!r}")
     pending = Limits(max_pending_per_user=section.max_pending_per_user,
                      seconds_per_job=section.seconds_per_job)
     if is_admin:

@@ -54,6 +54,7 @@ class JobQueue:
         timezone: Callable[[], str] = lambda: DEFAULT_TIMEZONE,
         max_attempts: int = 2,
         cleanup_interval_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.backends: list[WorkerBackend] = [*backends] or [LocalBackend()]
@@ -61,6 +62,7 @@ class JobQueue:
         self.outbox = outbox
         self.retention = Retention(store, media_dir)
         self._timezone = timezone
+        self._clock = clock  # when a job is accepted: its day for the quotas
         self.max_attempts = max_attempts
         self.cleanup_interval_s = cleanup_interval_s
         self.kinds: dict[str, JobKind] = {}
@@ -103,7 +105,7 @@ class JobQueue:
     async def admit(self, kind: str, asker_id: str, chat: ChatRef, limits: Limits) -> None:
         """Raise QueueLimitReached if a job would be refused now (before costly work such as the LLM);
         counts nothing: `submit` applies the same rules again when it writes the job."""
-        since, _day = day_start(time.time(), self._timezone())
+        since, _day = day_start(self._clock(), self._timezone())
         refused = await asyncio.to_thread(self.store.refusal, kind, asker_id, chat, limits, since=since,
                                           label=self.label(kind))
         if refused is not None:
@@ -115,7 +117,7 @@ class JobQueue:
         transaction that writes the job. `on_accepted` (the acknowledgement) runs before the job can
         start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
         await self.check(request.kind, request.params)
-        now = time.time()
+        now = self._clock()
         since, day = day_start(now, self._timezone())
         job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, now=now, since=since,
                                                  day=day, label=self.label(request.kind))

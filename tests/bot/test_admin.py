@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from bot.admin import HELP_TEXT, parse_command
-from bot.jobs import JobQueue, JobRequest, JobState
+from bot.jobs import JobRequest, JobState
 from bot.messages import ChatRef
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, FAMILY_TOPIC, make_app, message, record_classifications
+from tests.support.job_doubles import make_queue
 from tests.support.peer import BOT, FAMILY, at
 
 CONFIG = """\
@@ -43,8 +44,7 @@ class IdleKind:
 
 
 async def queue_with_job(app: Any, tmp_path: Path) -> int:
-    jobs = JobQueue(tmp_path / "jobs", deliver=None)
-    jobs.register(IdleKind(), label="视频")
+    jobs = make_queue(tmp_path / "jobs", kinds=[IdleKind()], label="视频")
     app.jobs = jobs
     request = JobRequest(kind="video", params={"prompt": "熊猫"}, seed=1, asker_id="bob", asker_name="爸爸",
                          chat=ChatRef(FAMILY_ID, True), message_id="ask-1")
