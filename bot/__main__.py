@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, config_error = _load_config(args.config)
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
-    if not endpoint:  # no WeChat gateway configured: serve the local playground instead (issue 7)
+    if not endpoint:  # no WeChat gateway configured: serve the local playground instead
         return cmd_playground(args, connect_hint=True, loaded=(config, config_error))
     if not _port_answers(endpoint):
         print(GATEWAY_DOWN_HELP.format(endpoint=endpoint), file=sys.stderr)
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     check.set_defaults(func=cmd_check_config)
     # more subcommands (playground, serve-video, bench, ...) are added below this line
-    from bench.cli import add_parser as add_bench_parser  # issue 8: `xiaoai bench video|mp4`
+    from bench.cli import add_parser as add_bench_parser  # `xiaoai bench video|mp4`
 
     add_bench_parser(sub)
     playground = sub.add_parser("playground", help="try the bot in a local web page that looks like a group")
