@@ -88,7 +88,7 @@ def _serve(app) -> int:  # noqa: ANN001 - bot.app.Application, imported lazily
 
 
 def cmd_serve_video(args: argparse.Namespace) -> int:
-    from bot.video import TOKEN_ENV, video_token
+    from bot.jobs.kinds import TOKEN_ENV, video_token
     from bot.video_service import serve
 
     token = video_token()

@@ -37,13 +37,11 @@ from bot.gates import (
     self_echo,
     typed_mention,
 )
-from bot.image import PRIORITY as IMAGE_PRIORITY
-from bot.image import ImageKind, image_api_key
-from bot.jobs import JobQueue
+from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
 from bot.scheduler import Scheduler
-from bot.video import ModelPreload, VideoKind
 from intents import REGISTRY, weather
 from intents.classify import classify
 from intents.embedded import EmbeddedClassifier
@@ -127,14 +125,22 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     sender = Sender(channel, history, live)
     notices = AdminNotices(live, sender.send)
 
-    # the job queue: videos, and pictures with priority so they don't starve behind long videos
-    jobs = JobQueue(config.data_dir, deliver=sender.send, is_connected=lambda: channel.connected)
-    video_kind = VideoKind(lambda: live().video)
-    jobs.register(video_kind, label="视频", retention_s=lambda: live().video.media_max_age_hours * 3600)
-    image_kind = ImageKind(lambda: live().image, api_key=lambda: image_api_key() or secrets.openai_api_key,
+    # the job queue: videos, and pictures with priority so they don't starve behind long videos;
+    # video jobs go to the serve-video host while video.backend is remote, everything else runs here
+    jobs = JobQueue(
+        JobStore(config.data_dir / "jobs.sqlite3"),
+        [RemoteBackend(lambda: live.current.video, video_token), LocalBackend()],
+        media_dir=config.data_dir / "media",
+        outbox=Outbox(sender.send, is_connected=lambda: channel.connected),
+        timezone=lambda: live.current.schedules.timezone,
+    )
+    video_kind = VideoKind(lambda: live.current.video)
+    jobs.register(video_kind, label="视频", retention_s=lambda: live.current.video.media_max_age_hours * 3600)
+    image_kind = ImageKind(lambda: live.current.image,
+                           api_key=lambda: image_api_key() or secrets.openai_api_key,
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
-                  retention_s=lambda: live().image.media_max_age_hours * 3600)
+                  retention_s=lambda: live.current.image.media_max_age_hours * 3600)
 
     # running it for a family: schedules, the config file, disconnect alerts
     amap = AmapConnections()
@@ -148,8 +154,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     scheduler = Scheduler(
         live, send=sender.send, resolve_room=resolve_room,
-        weather_report=lambda city: weather.daily_report(amap.client(live().amap), city),
-        remove_old_media=jobs.cleanup, prune_history=history.prune,
+        weather_report=lambda city: weather.daily_report(amap.client(live.current.amap), city),
+        remove_old_media=jobs.retention.cleanup, prune_history=history.prune,
     )
     live.subscribe(scheduler.on_config)
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
@@ -175,8 +181,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     )
     services: list[tuple[str, Service]] = [
         ("jobs", jobs),
-        ("video preload", ModelPreload(video_kind, lambda: live().video)),
-        ("image preload", ModelPreload(image_kind, lambda: live().image)),
+        ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
+        ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
         ("embedded classifier", embedded),
         ("amap", amap),
         ("scheduler", scheduler),

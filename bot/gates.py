@@ -167,7 +167,7 @@ class RateLimit:
 
     def __init__(self, reply: ReplyFn, clock: Callable[[], float] = time.time) -> None:
         self._reply = reply
-        self._clock = clock
+        self.clock = clock
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._told: set[str] = set()
 
@@ -183,7 +183,7 @@ class RateLimit:
         """None: go ahead (and counted). Else the reply to give; "" = stay quiet (already told)."""
         if msg.sender_id in settings.config.bot.admins:
             return None
-        now = self._clock()
+        now = self.clock()
         limits = settings.quotas
         checks = [(f"user:{msg.chat.key}:{msg.sender_id}", limits.user_messages_per_minute, USER_RATE_REPLY)]
         if msg.chat.is_room:

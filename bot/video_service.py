@@ -1,8 +1,9 @@
-"""`xiaoai serve-video`: the video generator as an HTTP service for a GPU host (the `remote` backend).
+"""`xiaoai serve-video`: the video generator as an HTTP service for a GPU host (the bot's `RemoteBackend`).
 
-It runs the same `video` job kind with the `local` backend on the same `JobQueue` as the bot (one GPU
-runs one job at a time, jobs survive restarts), minus the chat delivery: clients poll. Every route but
-`/v1/health` needs `Authorization: Bearer $XIAOAI_VIDEO_TOKEN`.
+It runs the same `video` job kind on a `JobQueue` over the same store as the bot (one GPU runs one job
+at a time, jobs survive restarts), composed without an outbox: clients poll, and a job counts as
+delivered once its file was downloaded. Every route but `/v1/health` needs
+`Authorization: Bearer $XIAOAI_VIDEO_TOKEN`.
 
     POST   /v1/videos/check     {prompt, num_frames?, seed?, steps?, guidance?, height?, width?}
                                 -> 200 {ok} | 422 {detail}: validated, nothing queued
@@ -14,7 +15,10 @@ runs one job at a time, jobs survive restarts), minus the chat delivery: clients
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,9 +30,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.config import AppConfig
-from bot.jobs import JobQueue, JobRequest, JobState, Limits
+from bot.jobs import Job, JobQueue, JobRequest, JobState, JobStore, Limits, LocalBackend
+from bot.jobs.kinds import VideoKind
 from bot.messages import ChatRef
-from bot.video import VideoKind
 from generators.base import GeneratorError
 
 API_CHAT = ChatRef("api", is_room=False)
@@ -49,11 +53,81 @@ class VideoBody(BaseModel):
     width: int | None = None
 
 
-def _status(job: Any) -> dict[str, Any]:
+def _status(job: Job) -> dict[str, Any]:
     state = JobState.QUEUED if job.state is JobState.ACCEPTED else job.state
     steps = job.steps or job.request.params.get("steps", 0)
     return {"id": job.id, "status": state.value, "step": job.step, "steps": steps, "error": job.error,
             "seed": job.request.seed}
+
+
+class VideoRoutes:
+    """The service's handlers over one queue; `config` is read per request (defaults, retention)."""
+
+    def __init__(self, queue: JobQueue, config: Callable[[], AppConfig]) -> None:
+        self.queue = queue
+        self.config = config
+
+    def _params(self, body: VideoBody) -> tuple[dict[str, Any], int | None]:
+        from generators.cogvideox import VideoRequest
+
+        given = body.model_dump(exclude={"prompt", "seed"}, exclude_none=True)
+        params = VideoRequest.from_config(body.prompt, self.config().video, **given).to_dict()
+        return {k: v for k, v in params.items() if k != "seed"}, body.seed
+
+    def _find(self, job_id: int) -> Job:
+        job = self.queue.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no video job {job_id}")
+        return job
+
+    async def health(self) -> dict[str, Any]:
+        return {"ok": True, **self.queue.status()}
+
+    async def check(self, body: VideoBody) -> dict[str, Any]:
+        params, seed = self._params(body)
+        await self.queue.check("video", {**params, "seed": seed})
+        return {"ok": True}
+
+    async def create(self, body: VideoBody) -> dict[str, Any]:
+        params, seed = self._params(body)
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        request = JobRequest(kind="video", params=params, seed=seed, asker_id="api", asker_name="api",
+                             chat=API_CHAT, message_id=uuid.uuid4().hex)
+        limits = Limits(seconds_per_job=self.config().video.seconds_per_job)
+        receipt = await self.queue.submit(request, limits)
+        return {"id": receipt.job.id, "status": "queued", "position": receipt.position,
+                "eta_s": receipt.eta_s, "seed": seed}
+
+    async def status(self, job_id: int) -> dict[str, Any]:
+        return _status(self._find(job_id))
+
+    async def content(self, job_id: int) -> FileResponse:
+        job = self._find(job_id)
+        if job.state is not JobState.DONE:
+            raise HTTPException(409, f"video job {job_id} is {job.state.value}, not done")
+        if job.result is None or not job.result.is_file():
+            raise HTTPException(404, f"the file of video job {job_id} has expired")
+        await asyncio.to_thread(self.queue.store.mark_delivered, job.id, time.time())
+        return FileResponse(job.result, media_type="video/mp4", filename=job.result.name)
+
+    async def cancel(self, job_id: int) -> dict[str, Any]:
+        self._find(job_id)
+        await self.queue.cancel(job_id)
+        return _status(self._find(job_id))
+
+
+def _bearer_check(token: str) -> Callable[..., None]:
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    return authorised
+
+
+async def _generator_error(request: Request, exc: GeneratorError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
 def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
@@ -62,16 +136,16 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
     if not token:
         raise ValueError("serve-video needs a token (env XIAOAI_VIDEO_TOKEN)")
     current = config_getter or (lambda: config)
-    video_kind = kind or VideoKind(lambda: current().video, force_local=True)
-    queue = JobQueue(config.data_dir / "video-service", deliver=None)
+    video_kind = kind or VideoKind(lambda: current().video)
+    folder = config.data_dir / "video-service"
+    queue = JobQueue(JobStore(folder / "jobs.sqlite3"), [LocalBackend()], media_dir=folder / "media")
     queue.register(video_kind, label="视频", retention_s=lambda: current().video.media_max_age_hours * 3600)
+    routes = VideoRoutes(queue, current)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await queue.start()
         if current().video.load_at_start:
-            import asyncio
-
             await asyncio.to_thread(video_kind.generator.load)
         try:
             yield
@@ -80,72 +154,14 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
 
     app = FastAPI(title="xiaoai video service", lifespan=lifespan)
     app.state.queue = queue
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
-        given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    guarded = [Depends(authorised)]
-
-    def params_of(body: VideoBody) -> tuple[dict[str, Any], int | None]:
-        from generators.cogvideox import VideoRequest
-
-        given = body.model_dump(exclude={"prompt", "seed"}, exclude_none=True)
-        params = VideoRequest.from_config(body.prompt, current().video, **given).to_dict()
-        return {k: v for k, v in params.items() if k != "seed"}, body.seed
-
-    @app.exception_handler(GeneratorError)
-    async def generator_error(request: Request, exc: GeneratorError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.get("/v1/health")
-    async def health() -> dict[str, Any]:
-        return {"ok": True, **queue.status()}
-
-    @app.post("/v1/videos/check", dependencies=guarded)
-    async def check(body: VideoBody) -> dict[str, Any]:
-        params, seed = params_of(body)
-        await queue.check("video", {**params, "seed": seed})
-        return {"ok": True}
-
-    @app.post("/v1/videos", status_code=202, dependencies=guarded)
-    async def create(body: VideoBody) -> dict[str, Any]:
-        import random
-
-        params, seed = params_of(body)
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        request = JobRequest(kind="video", params=params, seed=seed, asker_id="api", asker_name="api",
-                             chat=API_CHAT, message_id=uuid.uuid4().hex)
-        receipt = await queue.submit(request, Limits(seconds_per_job=current().video.seconds_per_job))
-        return {"id": receipt.job.id, "status": "queued", "position": receipt.position,
-                "eta_s": receipt.eta_s, "seed": seed}
-
-    def find(job_id: int) -> Any:
-        job = queue.get(job_id)
-        if job is None:
-            raise HTTPException(404, f"no video job {job_id}")
-        return job
-
-    @app.get("/v1/videos/{job_id}", dependencies=guarded)
-    async def status(job_id: int) -> dict[str, Any]:
-        return _status(find(job_id))
-
-    @app.get("/v1/videos/{job_id}/content", dependencies=guarded)
-    async def content(job_id: int) -> FileResponse:
-        job = find(job_id)
-        if job.state is not JobState.DONE:
-            raise HTTPException(409, f"video job {job_id} is {job.state.value}, not done")
-        if job.result is None or not job.result.is_file():
-            raise HTTPException(404, f"the file of video job {job_id} has expired")
-        return FileResponse(job.result, media_type="video/mp4", filename=job.result.name)
-
-    @app.delete("/v1/videos/{job_id}", dependencies=guarded)
-    async def cancel(job_id: int) -> dict[str, Any]:
-        find(job_id)
-        await queue.cancel(job_id)
-        return _status(find(job_id))
-
+    app.add_exception_handler(GeneratorError, _generator_error)  # type: ignore[arg-type]
+    guarded = [Depends(_bearer_check(token))]
+    app.get("/v1/health")(routes.health)
+    app.post("/v1/videos/check", dependencies=guarded)(routes.check)
+    app.post("/v1/videos", status_code=202, dependencies=guarded)(routes.create)
+    app.get("/v1/videos/{job_id}", dependencies=guarded)(routes.status)
+    app.get("/v1/videos/{job_id}/content", dependencies=guarded)(routes.content)
+    app.delete("/v1/videos/{job_id}", dependencies=guarded)(routes.cancel)
     return app
 
 

@@ -1,7 +1,7 @@
 """The contract every in-process generator (CogVideoX video, FLUX image) follows.
 
 A request is plain serialisable data, so a job can be stored in SQLite or sent to a remote worker
-(`../shared/notes/scale-out.md`) unchanged. `generate` is blocking GPU/CPU work: callers run it in a
+unchanged. `generate` is blocking GPU/CPU work: callers run it in a
 worker thread, never on the event loop. Only `generators/` imports torch or diffusers, and only inside
 functions, so the bot starts fast and runs without them.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, fields
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 StepCallback = Callable[[int, int], None]
@@ -60,14 +59,6 @@ class RequestData:
 
 RequestT = TypeVar("RequestT")
 OutputT = TypeVar("OutputT")
-
-
-@dataclass(frozen=True)
-class MediaOutput:
-    """A finished file on disk plus what the asker should see with it."""
-
-    path: Path
-    caption: str = ""
 
 
 class Generator(ABC, Generic[RequestT, OutputT]):

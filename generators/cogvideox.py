@@ -198,10 +198,3 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         if video.shape[0] != request.num_frames:
             raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
         return VideoResult(frames=video, fps=self.config.fps, seed=seed, steps=request.steps, seconds=elapsed)
-
-    def write_mp4(self, result: VideoResult, path: Path | str) -> Path:
-        """Encode `result` to MP4 at `path` with the configured bitrate and size cap (blocking)."""
-        from generators.mp4 import encode_mp4
-
-        return encode_mp4(result.frames, path, fps=result.fps, bitrate_kbps=self.config.bitrate_kbps,
-                          max_bytes=int(self.config.max_mp4_mb * 1_000_000), preset=self.config.x264_preset)

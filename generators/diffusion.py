@@ -34,7 +34,6 @@ from generators.loading import (
     ModelSource,
     apply_memory_mode,
     find_model,
-    gpu_memory,
     has_cuda,
     load_pipeline,
     resolve_dtype,
@@ -205,16 +204,3 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         """What is loaded, or None before the first load."""
         return self._info
 
-    def status_text(self) -> str:
-        """One short Chinese paragraph for an admin status command: model, dtype, memory mode, GPU."""
-        if self._info is None:
-            try:
-                where = f"模型在 {self.locate()}"
-            except GeneratorError as exc:
-                where = str(exc)
-            lines = [f"{self.what}模型尚未加载（首次使用时加载）。{where}"]
-        else:
-            lines = [f"{self.what}模型: {self._info.summary()}"]
-        memory = gpu_memory()
-        lines.append(memory.summary() if memory else "没有 GPU（在 CPU 上运行）")
-        return "\n".join(lines)

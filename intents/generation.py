@@ -1,11 +1,12 @@
 """The flow the two generation intents (视频生成, 图片生成) share, top to bottom:
 
 1. parameters from config + what the asker said, checked before the LLM is even asked;
-2. the English prompt from the recent chat (LLM rewriter, checked, one retry with the reason fed back),
+2. the admission rules (pending limit, daily quotas) asked of the queue, which counts nothing until
+   `submit` writes the job (the same rules again, in one transaction);
+3. the English prompt from the recent chat (LLM rewriter, checked, one retry with the reason fed back),
    fitted to the model's token limit without cutting mid-sentence; with no LLM configured at all, the
    asker's own words, flagged as such;
-3. the job on the shared GPU queue (`bot/jobs.py`), acknowledged before it can start; the daily quotas
-   and the per-person pending limit are checked as the job is written.
+4. the job on the shared GPU queue (`bot.jobs`), acknowledged before it can start.
 
 `intents/video.py` and `intents/image.py` subclass `GenerationIntent` with what differs (request type,
 prompt file, replies, extra checks).
@@ -17,13 +18,12 @@ import asyncio
 import random
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from loguru import logger
 
 from bot.context import Context
-from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt
+from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt, limits_for
 from bot.llm import ChatMessage, LLMUnavailable
 from bot.messages import Reply
 from generators.base import GeneratorError, ModelNotFound
@@ -205,8 +205,11 @@ class GenerationIntent:
         except GeneratorError as exc:
             raise self._user_error(exc) from exc
 
+        # 2. the pending limit and the daily quotas, before the LLM is asked
+        limits = self.limits(ctx)
         try:
-            # 2. the English prompt, within the model's token limit (exact count when the tokenizer is local)
+            await jobs.admit(self.kind, msg.sender_id, msg.chat, limits)
+            # 3. the English prompt, within the model's token limit (exact count when the tokenizer is local)
             limit = await asyncio.to_thread(kind.max_prompt_tokens)
             exact = (limit is not None
                      and await asyncio.to_thread(kind.count_tokens, self.probe_prompt) is not None)
@@ -234,7 +237,7 @@ class GenerationIntent:
             async def acknowledge(receipt: Receipt) -> None:
                 await ctx.say(Reply(self.ack(receipt, shown)))
 
-            await jobs.submit(request, self.limits(ctx), on_accepted=acknowledge)
+            await jobs.submit(request, limits, on_accepted=acknowledge)
         except (GeneratorError, QueueLimitReached) as exc:
             raise self._user_error(exc) from exc
         except RewriteRejected as exc:  # the asker's own words did not fit the model's token limit
@@ -248,14 +251,8 @@ class GenerationIntent:
         return UserInputError(str(exc))
 
     def limits(self, ctx: Context) -> Limits:
-        """The pending limit from the kind's section and the day quotas from `quotas` (room overrides
-        applied), counted by the job store when the job is written. Admins are exempt."""
+        """The pending limit from the kind's section and the day quotas of this chat (room overrides
+        applied); admins are exempt from the day quotas."""
         msg, config = ctx.message, ctx.config
-        section = self.section(ctx)
-        limits = Limits(max_pending_per_user=section.max_pending_per_user,
-                        seconds_per_job=section.seconds_per_job)
-        if msg.sender_id in config.bot.admins:
-            return limits
-        quotas = ctx.settings.quotas
-        return replace(limits, daily_quota_per_chat=getattr(quotas, f"group_{self.kind}s_per_day"),
-                       daily_quota_per_user=getattr(quotas, f"user_{self.kind}s_per_day"))
+        is_admin = msg.sender_id in config.bot.admins
+        return limits_for(self.section(ctx), ctx.settings.quotas, self.kind, is_admin=is_admin)

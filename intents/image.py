@@ -1,5 +1,5 @@
 """图片生成: rewrite the chat into an English FLUX prompt that keeps what was asked for, queue the
-picture on the shared GPU queue, ack at once; the worker (`bot/jobs.py` + `bot/image.py`) posts the
+picture on the shared GPU queue, ack at once; the worker (`bot/jobs/` + `bot/jobs/kinds/image.py`) posts the
 picture with @asker.
 
 The shared flow is `intents/generation.py`; the image rewriter adds one check of its own: key nouns

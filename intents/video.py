@@ -1,6 +1,6 @@
 """视频生成: rewrite the chat into an English CogVideoX prompt, check it, queue the render, ack at once.
 
-The shared flow lives in `intents/generation.py`; the worker (`bot/jobs.py` + `bot/video.py`) posts the
+The shared flow lives in `intents/generation.py`; the worker (`bot/jobs/` + `bot/jobs/kinds/video.py`) posts the
 MP4 with @asker later. Everything the asker can fix (bad frame count, quota reached, a prompt the LLM
 could not write) comes back as a short reply.
 """

@@ -322,7 +322,7 @@ def job_status_of(jobs: Any) -> JobStatus:
 
     def status() -> list[dict[str, Any]]:
         return [{"id": job.id, "label": jobs.label(job.request.kind), "asker": job.request.asker_name,
-                 "state": job.state.label, "step": job.step, "steps": job.steps} for job in jobs.list()]
+                 "state": job.state.text, "step": job.step, "steps": job.steps} for job in jobs.list()]
 
     return status
 

@@ -28,9 +28,11 @@ from bot.jobs import (
     QueueLimitReached,
     describe,
 )
-from bot.messages import ChatRef, Reply
+from bot.messages import ChatRef
 from generators.base import GenerationCancelled, GeneratorError
 from tests.conftest import wait_until
+from tests.support.job_doubles import Recorder as Outbox
+from tests.support.job_doubles import make_queue as compose_queue
 
 ROOM = ChatRef("family@chatroom", is_room=True)
 OTHER_ROOM = ChatRef("other@chatroom", is_room=True)
@@ -82,25 +84,6 @@ class FakeKind:
                 self.running -= 1
 
 
-class Outbox:
-    """Records deliveries; can pretend the channel is down."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[ChatRef, Reply]] = []
-        self.down = False
-        self.attempts = 0
-
-    async def deliver(self, chat: ChatRef, reply: Reply) -> bool:
-        self.attempts += 1
-        if self.down:
-            return False
-        self.sent.append((chat, reply))
-        return True
-
-    def texts(self) -> list[str]:
-        return [reply.text for _, reply in self.sent]
-
-
 def request(tag: str, *, asker: str = "alice", chat: ChatRef = ROOM, message_id: str | None = None,
             **params: Any) -> JobRequest:
     return JobRequest(kind="fake", params={"tag": tag, **params}, seed=7, asker_id=asker, asker_name="妈妈",
@@ -109,9 +92,7 @@ def request(tag: str, *, asker: str = "alice", chat: ChatRef = ROOM, message_id:
 
 def make_queue(data_dir: Path, outbox: Outbox | None, kind: FakeKind | None = None,
                **kwargs: Any) -> JobQueue:
-    queue = JobQueue(data_dir, deliver=outbox.deliver if outbox else None, retry_delivery_s=0.1, **kwargs)
-    queue.register(kind or FakeKind(), label="测试", retention_s=lambda: 3600)
-    return queue
+    return compose_queue(data_dir, outbox, [kind or FakeKind()], **kwargs)
 
 
 @pytest.fixture
@@ -120,8 +101,7 @@ async def setup(tmp_path: Path):
     queue = make_queue(tmp_path, outbox, kind)
     await queue.start()
     yield queue, outbox, kind
-    if queue.started:
-        await queue.stop()
+    await queue.stop()
 
 
 async def test_job_runs_and_result_is_posted_with_mention_and_caption(setup):
@@ -159,7 +139,8 @@ async def test_position_and_eta(tmp_path: Path):
         third = await queue.submit(request("c", asker="u3"), limits)
         assert third.position == 3
         assert 21 <= third.eta_s <= 30  # the running one counts as (almost) a whole job, then two more
-        assert await queue.estimate_wait("fake", 10) == (4, pytest.approx(third.eta_s + 10, abs=1))
+        fourth = await queue.submit(request("d", asker="u4"), limits)
+        assert (fourth.position, fourth.eta_s) == (4, pytest.approx(third.eta_s + 10, abs=1))
         listing = [describe(job, queue.label(job.request.kind)) for job in queue.list()]
         assert listing[0].startswith("#1 测试 妈妈 生成中") and "排队中" in listing[1]
         kind.gates["a"].set()
@@ -186,7 +167,7 @@ async def test_bad_params_are_refused_before_anything_is_stored(setup):
         await queue.submit(request("x", bad=True))
     with pytest.raises(GeneratorError, match="还没有开通"):
         await queue.submit(JobRequest("image", {}, 1, "a", "A", ROOM, "m1"))
-    assert queue.list() == [] and queue.store.recent(10) == []
+    assert queue.list() == [] and queue.store.get(1) is None
 
 
 async def test_cancel_queued_and_running_jobs(setup):
@@ -219,13 +200,13 @@ async def test_pending_limit_daily_quota_and_duplicates(setup):
     again = await queue.submit(request("a1"), limits)  # the same message id, replayed
     assert again.duplicate and again.job.id == 1
     await queue.submit(request("b1", asker="bob"), limits)
-    with pytest.raises(QueueLimitReached, match="今天的额度（3 个）已经用完"):
+    with pytest.raises(QueueLimitReached, match="本群今天的测试额度（3 个）用完啦"):
         await queue.submit(request("c1", asker="carol"), limits)
     await queue.submit(request("c1", asker="carol", chat=OTHER_ROOM), limits)  # other room, own quota
     kind.gates["a1"].set()
     await wait_until(lambda: len(outbox.sent) == 4, 10)
     await queue.submit(request("a4"), Limits(max_pending_per_user=2))  # pending slots are free again
-    with pytest.raises(QueueLimitReached, match="你今天的额度（3 个）"):
+    with pytest.raises(QueueLimitReached, match="你今天的测试额度（3 个）"):
         await queue.submit(request("a5"), Limits(daily_quota_per_user=3))
 
 
@@ -248,7 +229,7 @@ async def test_results_wait_while_the_channel_is_down_and_keep_their_order(setup
     outbox.down = True
     for tag in "ab":
         await queue.submit(request(tag, asker=f"u-{tag}"))
-    await wait_until(lambda: all(j.state is JobState.DONE for j in queue.store.recent(5)), 5)
+    await wait_until(lambda: all(queue.get(i).state is JobState.DONE for i in (1, 2)), 5)
     await wait_until(lambda: outbox.attempts >= 3, 5)  # retried, nothing lost
     outbox.down = False
     await wait_until(lambda: len(outbox.sent) == 2, 5)
@@ -324,9 +305,10 @@ async def test_crash_mid_run_recovers_every_job(tmp_path: Path):
 
 
 async def test_job_that_keeps_killing_the_process_fails_with_a_message(tmp_path: Path):
-    queue = make_queue(tmp_path, None)
-    job, _ = queue.store.insert(request("a"), Limits(), time.time())
-    queue.store.set_state(job.id, JobState.RUNNING, attempts=2)  # died twice while running it
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job, _ = store.insert(request("a"), Limits(), now=time.time(), since=0.0, day="", label="测试")
+    store.set_state(job.id, JobState.RUNNING, attempts=2)  # died twice while running it
+    store.close()
     outbox = Outbox()
     queue = make_queue(tmp_path, outbox)
     await queue.start()
@@ -341,7 +323,7 @@ CHILD = textwrap.dedent("""
     import asyncio, sys, time
     from pathlib import Path
     from bot.messages import ChatRef
-    from bot.jobs import JobQueue, JobRequest
+    from bot.jobs import JobQueue, JobRequest, JobStore, Outbox
 
     class Slow:
         name = "fake"
@@ -354,7 +336,8 @@ CHILD = textwrap.dedent("""
         return False
 
     async def main():
-        queue = JobQueue(Path(sys.argv[1]), deliver=down)
+        folder = Path(sys.argv[1])
+        queue = JobQueue(JobStore(folder / "jobs.sqlite3"), media_dir=folder / "media", outbox=Outbox(down))
         queue.register(Slow(), label="测试")
         await queue.start()
         for tag in "ab":
@@ -395,23 +378,24 @@ async def test_old_media_is_removed_but_recent_and_pending_kept(tmp_path: Path):
         path = outbox.sent[0][1].file
         stray = queue.media_dir / "fake" / "partial.tmp"
         stray.write_text("x")
-        assert queue.cleanup(now=time.time()) == 0  # young files stay
+        assert queue.retention.cleanup(now=time.time()) == 0  # young files stay
         os.utime(stray, (time.time() - 7200, time.time() - 7200))
-        assert queue.cleanup(now=time.time() + 7200) == 2
+        assert queue.retention.cleanup(now=time.time() + 7200) == 2
         assert not path.exists() and not stray.exists()
         assert queue.get(receipt.job.id).result is None
     finally:
         await queue.stop()
 
 
-async def test_without_a_deliverer_results_are_kept_for_polling(tmp_path: Path):
+async def test_without_an_outbox_results_are_kept_for_polling(tmp_path: Path):
     queue = make_queue(tmp_path, None)
     await queue.start()
     try:
         receipt = await queue.submit(request("a"))
         await wait_until(lambda: queue.get(receipt.job.id).state is JobState.DONE, 5)
         job = queue.get(receipt.job.id)
-        assert job.result.read_text() == "a:7" and job.delivered_at is not None
+        assert job.result.read_text() == "a:7"
+        assert job.delivered_at is None  # nobody posts it; the poller marks it (see the video service)
         assert queue.status()["queued"] == 0
     finally:
         await queue.stop()

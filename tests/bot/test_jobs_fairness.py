@@ -1,4 +1,4 @@
-"""The shared GPU queue's fairness policy (issue 5): pictures go ahead of waiting videos, but never more
+"""The shared GPU queue's fairness policy: pictures go ahead of waiting videos, but never more
 than `max_overtakes` in a row, so videos are not starved either. Pure ordering, then a real JobQueue."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.jobs import Job, JobQueue, JobRequest, JobState, pick_next, run_order
+from bot.jobs import Job, JobRequest, JobState, pick_next, run_order
 from bot.messages import ChatRef
 from tests.conftest import wait_until
+from tests.support.job_doubles import make_queue
 
 ROOM = ChatRef("family@chatroom", is_room=True)
 PRIORITY = {"image": 1, "video": 0}
@@ -74,7 +75,7 @@ class GatedKind:
 async def test_queue_runs_a_picture_before_waiting_videos_and_tells_its_real_position(tmp_path: Path) -> None:
     started: list[str] = []
     gates = {"v1": threading.Event()}
-    queue = JobQueue(tmp_path, deliver=None)
+    queue = make_queue(tmp_path)
     queue.register(GatedKind("video", started, gates), label="视频")
     queue.register(GatedKind("image", started, gates), label="图片", priority=1)
     await queue.start()

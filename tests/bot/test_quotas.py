@@ -1,17 +1,12 @@
-"""Rate limits and daily quotas on a controlled clock: per user, per group, per room override, admins
-exempt, each with a clear reply."""
+"""Message rate limits on a controlled clock: per user, per group, per room override, admins exempt,
+each with a clear reply. The daily picture/video quotas are the job queue's (tests/bot/test_job_quotas.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import pytest
-from bot.quotas import Quotas
-
-from intents.base import UserInputError
+from bot.gates import RateLimit
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, OTHER_ID, make_app, message, record_classifications
 from tests.support.peer import BOT, FAMILY, at
 
@@ -43,7 +38,7 @@ class Clock:
 def app_with_clock(tmp_path: Path, start: float = 1_800_000_000.0):
     app, channel = make_app(tmp_path, CONFIG)
     clock = Clock(start)
-    app.quotas = Quotas(app, clock=clock)
+    next(g for g in app.dispatcher.gates if isinstance(g, RateLimit)).clock = clock
     return app, channel, clock
 
 
@@ -93,55 +88,6 @@ async def test_a_message_quota_of_zero_switches_the_bot_off_there_silently(tmp_p
     seen = record_classifications(app)
     await app.dispatcher.on_message(message("在吗", sender="bob"))
     assert seen == [] and channel.texts(FAMILY_ID) == []
-
-
-def test_daily_image_quota_per_user_and_group_with_midnight_reset(tmp_path: Path) -> None:
-    shanghai = ZoneInfo("Asia/Shanghai")
-    start = dt.datetime(2026, 11, 3, 23, 0, tzinfo=shanghai).timestamp()
-    app, _channel, clock = app_with_clock(tmp_path, start)
-    quotas = app.quotas
-    bob, carol = message("画", sender="bob"), message("画", sender="carol")
-    quotas.check_and_count("image", bob)
-    quotas.check_and_count("image", bob)
-    with pytest.raises(UserInputError, match="你今天的图片额度（2 个）用完啦"):
-        quotas.check_and_count("image", bob)
-    quotas.check_and_count("image", carol)
-    with pytest.raises(UserInputError, match="本群今天的图片额度（3 个）用完啦"):
-        quotas.check_and_count("image", carol)
-    assert quotas.used_today("image", bob) == (2, 3)
-    quotas.check_and_count("image", message("画", sender=ADMIN))  # exempt
-    clock.now = dt.datetime(2026, 11, 4, 0, 0, 1, tzinfo=shanghai).timestamp()  # midnight in Shanghai
-    quotas.check_and_count("image", bob)
-    assert quotas.used_today("image", bob) == (1, 1)
-
-
-def test_video_quota_refund_and_room_zero(tmp_path: Path) -> None:
-    app, _channel, _clock = app_with_clock(tmp_path)
-    quotas = app.quotas
-    bob = message("做视频", sender="bob")
-    quotas.check_and_count("video", bob)
-    with pytest.raises(UserInputError, match="本群今天的视频额度（1 个）用完啦"):
-        quotas.check_and_count("video", message("做视频", sender="carol"))
-    quotas.refund("video", bob)  # the job was refused after all
-    quotas.check_and_count("video", message("做视频", sender="carol"))
-    with pytest.raises(UserInputError, match="这里暂时不提供视频生成"):
-        quotas.check_and_count("video", message("做视频", sender="bob", room=OTHER_ID))
-    quotas.check_and_count("video", message("做视频", sender="bob", room=None))  # private: user limit only
-    with pytest.raises(ValueError):
-        quotas.check_and_count("music", bob)  # type: ignore[arg-type]
-
-
-def test_daily_counts_survive_a_restart_but_not_midnight(tmp_path: Path) -> None:
-    app, _channel, clock = app_with_clock(tmp_path)
-    app.quotas.check_and_count("image", message("画猫", sender="bob"))
-    app.quotas.check_and_count("image", message("画狗", sender="bob"))
-    restarted = Quotas(app, clock=clock)  # a new process reading the same data_dir
-    with pytest.raises(UserInputError, match="你今天的图片额度（2 个）用完啦"):
-        restarted.check_and_count("image", message("画鱼", sender="bob"))
-    clock.now += 86400
-    tomorrow = Quotas(app, clock=clock)
-    tomorrow.check_and_count("image", message("画鱼", sender="bob"))
-    assert tomorrow.used_today("image", message("画鱼", sender="bob")) == (1, 1)
 
 
 async def test_e2e_rate_limit_reply(running_bot, peer, fake_llm) -> None:

@@ -1,4 +1,5 @@
-"""The `video` job kind itself (bot/video.py): what it hands the MP4 encoder. No model: a fake generator."""
+"""The `video` job kind itself (bot/jobs/kinds/video.py): what it hands the MP4 encoder. No model:
+a fake generator."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 
 from bot.config import VideoConfig
 from bot.jobs import JobRequest
+from bot.jobs.kinds import VideoKind
 from bot.messages import ChatRef
-from bot.video import VideoKind
 
 
 class FramesGenerator:
@@ -43,9 +44,6 @@ def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monke
 
 
 def test_queue_only_edits_keep_the_loaded_generator_but_model_edits_rebuild_it() -> None:
-    from bot.config import VideoConfig
-    from bot.video import VideoKind
-
     current = {"config": VideoConfig()}
     kind = VideoKind(lambda: current["config"])
     first = kind.generator

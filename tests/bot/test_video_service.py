@@ -1,5 +1,5 @@
 """`xiaoai serve-video`: the real FastAPI app over a tiny CogVideoX folder, through httpx's ASGI transport,
-and the bot's `remote` backend against it on a loopback uvicorn."""
+and the bot's `RemoteBackend` against it on a loopback uvicorn."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ import imageio.v3 as iio
 import pytest
 import uvicorn
 
-from bot.config import AppConfig
+from bot.config import AppConfig, VideoConfig
+from bot.jobs import Job, JobRequest, JobState, RemoteBackend
+from bot.jobs.kinds import VideoKind
+from bot.jobs.remote import REFUSED
+from bot.messages import ChatRef
 from bot.video_service import create_app
-from generators.base import GenerationCancelled, GeneratorError, MediaOutput
+from generators.base import GenerationCancelled, GeneratorError
 from generators.cogvideox import VideoRequest
-from generators.remote import REFUSED, RemoteVideoGenerator
 from tests.support.peer import free_port
 
 TOKEN = "s3cret-token"
@@ -43,7 +46,12 @@ async def client(tmp_path: Path, tiny_model: Path):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service",
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            http.service_app = app  # type: ignore[attr-defined]
             yield http
+
+
+def client_queue(http: httpx.AsyncClient):
+    return http.service_app.state.queue  # type: ignore[attr-defined]
 
 
 async def finished(http: httpx.AsyncClient, job_id: int, within: float = 30) -> dict:
@@ -73,6 +81,7 @@ async def test_render_and_download_mp4(client: httpx.AsyncClient):
     assert status["status"] == "done" and status["seed"] == 3
     content = await client.get(f"/v1/videos/{status['id']}/content")
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
+    assert client_queue(client).get(status["id"]).delivered_at is not None  # polled and fetched
     frames = iio.imread(content.content, extension=".mp4")
     assert frames.shape == (9, 64, 96, 3)
     assert iio.immeta(content.content, extension=".mp4")["fps"] == 8
@@ -122,34 +131,56 @@ def served(tmp_path: Path, tiny_model: Path):
     thread.join(10)
 
 
-def remote(url: str, token: str | None, tmp_path: Path) -> RemoteVideoGenerator:
-    from bot.config import VideoConfig
-
+def remote(url: str, token: str | None) -> RemoteBackend:
     config = VideoConfig(backend="remote", remote_url=url, remote_poll_s=0.05, **SMALL)
-    return RemoteVideoGenerator(config, token, download_dir=tmp_path / "downloads")
+    return RemoteBackend(lambda: config, lambda: token)
 
 
-def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
-    generator = remote(served, TOKEN, tmp_path)
+def video_job(request: VideoRequest, job_id: int = 1) -> Job:
+    params = {k: v for k, v in request.to_dict().items() if k != "seed"}
+    return Job(id=job_id, request=JobRequest("video", params, request.seed or 0, "alice", "妈妈",
+                                             ChatRef("family@chatroom", True), f"m{job_id}"),
+               state=JobState.RUNNING, attempts=1, created_at=time.time())
+
+
+KIND = VideoKind(VideoConfig)  # only its name reaches the remote backend
+
+
+async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
+    backend = remote(served, TOKEN)
     request = VideoRequest(PROMPT, seed=5, **SMALL)
-    generator.check_inputs(request)
+    assert backend.handles("video") and not backend.handles("image")
+    await backend.check(KIND, request.to_dict())
     steps: list[tuple[int, int]] = []
-    output = generator.generate(request, lambda i, n: steps.append((i, n)))
-    assert isinstance(output, MediaOutput) and output.path.parent == tmp_path / "downloads"
-    assert iio.imread(output.path).shape == (9, 64, 96, 3)
+    path = await backend.execute(KIND, video_job(request), tmp_path / "downloads" / "000001-5",
+                                 lambda i, n: steps.append((i, n)), lambda: False)
+    assert path == tmp_path / "downloads" / "000001-5.mp4" and path.parent == tmp_path / "downloads"
+    assert iio.imread(path).shape == (9, 64, 96, 3)
+    assert not list((tmp_path / "downloads").glob("*.part"))
     assert steps and steps[-1][1] == 2
     with pytest.raises(GeneratorError, match="8 的倍数加 1"):
-        generator.check_inputs(VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}))
+        await backend.check(KIND, VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}).to_dict())
     with pytest.raises(GenerationCancelled):
-        generator.generate(VideoRequest(PROMPT, **{**SMALL, "steps": 50}), should_stop=lambda: True)
+        await backend.execute(KIND, video_job(VideoRequest(PROMPT, **{**SMALL, "steps": 50}), 2),
+                              tmp_path / "downloads" / "000002-0", lambda i, n: None, lambda: True)
+    await backend.stop()
 
 
-def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
+async def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
     with pytest.raises(GeneratorError) as caught:
-        remote(served, "wrong", tmp_path).check_inputs(VideoRequest(PROMPT, **SMALL))
+        await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
     assert str(caught.value) == REFUSED
     with pytest.raises(GeneratorError, match="视频服务连不上"):
-        remote(f"http://127.0.0.1:{free_port()}", TOKEN, tmp_path).check_inputs(VideoRequest(PROMPT, **SMALL))
+        nobody = remote(f"http://127.0.0.1:{free_port()}", TOKEN)
+        await nobody.check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+
+
+def test_remote_backend_follows_the_config_switch():
+    current = {"config": VideoConfig(backend="local")}
+    backend = RemoteBackend(lambda: current["config"], lambda: TOKEN)
+    assert not backend.handles("video")  # video.backend: local renders in the bot
+    current["config"] = VideoConfig(backend="remote", remote_url="http://gpu-box:8000")
+    assert backend.handles("video") and backend.live_workers() == 1
 
 
 def test_service_refuses_to_start_without_a_token(tmp_path: Path, tiny_model: Path):
@@ -178,27 +209,26 @@ class FlakyService:
         return answer
 
 
-def flaky_remote(service: FlakyService, tmp_path: Path) -> RemoteVideoGenerator:
-    from bot.config import VideoConfig
-
+def flaky_remote(service: FlakyService) -> RemoteBackend:
     config = VideoConfig(backend="remote", remote_url="http://gpu-box:8000", remote_poll_s=0.01, **SMALL)
-    return RemoteVideoGenerator(config, TOKEN, download_dir=tmp_path, transport=httpx.MockTransport(service))
+    return RemoteBackend(lambda: config, lambda: TOKEN, transport=httpx.MockTransport(service))
 
 
 def test_remote_backend_rides_out_a_dropped_poll(tmp_path: Path):
     running = httpx.Response(200, json={"id": 7, "status": "running", "step": 1, "steps": 2})
     done = httpx.Response(200, json={"id": 7, "status": "done", "step": 2, "steps": 2})
     service = FlakyService([running, httpx.ConnectError("wifi dropped"), done])
-    output = flaky_remote(service, tmp_path).generate(VideoRequest(PROMPT, **SMALL))
-    assert output.path.read_bytes() == b"mp4 bytes"
+    path = flaky_remote(service).render(video_job(VideoRequest(PROMPT, **SMALL)), tmp_path / "000001-0")
+    assert path.read_bytes() == b"mp4 bytes"
     assert "DELETE /v1/videos/7" not in service.calls
 
 
 def test_remote_backend_that_gives_up_polling_cancels_the_render(tmp_path: Path):
     service = FlakyService([httpx.Response(500, json={"detail": "boom"})])
     with pytest.raises(GeneratorError, match="HTTP 500"):
-        flaky_remote(service, tmp_path).generate(VideoRequest(PROMPT, **SMALL))
+        flaky_remote(service).render(video_job(VideoRequest(PROMPT, **SMALL)), tmp_path / "000001-0")
     assert service.calls[-1] == "DELETE /v1/videos/7"  # the GPU host does not keep rendering for nobody
+    assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
 async def test_omitted_fields_take_the_service_config_defaults(tmp_path: Path, tiny_model: Path):

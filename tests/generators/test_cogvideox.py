@@ -148,7 +148,7 @@ def test_request_is_plain_serialisable_data() -> None:
 def test_loads_once_across_threads(tiny_cogvideox_2b: Path) -> None:
     generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b))
     assert not generator.loaded
-    assert "尚未加载" in generator.status_text()
+    assert generator.info is None
     pipes: list[int] = []
     barrier = threading.Barrier(4)
 
@@ -163,7 +163,7 @@ def test_loads_once_across_threads(tiny_cogvideox_2b: Path) -> None:
     for thread in threads:
         thread.join()
     assert generator.loaded and len(set(pipes)) == 1
-    status = generator.status_text()
+    status = generator.info.summary()
     assert "2b" in status and "float32" in status and "cpu" in status
     generator.unload()
     assert not generator.loaded

@@ -107,7 +107,7 @@ def test_full_size_2b_random_weights(tmp_path: Path) -> None:
                      "load_s": round(generator.info.load_seconds, 1), "dtype": generator.info.dtype,
                      "resident_gib": round(torch.cuda.memory_allocated() / GIB, 2)}
             entry.update(_render(generator, steps))
-            entry["status"] = generator.status_text()
+            entry["status"] = generator.info.summary()
         except Exception as exc:  # noqa: BLE001 - report every mode, then fail below
             entry = {"mode": mode, "quantization": quantization, "error": f"{type(exc).__name__}: {exc}"}
         generator.unload()

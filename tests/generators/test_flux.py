@@ -41,7 +41,7 @@ def test_loads_through_the_production_loader_with_schnell_defaults(schnell: Flux
     assert schnell.info.dtype == "float32"  # half types are for GPUs
     assert schnell.limits.max_prompt_tokens == 256
     assert schnell.resolved(ImageRequest("x")) == (4, 0.0)
-    assert "FLUX.1-schnell" in schnell.status_text()
+    assert "FLUX.1-schnell" in schnell.info.summary()
 
 
 def test_dev_folder_is_recognised_with_dev_defaults(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import ImageConfig
-from bot.image import image_api_key
+from bot.jobs.kinds import image_api_key
 from generators.base import GenerationCancelled, GeneratorError
 from generators.flux import ImageRequest
 from generators.image_api import REFUSED_REPLY, ImageApiGenerator

@@ -1,16 +1,14 @@
-"""The `video` job kind: stored parameters -> an MP4 file, with the configured backend.
-
-`local` renders in this process with `CogVideoXGenerator` and encodes with `encode_mp4`; `remote` asks
-the `xiaoai serve-video` service (`generators/remote.py`), which runs this same kind with `local`. The
-kind is what a worker hosts (`bot/jobs.py`): the bot's `LocalBackend` today, other workers later.
-Blocking methods (`check`, `run`, `count_tokens`) are called from worker threads, never the event loop.
+"""The `video` job kind: stored parameters -> an MP4 file, rendered with `CogVideoXGenerator` and
+encoded with `encode_mp4` wherever the kind is hosted (the bot's `LocalBackend`, the `serve-video`
+host). With `video.backend: remote` the queue hands video jobs to `RemoteBackend` instead, and this kind
+only answers the prompt rewriter's token questions. Blocking methods (`check`, `run`, `count_tokens`)
+are called from worker threads, never the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ from typing import Any
 from loguru import logger
 
 from bot.config import VideoConfig
-from bot.jobs import JobRequest, ShouldStop, StepCallback
-from bot.kinds import GeneratorKind
-from generators.base import MediaOutput
+from bot.jobs.kinds.base import GeneratorKind
+from bot.jobs.types import JobRequest, ShouldStop, StepCallback
 
 TOKEN_ENV = "XIAOAI_VIDEO_TOKEN"
 DEFAULT_MAX_PROMPT_TOKENS = 226  # CogVideoX's text length (max_text_seq_length)
@@ -33,26 +30,16 @@ def video_token(env: Mapping[str, str] | None = None) -> str | None:
 
 
 class VideoKind(GeneratorKind):
-    """Runs one video job with CogVideoXGenerator (local) or RemoteVideoGenerator (remote)."""
+    """Runs one video job with CogVideoXGenerator."""
 
     name = "video"
     default_max_prompt_tokens = DEFAULT_MAX_PROMPT_TOKENS
 
-    def __init__(self, config: Callable[[], VideoConfig], *, force_local: bool = False,
-                 token: Callable[[], str | None] = video_token) -> None:
-        super().__init__(config)
-        self._force_local = force_local
-        self._token = token
-
     @property
     def backend(self) -> str:
-        return "local" if self._force_local else self._config().backend
+        return self._config().backend
 
     def build(self, config: VideoConfig) -> Any:
-        if self.backend == "remote":
-            from generators.remote import RemoteVideoGenerator
-
-            return RemoteVideoGenerator(config, self._token())
         from generators.cogvideox import CogVideoXGenerator
 
         return CogVideoXGenerator(config)
@@ -64,17 +51,20 @@ class VideoKind(GeneratorKind):
 
     def run(self, request: JobRequest, output_stem: Path, on_step: StepCallback,
             should_stop: ShouldStop) -> Path:
-        generator = self.generator
-        output = generator.generate(self.request(request.params, request.seed), on_step, should_stop)
+        output = self.generator.generate(self.request(request.params, request.seed), on_step, should_stop)
         path = output_stem.with_suffix(".mp4")
-        if isinstance(output, MediaOutput):  # the remote service sent a finished file
-            shutil.move(output.path, path)  # may cross file systems (a temp dir)
-            return path
         from generators.mp4 import encode_mp4
 
         config = self._config()
         return encode_mp4(output.frames, path, output.fps, config.bitrate_kbps, int(config.max_mp4_mb * 1e6),
                           preset=config.x264_preset)
+
+    # -- for the prompt rewriter: the remote host's model is not here to ask --------------------------
+    def count_tokens(self, prompt: str) -> int | None:
+        return None if self.backend == "remote" else super().count_tokens(prompt)
+
+    def max_prompt_tokens(self) -> int | None:
+        return self.default_max_prompt_tokens if self.backend == "remote" else super().max_prompt_tokens()
 
 
 class ModelPreload:

@@ -2,7 +2,7 @@
 
 `local` draws in this process with `FluxGenerator`; `api` asks an OpenAI-compatible images endpoint
 (`ImageApiGenerator`). Image jobs go through the SAME `JobQueue` as videos (one GPU runs one job at a
-time); the queue lets short image jobs go ahead of waiting videos within a bound (see bot/jobs.py).
+time); the queue lets short image jobs go ahead of waiting videos within a bound (`run_order`).
 Blocking methods (`check`, `run`, `count_tokens`) are called from worker threads, never the event loop.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import ImageConfig
-from bot.jobs import JobRequest, ShouldStop, StepCallback
-from bot.kinds import GeneratorKind
+from bot.jobs.kinds.base import GeneratorKind
+from bot.jobs.types import JobRequest, ShouldStop, StepCallback
 
 KEY_ENV = "XIAOAI_IMAGE_API_KEY"
 FALLBACK_KEY_ENV = "OPENAI_API_KEY"

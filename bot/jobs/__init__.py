@@ -1,0 +1,58 @@
+"""The job subsystem: generated pictures and videos, accepted durably, run one at a time per GPU, posted back.
+
+One home per concern:
+
+* `types`      plain data: `JobRequest`, `Job`, `JobState`, `Limits`, `Receipt`, `QueueLimitReached`,
+               the `JobKind` protocol (the work of one kind) and `describe` (a #队列 line).
+* `store`      `JobStore`, SQLite under `data_dir/jobs.sqlite3`: the source of truth for delivery.
+* `admission`  pure rules: `limits_for` (config -> `Limits`), `refusal` (the limits and their wording,
+               applied inside the store's insert transaction, so nothing is ever refunded), the day in
+               `schedules.timezone`, and the fairness policy `pick_next` / `run_order`.
+* `queue`      `JobQueue`: what features call (`check`, `admit`, `submit`, `list`, `get`, `cancel`,
+               `status`, `label`), claims jobs in fair order and hands each to a worker backend.
+* `outbox`     `Outbox`: posts finished jobs in finish order and retries; all result wording.
+* `retention`  `Retention`: removes media older than its kind's retention.
+* `backends`   the `WorkerBackend` seam and `LocalBackend` (a worker thread in this process).
+* `remote`     `RemoteBackend`: video jobs rendered by an `xiaoai serve-video` host.
+* `kinds`      the job kinds the bot hosts (`VideoKind`, `ImageKind`), imported by the composition root.
+
+The worker-backend seam (see `backends.WorkerBackend`): `name`, `slots`, `handles(kind)`,
+`live_workers()`, `start()`, `stop()`, `check(kind, params)`, and
+`execute(kind, job, output_stem, on_progress, should_stop) -> Path`. The queue keeps persistence, order,
+cancellation flags and delivery whatever the backend; a backend only runs one claimed job to a file.
+A distributed backend (Celery workers on other hosts) plugs in as one more `WorkerBackend` placed first
+in `JobQueue(backends=[...])`: `handles` = the kinds its workers serve; `check` runs the kind's cheap
+check in a thread (the bot has the config); `execute` sends `job.request.to_json()` with
+`task_id=job.name` (stable, so a resubmission is idempotent), polls the task in a thread, feeds the
+progress the worker publishes to `on_progress`, sets the cancellation flag the worker's step callback
+reads when `should_stop()` turns true, and writes the bytes that come back through the result backend to
+`output_stem` plus a suffix; `live_workers()` counts the workers that answered the last heartbeat (the
+ETA divides by it, and the ack can say when it is 0); `slots` bounds the jobs handed out at once; a job
+the store still lists as queued or running after a broker loss is simply executed again on restart.
+"""
+
+from bot.jobs.admission import MAX_OVERTAKES, limits_for, pick_next, run_order
+from bot.jobs.backends import LocalBackend, WorkerBackend
+from bot.jobs.outbox import CANCELLED_TEXT, RESTART_REASON, Deliver, Outbox
+from bot.jobs.queue import JobQueue
+from bot.jobs.remote import RemoteBackend
+from bot.jobs.store import JobStore
+from bot.jobs.types import (
+    Job,
+    JobKind,
+    JobRequest,
+    JobState,
+    Limits,
+    QueueLimitReached,
+    Receipt,
+    ShouldStop,
+    StepCallback,
+    describe,
+)
+
+__all__ = [
+    "CANCELLED_TEXT", "MAX_OVERTAKES", "RESTART_REASON", "Deliver", "Job", "JobKind", "JobQueue",
+    "JobRequest", "JobState", "JobStore", "Limits", "LocalBackend", "Outbox", "QueueLimitReached",
+    "Receipt", "RemoteBackend", "ShouldStop", "StepCallback", "WorkerBackend", "describe", "limits_for",
+    "pick_next", "run_order",
+]

@@ -1,0 +1,226 @@
+"""SQLite persistence of jobs: the source of truth for what was accepted, what runs and what was delivered.
+
+WAL + synchronous=FULL, so an acknowledged job survives a power cut. Calls are synchronous and short;
+`JobQueue` and `Outbox` call them through `asyncio.to_thread`. The file (`data_dir/jobs.sqlite3`) keeps
+the schema of every earlier release: `_migrate` only adds what is missing, never drops or rewrites.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bot.jobs.admission import Counts, refusal
+from bot.jobs.types import (
+    FINISHED_STATES,
+    PENDING_STATES,
+    Job,
+    JobRequest,
+    JobState,
+    Limits,
+    QueueLimitReached,
+)
+from bot.messages import ChatRef
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    chat_key TEXT NOT NULL,
+    asker_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    delivered_at REAL,
+    deliver_failures INTEGER NOT NULL DEFAULT 0,
+    next_delivery_at REAL NOT NULL DEFAULT 0,
+    result TEXT,
+    error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_message ON jobs(kind, message_id);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_chat_created ON jobs(chat_key, created_at);
+"""
+# columns a file from an older release might lack, with what ALTER TABLE adds for them
+_ADDED_COLUMNS = {
+    "deliver_failures": "INTEGER NOT NULL DEFAULT 0",
+    "next_delivery_at": "REAL NOT NULL DEFAULT 0",
+}
+LEGACY_QUOTA_FILE = "quotas.json"  # an earlier release's daily counts, beside this store in data_dir
+_COUNTED = "kind=? AND created_at>=? AND state NOT IN ('failed', 'cancelled')"
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
+        existing = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        if existing:
+            for column, declaration in _ADDED_COLUMNS.items():
+                if column not in existing:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        legacy = self.path.with_name(LEGACY_QUOTA_FILE)
+        if legacy.is_file():  # today's jobs are all in this store, so its counts are not needed
+            logger.info("jobs: ignoring {}: daily quotas are counted from {}", legacy, self.path.name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _write(self, sql: str, args: tuple = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        return Job(
+            id=row["id"], request=JobRequest.from_json(row["request"]), state=JobState(row["state"]),
+            attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
+            finished_at=row["finished_at"], delivered_at=row["delivered_at"],
+            result=Path(row["result"]) if row["result"] else None, error=row["error"],
+        )
+
+    # -- admission ------------------------------------------------------------------------------
+    def _counts(self, kind: str, asker_id: str, chat: ChatRef, since: float) -> Counts:
+        db = self._db
+        (pending,) = db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE asker_id=? AND kind=? AND state IN {PENDING_STATES}",
+            (asker_id, kind)).fetchone()
+        (mine,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE chat_key=? AND asker_id=? AND {_COUNTED}",
+                             (chat.key, asker_id, kind, since)).fetchone()
+        room = None
+        if chat.is_room:
+            (room,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE chat_key=? AND {_COUNTED}",
+                                 (chat.key, kind, since)).fetchone()
+        return Counts(pending=pending, asker_today=mine, room_today=room)
+
+    def refusal(self, kind: str, asker_id: str, chat: ChatRef, limits: Limits, *, since: float,
+                label: str) -> str | None:
+        """The admission answer a job would get now (read-only: nothing is counted)."""
+        with self._lock:
+            return refusal(limits, self._counts(kind, asker_id, chat, since), label)
+
+    def insert(self, request: JobRequest, limits: Limits, *, now: float, since: float, day: str,
+               label: str) -> tuple[Job, bool]:
+        """Check the limits and write the job in one transaction; (job, duplicate).
+
+        `since` is the start of today in the configured time zone. Raises QueueLimitReached."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT * FROM jobs WHERE kind=? AND message_id=?",
+                                 (request.kind, request.message_id)).fetchone()
+                if row is not None:
+                    db.execute("COMMIT")
+                    return self._job(row), True
+                counts = self._counts(request.kind, request.asker_id, request.chat, since)
+                refused = refusal(limits, counts, label)
+                if refused is not None:
+                    raise QueueLimitReached(refused)
+                cursor = db.execute(
+                    "INSERT INTO jobs (kind, message_id, chat_key, asker_id, day, request, state, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?)",
+                    (request.kind, request.message_id, request.chat.key, request.asker_id, day,
+                     request.to_json(), now))
+                row = db.execute("SELECT * FROM jobs WHERE id=?", (cursor.lastrowid,)).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return self._job(row), False
+
+    # -- reads ----------------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        rows = self._rows("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return self._job(rows[0]) if rows else None
+
+    def pending(self) -> list[Job]:
+        return [self._job(r) for r in self._rows(
+            f"SELECT * FROM jobs WHERE state IN {PENDING_STATES} ORDER BY id")]
+
+    def undelivered(self, now: float) -> tuple[list[Job], float | None]:
+        """Finished, not yet posted jobs in finish order, and the earliest retry time among the rest."""
+        rows = self._rows(
+            f"SELECT *, next_delivery_at AS nd FROM jobs WHERE state IN {FINISHED_STATES}"
+            " AND delivered_at IS NULL ORDER BY finished_at, id")
+        due: list[Job] = []
+        for row in rows:  # in order: a result waiting for its retry holds back the ones after it
+            if row["nd"] > now:
+                return due, row["nd"]
+            due.append(self._job(row))
+        return due, None
+
+    def recent_durations(self, kind: str, count: int = 5) -> list[float]:
+        rows = self._rows(
+            "SELECT finished_at - started_at AS d FROM jobs WHERE kind=? AND state='done' "
+            "AND started_at IS NOT NULL ORDER BY id DESC LIMIT ?", (kind, count))
+        return [r["d"] for r in rows]
+
+    def deliver_failures(self, job_id: int) -> int:
+        rows = self._rows("SELECT deliver_failures FROM jobs WHERE id=?", (job_id,))
+        return rows[0][0] if rows else 0
+
+    def results_older_than(self, cutoff: float) -> list[tuple[int, Path]]:
+        rows = self._rows("SELECT id, result FROM jobs WHERE result IS NOT NULL AND finished_at < ?",
+                          (cutoff,))
+        return [(r["id"], Path(r["result"])) for r in rows]
+
+    # -- transitions ----------------------------------------------------------------------------
+    def set_state(self, job_id: int, state: JobState, *, only_from: tuple[str, ...] | None = None,
+                  **columns: Any) -> bool:
+        sets = ", ".join(["state=?", *(f"{c}=?" for c in columns)])
+        sql = f"UPDATE jobs SET {sets} WHERE id=?"
+        args: tuple = (state.value, *columns.values(), job_id)
+        if only_from:
+            sql += f" AND state IN ({', '.join('?' * len(only_from))})"
+            args += only_from
+        return self._write(sql, args) > 0
+
+    def mark_delivered(self, job_id: int, now: float) -> None:
+        self._write("UPDATE jobs SET delivered_at=? WHERE id=?", (now, job_id))
+
+    def mark_delivery_failed(self, job_id: int, retry_at: float, counted: bool) -> None:
+        self._write("UPDATE jobs SET next_delivery_at=?, deliver_failures=deliver_failures+? WHERE id=?",
+                    (retry_at, 1 if counted else 0, job_id))
+
+    def forget_result(self, job_id: int) -> None:
+        self._write("UPDATE jobs SET result=NULL WHERE id=?", (job_id,))
+
+    def recover(self, max_attempts: int, now: float, reason: str) -> tuple[int, int]:
+        """After a crash or restart: re-queue interrupted jobs, fail those tried too often (with
+        `reason`), and retry undelivered results at once; (re-queued, failed)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET next_delivery_at=0 WHERE delivered_at IS NULL")
+            failed = self._db.execute(
+                "UPDATE jobs SET state='failed', error=?, finished_at=? "
+                "WHERE state='running' AND attempts>=?",
+                (reason, now, max_attempts)).rowcount
+            requeued = self._db.execute(
+                "UPDATE jobs SET state='queued' WHERE state IN ('running', 'accepted')").rowcount
+        return requeued, failed
