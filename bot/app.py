@@ -164,12 +164,12 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     app.jobs = JobQueue(config.data_dir, deliver=app.send, is_connected=lambda: app.channel.connected)
     video_kind = VideoKind(lambda: app.config.video)
     app.jobs.register(video_kind, label="视频",
-                      retention_s=lambda: app.config.video.media_max_age_hours * 3600)
+                      retention_s=lambda: app.config.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: app.config.image,
                            api_key=lambda: image_api_key() or app.secrets.openai_api_key,
                            api_base_url=lambda: app.secrets.openai_base_url)
     app.jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
-                      retention_s=lambda: app.config.image.media_max_age_hours * 3600)
+                      retention_s=lambda: app.config.image.queue.media_max_age_hours * 3600)
     app.services["jobs"] = app.jobs
     app.services["video preload"] = ModelPreload(video_kind, lambda: app.config.video)
     app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)

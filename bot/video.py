@@ -48,6 +48,11 @@ class VideoKind(GeneratorKind):
     def backend(self) -> str:
         return "local" if self._force_local else self._config().backend
 
+    def built_from(self, config: VideoConfig) -> tuple[Any, ...]:
+        if self.backend == "remote":
+            return ("remote", config.remote)
+        return ("local", config.model, config.speed)
+
     def build(self, config: VideoConfig) -> Any:
         if self.backend == "remote":
             from generators.remote import RemoteVideoGenerator
@@ -72,9 +77,9 @@ class VideoKind(GeneratorKind):
             return path
         from generators.mp4 import encode_mp4
 
-        config = self._config()
-        return encode_mp4(output.frames, path, output.fps, config.bitrate_kbps, int(config.max_mp4_mb * 1e6),
-                          preset=config.x264_preset)
+        encode = self._config().encode
+        return encode_mp4(output.frames, path, output.fps, encode.bitrate_kbps, int(encode.max_mp4_mb * 1e6),
+                          preset=encode.x264_preset)
 
 
 class ModelPreload:

@@ -64,7 +64,8 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
     current = config_getter or (lambda: config)
     video_kind = kind or VideoKind(lambda: current().video, force_local=True)
     queue = JobQueue(config.data_dir / "video-service", deliver=None)
-    queue.register(video_kind, label="视频", retention_s=lambda: current().video.media_max_age_hours * 3600)
+    queue.register(video_kind, label="视频",
+                   retention_s=lambda: current().video.queue.media_max_age_hours * 3600)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +118,7 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
             seed = random.SystemRandom().randrange(2**31)
         request = JobRequest(kind="video", params=params, seed=seed, asker_id="api", asker_name="api",
                              chat=API_CHAT, message_id=uuid.uuid4().hex)
-        receipt = await queue.submit(request, Limits(seconds_per_job=current().video.seconds_per_job))
+        receipt = await queue.submit(request, Limits(seconds_per_job=current().video.queue.seconds_per_job))
         return {"id": receipt.job.id, "status": "queued", "position": receipt.position,
                 "eta_s": receipt.eta_s, "seed": seed}
 

@@ -27,8 +27,8 @@ from generators.base import (
 )
 
 if TYPE_CHECKING:
-    from bot.config import VideoConfig
     from generators.cogvideox import VideoRequest
+    from generators.settings import VideoSettings
 
 UNREACHABLE = "视频服务连不上（{url}），请管理员检查 serve-video 是否在运行。"
 REFUSED = "视频服务拒绝了访问令牌，请管理员检查 XIAOAI_VIDEO_TOKEN。"
@@ -38,12 +38,12 @@ POLL_OUTAGE_S = 60.0  # while rendering, how long the service may stay unreachab
 class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
     """Renders on a `serve-video` host; `generate` returns the downloaded MP4 as a MediaOutput."""
 
-    def __init__(self, config: VideoConfig, token: str | None, *, download_dir: Path | None = None,
+    def __init__(self, config: VideoSettings, token: str | None, *, download_dir: Path | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
-        if not config.remote_url:
-            raise GeneratorError("video.remote_url is not set")
+        if not config.remote.url:
+            raise GeneratorError("video.remote.url is not set")
         self.config = config
-        self.base_url = config.remote_url.rstrip("/")
+        self.base_url = config.remote.url.rstrip("/")
         self.download_dir = download_dir
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
@@ -83,7 +83,7 @@ class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
     def generate(self, request: VideoRequest, on_step: StepCallback | None = None,
                  should_stop: ShouldStop | None = None) -> MediaOutput:
         job_id = self._call("POST", "/v1/videos", json=self._body(request)).json()["id"]
-        deadline = time.monotonic() + self.config.remote_timeout_s
+        deadline = time.monotonic() + self.config.remote.timeout_s
         last_step = -1
         unreachable_since: float | None = None
         while True:
@@ -113,7 +113,7 @@ class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
                 raise GenerationCancelled(f"remote job {job_id} was cancelled")
             if time.monotonic() > deadline:
                 self._cancel(job_id)
-                raise GeneratorError(f"视频服务超过 {self.config.remote_timeout_s:.0f} 秒还没做完，已放弃。")
+                raise GeneratorError(f"视频服务超过 {self.config.remote.timeout_s:.0f} 秒还没做完，已放弃。")
             if self._wait(should_stop):
                 self._cancel(job_id)
                 raise GenerationCancelled(f"remote job {job_id} stopped")
@@ -121,11 +121,11 @@ class RemoteVideoGenerator(Generator["VideoRequest", MediaOutput]):
     # -- helpers ---------------------------------------------------------------------------------
     def _wait(self, should_stop: ShouldStop | None) -> bool:
         """Sleep one poll interval, checking should_stop often; True when asked to stop."""
-        end = time.monotonic() + self.config.remote_poll_s
+        end = time.monotonic() + self.config.remote.poll_s
         while time.monotonic() < end:
             if should_stop is not None and should_stop():
                 return True
-            time.sleep(min(0.05, self.config.remote_poll_s))
+            time.sleep(min(0.05, self.config.remote.poll_s))
         return should_stop is not None and should_stop()
 
     def _cancel(self, job_id: Any) -> None:

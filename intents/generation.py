@@ -262,8 +262,8 @@ class GenerationIntent:
         (room overrides applied) — only where no `app.quotas` counts them already. Admins are exempt."""
         msg, config = ctx.message, ctx.config
         section = self.section(ctx)
-        limits = Limits(max_pending_per_user=section.max_pending_per_user,
-                        seconds_per_job=section.seconds_per_job)
+        limits = Limits(max_pending_per_user=section.queue.max_pending_per_user,
+                        seconds_per_job=section.queue.seconds_per_job)
         if not daily or msg.sender_id in config.bot.admins:
             return limits
         quotas = config.for_chat(msg.chat, msg.room_topic).quotas

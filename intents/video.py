@@ -49,7 +49,7 @@ class VideoIntent(GenerationIntent):
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         from generators.cogvideox import VideoRequest
 
-        return VideoRequest.from_config(prompt, section, **overrides)
+        return VideoRequest.from_config(prompt, section.sampling, **overrides)
 
     async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
         return await rewrite_prompt(ctx, limit or 226, count)
