@@ -33,7 +33,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def service_config(tmp_path: Path, model: Path) -> AppConfig:
-    return AppConfig.model_validate({"data_dir": str(tmp_path), "video": {"model_path": str(model), **SMALL}})
+    video = {"model": {"path": str(model)}, "sampling": SMALL}
+    return AppConfig.model_validate({"data_dir": str(tmp_path), "video": video})
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def served(tmp_path: Path, tiny_model: Path):
 def remote(url: str, token: str | None, tmp_path: Path) -> RemoteVideoGenerator:
     from bot.config import VideoConfig
 
-    config = VideoConfig(backend="remote", remote_url=url, remote_poll_s=0.05, **SMALL)
+    config = VideoConfig(backend="remote", remote={"url": url, "poll_s": 0.05}, sampling=SMALL)
     return RemoteVideoGenerator(config, token, download_dir=tmp_path / "downloads")
 
 
@@ -181,7 +182,8 @@ class FlakyService:
 def flaky_remote(service: FlakyService, tmp_path: Path) -> RemoteVideoGenerator:
     from bot.config import VideoConfig
 
-    config = VideoConfig(backend="remote", remote_url="http://gpu-box:8000", remote_poll_s=0.01, **SMALL)
+    remote = {"url": "http://gpu-box:8000", "poll_s": 0.01}
+    config = VideoConfig(backend="remote", remote=remote, sampling=SMALL)
     return RemoteVideoGenerator(config, TOKEN, download_dir=tmp_path, transport=httpx.MockTransport(service))
 
 
