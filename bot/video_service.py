@@ -92,7 +92,7 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
         from generators.cogvideox import VideoRequest
 
         given = body.model_dump(exclude={"prompt", "seed"}, exclude_none=True)
-        params = VideoRequest.from_config(body.prompt, current().video, **given).to_dict()
+        params = VideoRequest.from_config(body.prompt, current().video.sampling, **given).to_dict()
         return {k: v for k, v in params.items() if k != "seed"}, body.seed
 
     @app.exception_handler(GeneratorError)

@@ -72,6 +72,7 @@ async def test_render_and_download_mp4(client: httpx.AsyncClient):
     assert created.status_code == 202 and created.json()["status"] == "queued"
     status = await finished(client, created.json()["id"])
     assert status["status"] == "done" and status["seed"] == 3
+    assert status["steps"] == SMALL["steps"]  # what the request left out comes from video.sampling
     content = await client.get(f"/v1/videos/{status['id']}/content")
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
     frames = iio.imread(content.content, extension=".mp4")
