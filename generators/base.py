@@ -48,6 +48,8 @@ class RequestData:
         field but the prompt that they also have), overridden by the given fields."""
         values = {f.name: getattr(config, f.name) for f in fields(cls)  # type: ignore[arg-type]
                   if f.name != "prompt" and hasattr(config, f.name)}
+        if not values:  # e.g. the whole section instead of its `sampling`: never fall back silently
+            raise TypeError(f"{type(config).__name__} holds none of the {cls.what} request's fields")
         return cls(**({"prompt": prompt} | values | overrides))
 
     @classmethod

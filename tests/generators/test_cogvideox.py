@@ -138,6 +138,8 @@ def test_cancel_before_start_runs_no_step(generator_2b: CogVideoXGenerator) -> N
 def test_request_is_plain_serialisable_data() -> None:
     config = VideoConfig(sampling={"num_frames": 17, "steps": 30})
     req = VideoRequest.from_config(PROMPT, config.sampling, seed=5)
+    with pytest.raises(TypeError, match="none of the video request's fields"):
+        VideoRequest.from_config(PROMPT, config)  # the section, not its sampling settings
     assert (req.num_frames, req.steps, req.seed, req.height, req.width) == (17, 30, 5, 480, 720)
     assert VideoRequest.from_dict(asdict(req)) == req
     with pytest.raises(GeneratorError, match="unknown"):
