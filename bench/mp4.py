@@ -31,10 +31,10 @@ def sample_video(frames: int = 49, height: int = 480, width: int = 720, seed: in
 def run(presets: list[str], frames: int = 49, height: int = 480, width: int = 720, repeats: int = 2,
         out: Path | None = None) -> list[dict[str, Any]]:
     """Encode the sample video once per preset (best of `repeats`); JSON line per row, markdown table."""
-    from bot.config import VideoConfig
     from generators.mp4 import encode_mp4
+    from generators.settings import VideoEncode, VideoSampling
 
-    config = VideoConfig()
+    sampling, encode = VideoSampling(), VideoEncode()
     video = sample_video(frames, height, width)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,12 +43,12 @@ def run(presets: list[str], frames: int = 49, height: int = 480, width: int = 72
             path = Path(tmp) / f"{preset}.mp4"
             for _ in range(repeats):
                 begin = time.perf_counter()
-                encode_mp4(video, path, fps=config.fps, bitrate_kbps=config.bitrate_kbps,
-                           max_bytes=int(config.max_mp4_mb * 1_000_000), preset=preset)
+                encode_mp4(video, path, fps=sampling.fps, bitrate_kbps=encode.bitrate_kbps,
+                           max_bytes=int(encode.max_mp4_mb * 1_000_000), preset=preset)
                 times.append(time.perf_counter() - begin)
             row = {"row": f"mp4:{preset}", "frames": [frames, height, width],
                    "encode_s": round(min(times), 3), "bytes": path.stat().st_size, "cpus": os.cpu_count(),
-                   "default": preset == config.x264_preset}
+                   "default": preset == encode.x264_preset}
             print(json.dumps(row), flush=True)
             rows.append(row)
     lines = ["| x264 preset | encode (s) | MP4 bytes | CPU cores |", "|---|---|---|---|"]

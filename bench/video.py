@@ -1,7 +1,8 @@
 """`xiaoai bench video`: time the PRODUCTION CogVideoX generator, one row per configuration.
 
-Each row builds `VideoConfig(model_path=folder, **settings)`, loads it with `CogVideoXGenerator` and renders
-one seeded request through `generate` (the same code the bot runs), timing every denoising step, the VAE
+Each row builds the `video` section from `model_path=folder` and its flat settings (the first release's
+key names, read through `bot.config.legacy.nest`), loads it with `CogVideoXGenerator` and renders one
+seeded request through `generate` (the same code the bot runs), timing every denoising step, the VAE
 decode (by wrapping `vae.decode`), peak GPU memory and the warm-up (first step minus a warm step: compile
 time shows here). A row with no settings is the plain path, the anchor: its latents and frames are the
 reference the other rows with the same step count are compared with (PSNR, relative error). Random
@@ -218,6 +219,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     import torch
 
     from bot.config import VideoConfig
+    from bot.config.legacy import nest
     from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
 
     sync = _Sync()
@@ -229,7 +231,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     generator = None
     step_ends: list[float] = []
     try:
-        config = VideoConfig(model_path=folder, **settings)
+        config = VideoConfig.model_validate(nest("video", {"model_path": folder, **settings}))
         if spec.cap_gib is not None:
             if not sync.cuda:
                 raise RuntimeError("cap_gib needs a CUDA GPU")

@@ -135,12 +135,13 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         timezone=lambda: live.current.schedules.timezone,
     )
     video_kind = VideoKind(lambda: live.current.video)
-    jobs.register(video_kind, label="视频", retention_s=lambda: live.current.video.media_max_age_hours * 3600)
+    jobs.register(video_kind, label="视频",
+                  retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,
                            api_key=lambda: image_api_key() or secrets.openai_api_key,
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
-                  retention_s=lambda: live.current.image.media_max_age_hours * 3600)
+                  retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
 
     # running it for a family: schedules, the config file, disconnect alerts
     amap = AmapConnections()

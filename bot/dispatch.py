@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from bot.config import AmapConfig
+from bot.config import AmapConfig, chat_settings
 from bot.context import Context
 from bot.conversation import History, HistoryEntry
 from bot.gates import Gate, ReplyFn, Turn
@@ -122,7 +122,7 @@ class Dispatcher:
         self.followups = followups
 
     async def on_message(self, msg: IncomingMessage) -> None:
-        turn: Turn | None = Turn(msg, self._config.current.for_chat(msg.chat, msg.room_topic))
+        turn: Turn | None = Turn(msg, chat_settings(self._config.current, msg.chat, msg.room_topic))
         for gate in self.gates:
             turn = await gate(turn)
             if turn is None:

@@ -71,7 +71,7 @@ class VideoRoutes:
         from generators.cogvideox import VideoRequest
 
         given = body.model_dump(exclude={"prompt", "seed"}, exclude_none=True)
-        params = VideoRequest.from_config(body.prompt, self.config().video, **given).to_dict()
+        params = VideoRequest.from_config(body.prompt, self.config().video.sampling, **given).to_dict()
         return {k: v for k, v in params.items() if k != "seed"}, body.seed
 
     def _find(self, job_id: int) -> Job:
@@ -94,7 +94,7 @@ class VideoRoutes:
             seed = random.SystemRandom().randrange(2**31)
         request = JobRequest(kind="video", params=params, seed=seed, asker_id="api", asker_name="api",
                              chat=API_CHAT, message_id=uuid.uuid4().hex)
-        limits = Limits(seconds_per_job=self.config().video.seconds_per_job)
+        limits = Limits(seconds_per_job=self.config().video.queue.seconds_per_job)
         receipt = await self.queue.submit(request, limits)
         return {"id": receipt.job.id, "status": "queued", "position": receipt.position,
                 "eta_s": receipt.eta_s, "seed": seed}
@@ -139,7 +139,8 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
     video_kind = kind or VideoKind(lambda: current().video)
     folder = config.data_dir / "video-service"
     queue = JobQueue(JobStore(folder / "jobs.sqlite3"), [LocalBackend()], media_dir=folder / "media")
-    queue.register(video_kind, label="视频", retention_s=lambda: current().video.media_max_age_hours * 3600)
+    queue.register(video_kind, label="视频",
+                   retention_s=lambda: current().video.queue.media_max_age_hours * 3600)
     routes = VideoRoutes(queue, current)
 
     @asynccontextmanager

@@ -43,10 +43,12 @@ class RequestData:
 
     @classmethod
     def from_config(cls, prompt: str, config: Any, **overrides: Any) -> Self:
-        """A request whose fields take the config section's defaults (every field but the prompt that the
-        section also has), overridden by the given fields."""
+        """A request whose fields take the defaults in `config` (the section's `sampling` settings: every
+        field but the prompt that they also have), overridden by the given fields."""
         values = {f.name: getattr(config, f.name) for f in fields(cls)  # type: ignore[arg-type]
                   if f.name != "prompt" and hasattr(config, f.name)}
+        if not values:  # e.g. the whole section instead of its `sampling`: never fall back silently
+            raise TypeError(f"{type(config).__name__} holds none of the {cls.what} request's fields")
         return cls(**({"prompt": prompt} | values | overrides))
 
     @classmethod

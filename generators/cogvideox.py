@@ -145,7 +145,7 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     display_name = "CogVideoX"
     what = "视频"
     sources = SOURCES
-    setting = "video.model_path"
+    setting = "video.model.path"
     tokenizer_folder = "tokenizer"
     quantized = {"transformer": "diffusers", "text_encoder": "transformers"}
 
@@ -159,12 +159,12 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         return apply_speedups(pipe, self.config, on_gpu, mode)
 
     def run_context(self) -> contextlib.AbstractContextManager[Any]:
-        return attention_context(self.config.attention)
+        return attention_context(self.config.speed.attention)
 
     def check_inputs(self, request: VideoRequest) -> None:
         """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
         (no weights), so run it off the event loop the first time."""
-        validate_request(request, self.limits, self.config.max_steps)
+        validate_request(request, self.limits, self.config.sampling.max_steps)
         self.check_prompt_length(request.prompt)
 
     def generate(self, request: VideoRequest, on_step: StepCallback | None = None,
@@ -197,4 +197,5 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
             elapsed = time.perf_counter() - started
         if video.shape[0] != request.num_frames:
             raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
-        return VideoResult(frames=video, fps=self.config.fps, seed=seed, steps=request.steps, seconds=elapsed)
+        return VideoResult(frames=video, fps=self.config.sampling.fps, seed=seed, steps=request.steps,
+                           seconds=elapsed)

@@ -23,10 +23,10 @@ DEMO_VIDEO_LABEL = ("⚠️ 演示模型（随机权重）生成：画面是噪�
 DEMO_IMAGE_LABEL = ("⚠️ 演示模型（随机权重）生成：图是噪声，只用来走通流程。"
                     "装好真正的 FLUX 权重后才有真图。")
 MARKER = "XIAOAI_DEMO_RANDOM_WEIGHTS"  # a file in the folder: this is not a real model
-VIDEO_SETTINGS = {"height": 160, "width": 240, "num_frames": 9, "steps": 4, "fps": 8, "dtype": "float32",
-                  "memory_mode": "cpu", "quantization": "none", "vae_tiling": False}
-IMAGE_SETTINGS = {"height": 256, "width": 448, "steps": 4, "dtype": "float32", "memory_mode": "cpu",
-                  "quantization": "none", "vae_tiling": False}
+_DEMO_MODEL = {"dtype": "float32", "memory_mode": "cpu", "quantization": "none", "vae_tiling": False}
+VIDEO_SETTINGS = {"model": _DEMO_MODEL,
+                  "sampling": {"height": 160, "width": 240, "num_frames": 9, "steps": 4, "fps": 8}}
+IMAGE_SETTINGS = {"model": _DEMO_MODEL, "sampling": {"height": 256, "width": 448, "steps": 4}}
 
 
 def is_demo_folder(folder: Path) -> bool:
@@ -67,7 +67,7 @@ def ensure_demo(root: Path, name: str, build: Callable[[Path], Path]) -> Path:
 
 
 def _with_demo(section: Any, generator_class: Any, root: Path, name: str, build: Callable[[Path], Path],
-               settings: dict[str, Any]) -> tuple[Any, bool]:
+               settings: dict[str, dict[str, Any]]) -> tuple[Any, bool]:
     """(section, True) pointing at the demo model when no real weights are found; else (section, False).
     Only for the local backend: a remote service or an images API has its own model."""
     from generators.base import ModelNotFound
@@ -81,7 +81,9 @@ def _with_demo(section: Any, generator_class: Any, root: Path, name: str, build:
     if folder is not None:
         return section, is_demo_folder(folder)  # real weights, or the demo model already set up
     demo = ensure_demo(root, name, build)
-    return section.model_copy(update={"model_path": demo, **settings}), True
+    updates = {group: getattr(section, group).model_copy(update=values) for group, values in settings.items()}
+    updates["model"] = updates["model"].model_copy(update={"path": demo})
+    return section.model_copy(update=updates), True
 
 
 def demo_video_config(video: Any, root: Path) -> tuple[Any, bool]:

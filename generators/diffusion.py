@@ -87,8 +87,8 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
     def locate(self) -> Path:
         """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
         if self._folder is None:
-            order = [self.config.variant] + [v for v in self.sources if v != self.config.variant]
-            self._folder = find_model(self.config.model_path, [self.sources[v] for v in order], self._env,
+            order = [self.config.model.variant] + [v for v in self.sources if v != self.config.model.variant]
+            self._folder = find_model(self.config.model.path, [self.sources[v] for v in order], self._env,
                                       setting=self.setting)
         return self._folder
 
@@ -131,20 +131,21 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             started = time.perf_counter()
             folder = self.locate()
             on_gpu = has_cuda()
-            mode, note = resolve_memory_mode(self.config.memory_mode, on_gpu)
+            mode, note = resolve_memory_mode(self.config.model.memory_mode, on_gpu)
             if note:
                 logger.warning(note)
-            dtype = resolve_dtype(self.config.dtype, self.preferred_dtype(), on_gpu)
+            dtype = resolve_dtype(self.config.model.dtype, self.preferred_dtype(), on_gpu)
             pipe = load_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype,
-                                 self.config.quantization, self.quantized)
-            apply_memory_mode(pipe, mode, self.config.vae_tiling, self.config.vae_slicing)
+                                 self.config.model.quantization, self.quantized)
+            apply_memory_mode(pipe, mode, self.config.model.vae_tiling, self.config.model.vae_slicing)
             notes = ([note] if note else []) + self.after_load(pipe, on_gpu, mode)
             for line in notes[1 if note else 0:]:
                 logger.warning(line)
             pipe.set_progress_bar_config(disable=True)
             self._info = LoadedModel(
                 folder=folder, variant=self.variant_label(), dtype=str(dtype).removeprefix("torch."),
-                memory_mode=mode, quantization=self.config.quantization, vae_tiling=self.config.vae_tiling,
+                memory_mode=mode, quantization=self.config.model.quantization,
+                vae_tiling=self.config.model.vae_tiling,
                 load_seconds=time.perf_counter() - started, note="; ".join(notes) or None)
             self._pipe = pipe
             logger.info("{} loaded: {}", self.display_name, self._info.summary())
@@ -190,7 +191,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                 torch.cuda.empty_cache()
                 section = self.setting.partition(".")[0]
                 raise GeneratorError(
-                    f"显卡内存不够，这个{self.what}没做成。管理员可以把 {section}.memory_mode "
+                    f"显卡内存不够，这个{self.what}没做成。管理员可以把 {section}.model.memory_mode "
                     "改成 model_cpu_offload 再试。") from exc
 
     # -- reporting -------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class FluxGenerator(DiffusersGenerator[ImageRequest, ImageResult]):
     display_name = "FLUX"
     what = "图片"
     sources = SOURCES
-    setting = "image.model_path"
+    setting = "image.model.path"
     tokenizer_folder = "tokenizer_2"  # T5: CLIP only sees the first 77 tokens anyway
     quantized = {"transformer": "diffusers", "text_encoder_2": "transformers"}
 
@@ -162,7 +162,7 @@ class FluxGenerator(DiffusersGenerator[ImageRequest, ImageResult]):
 
     def check_inputs(self, request: ImageRequest) -> None:
         """Every parameter rule plus the prompt's T5 length; reads config files and the tokenizer only."""
-        validate_request(request, self.config.max_steps)
+        validate_request(request, self.config.sampling.max_steps)
         self.check_prompt_length(request.prompt)
 
     def generate(self, request: ImageRequest, on_step: StepCallback | None = None,

@@ -18,7 +18,7 @@ from generators.base import GenerationCancelled, Generator, GeneratorError, Shou
 from generators.flux import ImageRequest, ImageResult, validate_request
 
 if TYPE_CHECKING:
-    from bot.config import ImageConfig
+    from generators.settings import ImageSettings
 
 MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
 REFUSED_REPLY = "图片服务拒绝了这个描述（内容审核没通过），换个说法再试试吧～"
@@ -45,15 +45,15 @@ def is_refusal(exc: Any) -> bool:
 class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
     """One `images.generate` call per picture through the `openai` client (sync: runs in a thread)."""
 
-    def __init__(self, config: ImageConfig, api_key: str | None, base_url: str | None = None) -> None:
+    def __init__(self, config: ImageSettings, api_key: str | None, base_url: str | None = None) -> None:
         self.config = config
         self._api_key = api_key
-        self._base_url = config.api_base_url or base_url
+        self._base_url = config.api.base_url or base_url
         self._client: Any = None
 
     # -- Generator -------------------------------------------------------------------------------
     def check_inputs(self, request: ImageRequest) -> None:
-        validate_request(request, self.config.max_steps)
+        validate_request(request, self.config.sampling.max_steps)
         if not self._api_key:
             raise GeneratorError("图片服务还没有配置密钥，请管理员设置环境变量 XIAOAI_IMAGE_API_KEY"
                                  "（或 OPENAI_API_KEY）。")
@@ -67,7 +67,7 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
             from openai import OpenAI
 
             self._client = OpenAI(api_key=self._api_key, base_url=self._base_url,
-                                  timeout=self.config.api_timeout_s, max_retries=self.config.api_retries)
+                                  timeout=self.config.api.timeout_s, max_retries=self.config.api.retries)
 
     def generate(self, request: ImageRequest, on_step: StepCallback | None = None,
                  should_stop: ShouldStop | None = None) -> ImageResult:
@@ -79,11 +79,11 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
         self.load()
         if should_stop is not None and should_stop():
             raise GenerationCancelled("stopped before the request was sent")
-        kwargs: dict[str, Any] = {"model": self.config.api_model, "prompt": request.prompt.strip(), "n": 1}
-        if self.config.api_size:
-            kwargs["size"] = self.config.api_size
-        if self.config.api_response_format:
-            kwargs["response_format"] = self.config.api_response_format
+        kwargs: dict[str, Any] = {"model": self.config.api.model, "prompt": request.prompt.strip(), "n": 1}
+        if self.config.api.size:
+            kwargs["size"] = self.config.api.size
+        if self.config.api.response_format:
+            kwargs["response_format"] = self.config.api.response_format
         started = time.perf_counter()
         try:
             response = self._client.images.generate(**kwargs)
@@ -138,7 +138,7 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
         import httpx
 
         try:
-            with httpx.stream("GET", url, timeout=self.config.api_timeout_s, follow_redirects=True) as answer:
+            with httpx.stream("GET", url, timeout=self.config.api.timeout_s, follow_redirects=True) as answer:
                 answer.raise_for_status()
                 chunks, size = [], 0
                 for chunk in answer.iter_bytes():

@@ -106,7 +106,7 @@ def is_pipeline_folder(path: Path) -> bool:
 
 
 def find_model(explicit: Path | None, sources: Sequence[ModelSource],
-               env: Mapping[str, str] | None = None, setting: str = "video.model_path") -> Path:
+               env: Mapping[str, str] | None = None, setting: str = "video.model.path") -> Path:
     """The first pipeline folder found: `explicit` alone when given, else each source in order in the
     modelscope cache, then the Hugging Face cache. Raises ModelNotFound: its first line suits the asker, the
     second lists every place it looked (admin, log). `setting` is the config key the messages name."""

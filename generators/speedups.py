@@ -18,45 +18,47 @@ from typing import TYPE_CHECKING, Any, Literal
 from generators.base import GeneratorError
 
 if TYPE_CHECKING:
-    from bot.config import VideoConfig
+    from generators.settings import VideoSettings
 
 Attention = Literal["default", "flash", "cudnn", "efficient", "sage"]
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
-def apply_speedups(pipe: Any, config: VideoConfig, on_gpu: bool, memory_mode: str) -> list[str]:
+def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: str) -> list[str]:
     """Switch on what `config` asks for, in a safe order (fuse -> attention -> cache -> compile).
 
     Returns one note per switch skipped, saying why (for the log and the admin status)."""
     notes: list[str] = []
     transformer = pipe.transformer
-    if config.fuse_qkv:
-        if config.quantization != "none":
-            notes.append("video.fuse_qkv is skipped with quantization (quantized weights cannot be fused)")
+    if config.speed.fuse_qkv:
+        if config.model.quantization != "none":
+            notes.append("video.speed.fuse_qkv is skipped with quantization (quantized weights cannot be "
+                         "fused)")
         else:
             pipe.fuse_qkv_projections()
-    if config.attention != "default":
+    if config.speed.attention != "default":
         if not on_gpu:
-            notes.append(f"video.attention={config.attention} needs a CUDA GPU; using the default kernel")
-        elif config.attention == "sage":
+            notes.append(f"video.speed.attention={config.speed.attention} needs a CUDA GPU; using the "
+                         "default kernel")
+        elif config.speed.attention == "sage":
             use_sage_attention(transformer)
-    if config.step_cache > 0:
+    if config.speed.step_cache > 0:
         from diffusers.hooks import FirstBlockCacheConfig
 
-        transformer.enable_cache(FirstBlockCacheConfig(threshold=config.step_cache))
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=config.speed.step_cache))
     vae = getattr(pipe, "vae", None)
-    if config.vae_tile_size is not None and vae is not None and config.vae_tiling:
-        height, width = config.vae_tile_size
+    if config.speed.vae_tile_size is not None and vae is not None and config.model.vae_tiling:
+        height, width = config.speed.vae_tile_size
         vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
-    if config.compile == "blocks":
+    if config.speed.compile == "blocks":
         if not on_gpu:
-            notes.append("video.compile=blocks needs a CUDA GPU; running without torch.compile")
+            notes.append("video.speed.compile=blocks needs a CUDA GPU; running without torch.compile")
         elif memory_mode != "gpu":
-            notes.append(f"video.compile=blocks needs memory_mode gpu (offload hooks break the compiled "
-                         f"graph); running {memory_mode} without torch.compile")
+            notes.append(f"video.speed.compile=blocks needs memory_mode gpu (offload hooks break the "
+                         f"compiled graph); running {memory_mode} without torch.compile")
         else:
-            compile_blocks(transformer, config.compile_cache_dir)
+            compile_blocks(transformer, config.speed.compile_cache_dir)
     return notes
 
 
@@ -71,7 +73,7 @@ def compile_blocks(transformer: Any, cache_dir: Path | None = None) -> None:
         # diffusers 0.42 does not declare CogVideoX's repeated block; the class name is all it needs
         blocks = getattr(transformer, "transformer_blocks", None)
         if not blocks:
-            raise GeneratorError("video.compile=blocks: this transformer has no blocks to compile")
+            raise GeneratorError("video.speed.compile=blocks: this transformer has no blocks to compile")
         transformer._repeated_blocks = [type(blocks[0]).__name__]
     transformer.compile_repeated_blocks(fullgraph=True)
 
@@ -100,8 +102,8 @@ def use_sage_attention(transformer: Any) -> None:
     try:
         from sageattention import sageattn  # noqa: F401 - checked here so the error names the fix
     except ImportError as exc:
-        raise GeneratorError("video.attention=sage needs the sageattention package (pip install "
-                             "sageattention) and Triton; or set video.attention: default") from exc
+        raise GeneratorError("video.speed.attention=sage needs the sageattention package (pip install "
+                             "sageattention) and Triton; or set video.speed.attention: default") from exc
     sage_op()
     transformer.set_attn_processor(SageCogVideoXAttnProcessor())
 

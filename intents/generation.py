@@ -255,4 +255,4 @@ class GenerationIntent:
         applied); admins are exempt from the day quotas."""
         msg, config = ctx.message, ctx.config
         is_admin = msg.sender_id in config.bot.admins
-        return limits_for(self.section(ctx), ctx.settings.quotas, self.kind, is_admin=is_admin)
+        return limits_for(self.section(ctx).queue, ctx.settings.quotas, self.kind, is_admin=is_admin)

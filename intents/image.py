@@ -38,7 +38,7 @@ REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文�
 LOST_SUBJECT_REPLY = ("抱歉，我写的英文提示词两次都把「{words}」弄丢了，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
 MODEL_MISSING_REPLY = ("画图的模型还没有装好，暂时画不了图。请管理员下载 FLUX.1-schnell "
-                       "或在配置里设置 image.model_path（详情见日志）。")
+                       "或在配置里设置 image.model.path（详情见日志）。")
 ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
 ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
 CAPTION = "你要的图画好啦🎨"
@@ -152,12 +152,12 @@ class ImageIntent(GenerationIntent):
     model_missing_reply = MODEL_MISSING_REPLY
 
     def overrides(self, text: str, section: Any) -> dict[str, int]:
-        return requested_image_overrides(text, section.height, section.width)
+        return requested_image_overrides(text, section.sampling.height, section.sampling.width)
 
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         from generators.flux import ImageRequest
 
-        return ImageRequest.from_config(prompt, section, **overrides)
+        return ImageRequest.from_config(prompt, section.sampling, **overrides)
 
     async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
         return await rewrite_prompt(ctx, limit, count)

@@ -1,8 +1,8 @@
 """视频生成: rewrite the chat into an English CogVideoX prompt, check it, queue the render, ack at once.
 
-The shared flow lives in `intents/generation.py`; the worker (`bot/jobs/` + `bot/jobs/kinds/video.py`) posts the
-MP4 with @asker later. Everything the asker can fix (bad frame count, quota reached, a prompt the LLM
-could not write) comes back as a short reply.
+The shared flow lives in `intents/generation.py`; the job queue (`bot/jobs/`, the kind in
+`bot/jobs/kinds/video.py`) posts the MP4 with @asker later. Everything the asker can fix (bad frame
+count, quota reached, a prompt the LLM could not write) comes back as a short reply.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class VideoIntent(GenerationIntent):
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         from generators.cogvideox import VideoRequest
 
-        return VideoRequest.from_config(prompt, section, **overrides)
+        return VideoRequest.from_config(prompt, section.sampling, **overrides)
 
     async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
         return await rewrite_prompt(ctx, limit or 226, count)

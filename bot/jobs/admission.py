@@ -27,7 +27,7 @@ NOT_OFFERED_REPLY = "这里暂时不提供{label}生成哦～"
 
 
 def limits_for(section: Any, chat_quotas: Any, kind: str, *, is_admin: bool) -> Limits:
-    """The admission rules for one asker: the pending limit and ETA guess from the kind's section
+    """The admission rules for one asker: the pending limit and ETA guess from the kind's queue settings
     (`max_pending_per_user`, `seconds_per_job`), the daily quotas from the chat's quotas (room overrides
     already applied: `user_{kind}s_per_day`, `group_{kind}s_per_day`) unless the asker is an admin."""
     if not hasattr(chat_quotas, f"user_{kind}s_per_day"):

@@ -70,9 +70,9 @@ class RemoteBackend:
     # -- plumbing --------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        url = self._config().remote_url
+        url = self._config().remote.url
         if not url:
-            raise GeneratorError("video.remote_url is not set")
+            raise GeneratorError("video.remote.url is not set")
         return url.rstrip("/")
 
     def _http(self) -> httpx.Client:
@@ -108,7 +108,7 @@ class RemoteBackend:
         config = self._config()
         body = {**job.request.params, "seed": job.request.seed}
         remote_id = self.call("POST", "/v1/videos", json=body).json()["id"]
-        deadline = time.monotonic() + config.remote_timeout_s
+        deadline = time.monotonic() + config.remote.timeout_s
         last_step = -1
         unreachable_since: float | None = None
         while True:
@@ -120,7 +120,7 @@ class RemoteBackend:
                 if isinstance(exc.__cause__, httpx.HTTPError):  # no answer at all: maybe a blip
                     unreachable_since = now if unreachable_since is None else unreachable_since
                     if now - unreachable_since < POLL_OUTAGE_S and now < deadline:
-                        if self._wait(config.remote_poll_s, should_stop):
+                        if self._wait(config.remote.poll_s, should_stop):
                             self._cancel(remote_id)
                             raise GenerationCancelled(f"remote job {remote_id} stopped") from exc
                         continue
@@ -138,8 +138,8 @@ class RemoteBackend:
                 raise GenerationCancelled(f"remote job {remote_id} was cancelled")
             if time.monotonic() > deadline:
                 self._cancel(remote_id)
-                raise GeneratorError(f"视频服务超过 {config.remote_timeout_s:.0f} 秒还没做完，已放弃。")
-            if self._wait(config.remote_poll_s, should_stop):
+                raise GeneratorError(f"视频服务超过 {config.remote.timeout_s:.0f} 秒还没做完，已放弃。")
+            if self._wait(config.remote.poll_s, should_stop):
                 self._cancel(remote_id)
                 raise GenerationCancelled(f"remote job {remote_id} stopped")
 

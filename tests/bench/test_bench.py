@@ -93,20 +93,20 @@ def test_a_failing_row_is_reported_and_the_rest_still_run(tiny_2b: Path,
 
 
 def test_gpu_switches_on_cpu_are_skipped_with_a_clear_note(tiny_2b: Path) -> None:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_2b, compile="blocks", attention="sage",
-                                               memory_mode="auto"))
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_2b, "memory_mode": "auto"},
+                                               speed={"compile": "blocks", "attention": "sage"}))
     generator.load()
     note = generator.info.note
-    assert "video.compile=blocks needs a CUDA GPU" in note
-    assert "video.attention=sage needs a CUDA GPU" in note
+    assert "video.speed.compile=blocks needs a CUDA GPU" in note
+    assert "video.speed.attention=sage needs a CUDA GPU" in note
     result = generator.generate(VideoRequest("a panda", num_frames=9, steps=1, seed=1, height=64, width=96))
     assert result.frames.shape == (9, 64, 96, 3)
 
 
 def test_fused_qkv_on_cpu_gives_the_same_video(tiny_2b: Path) -> None:
     request = VideoRequest("a panda plays the guitar", num_frames=9, steps=2, seed=3, height=64, width=96)
-    plain = CogVideoXGenerator(VideoConfig(model_path=tiny_2b)).generate(request)
-    fused_generator = CogVideoXGenerator(VideoConfig(model_path=tiny_2b, fuse_qkv=True))
+    plain = CogVideoXGenerator(VideoConfig(model={"path": tiny_2b})).generate(request)
+    fused_generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_2b}, speed={"fuse_qkv": True}))
     fused = fused_generator.generate(request)
     assert fused_generator.pipeline.transformer.transformer_blocks[0].attn1.fused_projections
     assert psnr(plain.frames, fused.frames) > 40
@@ -114,12 +114,13 @@ def test_fused_qkv_on_cpu_gives_the_same_video(tiny_2b: Path) -> None:
 
 def test_speed_switches_are_validated() -> None:
     with pytest.raises(ValueError, match="vae_tile_size"):
-        VideoConfig(vae_tile_size=(100, 360))
+        VideoConfig(speed={"vae_tile_size": (100, 360)})
     with pytest.raises(ValueError):
-        VideoConfig(step_cache=1.5)
+        VideoConfig(speed={"step_cache": 1.5})
     with pytest.raises(ValueError):
-        VideoConfig(attention="warp")
-    assert VideoConfig(vae_tile_size=(480, 360), memory_mode="group_offload").vae_tile_size == (480, 360)
+        VideoConfig(speed={"attention": "warp"})
+    tiled = VideoConfig(speed={"vae_tile_size": (480, 360)}, model={"memory_mode": "group_offload"})
+    assert tiled.speed.vae_tile_size == (480, 360)
 
 
 def test_bench_mp4_times_the_production_encoder(tmp_path: Path) -> None:

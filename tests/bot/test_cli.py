@@ -67,8 +67,8 @@ def test_xiaoai_run_answers_a_video_request_with_an_ack_then_an_mp4(peer, fake_l
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req),
                  "A gentle medium shot in soft morning light. A fluffy giant panda sits on a mossy rock and "
                  "strums a small wooden guitar with its paw. Tall green bamboo rises around it in the mist.")
-    config = (f"llm:\n  model: fake-model\nvideo:\n  model_path: {model}\n  num_frames: 9\n  steps: 2\n"
-              "  height: 64\n  width: 96\n")
+    config = (f"llm:\n  model: fake-model\nvideo:\n  model:\n    path: {model}\n"
+              "  sampling: {num_frames: 9, steps: 2, height: 64, width: 96}\n")
     with xiaoai_run(config, tmp_path, peer, fake_llm):
         peer.say("alice", at() + "生成一个熊猫弹吉他的视频", room=FAMILY, mention=[BOT])
         ack = peer.wait_for_sent(lambda m: "排队" in (m.get("text") or ""), timeout=30)

@@ -72,7 +72,7 @@ _ids = iter(range(1, 10_000))
 def ask(queue: JobQueue, kind: str, sender: str, chat: ChatRef = FAMILY, prompt: str = "猫"):
     """Submit as the generation intents do: limits from the kind's section and the chat's quotas."""
     quotas = CONFIG.for_chat(chat, TOPICS.get(chat.chat_id)).quotas
-    section = getattr(CONFIG, kind).model_copy(update={"max_pending_per_user": None})  # not started here
+    section = getattr(CONFIG, kind).queue.model_copy(update={"max_pending_per_user": None})  # not started
     limits = limits_for(section, quotas, kind, is_admin=sender in CONFIG.bot.admins)
     request = JobRequest(kind, {"prompt": prompt}, 1, sender, sender, chat, f"m{next(_ids)}")
     return queue.submit(request, limits)
@@ -132,7 +132,7 @@ async def test_failed_jobs_give_the_quota_back_and_a_room_zero_is_not_offered(tm
     try:
         await ask(queue, "video", "bob", prompt="fail")  # accepted; it runs once the queue starts
         with pytest.raises(QueueLimitReached, match="本群今天的视频额度（1 个）用完啦"):
-            await queue.admit("video", "carol", FAMILY, limits_for(CONFIG.video, CONFIG.quotas, "video",
+            await queue.admit("video", "carol", FAMILY, limits_for(CONFIG.video.queue, CONFIG.quotas, "video",
                                                                    is_admin=False))
         await queue.start()
         await wait_until(lambda: len(recorder.sent) == 1, 5)  # the failure was reported...
@@ -143,7 +143,7 @@ async def test_failed_jobs_give_the_quota_back_and_a_room_zero_is_not_offered(tm
     finally:
         await queue.stop()
     with pytest.raises(ValueError):
-        limits_for(CONFIG.video, CONFIG.quotas, "music", is_admin=False)
+        limits_for(CONFIG.video.queue, CONFIG.quotas, "music", is_admin=False)
 
 
 async def test_daily_counts_survive_a_restart_but_not_midnight(tmp_path: Path) -> None:

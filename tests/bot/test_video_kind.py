@@ -1,5 +1,5 @@
-"""The `video` job kind itself (bot/jobs/kinds/video.py): what it hands the MP4 encoder. No model:
-a fake generator."""
+"""The `video` and `image` job kinds (bot/jobs/kinds/): what the MP4 encoder is handed (a fake
+generator), and which config edits rebuild the generator (reloading its weights) and which keep it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bot.config import VideoConfig
 from bot.jobs import JobRequest
 from bot.jobs.kinds import VideoKind
 from bot.messages import ChatRef
+
+
+@pytest.fixture(scope="module")
+def tiny_2b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_models import build_cogvideox_folder
+
+    return build_cogvideox_folder(tmp_path_factory.mktemp("cogvideox") / "tiny-2b")
 
 
 class FramesGenerator:
@@ -23,9 +31,10 @@ class FramesGenerator:
 
 
 def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monkeypatch):
-    config = VideoConfig(x264_preset="medium", height=16, width=16, num_frames=9)
+    config = VideoConfig(encode={"x264_preset": "medium"},
+                         sampling={"height": 16, "width": 16, "num_frames": 9})
     kind = VideoKind(lambda: config)
-    kind._generator, kind._built_for = FramesGenerator(), kind._generator_settings(config)
+    kind._generator, kind._built_for = FramesGenerator(), kind.built_from(config)
     request = JobRequest(kind="video", params={"prompt": "a cat", "num_frames": 9, "height": 16, "width": 16},
                          seed=1, asker_id="alice", asker_name="妈妈", chat=ChatRef("family@chatroom", True),
                          message_id="m1")
@@ -43,11 +52,49 @@ def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monke
     assert seen == {"fps": 8, "preset": "medium", "max_bytes": 3_000_000}
 
 
-def test_queue_only_edits_keep_the_loaded_generator_but_model_edits_rebuild_it() -> None:
-    current = {"config": VideoConfig()}
+def edited(config: Any, section: str, **values: Any) -> Any:
+    """`config` with keys of one sub-section changed (`section=""`: the section's own keys)."""
+    if not section:
+        return config.model_copy(update=values)
+    return config.model_copy(update={section: getattr(config, section).model_copy(update=values)})
+
+
+def test_job_path_edits_keep_the_loaded_generator_and_model_edits_rebuild_it(tiny_2b: Path) -> None:
+    from generators.base import GeneratorError
+    from generators.cogvideox import VideoRequest
+
+    current = {"config": VideoConfig(model={"path": tiny_2b})}
     kind = VideoKind(lambda: current["config"])
     first = kind.generator
-    current["config"] = current["config"].model_copy(update={"max_pending_per_user": 5, "show_prompt": False})
-    assert kind.generator is first  # no weight reload for a queue setting
-    current["config"] = current["config"].model_copy(update={"memory_mode": "cpu"})
-    assert kind.generator is not first
+    for section, values in (("queue", {"max_pending_per_user": 5, "seconds_per_job": 9}),
+                            ("", {"show_prompt": False, "load_at_start": True}),
+                            ("encode", {"x264_preset": "medium"}),
+                            ("sampling", {"max_steps": 10})):
+        current["config"] = edited(current["config"], section, **values)
+        assert kind.generator is first, section  # no weight reload for a job-path setting
+    # the kept generator reads the edited sampling limits at once
+    with pytest.raises(GeneratorError, match="1 到 10 之间"):
+        kind.generator.check_inputs(VideoRequest("a panda", num_frames=9, steps=20, height=64, width=96))
+    current["config"] = edited(current["config"], "model", memory_mode="cpu")
+    second = kind.generator
+    assert second is not first
+    current["config"] = edited(current["config"], "speed", fuse_qkv=True)
+    assert kind.generator is not second
+
+
+def test_image_kind_reloads_for_the_model_not_for_encoding_or_queue() -> None:
+    from bot.config import ImageConfig
+    from bot.jobs.kinds import ImageKind
+
+    current = {"config": ImageConfig()}
+    kind = ImageKind(lambda: current["config"], api_key=lambda: "key")
+    first = kind.generator
+    current["config"] = edited(edited(current["config"], "encode", format="png"), "queue", seconds_per_job=5)
+    assert kind.generator is first
+    current["config"] = edited(current["config"], "model", quantization="int8_weight_only")
+    local = kind.generator
+    assert local is not first
+    current["config"] = edited(current["config"], "", backend="api")
+    assert type(kind.generator).__name__ == "ImageApiGenerator"
+    current["config"] = edited(current["config"], "api", timeout_s=3)
+    assert kind.generator.config.api.timeout_s == 3

@@ -36,7 +36,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def service_config(tmp_path: Path, model: Path) -> AppConfig:
-    return AppConfig.model_validate({"data_dir": str(tmp_path), "video": {"model_path": str(model), **SMALL}})
+    video = {"model": {"path": str(model)}, "sampling": SMALL}
+    return AppConfig.model_validate({"data_dir": str(tmp_path), "video": video})
 
 
 @pytest.fixture
@@ -79,6 +80,7 @@ async def test_render_and_download_mp4(client: httpx.AsyncClient):
     assert created.status_code == 202 and created.json()["status"] == "queued"
     status = await finished(client, created.json()["id"])
     assert status["status"] == "done" and status["seed"] == 3
+    assert status["steps"] == SMALL["steps"]  # what the request left out comes from video.sampling
     content = await client.get(f"/v1/videos/{status['id']}/content")
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
     assert client_queue(client).get(status["id"]).delivered_at is not None  # polled and fetched
@@ -132,7 +134,7 @@ def served(tmp_path: Path, tiny_model: Path):
 
 
 def remote(url: str, token: str | None) -> RemoteBackend:
-    config = VideoConfig(backend="remote", remote_url=url, remote_poll_s=0.05, **SMALL)
+    config = VideoConfig(backend="remote", remote={"url": url, "poll_s": 0.05}, sampling=SMALL)
     return RemoteBackend(lambda: config, lambda: token)
 
 
@@ -179,7 +181,7 @@ def test_remote_backend_follows_the_config_switch():
     current = {"config": VideoConfig(backend="local")}
     backend = RemoteBackend(lambda: current["config"], lambda: TOKEN)
     assert not backend.handles("video")  # video.backend: local renders in the bot
-    current["config"] = VideoConfig(backend="remote", remote_url="http://gpu-box:8000")
+    current["config"] = VideoConfig(backend="remote", remote={"url": "http://gpu-box:8000"})
     assert backend.handles("video") and backend.live_workers() == 1
 
 
@@ -210,7 +212,8 @@ class FlakyService:
 
 
 def flaky_remote(service: FlakyService) -> RemoteBackend:
-    config = VideoConfig(backend="remote", remote_url="http://gpu-box:8000", remote_poll_s=0.01, **SMALL)
+    remote = {"url": "http://gpu-box:8000", "poll_s": 0.01}
+    config = VideoConfig(backend="remote", remote=remote, sampling=SMALL)
     return RemoteBackend(lambda: config, lambda: TOKEN, transport=httpx.MockTransport(service))
 
 

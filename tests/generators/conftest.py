@@ -25,13 +25,13 @@ def tiny_cogvideox_5b(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def generator_2b(tiny_cogvideox_2b: Path) -> CogVideoXGenerator:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, **TINY_SIZE))
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_cogvideox_2b}, sampling=TINY_SIZE))
     generator.load()
     return generator
 
 
 @pytest.fixture(scope="session")
 def generator_5b(tiny_cogvideox_5b: Path) -> CogVideoXGenerator:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_5b, **TINY_SIZE))
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_cogvideox_5b}, sampling=TINY_SIZE))
     generator.load()
     return generator

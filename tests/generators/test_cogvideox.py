@@ -136,8 +136,10 @@ def test_cancel_before_start_runs_no_step(generator_2b: CogVideoXGenerator) -> N
 
 
 def test_request_is_plain_serialisable_data() -> None:
-    config = VideoConfig(num_frames=17, steps=30)
-    req = VideoRequest.from_config(PROMPT, config, seed=5)
+    config = VideoConfig(sampling={"num_frames": 17, "steps": 30})
+    req = VideoRequest.from_config(PROMPT, config.sampling, seed=5)
+    with pytest.raises(TypeError, match="none of the video request's fields"):
+        VideoRequest.from_config(PROMPT, config)  # the section, not its sampling settings
     assert (req.num_frames, req.steps, req.seed, req.height, req.width) == (17, 30, 5, 480, 720)
     assert VideoRequest.from_dict(asdict(req)) == req
     with pytest.raises(GeneratorError, match="unknown"):
@@ -146,7 +148,7 @@ def test_request_is_plain_serialisable_data() -> None:
 
 
 def test_loads_once_across_threads(tiny_cogvideox_2b: Path) -> None:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b))
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_cogvideox_2b}))
     assert not generator.loaded
     assert generator.info is None
     pipes: list[int] = []
@@ -173,15 +175,16 @@ def test_offload_mode_without_gpu_falls_back_to_cpu(tiny_cogvideox_2b: Path) -> 
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("only meaningful without a GPU")
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, memory_mode="model_cpu_offload",
-                                               dtype="float32"))
+    model = {"path": tiny_cogvideox_2b, "memory_mode": "model_cpu_offload", "dtype": "float32"}
+    generator = CogVideoXGenerator(VideoConfig(model=model))
     result = generator.generate(tiny_request(steps=1))
     assert result.num_frames == 9
     assert generator.info.memory_mode == "cpu" and "needs a CUDA GPU" in generator.info.note
 
 
 def test_int8_weight_only_quantization_on_cpu(tiny_cogvideox_2b: Path) -> None:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, quantization="int8_weight_only"))
+    model = {"path": tiny_cogvideox_2b, "quantization": "int8_weight_only"}
+    generator = CogVideoXGenerator(VideoConfig(model=model))
     result = generator.generate(tiny_request(steps=2))
     assert result.frames.shape == (9, 64, 96, 3)
     weight = generator._pipe.transformer.transformer_blocks[0].ff.net[2].weight
@@ -193,7 +196,8 @@ def test_fp8_dynamic_needs_a_recent_gpu(tiny_cogvideox_2b: Path) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9):
         pytest.skip("this machine supports fp8")
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, quantization="fp8_dynamic"))
+    model = {"path": tiny_cogvideox_2b, "quantization": "fp8_dynamic"}
+    generator = CogVideoXGenerator(VideoConfig(model=model))
     with pytest.raises(GeneratorError, match="8.9"):
         generator.load()
     assert not generator.loaded

@@ -99,8 +99,8 @@ def test_full_size_2b_random_weights(tmp_path: Path) -> None:
         if time.perf_counter() > deadline:
             report["runs"].append({"mode": mode, "quantization": quantization, "skipped": "time budget"})
             continue
-        generator = CogVideoXGenerator(VideoConfig(model_path=folder, memory_mode=mode,
-                                                   quantization=quantization, vae_tiling=tiling))
+        generator = CogVideoXGenerator(VideoConfig(model={
+            "path": folder, "memory_mode": mode, "quantization": quantization, "vae_tiling": tiling}))
         try:
             generator.load()
             entry = {"mode": mode, "quantization": quantization, "vae_tiling": tiling,

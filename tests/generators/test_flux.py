@@ -26,7 +26,7 @@ def schnell_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def schnell(schnell_folder: Path) -> FluxGenerator:
-    generator = FluxGenerator(ImageConfig(model_path=schnell_folder, **TINY))
+    generator = FluxGenerator(ImageConfig(model={"path": schnell_folder}, sampling=TINY))
     generator.load()
     return generator
 
@@ -48,7 +48,7 @@ def test_dev_folder_is_recognised_with_dev_defaults(tmp_path: Path) -> None:
     folder = build_flux_folder(tmp_path / "FLUX.1-dev", "dev")
     limits = flux_limits(folder)
     assert (limits.variant, limits.default_steps, limits.default_guidance) == ("dev", 28, 3.5)
-    generator = FluxGenerator(ImageConfig(model_path=folder, **TINY))
+    generator = FluxGenerator(ImageConfig(model={"path": folder}, sampling=TINY))
     result = generator.generate(request(steps=2, guidance=3.5))
     assert result.size == (64, 96) and result.steps == 2
 
@@ -106,18 +106,19 @@ def test_found_in_the_modelscope_cache_and_missing_model_is_clear(schnell_folder
         FluxGenerator(ImageConfig(), env=env).locate()
     text = str(missing.value)
     assert "modelscope download --model black-forest-labs/FLUX.1-schnell" in text
-    assert "image.model_path" in text and "FLUX.1-dev" in text
+    assert "image.model.path" in text and "FLUX.1-dev" in text
     # modelscope writes dots as ___: ~/.cache/modelscope/hub/black-forest-labs/FLUX___1-dev
     target = tmp_path / "home/.cache/modelscope/hub/black-forest-labs/FLUX___1-dev"
     shutil.copytree(schnell_folder, target)
-    assert FluxGenerator(ImageConfig(variant="dev"), env=env).locate() == target
-    with pytest.raises(ModelNotFound, match="图片模型文件夹 .* does not exist.*image.model_path"):
-        FluxGenerator(ImageConfig(model_path=tmp_path / "nowhere")).locate()
+    assert FluxGenerator(ImageConfig(model={"variant": "dev"}), env=env).locate() == target
+    with pytest.raises(ModelNotFound, match="图片模型文件夹 .* does not exist.*image.model.path"):
+        FluxGenerator(ImageConfig(model={"path": tmp_path / "nowhere"})).locate()
 
 
 def test_int8_weight_only_quantization_via_torchao(schnell_folder: Path) -> None:
     pytest.importorskip("torchao")
-    generator = FluxGenerator(ImageConfig(model_path=schnell_folder, quantization="int8_weight_only", **TINY))
+    generator = FluxGenerator(ImageConfig(model={"path": schnell_folder, "quantization": "int8_weight_only"},
+                                          sampling=TINY))
     result = generator.generate(request())
     assert generator.info is not None and generator.info.quantization == "int8_weight_only"
     assert result.size == (64, 96)
@@ -132,7 +133,8 @@ def test_fp8_is_refused_without_a_capable_gpu(schnell_folder: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
     with pytest.raises(GeneratorError, match="compute capability >= 8.9"):
-        FluxGenerator(ImageConfig(model_path=schnell_folder, quantization="fp8_dynamic", **TINY)).load()
+        FluxGenerator(ImageConfig(model={"path": schnell_folder, "quantization": "fp8_dynamic"},
+                                  sampling=TINY)).load()
 
 
 @pytest.mark.parametrize("fmt, suffix, kind", [("jpeg", ".jpg", "JPEG"), ("png", ".png", "PNG")])

@@ -15,15 +15,15 @@ from tests.support.fake_images import FakeImages, png_bytes
 PROMPT = "A Shiba Inu sitting in deep snow, soft winter light."
 
 
-def generator(images: FakeImages, key: str | None = "img-key", **config) -> ImageApiGenerator:
-    return ImageApiGenerator(ImageConfig(backend="api", api_base_url=images.base_url, api_model="flux-pro",
-                                         api_retries=0, api_timeout_s=5, **config), key)
+def generator(images: FakeImages, key: str | None = "img-key", **api) -> ImageApiGenerator:
+    return ImageApiGenerator(ImageConfig(backend="api", api={"base_url": images.base_url, "model": "flux-pro",
+                                                             "retries": 0, "timeout_s": 5, **api}), key)
 
 
 def test_b64_answer_becomes_the_picture_and_the_request_is_openai_shaped(images: FakeImages) -> None:
     images.picture = png_bytes(40, 24, (10, 200, 30))
     steps: list[tuple[int, int]] = []
-    result = generator(images, api_size="1024x1024", api_response_format="b64_json").generate(
+    result = generator(images, size="1024x1024", response_format="b64_json").generate(
         ImageRequest(PROMPT, seed=3), on_step=lambda i, n: steps.append((i, n)))
     assert result.image.size == (40, 24) and result.image.getpixel((0, 0)) == (10, 200, 30)
     assert steps == [(1, 1)] and result.seed == 3
@@ -59,8 +59,8 @@ def test_failures_get_clear_messages(images: FakeImages, mode: str, message: str
 
 
 def test_unreachable_endpoint_and_missing_key(images: FakeImages) -> None:
-    closed = ImageApiGenerator(ImageConfig(backend="api", api_base_url="http://127.0.0.1:9/v1", api_retries=0,
-                                           api_timeout_s=2), "key")
+    api = {"base_url": "http://127.0.0.1:9/v1", "retries": 0, "timeout_s": 2}
+    closed = ImageApiGenerator(ImageConfig(backend="api", api=api), "key")
     with pytest.raises(GeneratorError, match="连不上图片服务"):
         closed.generate(ImageRequest(PROMPT))
     with pytest.raises(GeneratorError, match="XIAOAI_IMAGE_API_KEY"):
@@ -81,5 +81,5 @@ def test_key_comes_from_its_own_variable_then_openai_key() -> None:
 
 
 def test_bad_api_size_is_a_config_error() -> None:
-    with pytest.raises(ValueError, match="api_size must look like 1024x1024"):
-        ImageConfig(api_size="big")
+    with pytest.raises(ValueError, match="size must look like 1024x1024"):
+        ImageConfig(api={"size": "big"})

@@ -20,13 +20,13 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_missing_explicit_folder_says_so(tmp_path: Path) -> None:
-    generator = CogVideoXGenerator(VideoConfig(model_path=tmp_path / "nope"))
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tmp_path / "nope"}))
     with pytest.raises(ModelNotFound, match="nope.*does not exist"):
         generator.load()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelNotFound, match="model_index.json"):
-        CogVideoXGenerator(VideoConfig(model_path=empty)).check_inputs(None)  # type: ignore[arg-type]
+        CogVideoXGenerator(VideoConfig(model={"path": empty})).check_inputs(None)  # type: ignore[arg-type]
 
 
 def test_nothing_cached_lists_where_it_looked(tmp_path: Path) -> None:
@@ -66,10 +66,10 @@ def test_variant_preference_then_fallback(tmp_path: Path, tiny_cogvideox_2b: Pat
     two = _copy(tiny_cogvideox_2b, hub / "CogVideoX-2b")
     five = _copy(tiny_cogvideox_5b, hub / "CogVideoX-5b")
     env = {"HOME": str(tmp_path / "home")}
-    assert CogVideoXGenerator(VideoConfig(variant="5b"), env=env).locate() == five
-    assert CogVideoXGenerator(VideoConfig(variant="2b"), env=env).locate() == two
+    assert CogVideoXGenerator(VideoConfig(model={"variant": "5b"}), env=env).locate() == five
+    assert CogVideoXGenerator(VideoConfig(model={"variant": "2b"}), env=env).locate() == two
     shutil.rmtree(two)
-    assert CogVideoXGenerator(VideoConfig(variant="2b"), env=env).locate() == five
+    assert CogVideoXGenerator(VideoConfig(model={"variant": "2b"}), env=env).locate() == five
 
 
 def test_finds_hugging_face_snapshot_via_hf_home(tmp_path: Path, tiny_cogvideox_2b: Path) -> None:
@@ -85,7 +85,7 @@ def test_explicit_path_wins_over_caches(tmp_path: Path, tiny_cogvideox_2b: Path,
                                         tiny_cogvideox_5b: Path) -> None:
     _copy(tiny_cogvideox_2b, tmp_path / "home/.cache/modelscope/hub/ZhipuAI/CogVideoX-2b")
     env = {"HOME": str(tmp_path / "home")}
-    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_5b), env=env)
+    generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_cogvideox_5b}), env=env)
     assert generator.locate() == tiny_cogvideox_5b
 
 
@@ -106,9 +106,9 @@ def test_config_rejects_unknown_modes() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
-        VideoConfig(memory_mode="turbo")
+        VideoConfig(model={"memory_mode": "turbo"})
     with pytest.raises(ValidationError):
-        VideoConfig(quantization="fp6")
+        VideoConfig(model={"quantization": "fp6"})
 
 
 def test_fp8_quantizes_the_denoiser_with_scales_its_dtype_supports(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,7 +45,7 @@ GENERIC_DOG = ("A fluffy dog with a red-and-cream coat sits in fresh white snow,
                "smile. Snow-covered pine trees fade into a pale winter sky behind it. Warm photograph.")
 NO_SNOW_SHIBA = "A fluffy Shiba Inu sits on a green lawn, looking up with a smile in warm light."
 WRITER = "FLUX image prompt writer"
-SMALL = {"height": 64, "width": 96, "steps": 2, "seconds_per_job": 2}
+SMALL = {"sampling": {"height": 64, "width": 96, "steps": 2}, "queue": {"seconds_per_job": 2}}
 
 
 # -- key nouns -----------------------------------------------------------------------------------------
@@ -151,13 +151,13 @@ def decode(message: dict) -> Image.Image:
 
 
 def api_config(images: FakeImages, **extra: Any) -> dict[str, Any]:
-    return {"image": {"backend": "api", "api_base_url": images.base_url, "api_model": "flux-test",
-                      "api_retries": 0, "seconds_per_job": 2, **extra}}
+    api = {"base_url": images.base_url, "model": "flux-test", "retries": 0}
+    return {"image": {"backend": "api", "api": api, "queue": {"seconds_per_job": 2}, **extra}}
 
 
 async def test_e2e_picture_from_the_tiny_in_process_flux(running_bot, peer, fake_llm, tiny_flux) -> None:
     script(fake_llm)
-    async with running_bot({"image": {"model_path": str(tiny_flux), **SMALL}}):
+    async with running_bot({"image": {"model": {"path": str(tiny_flux)}, **SMALL}}):
         peer.say("alice", at() + REQUEST, room=FAMILY, mention=[BOT])
         ack = await wait_sent(peer, lambda m: "收到" in (m.get("text") or ""))
         picture = await wait_sent(peer, lambda m: m.get("file"), within=60)
@@ -172,7 +172,7 @@ async def test_e2e_picture_from_the_tiny_in_process_flux(running_bot, peer, fake
 async def test_e2e_picture_from_the_images_api(running_bot, peer, fake_llm, images) -> None:
     images.picture = png_bytes(80, 48, (30, 90, 200))
     script(fake_llm)
-    async with running_bot(api_config(images, format="png")):
+    async with running_bot(api_config(images, encode={"format": "png"})):
         peer.say("bob", at() + REQUEST, room=FAMILY, mention=[BOT])
         picture = await wait_sent(peer, lambda m: m.get("file"))
     image = decode(picture)
@@ -196,7 +196,7 @@ async def test_e2e_refused_prompt_is_explained(running_bot, peer, fake_llm, imag
 
 async def test_e2e_missing_model_is_explained(running_bot, peer, fake_llm, tmp_path) -> None:
     script(fake_llm)
-    async with running_bot({"image": {"model_path": str(tmp_path / "no-such-model")}}):
+    async with running_bot({"image": {"model": {"path": str(tmp_path / "no-such-model")}}}):
         peer.say("alice", at() + REQUEST, room=FAMILY, mention=[BOT])
         reply = await wait_sent(peer, lambda m: m.get("text"))
     assert MODEL_MISSING_REPLY in reply["text"]

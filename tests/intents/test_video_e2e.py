@@ -26,7 +26,7 @@ PANDA = ("A gentle medium shot at eye level in soft morning light. A fluffy gian
 CAT = "A close up shot in warm evening light. A small white cat sits on a table and looks at the window."
 DOG = "A wide aerial shot at sunset. A happy dog runs across a green field toward the river."
 FISH = "A slow pan in bright sunlight. A red fish swims in a blue lake with green leaves on the water."
-SMALL = {"num_frames": 9, "steps": 2, "height": 64, "width": 96, "seconds_per_job": 3}
+SMALL = {"num_frames": 9, "steps": 2, "height": 64, "width": 96}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,10 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_cogvideox_folder(tmp_path_factory.mktemp("cogvideox") / "tiny-2b")
 
 
-def video_config(model: Path, **extra: Any) -> dict[str, Any]:
-    return {"video": {"model_path": str(model), **SMALL, **extra}}
+def video_config(model: Path, *, sampling: dict[str, Any] | None = None, queue: dict[str, Any] | None = None,
+                 **section: Any) -> dict[str, Any]:
+    return {"video": {"model": {"path": str(model)}, "sampling": SMALL | (sampling or {}),
+                      "queue": {"seconds_per_job": 3} | (queue or {}), **section}}
 
 
 def script(fake_llm, request_text: str, prompt: str | list[str]) -> None:
@@ -121,7 +123,7 @@ async def test_three_requests_arrive_in_order_while_chat_is_answered(running_bot
         script(fake_llm, key, prompt)
     fake_llm.classify("今天吃什么", Intent.CHAT.value)
     fake_llm.add(lambda req: "今天吃什么" in prompt_text(req).rpartition("问：")[2], "吃饺子吧！")
-    async with running_bot(video_config(tiny_model, steps=20)):
+    async with running_bot(video_config(tiny_model, sampling={"steps": 20})):
         for user, key in (("alice", "猫的视频"), ("bob", "狗的视频"), ("carol", "鱼的视频")):
             peer.say(user, at() + "生成" + key, room=FAMILY, mention=[BOT])
             await wait_sent(peer, lambda m, u=user: "排队第" in (m.get("text") or "")
@@ -167,14 +169,14 @@ async def test_queued_jobs_are_delivered_after_a_restart(running_bot, peer, fake
     script(fake_llm, "猫的视频", CAT)
     script(fake_llm, "狗的视频", DOG)
     data_dir = tmp_path / "shared-data"
-    async with running_bot(video_config(tiny_model, steps=60), data_dir=data_dir) as app:
+    async with running_bot(video_config(tiny_model, sampling={"steps": 60}), data_dir=data_dir) as app:
         peer.say("alice", at() + "生成猫的视频", room=FAMILY, mention=[BOT])
         await wait_sent(peer, lambda m: "排队第 1 位" in (m.get("text") or ""))
         peer.say("bob", at() + "生成狗的视频", room=FAMILY, mention=[BOT])
         await wait_sent(peer, lambda m: "排队第 2 位" in (m.get("text") or ""))
         assert len(app.jobs.list()) == 2
     assert videos(peer) == []  # stopped before anything was delivered
-    async with running_bot(video_config(tiny_model, steps=2), data_dir=data_dir):
+    async with running_bot(video_config(tiny_model, sampling={"steps": 2}), data_dir=data_dir):
         delivered = await wait_videos(peer, 2)
     captions = [m for m in peer.sent() if "视频做好啦" in (m.get("text") or "")]
     assert [c["mentionIds"] for c in captions] == [["alice"], ["bob"]] and len(delivered) == 2
@@ -194,7 +196,8 @@ async def test_rewriter_answering_chinese_is_handled(running_bot, peer, fake_llm
 
 async def test_bad_frame_count_and_pending_limit_get_clear_replies(running_bot, peer, fake_llm, tiny_model):
     script(fake_llm, "熊猫视频", PANDA)
-    async with running_bot(video_config(tiny_model, steps=60, max_pending_per_user=1)):
+    config = video_config(tiny_model, sampling={"steps": 60}, queue={"max_pending_per_user": 1})
+    async with running_bot(config):
         peer.say("alice", at() + "熊猫视频，10帧", room=FAMILY, mention=[BOT])
         bad = await wait_sent(peer, lambda m: "8 的倍数加 1" in (m.get("text") or ""))
         peer.say("bob", at() + "熊猫视频", room=FAMILY, mention=[BOT])
@@ -219,8 +222,8 @@ async def test_remote_backend_through_the_service(running_bot, peer, fake_llm, t
     try:
         await asyncio.to_thread(lambda: [time.sleep(0.02) for _ in range(500) if not server.started])
         script(fake_llm, "熊猫视频", PANDA)
-        remote = video_config(tiny_model, backend="remote", remote_url=f"http://127.0.0.1:{port}",
-                              remote_poll_s=0.1)
+        remote = video_config(tiny_model, backend="remote",
+                              remote={"url": f"http://127.0.0.1:{port}", "poll_s": 0.1})
         monkeypatch.setenv("XIAOAI_VIDEO_TOKEN", "box-token")
         async with running_bot(remote):
             peer.say("alice", at() + "熊猫视频", room=FAMILY, mention=[BOT])

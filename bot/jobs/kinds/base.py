@@ -1,6 +1,7 @@
 """What the `video` and `image` job kinds share: a generator built lazily from the current config
-section (rebuilt when the section changes, resident across jobs), the parameter check, and the token
-counting the prompt rewriter uses. Blocking methods run in worker threads, never on the event loop.
+section (rebuilt only when what it was built from changes, resident across jobs), the parameter check,
+and the token counting the prompt rewriter uses. Blocking methods run in worker threads, never on the
+event loop.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ class GeneratorKind:
 
     name: str
     default_max_prompt_tokens: int | None = None  # when the generator cannot tell
-    # section keys only the queue and the handler read: editing them must not reload the weights
-    job_only_fields: frozenset[str] = frozenset(
-        {"max_pending_per_user", "seconds_per_job", "media_max_age_hours", "show_prompt", "load_at_start"})
 
     def __init__(self, config: Callable[[], Any]) -> None:
         self._config = config
@@ -34,19 +32,24 @@ class GeneratorKind:
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
         raise NotImplementedError
 
-    def _generator_settings(self, config: Any) -> Any:
-        return config.model_dump(exclude=set(self.job_only_fields))
+    def built_from(self, config: Any) -> tuple[Any, ...]:
+        """The sub-sections a built generator holds on to (its weights, its client); a change in any of
+        them builds a new one. Everything else it reads (sampling limits, encoding) is read live."""
+        raise NotImplementedError
 
     @property
     def generator(self) -> Any:
         """The current generator, resident across jobs; rebuilt (weights reloaded on the next job) only
-        when a setting the generator reads changes, not for queue-only keys."""
+        when `built_from` changes. Otherwise it is handed the current section, so edited sampling
+        limits apply to the next check without a reload."""
         config = self._config()
-        settings = self._generator_settings(config)
+        built_from = self.built_from(config)
         with self._lock:
-            if self._generator is None or settings != self._built_for:
+            if self._generator is None or built_from != self._built_for:
                 self._generator = self.build(config)
-                self._built_for = settings
+                self._built_for = built_from
+            else:
+                self._generator.config = config
             return self._generator
 
     # -- JobKind ---------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ class ImageKind(GeneratorKind):
     """Runs one image job with FluxGenerator (local) or ImageApiGenerator (api)."""
 
     name = "image"
-    job_only_fields = GeneratorKind.job_only_fields | {"format", "jpeg_quality"}
 
     def __init__(self, config: Callable[[], ImageConfig], *,
                  api_key: Callable[[], str | None] = image_api_key,
@@ -44,6 +43,9 @@ class ImageKind(GeneratorKind):
     @property
     def backend(self) -> str:
         return self._config().backend
+
+    def built_from(self, config: ImageConfig) -> tuple[Any, ...]:
+        return ("api", config.api) if config.backend == "api" else ("local", config.model)
 
     def build(self, config: ImageConfig) -> Any:
         if config.backend == "api":
@@ -64,8 +66,8 @@ class ImageKind(GeneratorKind):
         from generators.flux import save_image
 
         result = self.generator.generate(self.request(request.params, request.seed), on_step, should_stop)
-        config = self._config()
-        return save_image(result.image, output_stem, config.format, config.jpeg_quality)
+        encode = self._config().encode
+        return save_image(result.image, output_stem, encode.format, encode.jpeg_quality)
 
     def max_prompt_tokens(self) -> int | None:
         """The local model's T5 limit; None for the API (its limits are in characters and generous)."""

@@ -39,6 +39,9 @@ class VideoKind(GeneratorKind):
     def backend(self) -> str:
         return self._config().backend
 
+    def built_from(self, config: VideoConfig) -> tuple[Any, ...]:
+        return (config.model, config.speed)  # a remote host renders with its own: the kind only checks
+
     def build(self, config: VideoConfig) -> Any:
         from generators.cogvideox import CogVideoXGenerator
 
@@ -55,9 +58,9 @@ class VideoKind(GeneratorKind):
         path = output_stem.with_suffix(".mp4")
         from generators.mp4 import encode_mp4
 
-        config = self._config()
-        return encode_mp4(output.frames, path, output.fps, config.bitrate_kbps, int(config.max_mp4_mb * 1e6),
-                          preset=config.x264_preset)
+        encode = self._config().encode
+        return encode_mp4(output.frames, path, output.fps, encode.bitrate_kbps, int(encode.max_mp4_mb * 1e6),
+                          preset=encode.x264_preset)
 
     # -- for the prompt rewriter: the remote host's model is not here to ask --------------------------
     def count_tokens(self, prompt: str) -> int | None:

@@ -1,0 +1,39 @@
+"""Typed configuration: one pydantic section per concern, loaded from config.yaml.
+
+Secrets never live here; they come from the environment (see `Secrets`). A bad file is reported with
+the exact key path, the line in the file and the reason, so an admin's typo never takes the bot down
+silently. `video:` and `image:` nest the generators' own settings (generators/settings.py); the first
+release's flat keys are still read (bot/config/legacy.py).
+"""
+
+from bot.config.app import AppConfig, Secrets
+from bot.config.loading import ConfigError, last_good_path, load, load_resilient, parse, remember_good
+from bot.config.media import ImageConfig, QueueSettings, VideoConfig
+from bot.config.operations import AlertsConfig, ScheduleEntry, SchedulesConfig, SmtpConfig
+from bot.config.sections import (
+    INTENT_NAMES,
+    AmapConfig,
+    BotConfig,
+    ChatConfig,
+    ChatSettings,
+    EmbeddedClassifierConfig,
+    GroupsConfig,
+    HistoryConfig,
+    LLMConfig,
+    OfflineConfig,
+    PlaygroundConfig,
+    PlaygroundMember,
+    QuotasConfig,
+    RoomSettings,
+    Section,
+    WechatyConfig,
+    chat_settings,
+)
+
+__all__ = [
+    "INTENT_NAMES", "AlertsConfig", "AmapConfig", "AppConfig", "BotConfig", "ChatConfig", "ChatSettings",
+    "ConfigError", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "ImageConfig", "LLMConfig",
+    "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings", "QuotasConfig", "RoomSettings",
+    "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig", "VideoConfig", "WechatyConfig",
+    "chat_settings", "last_good_path", "load", "load_resilient", "parse", "remember_good",
+]

@@ -1,0 +1,167 @@
+"""The settings a generator reads, as plain pydantic models: which weights and how they are placed
+(`model`), what a render defaults to and may ask for (`sampling`), how the file is written (`encode`),
+the opt-in speed switches (`speed`), and the remote / API backends' connection settings.
+
+The bot's `video:` and `image:` config sections are these models plus the job-path keys (backend, queue,
+show_prompt), so a generator reads its own settings types and never imports `bot`. Every model refuses
+unknown keys and never changes once loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Dtype = Literal["auto", "float16", "bfloat16", "float32"]
+Quantization = Literal["none", "int8_weight_only", "fp8_dynamic"]
+
+
+class Settings(BaseModel):
+    """Base: unknown keys are errors, and loaded settings never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _expand_user(value: Path | None) -> Path | None:
+    return value.expanduser() if value is not None else None
+
+
+class ModelSettings(Settings):
+    """Which weights and how they sit in memory; any change here reloads the weights.
+
+    Shared by video and image; each kind narrows `variant` (and its memory modes) to what it has."""
+
+    # a diffusers folder, or (when null) the variant's repository in the modelscope cache, then the
+    # Hugging Face cache. Nothing is ever downloaded at run time.
+    path: Path | None = None
+    variant: str
+    dtype: Dtype = "auto"
+    memory_mode: str = "auto"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    quantization: Quantization = "none"
+
+    _expand_path = field_validator("path")(_expand_user)
+
+
+class VideoModelSettings(ModelSettings):
+    """CogVideoX: 2B or 5B; decoding in tiles by default (~4 GiB instead of ~15 GiB)."""
+
+    variant: Literal["2b", "5b"] = "2b"
+    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload",
+                         "cpu"] = "auto"
+    vae_tiling: bool = True
+
+
+class ImageModelSettings(ModelSettings):
+    """FLUX.1: schnell (4 steps) or dev (28 steps)."""
+
+    variant: Literal["schnell", "dev"] = "schnell"
+    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"] = "auto"
+
+
+class VideoSampling(Settings):
+    """A video request's defaults (each may be overridden by the asker within the limits)."""
+
+    num_frames: int = Field(default=49, ge=1)
+    steps: int = Field(default=50, ge=1, le=200)
+    guidance: float = Field(default=6.0, ge=0, le=30)
+    fps: int = Field(default=8, ge=1, le=60)
+    height: int = Field(default=480, ge=16)
+    width: int = Field(default=720, ge=16)
+    max_steps: int = Field(default=100, ge=1, le=1000)
+
+
+class ImageSampling(Settings):
+    """A picture request's defaults; null steps/guidance = the loaded variant's own."""
+
+    steps: int | None = Field(default=None, ge=1, le=200)  # null: schnell 4, dev 28
+    guidance: float | None = Field(default=None, ge=0, le=30)  # null: schnell 0, dev 3.5
+    height: int = Field(default=576, ge=16)
+    width: int = Field(default=1024, ge=16)
+    max_steps: int = Field(default=60, ge=1, le=1000)
+
+
+class VideoEncode(Settings):
+    """The MP4: H.264 bitrate, a hard size cap (the gateway's message limit), encoder speed."""
+
+    bitrate_kbps: int = Field(default=2000, ge=100)
+    max_mp4_mb: float = Field(default=3.0, gt=0.1)
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
+        "veryfast")
+
+
+class ImageEncode(Settings):
+    format: Literal["jpeg", "png"] = "jpeg"
+    jpeg_quality: int = Field(default=92, ge=50, le=100)
+
+
+class SpeedSettings(Settings):
+    """Opt-in speed switches, each measured in BENCHMARKS.md; all off = the plain path."""
+
+    compile: Literal["off", "blocks"] = "off"  # blocks: regional torch.compile of the transformer blocks
+    compile_cache_dir: Path | None = None  # where compiled kernels are kept for the next start
+    fuse_qkv: bool = False  # one fused Q/K/V projection per attention layer
+    attention: Literal["default", "flash", "cudnn", "efficient", "sage"] = "default"  # attention kernel
+    step_cache: float = Field(default=0.0, ge=0, le=1)  # first-block cache threshold, 0 = off; changes output
+    vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
+
+    _expand_cache_dir = field_validator("compile_cache_dir")(_expand_user)
+
+    @field_validator("vae_tile_size")
+    @classmethod
+    def _tile_fits(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        # diffusers' tile overlap (1/6 of the height, 1/5 of the width) only adds up for these sizes;
+        # others return frames of the wrong height (seen: 160x240 tiles -> 498-pixel frames)
+        if value is not None and (value[0] < 48 or value[0] % 48 or value[1] < 40 or value[1] % 40):
+            raise ValueError("vae_tile_size must be [height, width] with height a multiple of 48 and "
+                             "width a multiple of 40, e.g. [144, 240] or [240, 360]")
+        return value
+
+
+class RemoteSettings(Settings):
+    """Where `xiaoai serve-video` answers (the token comes from env XIAOAI_VIDEO_TOKEN)."""
+
+    url: str | None = None  # e.g. http://gpu-box:8000
+    timeout_s: float = Field(default=1800, gt=0)  # give up on one remote render after this
+    poll_s: float = Field(default=2.0, gt=0)  # how often the remote job's progress is read
+
+
+class ImageApiSettings(Settings):
+    """An OpenAI-compatible images endpoint (key from env XIAOAI_IMAGE_API_KEY, else OPENAI_API_KEY)."""
+
+    base_url: str | None = None  # null: OPENAI_BASE_URL from the environment, else OpenAI itself
+    model: str = "gpt-image-1"
+    size: str | None = None  # e.g. "1024x1024"; null: the endpoint's default size
+    response_format: Literal["b64_json", "url"] | None = None  # null: don't ask (gpt-image-1)
+    timeout_s: float = Field(default=120, gt=0)
+    retries: int = Field(default=1, ge=0, le=5)
+
+    @field_validator("size")
+    @classmethod
+    def _size_shape(cls, value: str | None) -> str | None:
+        if value is not None and value != "auto" and not re.fullmatch(r"\d{2,5}x\d{2,5}", value):
+            raise ValueError(f"size must look like 1024x1024 (or auto), got {value!r}")
+        return value
+
+
+class VideoSettings(Settings):
+    """What the video generators (CogVideoX in process, the remote service) read."""
+
+    model: VideoModelSettings = VideoModelSettings()
+    sampling: VideoSampling = VideoSampling()
+    encode: VideoEncode = VideoEncode()
+    speed: SpeedSettings = SpeedSettings()
+    remote: RemoteSettings = RemoteSettings()
+
+
+class ImageSettings(Settings):
+    """What the image generators (FLUX in process, an images API) read."""
+
+    model: ImageModelSettings = ImageModelSettings()
+    sampling: ImageSampling = ImageSampling()
+    encode: ImageEncode = ImageEncode()
+    api: ImageApiSettings = ImageApiSettings()
