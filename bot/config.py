@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from bot.yaml_guard import YamlBudgetExceeded, load_config_yaml
 
 if TYPE_CHECKING:
     from bot.channels.base import ChatRef
@@ -517,11 +518,14 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
 def parse(text: str, source: str = "config.yaml") -> AppConfig:
     """Validate YAML text into an AppConfig, raising ConfigError with key, line and reason."""
     try:
-        data = YAML(typ="rt").load(text)
+        data = load_config_yaml(text)
+    except YamlBudgetExceeded as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     except YAMLError as exc:
         raise ConfigError(f"{source}: YAML syntax error: {exc}") from exc
-    if data is None:
-        data = {}
+    if data is None:  # an empty, blank or all-comment file: never "all defaults" (that drops the admins)
+        raise ConfigError(f"{source}: the file is empty (no settings at all); restore it, or delete it "
+                          "to run on the built-in defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
