@@ -28,6 +28,7 @@ from generators.base import (
     ShouldStop,
     StepCallback,
 )
+from generators.heavy_imports import import_heavy
 from generators.loading import (
     ComponentLibrary,
     LoadedModel,
@@ -63,6 +64,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         self._pipe: Any = None
         self._info: LoadedModel | None = None
         self._load_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
     # -- hooks ------------------------------------------------------------------------------------
@@ -104,11 +106,26 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
 
         Loads only the tokenizer on first use (about a second): call it off the event loop."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
             folder = self.locate() / self.tokenizer_folder
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self._import_heavy()
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
+
+                    self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         return len(self._tokenizer(prompt).input_ids)
+
+    def _import_heavy(self) -> None:
+        names = [f"diffusers.{self.pipeline_class}"]
+        if getattr(self.config, "quantization", "none") != "none":
+            names += ["diffusers.TorchAoConfig", "diffusers.PipelineQuantizationConfig",
+                      "transformers.TorchAoConfig"]
+        import_heavy(names)
+
+    def warm_up(self) -> None:
+        """Before the first request: the heavy imports and the tokenizer, not the weights (blocking;
+        GeneratorError when there is no model to warm up for)."""
+        self.prompt_tokens("warm up")
 
     def check_prompt_length(self, prompt: str) -> None:
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
@@ -125,6 +142,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
         if self._pipe is not None:
             return
+        self._import_heavy()
         with self._load_lock:
             if self._pipe is not None:
                 return
