@@ -15,6 +15,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from bot.admin_notices import AdminNotices
 from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel, ChatRef, IncomingMessage, Reply
 from bot.config import AppConfig, Secrets
@@ -170,6 +171,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     app.jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                       retention_s=lambda: app.config.image.media_max_age_hours * 3600)
     app.services["jobs"] = app.jobs
+    app.jobs.on_storage_full = AdminNotices(app).storage_full  # a full disk is the admin's to fix
     app.services["video preload"] = ModelPreload(video_kind, lambda: app.config.video)
     app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)
 

@@ -48,6 +48,7 @@ from loguru import logger
 
 from bot.channels.base import ChatRef, Reply
 from generators.base import GenerationCancelled, GeneratorError
+from generators.storage import StorageFull, is_no_space
 
 StepCallback = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -441,6 +442,8 @@ class JobQueue:
         self.priority: dict[str, int] = {}
         self.max_overtakes = MAX_OVERTAKES
         self._overtakes = 0
+        # told when a result or the job store cannot be written for lack of space (the app tells the admins)
+        self.on_storage_full: Callable[[StorageFull], Awaitable[Any]] | None = None
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, kind: JobKind, *, label: str, retention_s: Callable[[], float] | None = None,
@@ -470,7 +473,12 @@ class JobQueue:
         """Persist a job and queue it. `on_accepted` (the acknowledgement) runs before the job can
         start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
         await self.check(request.kind, request.params)
-        job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, time.time())
+        try:
+            job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, time.time())
+        except sqlite3.OperationalError as exc:  # "database or disk is full"
+            if not is_no_space(exc):
+                raise
+            raise await self._storage_full(StorageFull(self.data_dir, str(exc))) from exc
         receipt = await self._receipt(job, limits.seconds_per_job, duplicate)
         if duplicate:
             return receipt
@@ -667,12 +675,19 @@ class JobQueue:
             else:
                 await self._finish(job.id, JobState.CANCELLED)
                 logger.info("jobs: #{} cancelled while running", job.id)
+        except StorageFull as exc:
+            await self._storage_full(exc)
+            await self._finish(job.id, JobState.FAILED, error=str(exc))
         except GeneratorError as exc:
             logger.warning("jobs: #{} failed: {}", job.id, exc)
             await self._finish(job.id, JobState.FAILED, error=str(exc))
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue
+            if is_no_space(exc):  # e.g. moving a remote render into media/
+                full = await self._storage_full(StorageFull(output_stem.parent, str(exc)))
+                await self._finish(job.id, JobState.FAILED, error=str(full))
+                return
             logger.exception("jobs: #{} crashed", job.id)
             await self._finish(job.id, JobState.FAILED, error=f"{GENERIC_REASON}（{type(exc).__name__}）")
         else:
@@ -682,6 +697,16 @@ class JobQueue:
             self._stop_flags.pop(job.id, None)
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)
+
+    async def _storage_full(self, error: StorageFull) -> StorageFull:
+        """Log a full disk as such and tell `on_storage_full`; returns `error` for the caller to raise."""
+        logger.error("jobs: no space left in {}: {}", error.where, error.detail)
+        if self.on_storage_full is not None:
+            try:
+                await self.on_storage_full(error)
+            except Exception:  # noqa: BLE001 - telling the admin must not hide the failure itself
+                logger.exception("jobs: telling the admins about the full disk failed")
+        return error
 
     async def _finish(self, job_id: int, state: JobState, **columns: Any) -> None:
         now = time.time()
