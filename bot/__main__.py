@@ -11,7 +11,9 @@ from pathlib import Path
 
 from loguru import logger
 
+from bot import instance_lock
 from bot.config import AppConfig, ConfigError, Secrets, load, load_resilient
+from bot.instance_lock import DataDirInUse, InstanceLock
 
 NO_PUPPET_HELP = (
     "No WeChat gateway is configured, so this is the local playground. To connect WeChat: `make gateway`"
@@ -57,11 +59,17 @@ def _port_answers(endpoint: str) -> bool:
         return False
 
 
+def _hold_data_dir(config: AppConfig) -> InstanceLock:
+    """This process's lock on data_dir (kept until exit); a second bot on it gets DataDirInUse."""
+    return instance_lock.acquire(config.data_dir)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import build_app
     from bot.channels.wechaty import WechatyChannel
 
     config, config_error = _load_config(args.config)
+    lock = _hold_data_dir(config)  # noqa: F841 - held for the life of the process
     secrets = Secrets.from_env()
     endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
     if not endpoint:  # no WeChat gateway configured: serve the local playground instead
@@ -112,6 +120,7 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
     from bot.playground import build_playground
 
     config, config_error = loaded or _load_config(args.config)
+    lock = None if loaded else _hold_data_dir(config)  # noqa: F841 - `run` holds it already
     port = getattr(args, "port", None)
     if port is not None:
         playground = config.offline.playground.model_copy(update={"port": port})
@@ -179,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except DataDirInUse as exc:
+        logger.error("{}", exc)
+        print(f"not started: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,33 +1,42 @@
 """Private notes to the admins (`bot.admins`), through the chat channel: a bad config edit, WeChat
-back after an outage, a problem a group member hit that only an admin can fix.
+back after an outage, a fault only they can fix (a full disk, a missing key or model).
 
-`key` deduplicates: the same problem is told once until `forget(key)` (e.g. once it is fixed)."""
+`key` deduplicates: the same problem is told at most once per `repeat_after_s` (or until `forget`),
+so a flood of failing jobs is one message, not fifty."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from bot.config import AppConfig
 from bot.messages import ChatRef, Reply
 
+if TYPE_CHECKING:
+    from generators.storage import StorageFull
+
 MAX_CHARS = 600  # a WeChat bubble an admin still reads on a phone
 
 
 class AdminNotices:
-    def __init__(self, config: Callable[[], AppConfig],
-                 send: Callable[[ChatRef, Reply], Awaitable[bool]]) -> None:
+    def __init__(self, config: Callable[[], AppConfig], send: Callable[[ChatRef, Reply], Awaitable[bool]],
+                 *, repeat_after_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._send = send
-        self._told: set[str] = set()
+        self.repeat_after_s = repeat_after_s
+        self._clock = clock
+        self._told: dict[str, float] = {}
 
     async def tell(self, text: str, *, key: str | None = None) -> int:
-        """Send `text` to every admin; returns how many got it (0 when already told about `key`)."""
+        """Send `text` to every admin; returns how many got it (0 when `key` was told recently)."""
         if key is not None:
-            if key in self._told:
+            now, last = self._clock(), self._told.get(key)
+            if last is not None and now - last < self.repeat_after_s:
                 return 0
-            self._told.add(key)
+            self._told[key] = now
         if len(text) > MAX_CHARS:
             text = text[: MAX_CHARS - 1] + "…"
         admins = self._config().bot.admins
@@ -40,4 +49,7 @@ class AdminNotices:
         return sent
 
     def forget(self, key: str) -> None:
-        self._told.discard(key)
+        self._told.pop(key, None)
+
+    async def storage_full(self, error: StorageFull) -> None:
+        await self.tell(error.admin_text(), key=f"storage:{error.where}")

@@ -142,6 +142,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
+    jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
 
     # running it for a family: schedules, the config file, disconnect alerts
     amap = AmapConnections()

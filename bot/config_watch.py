@@ -26,6 +26,7 @@ from watchfiles import awatch
 
 from bot.admin_notices import AdminNotices
 from bot.config import AppConfig, ConfigError, parse, remember_good
+from bot.yaml_guard import YamlBudgetExceeded, guarded
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -77,12 +78,14 @@ def _represent_none(representer: Any, _data: None) -> Any:
 
 def edit_yaml_text(text: str, edit: Callable[[CommentedMap], Any]) -> str:
     """Round-trip `text` through ruamel.yaml with `edit` applied: comments, order, quotes, indents kept."""
-    yaml = YAML(typ="rt")
+    yaml = guarded(YAML(typ="rt"))
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold an admin's long line (a persona) into several
     yaml.representer.add_representer(type(None), _represent_none)
     try:
         data = yaml.load(text)
+    except YamlBudgetExceeded as exc:
+        raise ConfigError(f"config.yaml: {exc}") from exc
     except YAMLError as exc:
         raise ConfigError(f"config.yaml: YAML syntax error: {exc}") from exc
     if data is None:

@@ -1,13 +1,16 @@
 """The one place that talks to the OpenAI-compatible LLM endpoint.
 
 Timeouts and retries (tenacity) live here so every feature gets the same behaviour, and every failure
-surfaces as `LLMUnavailable`, which the router turns into a short friendly reply.
+surfaces as `LLMUnavailable`, which the router turns into a short friendly reply. The timeout is a
+deadline for the whole call, retries included: an HTTP read timeout alone never fires on a server that
+trickles a byte every few seconds. Each failure is logged once, here, with its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 from loguru import logger
@@ -61,30 +64,44 @@ class LLM:
         """Return the assistant's text, or raise LLMUnavailable."""
         if not self.configured:
             raise LLMUnavailable("no LLM configured (set OPENAI_API_KEY and/or OPENAI_BASE_URL)")
-        timeout = timeout_s or self.config.timeout_s
+        deadline_s = timeout_s or self.config.timeout_s
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.config.retries + 1),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                retry=retry_if_exception_type(_RETRYABLE),
-                reraise=True,
-            ):
-                with attempt:
-                    response = await self._client.chat.completions.create(
-                        model=self.config.model,
-                        messages=[{"role": m.role, "content": m.content} for m in messages],
-                        temperature=self.config.temperature if temperature is None else temperature,
-                        max_tokens=max_tokens,
-                        timeout=timeout,
-                    )
+            async with asyncio.timeout(deadline_s):
+                response = await self._create(messages, deadline_s, max_tokens, temperature)
+        except TimeoutError as exc:
+            logger.warning("llm: {} gave no answer within {:g} s (retries included)", self.config.model,
+                           deadline_s)
+            raise LLMUnavailable(f"no answer within {deadline_s:g} s") from exc
         except openai.OpenAIError as exc:
-            logger.warning("llm: {} failed: {}", self.config.model, exc)
+            logger.warning("llm: {} failed: {}: {}", self.config.model, type(exc).__name__, exc)
             raise LLMUnavailable(str(exc)) from exc
         choices = response.choices or []
         text = (choices[0].message.content or "").strip() if choices else ""
         if not text:
+            logger.warning("llm: {} returned an empty answer", self.config.model)
             raise LLMUnavailable("the LLM returned an empty answer")
         return text
+
+    async def _create(self, messages: list[ChatMessage], deadline_s: float, max_tokens: int | None,
+                      temperature: float | None) -> Any:
+        """The completion with tenacity's retries; each attempt's HTTP timeout is what is left."""
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + deadline_s
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.config.retries + 1),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception_type(_RETRYABLE),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    temperature=self.config.temperature if temperature is None else temperature,
+                    max_tokens=max_tokens,
+                    timeout=max(0.05, ends_at - loop.time()),
+                )
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def close(self) -> None:
         await self._client.close()

@@ -28,6 +28,7 @@ from generators.base import (
     ShouldStop,
     StepCallback,
 )
+from generators.heavy_imports import import_heavy
 from generators.loading import (
     ComponentLibrary,
     LoadedModel,
@@ -62,6 +63,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         self._pipe: Any = None
         self._info: LoadedModel | None = None
         self._load_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
     # -- hooks ------------------------------------------------------------------------------------
@@ -108,6 +110,19 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             self._token_counter = token_counter(self.locate() / self.tokenizer_folder)
         return self._token_counter(prompt)
 
+    def _import_heavy(self) -> None:
+        names = [f"diffusers.{self.pipeline_class}"]
+        if getattr(self.config, "quantization", "none") != "none":
+            names += ["diffusers.TorchAoConfig", "diffusers.PipelineQuantizationConfig",
+                      "transformers.TorchAoConfig"]
+        import_heavy(names)
+
+    def warm_up(self) -> None:
+        """Before the first request: the heavy imports and the tokenizer, not the weights (blocking;
+        GeneratorError when there is no model to warm up for)."""
+        self.prompt_tokens("warm up")
+        self._import_heavy()
+
     def check_prompt_length(self, prompt: str) -> None:
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
         if tokens > limit:
@@ -123,6 +138,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         """Load the weights once (thread-safe, idempotent) and place them per `memory_mode`."""
         if self._pipe is not None:
             return
+        self._import_heavy()
         with self._load_lock:
             if self._pipe is not None:
                 return

@@ -1,5 +1,9 @@
 """Frames -> MP4 that WeChat plays inline: H.264, yuv420p, +faststart, and a size cap.
 
+ffmpeg runs as a subprocess of its own here (imageio-ffmpeg supplies the binary) so that its exit status
+and error output are seen: a write that failed half way (a full disk) must never count as a video. The
+file is written under a temporary name, probed (every frame decodes), then renamed into place.
+
 The gateway's gRPC messages are capped (see the notes), so the bitrate is bounded by `max_bytes` over
 the video's duration: at the defaults a 6-second 480x720 video at 2 Mbit/s is about 1.6 MB, and no
 setting produces a file over the cap (it is re-encoded at a lower rate, or refused clearly).
@@ -7,11 +11,17 @@ setting produces a file over the cap (it is re-encoded at a lower rate, or refus
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from generators.base import GeneratorError
+from generators.storage import StorageFull, is_no_space
 
 DEFAULT_BITRATE_KBPS = 2000
 DEFAULT_MAX_BYTES = 3_000_000
@@ -45,22 +55,42 @@ def _as_uint8_frames(frames: Any) -> Any:
     return array
 
 
+def _ffmpeg_command(width: int, height: int, fps: float, kbps: int, preset: str, path: Path) -> list[str]:
+    import imageio_ffmpeg
+
+    return [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
+            "-s", f"{width}x{height}", "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()),
+            "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-b:v", f"{kbps}k",
+            "-preset", preset, "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k", "-movflags", "+faststart",
+            "-f", "mp4", str(path)]
+
+
 def _write(array: Any, path: Path, fps: float, kbps: int, preset: str) -> None:
+    """Encode into `path`; raises unless ffmpeg exits 0 and the file decodes to every frame."""
     import imageio_ffmpeg
 
     height, width = array.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(
-        str(path), (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-        bitrate=f"{kbps}k", macro_block_size=1, quality=None, ffmpeg_log_level="error",
-        output_params=["-preset", preset, "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
-                       "-movflags", "+faststart"],
-    )
-    writer.send(None)
     try:
-        for frame in array:
-            writer.send(frame.tobytes())
-    finally:
-        writer.close()
+        done = subprocess.run(_ffmpeg_command(width, height, fps, kbps, preset, path),
+                              input=array.tobytes(), capture_output=True, check=False)
+    except OSError as exc:
+        raise _failure(path, str(exc), exc) from exc
+    errors = done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode != 0:
+        raise _failure(path, f"ffmpeg exited with {done.returncode}: {errors[-500:]}", errors)
+    try:
+        frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (RuntimeError, OSError) as exc:
+        raise _failure(path, f"the MP4 does not decode: {str(exc)[-500:]}", exc) from exc
+    if frames != len(array):
+        raise _failure(path, f"the MP4 decodes to {frames} of {len(array)} frames", errors)
+
+
+def _failure(path: Path, detail: str, cause: BaseException | str) -> GeneratorError:
+    logger.error("mp4: writing {} failed: {}", path, detail)
+    if is_no_space(cause) or is_no_space(detail):
+        return StorageFull(path.parent, detail)
+    return GeneratorError("视频编码失败了，请稍后再试一次。")
 
 
 def encode_mp4(frames: Any, path: Path | str, fps: float = 8, bitrate_kbps: int = DEFAULT_BITRATE_KBPS,
@@ -68,16 +98,25 @@ def encode_mp4(frames: Any, path: Path | str, fps: float = 8, bitrate_kbps: int 
     """Write `frames` (uint8 or [0,1] float array (T, H, W, 3), or PIL images) to `path` as MP4.
 
     Blocking (ffmpeg subprocess, ~2 s for 49 frames of 480x720 on 2 cores with "veryfast"): call from a
-    worker thread. Returns the path."""
+    worker thread. Returns the path once ffmpeg exited cleanly and the file decodes to every frame;
+    raises StorageFull when the disk is full, GeneratorError for any other failure."""
     array = _as_uint8_frames(frames)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _failure(path, str(exc), exc) from exc
     kbps = bitrate_for(len(array), fps, bitrate_kbps, max_bytes)
-    for _ in range(3):
-        _write(array, path, fps, kbps, preset)
-        size = path.stat().st_size
-        if size <= max_bytes:
-            return path
-        kbps = max(50, int(kbps * max_bytes / size * 0.8))
+    partial = path.with_name(f".{path.name}.partial")  # the final name only ever holds a checked file
+    try:
+        for _ in range(3):
+            _write(array, partial, fps, kbps, preset)
+            size = partial.stat().st_size
+            if size <= max_bytes:
+                os.replace(partial, path)
+                return path
+            kbps = max(50, int(kbps * max_bytes / size * 0.8))
+    finally:
+        partial.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     raise GeneratorError(f"视频文件超过 {max_bytes / 1e6:.1f} MB 上限，没能压缩下来。")

@@ -12,6 +12,7 @@ never logged.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
@@ -314,36 +315,47 @@ class AmapClient:
         url = self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
         query = {k: v for k, v in params.items() if v not in (None, "")}
         query.update(key=self.key, output="JSON")
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.config.retries + 1),
-            wait=wait_exponential(multiplier=0.1, max=1),
-            retry=retry_if_exception_type((AmapUnavailable, AmapBusy)),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._get_once(path, url, query)
+        deadline_s = self.config.timeout_s
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + deadline_s
+        try:
+            async with asyncio.timeout(deadline_s):  # the whole query, retries included
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.config.retries + 1),
+                    wait=wait_exponential(multiplier=0.1, max=1),
+                    retry=retry_if_exception_type((AmapUnavailable, AmapBusy)),
+                    reraise=True,
+                ):
+                    with attempt:
+                        return await self._get_once(path, url, query, max(0.05, ends_at - loop.time()))
+        except TimeoutError as exc:
+            error: AmapError = AmapUnavailable(f"{path}: no answer within {deadline_s:g} s")
+            logger.warning("amap {}: {} (retries included)", path, error)
+            raise error from exc
+        except AmapError as error:
+            logger.warning("amap {}: {}: {}", path, type(error).__name__, error)  # once, after the retries
+            raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _get_once(self, path: str, url: str, query: dict[str, str]) -> dict[str, Any]:
+    async def _get_once(self, path: str, url: str, query: dict[str, str], timeout_s: float) -> dict[str, Any]:
         try:
-            response = await self._http.get(url, params=query, timeout=self.config.timeout_s)
+            response = await self._http.get(url, params=query, timeout=timeout_s)
         except httpx.HTTPError as exc:  # timeouts, refused connections, DNS, protocol errors
-            logger.warning("amap {}: {}", path, type(exc).__name__)
-            raise AmapUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+            detail = str(exc).replace(self.key, "***") if self.key else str(exc)  # the key never in a log
+            raise AmapUnavailable(f"{path}: {type(exc).__name__}: {detail}") from exc
         if response.status_code >= 500:
-            raise AmapUnavailable(f"{path}: HTTP {response.status_code}")
+            raise AmapUnavailable(f"{path}: HTTP {response.status_code} "
+                                  f"({response.headers.get('content-type') or 'no content type'})")
         if response.status_code >= 400:
             raise AmapRequestFailed(f"{path}: HTTP {response.status_code}")
         try:
             data = response.json()
         except ValueError as exc:
-            raise AmapUnavailable(f"{path}: the answer is not JSON") from exc
+            raise AmapUnavailable(f"{path}: the answer is not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise AmapUnavailable(f"{path}: the answer is not a JSON object")
         if str(data.get("status")) != "1":
-            error = _error_for(_text(data, "infocode"), _text(data, "info"))
-            logger.warning("amap {}: {}", path, error)
-            raise error
+            raise _error_for(_text(data, "infocode"), _text(data, "info"))
         return data
 
     # -- geocoding and places ----------------------------------------------------------------------

@@ -9,11 +9,11 @@ from typing import Any
 
 from loguru import logger
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.config.app import AppConfig
 from bot.config.legacy import upgrade
+from bot.yaml_guard import YamlBudgetExceeded, load_config_yaml
 
 
 class ConfigError(Exception):
@@ -52,11 +52,14 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
     """Validate YAML text into an AppConfig, raising ConfigError with key, line and reason. Keys of the
     first release's flat layout are read in their new place, each with a deprecation warning."""
     try:
-        data = YAML(typ="rt").load(text)
+        data = load_config_yaml(text)
+    except YamlBudgetExceeded as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     except YAMLError as exc:
         raise ConfigError(f"{source}: YAML syntax error: {exc}") from exc
-    if data is None:
-        data = {}
+    if data is None:  # an empty, blank or all-comment file: never "all defaults" (that drops the admins)
+        raise ConfigError(f"{source}: the file is empty (no settings at all); restore it, or delete it "
+                          "to run on the built-in defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     upgraded, moved = upgrade(data)

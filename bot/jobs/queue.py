@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
+from generators.storage import StorageFull, is_no_space
 from generators.base import GenerationCancelled, GeneratorError
 
 NO_LIMITS = Limits()
@@ -77,6 +79,8 @@ class JobQueue:
         self._cancelled_by_asker: set[int] = set()  # running jobs stopped by cancel(), not by a shutdown
         self._shutting_down = False
         self._progress: dict[int, tuple[int, int]] = {}
+        # told when a result or the job store cannot be written for lack of space (the app tells the admins)
+        self.on_storage_full: Callable[[StorageFull], Awaitable[Any]] | None = None
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, kind: JobKind, *, label: str, retention_s: Callable[[], float] | None = None,
@@ -119,8 +123,13 @@ class JobQueue:
         await self.check(request.kind, request.params)
         now = self._clock()
         since, day = day_start(now, self._timezone())
-        job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, now=now, since=since,
-                                                 day=day, label=self.label(request.kind))
+        try:
+            job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, now=now, since=since,
+                                                     day=day, label=self.label(request.kind))
+        except sqlite3.OperationalError as exc:  # "database or disk is full"
+            if not is_no_space(exc):
+                raise
+            raise await self._storage_full(StorageFull(self.store.path.parent, str(exc))) from exc
         receipt = await self._receipt(job, limits.seconds_per_job, duplicate)
         if duplicate:
             return receipt
@@ -319,14 +328,21 @@ class JobQueue:
             else:
                 await self._finish(job.id, JobState.CANCELLED)
                 logger.info("jobs: #{} cancelled while running", job.id)
+        except StorageFull as exc:
+            await self._storage_full(exc)
+            await self._finish(job.id, JobState.FAILED, error=str(exc))
         except GeneratorError as exc:
             logger.warning("jobs: #{} failed: {}", job.id, exc)
             await self._finish(job.id, JobState.FAILED, error=str(exc))
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue
-            logger.exception("jobs: #{} crashed", job.id)
-            await self._finish(job.id, JobState.FAILED, error=f"{GENERIC_REASON}（{type(exc).__name__}）")
+            if is_no_space(exc):  # e.g. moving a remote render into media/
+                full = await self._storage_full(StorageFull(output_stem.parent, str(exc)))
+                await self._finish(job.id, JobState.FAILED, error=str(full))
+                return
+            logger.exception("jobs: #{} crashed", job.id)  # the class and traceback stay in the log
+            await self._finish(job.id, JobState.FAILED, error=GENERIC_REASON)
         else:
             await self._finish(job.id, JobState.DONE, result=str(path))
             logger.info("jobs: #{} done in {:.1f}s -> {}", job.id, time.monotonic() - started, path)
@@ -334,6 +350,16 @@ class JobQueue:
             self._stop_flags.pop(job.id, None)
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)
+
+    async def _storage_full(self, error: StorageFull) -> StorageFull:
+        """Log a full disk as such and tell `on_storage_full`; returns `error` for the caller to raise."""
+        logger.error("jobs: no space left in {}: {}", error.where, error.detail)
+        if self.on_storage_full is not None:
+            try:
+                await self.on_storage_full(error)
+            except Exception:  # noqa: BLE001 - telling the admin must not hide the failure itself
+                logger.exception("jobs: telling the admins about the full disk failed")
+        return error
 
     async def _finish(self, job_id: int, state: JobState, **columns: Any) -> None:
         await asyncio.to_thread(self.store.set_state, job_id, state, finished_at=time.time(), **columns)

@@ -151,7 +151,8 @@ class JobStore:
                 row = db.execute("SELECT * FROM jobs WHERE id=?", (cursor.lastrowid,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite has rolled back itself after some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
         return self._job(row), False
 

@@ -141,6 +141,13 @@ class FakeAmap(LoopbackServer):
             self._failures.append({"body": {"message": "bad gateway"}, "status": status, "path": path,
                                    "times": times})
 
+    def raw(self, status: int, body: bytes, content_type: str = "text/html", *, path: str | None = None,
+            times: int | None = None) -> None:
+        """Answer with these bytes (an HTML 502 from a proxy, a truncated or non-JSON body)."""
+        with self._lock:
+            self._failures.append({"raw": (body, content_type), "status": status, "path": path,
+                                   "times": times})
+
     def slow(self, seconds: float, *, path: str | None = None, times: int | None = None) -> None:
         """Answer normally, but only after `seconds` (client timeout tests)."""
         with self._lock:
@@ -156,7 +163,7 @@ class FakeAmap(LoopbackServer):
             return [params for p, params in self.requests if path is None or p == path.strip("/")]
 
     # -- answers ---------------------------------------------------------------------------------
-    def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def answer(self, path: str, params: dict[str, str]) -> tuple[int, Any]:
         delay = 0.0
         with self._lock:
             self.requests.append((path, params))
@@ -172,7 +179,7 @@ class FakeAmap(LoopbackServer):
         if scripted is not None and "delay" in scripted:
             delay = scripted["delay"]
         elif scripted is not None:
-            return scripted["status"], scripted["body"]
+            return scripted["status"], scripted.get("raw", scripted.get("body"))
         if delay:
             time.sleep(delay)
         if params.get("key") != self.key:
@@ -398,7 +405,10 @@ class FakeAmap(LoopbackServer):
                 url = urlsplit(self.path)
                 params = dict(parse_qsl(url.query, keep_blank_values=True))
                 status, body = fake.answer(url.path.strip("/"), params)
-                self.send_json(status, body, "application/json;charset=UTF-8")
+                if isinstance(body, tuple):  # raw bytes and their content type
+                    self.send_bytes(status, *body)
+                else:
+                    self.send_json(status, body, "application/json;charset=UTF-8")
 
         return Handler
 

@@ -7,6 +7,7 @@ no match the server answers `default_reply`. Every request is recorded.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ class Rule:
     delay: float = 0.0
     times: int | None = None  # how many times it may fire; None = forever
     hits: int = 0
+    trickle_s: float = 0.0  # > 0: send the answer one byte every `trickle_s` seconds
 
 
 @dataclass
@@ -49,10 +51,10 @@ class FakeLLM(LoopbackServer):
 
     # -- scripting -------------------------------------------------------------------------------
     def add(self, match: str | Matcher, reply: str | Callable[[dict[str, Any]], str] | None = None, *,
-            status: int = 200, delay: float = 0.0, times: int | None = None) -> Rule:
+            status: int = 200, delay: float = 0.0, times: int | None = None, trickle_s: float = 0.0) -> Rule:
         """Answer requests whose prompt text contains `match` (or for which `match(request)` is true)."""
         matcher = match if callable(match) else (lambda req, s=match: s in prompt_text(req))
-        rule = Rule(matcher, reply, status, delay, times)
+        rule = Rule(matcher, reply, status, delay, times, trickle_s=trickle_s)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -63,6 +65,10 @@ class FakeLLM(LoopbackServer):
 
     def fail_all(self, status: int = 500, delay: float = 0.0) -> Rule:
         return self.add(lambda req: True, None, status=status, delay=delay)
+
+    def trickle_all(self, every_s: float) -> Rule:
+        """Answer everything one byte every `every_s` seconds (a per-read timeout never fires)."""
+        return self.add(lambda req: True, "好的", trickle_s=every_s)
 
     def calls(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Recorded requests; kind 'classify' or 'other' filters."""
@@ -75,7 +81,7 @@ class FakeLLM(LoopbackServer):
         return reqs
 
     # -- serving ---------------------------------------------------------------------------------
-    def _answer(self, request: dict[str, Any]) -> tuple[int, str | None, float]:
+    def _answer(self, request: dict[str, Any]) -> tuple[int, str | None, float, float]:
         with self._lock:
             self.requests.append(request)
             for rule in reversed(self.rules):
@@ -84,8 +90,8 @@ class FakeLLM(LoopbackServer):
                 if rule.match(request):
                     rule.hits += 1
                     reply = rule.reply(request) if callable(rule.reply) else rule.reply
-                    return rule.status, reply, rule.delay
-        return 200, self.default_reply, 0.0
+                    return rule.status, reply, rule.delay, rule.trickle_s
+        return 200, self.default_reply, 0.0, 0.0
 
     def _handler_class(self) -> type[QuietHandler]:
         fake = self
@@ -96,14 +102,14 @@ class FakeLLM(LoopbackServer):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self.send_json(404, {"error": {"message": "not found"}})
                     return
-                status, reply, delay = fake._answer(request)
+                status, reply, delay, trickle_s = fake._answer(request)
                 if delay:
                     time.sleep(delay)
                 if status != 200:
                     error = {"message": f"scripted error {status}", "type": "server"}
                     self.send_json(status, {"error": error})
                     return
-                self.send_json(200, {
+                body = {
                     "id": f"chatcmpl-{len(fake.requests)}",
                     "object": "chat.completion",
                     "created": int(time.time()),
@@ -111,7 +117,24 @@ class FakeLLM(LoopbackServer):
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": reply}}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                })
+                }
+                if trickle_s:
+                    self.trickle(json.dumps(body, ensure_ascii=False).encode(), trickle_s)
+                else:
+                    self.send_json(200, body)
+
+            def trickle(self, data: bytes, every_s: float) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    for index in range(len(data)):
+                        self.wfile.write(data[index:index + 1])
+                        self.wfile.flush()
+                        time.sleep(every_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
 
         return Handler
 
