@@ -63,7 +63,6 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         self._pipe: Any = None
         self._info: LoadedModel | None = None
         self._load_lock = threading.Lock()
-        self._tokenizer_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
     # -- hooks ------------------------------------------------------------------------------------

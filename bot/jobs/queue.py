@@ -37,8 +37,8 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
-from generators.storage import StorageFull, is_no_space
 from generators.base import GenerationCancelled, GeneratorError
+from generators.storage import StorageFull, is_no_space
 
 NO_LIMITS = Limits()
 

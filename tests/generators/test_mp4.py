@@ -87,8 +87,8 @@ def test_bad_frames_are_refused(tmp_path: Path, frames: np.ndarray) -> None:
 def test_generator_output_to_mp4(generator_2b: CogVideoXGenerator, tmp_path: Path) -> None:
     result = generator_2b.generate(VideoRequest("a panda plays the guitar", num_frames=17, steps=2, seed=3,
                                                 height=64, width=96))
-    config = generator_2b.config
-    path = encode_mp4(result.frames, tmp_path / "video.mp4", fps=result.fps, bitrate_kbps=config.bitrate_kbps,
-                      max_bytes=int(config.max_mp4_mb * 1_000_000), preset=config.x264_preset)
+    encode = generator_2b.config.encode
+    path = encode_mp4(result.frames, tmp_path / "video.mp4", fps=result.fps, bitrate_kbps=encode.bitrate_kbps,
+                      max_bytes=int(encode.max_mp4_mb * 1_000_000), preset=encode.x264_preset)
     meta, decoded = _probe(path)
     assert len(decoded) == 17 and meta["size"] == (96, 64) and meta["fps"] == pytest.approx(8)

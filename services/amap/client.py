@@ -16,7 +16,6 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -24,156 +23,26 @@ from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot.config import AmapConfig
-
-KEY_ENV = "AMAP_KEY"
-
-# infocodes from the public error code table (lbs.amap.com/api/webservice/guide/tools/info)
-KEY_PROBLEM_CODES = frozenset({"10001", "10002", "10005", "10006", "10007", "10008", "10009", "10011",
-                               "10012", "10013"})
-QUOTA_CODES = frozenset({"10003", "10010", "10029", "10044", "10045"})  # daily / per-IP / account quota
-BUSY_CODES = frozenset({"10004", "10014", "10015", "10019", "10020", "10021"})  # per-second/minute limits
-NO_ROUTE_CODES = frozenset({"20800", "20801", "20802", "20803"})  # outside China, no road, failed, too far
-
-
-# -- errors ---------------------------------------------------------------------------------------------
-class AmapError(Exception):
-    """Any failure talking to AMap; `infocode`/`info` are AMap's own when it answered."""
-
-    def __init__(self, message: str, infocode: str = "", info: str = "") -> None:
-        super().__init__(message)
-        self.infocode = infocode
-        self.info = info
-
-
-class AmapNoKey(AmapError):
-    """AMAP_KEY is not set."""
-
-
-class AmapKeyRejected(AmapError):
-    """The key is wrong, deleted, of the wrong platform type, or lacks this service."""
-
-
-class AmapQuotaExceeded(AmapError):
-    """The daily (or per-IP) quota is used up; AMap unblocks at 00:00."""
-
-
-class AmapBusy(AmapError):
-    """Too many requests per second/minute, still after retries."""
-
-
-class AmapNoRoute(AmapError):
-    """No route between the two points (or no plan in the answer)."""
-
-
-class AmapUnavailable(AmapError):
-    """Network error, timeout, HTTP 5xx or an answer that is not AMap JSON."""
-
-
-class AmapRequestFailed(AmapError):
-    """Any other AMap failure (bad parameters, unknown engine error)."""
-
-
-def _error_for(infocode: str, info: str) -> AmapError:
-    message = f"AMap infocode {infocode}: {info}"
-    if infocode in KEY_PROBLEM_CODES:
-        return AmapKeyRejected(message, infocode, info)
-    if infocode in QUOTA_CODES or "QUERY_OVER_LIMIT" in info:
-        return AmapQuotaExceeded(message, infocode, info)
-    if infocode in BUSY_CODES:
-        return AmapBusy(message, infocode, info)
-    if infocode in NO_ROUTE_CODES:
-        return AmapNoRoute(message, infocode, info)
-    return AmapRequestFailed(message, infocode, info)
-
-
-# -- parsed results -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Location:
-    name: str
-    location: str  # "lng,lat" (GCJ-02), as AMap takes it back
-    adcode: str = ""
-    citycode: str = ""
-    city: str = ""
-    address: str = ""
-
-
-@dataclass(frozen=True)
-class LiveWeather:
-    city: str
-    weather: str
-    temperature: str
-    wind_direction: str
-    wind_power: str
-    humidity: str
-    report_time: str
-
-
-@dataclass(frozen=True)
-class DayCast:
-    date: dt.date
-    week: str
-    day_weather: str
-    night_weather: str
-    day_temp: int | None
-    night_temp: int | None
-    day_wind: str
-    day_power: str
-    night_wind: str = ""
-    night_power: str = ""
-
-
-@dataclass(frozen=True)
-class Forecast:
-    city: str
-    report_time: str
-    casts: tuple[DayCast, ...]
-
-
-@dataclass(frozen=True)
-class RoutePlan:
-    distance_m: int
-    duration_s: int | None
-    steps: tuple[str, ...]
-    taxi_cost: float | None = None  # driving only: route.taxi_cost, yuan
-    tolls: float | None = None
-    traffic_lights: int | None = None
-
-
-@dataclass(frozen=True)
-class TransitLeg:
-    kind: str  # "walk" | "bus" | "railway" | "taxi"
-    name: str = ""  # line name, e.g. 地铁1号线(古城--环球度假区)
-    departure: str = ""
-    arrival: str = ""
-    stops: int | None = None  # via_num: stations passed between departure and arrival
-    distance_m: int | None = None
-    duration_s: int | None = None
-
-
-@dataclass(frozen=True)
-class TransitPlan:
-    distance_m: int
-    duration_s: int | None
-    walking_m: int | None
-    fee: float | None
-    legs: tuple[TransitLeg, ...] = field(default_factory=tuple)
-
-    @property
-    def transfers(self) -> int:
-        return max(0, sum(1 for leg in self.legs if leg.kind in ("bus", "railway")) - 1)
-
-
-@dataclass(frozen=True)
-class Poi:
-    name: str
-    address: str
-    location: str
-    distance_m: int | None = None
-    rating: str = ""
-    cost: str = ""
-    adcode: str = ""
-    citycode: str = ""
-    city: str = ""
+from services.amap.errors import (
+    KEY_ENV,
+    AmapBusy,
+    AmapError,
+    AmapNoKey,
+    AmapNoRoute,
+    AmapRequestFailed,
+    AmapUnavailable,
+    error_for,
+)
+from services.amap.results import (
+    DayCast,
+    Forecast,
+    LiveWeather,
+    Location,
+    Poi,
+    RoutePlan,
+    TransitLeg,
+    TransitPlan,
+)
 
 
 # -- defensive field readers ----------------------------------------------------------------------------
@@ -355,7 +224,7 @@ class AmapClient:
         if not isinstance(data, dict):
             raise AmapUnavailable(f"{path}: the answer is not a JSON object")
         if str(data.get("status")) != "1":
-            raise _error_for(_text(data, "infocode"), _text(data, "info"))
+            raise error_for(_text(data, "infocode"), _text(data, "info"))
         return data
 
     # -- geocoding and places ----------------------------------------------------------------------
