@@ -6,6 +6,7 @@ when the bot answered something it should not have, or stayed silent.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -77,7 +78,9 @@ class Router:
             if refusal:
                 await self.app.reply(msg, Reply(refusal))
             return
-        logger.info("message {} from {} in {}: {!r}", msg.id, msg.sender_name, msg.chat.key, msg.text)
+        started = time.monotonic()
+        logger.info("message {} from {} in {}", msg.id, msg.sender_id, msg.chat.key)
+        logger.debug("message {} text: {!r}", msg.id, msg.text)  # what people say stays out of INFO
         ctx = Context(
             message=msg,
             config=config,
@@ -89,6 +92,7 @@ class Router:
         reply = await self.handle(ctx)
         if reply is not None:
             await self.app.reply(msg, reply)
+        logger.info("message {} answered in {:.2f} s", msg.id, time.monotonic() - started)
 
     async def handle(self, ctx: Context) -> Reply | None:
         """Classify and run the handler; every failure becomes a short reply, never silence."""
