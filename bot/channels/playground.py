@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import shutil
 import socket
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from loguru import logger
 from pydantic import BaseModel, Field
 
 from bot.channels.base import ChatRef, IncomingMessage, MessageHandler, Reply, strip_mention
+from bot.channels.transcript import Transcript
 from bot.config import PlaygroundConfig
 
 ROOM_ID = "playground@chatroom"
@@ -35,12 +35,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
 MAX_TEXT = 2000
 KEEPALIVE_S = 15.0
+SEEN_CLIENT_IDS = 500
+ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
+
 
 class PostedMessage(BaseModel):
-    """What the page sends when a member types: who, and the text (with any typed @小爱)."""
+    """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
+    id for it, so a message sent again after a lost answer is shown and answered once."""
 
     member_id: str
     text: str = Field(min_length=1, max_length=MAX_TEXT)
+    client_id: str | None = Field(default=None, max_length=64)
 
 
 JobStatus = Callable[[], list[dict[str, Any]]]
@@ -61,6 +66,7 @@ class PlaygroundChannel:
         job_status: JobStatus | None = None,
         notice: str = "",
         media_labels: dict[str, str] | None = None,
+        transcript: Transcript | None = None,
     ) -> None:
         self.config = config
         self.media_dir = Path(media_dir)
@@ -74,8 +80,8 @@ class PlaygroundChannel:
         self._server: Any = None  # uvicorn.Server while running
         self._on_message: MessageHandler | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
-        self._recent: deque[dict[str, Any]] = deque(maxlen=200)  # replayed to a page that (re)connects
-        self._ids = itertools.count(1)
+        self.transcript = transcript or Transcript(None)  # replayed to a page that (re)connects
+        self._posted: OrderedDict[str, dict[str, Any]] = OrderedDict()  # client id -> its shown event
         self._busy = 0  # messages the bot is still working on (the "正在输入…" line)
         self._tasks: set[asyncio.Task] = set()
         self._serving = False
@@ -138,6 +144,7 @@ class PlaygroundChannel:
             self._server.should_exit = True
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.to_thread(self.transcript.close)
 
     # -- sending ------------------------------------------------------------------------------
     async def find_room(self, topic: str) -> str | None:
@@ -170,14 +177,23 @@ class PlaygroundChannel:
         return {"url": "/media/" + source.relative_to(root).as_posix(), "kind": kind, "name": source.name}
 
     # -- incoming -------------------------------------------------------------------------------
-    async def post(self, member_id: str, text: str) -> dict[str, Any]:
-        """A member typed `text` on the page: show it to everyone, then hand it to the router."""
+    async def post(self, member_id: str, text: str, client_id: str | None = None) -> dict[str, Any]:
+        """A member typed `text` on the page: show it to everyone, then hand it to the router.
+
+        A `client_id` seen before returns the event already shown (the page resent it after a lost reply)."""
         if member_id not in self._members:
             raise KeyError(member_id)
+        if client_id and client_id in self._posted:
+            return self._posted[client_id]
         text = text.strip()[:MAX_TEXT]
         if not text:
             raise ValueError("empty message")
         event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text=text)
+        if client_id:
+            event["client_id"] = client_id
+            self._posted[client_id] = event
+            while len(self._posted) > SEEN_CLIENT_IDS:
+                self._posted.popitem(last=False)
         self._broadcast(event)
         mentioned, stripped = strip_mention(text, self._names())
         message = IncomingMessage(
@@ -210,13 +226,13 @@ class PlaygroundChannel:
     # -- events -------------------------------------------------------------------------------
     def _message_event(self, *, sender_id: str, sender_name: str, text: str, from_bot: bool = False,
                        mentions: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "message", "id": next(self._ids), "sender_id": sender_id, "sender_name": sender_name,
+        return {"type": "message", "id": self.transcript.next_id(), "sender_id": sender_id, "sender_name": sender_name,
                 "from_bot": from_bot, "text": text, "mentions": mentions or [], "media": None,
                 "ts": time.time()}
 
     def _broadcast(self, event: dict[str, Any], *, keep: bool = True) -> None:
         if keep:
-            self._recent.append(event)
+            self.transcript.append(event)
         for queue in list(self._subscribers):
             queue.put_nowait(event)
 
@@ -236,12 +252,17 @@ class PlaygroundChannel:
                 last = jobs
                 self._broadcast({"type": "jobs", "jobs": jobs}, keep=False)
 
-    async def events(self) -> AsyncIterator[str]:
-        """Server-sent events for one page: recent messages first, then live ones."""
+    async def events(self, since: int = 0, epoch: str | None = None) -> AsyncIterator[str]:
+        """Server-sent events for one page: a hello, the kept messages after `since`, then live ones.
+
+        A page that knew another transcript (`epoch`: the file was removed) gets everything, with
+        `reset` in the hello so it clears what it shows first."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._subscribers.add(queue)
+        reset = epoch is not None and epoch != self.transcript.epoch
         try:
-            for event in list(self._recent):
+            yield _sse({"type": "hello", "epoch": self.transcript.epoch, "reset": reset})
+            for event in self.transcript.since(0 if reset else since):
                 yield _sse(event)
             yield _sse({"type": "typing", "on": self._busy > 0})
             while True:
@@ -294,20 +315,21 @@ class PlaygroundChannel:
             names = channel._names() or ["小爱"]
             return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": names[0]},
                     "members": [{"id": i, "name": n} for i, n in channel._members.items()],
-                    "notice": channel.notice}
+                    "notice": channel.notice,
+                    "admin_hint": ADMIN_HINT.format(id=next(iter(channel._members)))}
 
         @app.post("/api/messages")
         async def post_message(body: PostedMessage) -> dict[str, Any]:
             try:
-                return await channel.post(body.member_id, body.text)
+                return await channel.post(body.member_id, body.text, body.client_id)
             except KeyError:
                 raise HTTPException(400, f"unknown member {body.member_id!r}") from None
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
 
         @app.get("/api/events")
-        async def events() -> StreamingResponse:
-            return StreamingResponse(channel.events(), media_type="text/event-stream",
+        async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
+            return StreamingResponse(channel.events(since, epoch), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
         @app.get("/media/{relative:path}")
