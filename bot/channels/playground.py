@@ -226,9 +226,9 @@ class PlaygroundChannel:
     # -- events -------------------------------------------------------------------------------
     def _message_event(self, *, sender_id: str, sender_name: str, text: str, from_bot: bool = False,
                        mentions: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "message", "id": self.transcript.next_id(), "sender_id": sender_id, "sender_name": sender_name,
-                "from_bot": from_bot, "text": text, "mentions": mentions or [], "media": None,
-                "ts": time.time()}
+        return {"type": "message", "id": self.transcript.next_id(), "sender_id": sender_id,
+                "sender_name": sender_name, "from_bot": from_bot, "text": text, "mentions": mentions or [],
+                "media": None, "ts": time.time()}
 
     def _broadcast(self, event: dict[str, Any], *, keep: bool = True) -> None:
         if keep:

@@ -56,7 +56,8 @@ async def test_a_reconnecting_page_gets_only_what_it_missed_and_a_new_file_reset
         other = await replay(f"since={first_id + 2}&epoch=someotherfile")
     assert [e["text"] for e in missed if e["type"] == "message"] == ["二", "三"]
     assert missed[0] == {"type": "hello", "epoch": epoch, "reset": False}
-    assert other[0]["reset"] is True and [e["text"] for e in other if e["type"] == "message"] == ["一", "二", "三"]
+    assert other[0]["reset"] is True
+    assert [e["text"] for e in other if e["type"] == "message"] == ["一", "二", "三"]
 
 
 async def test_a_message_sent_again_is_shown_and_answered_once(tmp_path, fake_llm):
@@ -81,7 +82,8 @@ async def test_member_ids_are_shown_and_daily_quotas_are_off_by_default(tmp_path
     assert "bot.admins" in room["admin_hint"] and "mom" in room["admin_hint"]
     assert quotas.user_videos_per_day is None and quotas.group_images_per_day is None
     assert quotas.user_messages_per_minute == 6  # the message rate limit stays
-    async with playground(tmp_path / "set", fake_llm, {"quotas": {"user_videos_per_day": 1}}) as (app, _c, _p):
+    limited = {"quotas": {"user_videos_per_day": 1}}
+    async with playground(tmp_path / "set", fake_llm, limited) as (app, _c, _p):
         assert app.config.quotas.user_videos_per_day == 1  # set in the file: kept
 
 
