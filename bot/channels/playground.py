@@ -39,6 +39,10 @@ SEEN_CLIENT_IDS = 500
 ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
 
 
+class ChannelStopping(Exception):
+    """A post arrived while the server shuts down: the bot would not answer it any more."""
+
+
 class PostedMessage(BaseModel):
     """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
     id for it, so a message sent again after a lost answer is shown and answered once."""
@@ -77,6 +81,7 @@ class PlaygroundChannel:
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}
         self._socket: socket.socket | None = None
+        self._url: str | None = None
         self._server: Any = None  # uvicorn.Server while running
         self._on_message: MessageHandler | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
@@ -85,6 +90,8 @@ class PlaygroundChannel:
         self._busy = 0  # messages the bot is still working on (the "正在输入…" line)
         self._tasks: set[asyncio.Task] = set()
         self._serving = False
+        self._stopping = False
+        self._served = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def bind(self) -> str:
@@ -104,14 +111,16 @@ class PlaygroundChannel:
             sock.listen(128)
             sock.setblocking(False)
             self._socket = sock
+            host, port = sock.getsockname()[:2]
+            self._url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
         return self.url
 
     @property
     def url(self) -> str:
-        if self._socket is None:
+        """Where the page is (still known after the server stopped)."""
+        if self._url is None:
             raise RuntimeError("call bind() first")
-        host, port = self._socket.getsockname()[:2]
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        return self._url
 
     @property
     def connected(self) -> bool:
@@ -127,6 +136,7 @@ class PlaygroundChannel:
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the CLI owns SIGINT/SIGTERM
         self._serving = True
+        self._served.clear()
         logger.info("playground: serving on {}", self.url)
         ticker = asyncio.create_task(self._publish_jobs())
         try:
@@ -136,12 +146,21 @@ class PlaygroundChannel:
             ticker.cancel()
             with contextlib.suppress(BaseException):
                 await ticker
+            if self._socket is not None:  # free the port for the next start
+                self._socket.close()
+                self._socket = None
+            self._served.set()
 
     async def stop(self) -> None:
+        self._stopping = True  # from now on posts are refused with 503, so the page keeps and resends them
         for queue in list(self._subscribers):
             queue.put_nowait(None)  # end every open event stream, so the server can shut down
         if self._server is not None:
             self._server.should_exit = True
+            # let uvicorn close its connections itself before the caller cancels `run`: a cancelled
+            # server leaves open keep-alive connections answering from a stopped app
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._served.wait(), 5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self.transcript.close)
@@ -181,6 +200,8 @@ class PlaygroundChannel:
         """A member typed `text` on the page: show it to everyone, then hand it to the router.
 
         A `client_id` seen before returns the event already shown (the page resent it after a lost reply)."""
+        if self._stopping:
+            raise ChannelStopping("the playground is shutting down; send it again when it is back")
         if member_id not in self._members:
             raise KeyError(member_id)
         if client_id and client_id in self._posted:
@@ -322,6 +343,8 @@ class PlaygroundChannel:
         async def post_message(body: PostedMessage) -> dict[str, Any]:
             try:
                 return await channel.post(body.member_id, body.text, body.client_id)
+            except ChannelStopping as exc:
+                raise HTTPException(503, str(exc)) from None
             except KeyError:
                 raise HTTPException(400, f"unknown member {body.member_id!r}") from None
             except ValueError as exc:
@@ -329,6 +352,8 @@ class PlaygroundChannel:
 
         @app.get("/api/events")
         async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
+            if channel._stopping:  # the page must not think it is back; it retries in a second
+                raise HTTPException(503, "shutting down", headers={"Connection": "close"})
             return StreamingResponse(channel.events(since, epoch), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

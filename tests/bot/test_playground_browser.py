@@ -173,9 +173,10 @@ async def test_the_page_keeps_the_conversation_and_a_message_typed_while_the_ser
 
     try:
         async with playground(tmp_path, fake_llm) as (_app, channel, _page):
-            port = int(channel.url.rstrip("/").rsplit(":", 1)[1])
+            url = channel.url
+            port = int(url.rstrip("/").rsplit(":", 1)[1])
             driver = await driver_task
-            await asyncio.to_thread(driver.get, channel.url)
+            await asyncio.to_thread(driver.get, url)
             await poll(lambda: driver.find_elements(By.CSS_SELECTOR, "#member option"), 10, "the members")
             await asyncio.to_thread(type_and_send, "今天谁做饭")
             await asyncio.to_thread(type_and_send, "@小爱 讲个笑话")
@@ -190,7 +191,7 @@ async def test_the_page_keeps_the_conversation_and_a_message_typed_while_the_ser
         await asyncio.sleep(1.5)  # a reconnect attempt or two while it is down
         same_port = {"offline": {"playground": {"port": port}}}
         async with playground(tmp_path, fake_llm, same_port) as (_a, back, _p):
-            assert back.url == channel.url
+            assert back.url == url
             await poll(lambda: "一直都在～" in " ".join(texts()), 20, "the answer to the kept message")
             rows = await asyncio.to_thread(driver.execute_script, ROWS)
             banner = await asyncio.to_thread(driver.execute_script, STATUS_SHOWN)

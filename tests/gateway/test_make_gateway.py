@@ -24,7 +24,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("no
 FAKE_NPM = """#!/bin/sh
 echo "$*" >> "$NPM_CALLS"
 mkdir -p node_modules
-if [ "$1" = install ]; then mkdir -p "node_modules/$(eval echo \\${$#})"; echo changed >> package-lock.json; fi
+if [ "$1" = install ]; then
+  mkdir -p "node_modules/$(eval echo \\${$#})"; echo changed >> package-lock.json
+fi
 """
 
 
@@ -73,8 +75,9 @@ def test_make_gateway_starts_in_about_a_second_quietly_and_the_mock_shows_no_qr_
     env.update(WECHATY_GATEWAY_PORT=str(free_port()), WECHATY_GATEWAY_DATA_DIR=str(tmp_path / "data"),
                WECHATY_PUPPET_SERVICE_TOKEN="insecure_test_make")
     started = time.monotonic()
-    proc = subprocess.Popen(["make", "-s", "gateway", "WECHATY_PUPPET=wechaty-puppet-mock"], cwd=tree, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(["make", "-s", "gateway", "WECHATY_PUPPET=wechaty-puppet-mock"], cwd=tree,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     lines: list[str] = []
     try:
         assert proc.stdout is not None

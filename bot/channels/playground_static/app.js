@@ -253,13 +253,15 @@ async function flushOutbox() {
       try {
         res = await fetch("/api/messages", {
           method: "POST",
+          signal: AbortSignal.timeout(10000), // a server dying mid-request must not hold the outbox
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify(item),
         });
       } catch {
-        break; // the server went away again: the message stays in the outbox for the next connect
+        retryLater(); // the server went away again: the message stays in the outbox
+        break;
       }
-      if (res.status >= 500) break; // the server is stopping or starting: try again on reconnect
+      if (res.status >= 500) { retryLater(); break; } // stopping or starting: try again shortly
       outbox.shift();
       saveOutbox();
       if (res.ok) showOnce(await res.json());
@@ -268,6 +270,10 @@ async function flushOutbox() {
   } finally {
     flushing = false;
   }
+}
+
+function retryLater() {
+  setTimeout(flushOutbox, 2000);
 }
 
 function send() {
