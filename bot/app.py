@@ -25,6 +25,7 @@ from bot.image import PRIORITY as IMAGE_PRIORITY
 from bot.image import ImageKind, image_api_key
 from bot.jobs import JobQueue
 from bot.llm import LLM
+from bot.progress import LibraryWarmup
 from bot.quotas import Quotas
 from bot.router import Router, llm_classifier
 from bot.scheduler import Scheduler
@@ -172,6 +173,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     app.services["jobs"] = app.jobs
     app.services["video preload"] = ModelPreload(video_kind, lambda: app.config.video)
     app.services["image preload"] = ModelPreload(image_kind, lambda: app.config.image)
+    app.services["library warm-up"] = LibraryWarmup(lambda: (video_kind, image_kind))
 
     # classification: the LLM, the embedded classifier alone or behind it, and AMap's follow-up answers
     app.embedded_classifier = EmbeddedClassifier(config=config.offline.classifier)

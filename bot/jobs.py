@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from bot.channels.base import ChatRef, Reply
+from bot.progress import StepProgress
 from generators.base import GenerationCancelled, GeneratorError
 
 StepCallback = Callable[[int, int], None]
@@ -651,8 +652,11 @@ class JobQueue:
         output_stem = self.media_dir / job.request.kind / f"{job.id:06d}-{job.request.seed}"
         output_stem.parent.mkdir(parents=True, exist_ok=True)
 
+        progress = StepProgress(f"jobs: #{job.id} {self.label(job.request.kind)}")
+
         def on_step(step: int, steps: int) -> None:  # called from the worker thread
             self._progress[job.id] = (step, steps)
+            progress.update(step, steps)
 
         started = time.monotonic()
         try:
@@ -679,6 +683,7 @@ class JobQueue:
             await self._finish(job.id, JobState.DONE, result=str(path))
             logger.info("jobs: #{} done in {:.1f}s -> {}", job.id, time.monotonic() - started, path)
         finally:
+            progress.close()
             self._stop_flags.pop(job.id, None)
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)

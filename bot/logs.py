@@ -24,6 +24,8 @@ from typing import TextIO
 
 from loguru import logger
 
+from generators.warmup import silence_known_warnings
+
 LEVEL_ENV = "XIAOAI_LOG_LEVEL"
 TOKEN_ENV = "WECHATY_PUPPET_SERVICE_TOKEN"
 ENDPOINT_ENV = "WECHATY_PUPPET_SERVICE_ENDPOINT"
@@ -102,20 +104,31 @@ def setup_logging(level: str | None = None, *, stream: TextIO | None = None,
     # diagnose=False: tracebacks must not print local variables (they hold tokens and message text)
     logger.add(write, level=level, format=FORMAT, colorize=False, backtrace=False, diagnose=False)
     _stdlib_level = logging.DEBUG if level in ("TRACE", "DEBUG") else logging.INFO
+    silence_known_warnings()
     route_stdlib_logging()
     return _redactor
 
 
+# python-wechaty warns on every connection that the endpoint and token came both from its options and
+# from the environment (we pass both on purpose), printing the token: harmless, so DEBUG.
+HARMLESS_LIBRARY_LINES = {
+    "PuppetService": re.compile(r"^there are (two endpoints|two tokens|endpoint<)"),
+}
+
+
 class _ToLoguru(logging.Handler):
-    """A `logging` handler that re-emits records through loguru; below ERROR they become DEBUG, since the
-    libraries' INFO/WARNING lines describe their internals, not the bot's state."""
+    """A `logging` handler that re-emits records through loguru. INFO and below become DEBUG (the
+    libraries' INFO lines describe their internals, not the bot's state), as do known-harmless warnings."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = record.levelname if record.levelno >= logging.ERROR else "DEBUG"
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a library's bad format string must not break logging
             message = str(record.msg)
+        harmless = HARMLESS_LIBRARY_LINES.get(record.name)
+        level = record.levelname if record.levelno >= logging.WARNING else "DEBUG"
+        if harmless is not None and harmless.search(message):
+            level = "DEBUG"
         logger.opt(exception=record.exc_info if record.exc_info else None).log(
             level, "{}: {}", record.name, message)
 

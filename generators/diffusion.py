@@ -40,6 +40,7 @@ from generators.loading import (
     resolve_dtype,
     resolve_memory_mode,
 )
+from generators.warmup import IMPORT_LOCK, import_libraries
 
 
 class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT]):
@@ -128,7 +129,9 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         with self._load_lock:
             if self._pipe is not None:
                 return
-            import diffusers
+            with IMPORT_LOCK:  # wait for a start-up warm-up instead of importing alongside it
+                import_libraries()
+                import diffusers
 
             started = time.perf_counter()
             folder = self.locate()
