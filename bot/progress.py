@@ -117,11 +117,9 @@ class LibraryWarmup:
             if not self._wanted():
                 logger.debug("warm-up: no local model found, the heavy libraries are imported on demand")
                 return
-            from generators.warmup import import_libraries, quiet_progress_bars
+            from generators.warmup import import_libraries
 
             self.seconds = import_libraries()
-            if not is_terminal():
-                quiet_progress_bars()
             from bot.logs import route_stdlib_logging
 
             route_stdlib_logging()  # transformers and torch build their own stderr handlers

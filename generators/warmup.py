@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import sys
 import threading
 import time
 import warnings
@@ -73,6 +74,13 @@ def quiet_progress_bars() -> None:
         disable_progress_bars()
 
 
+def _is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def import_libraries() -> float:
     """Import torch, transformers, diffusers and the pipelines we use; seconds it took (0 the 2nd time).
 
@@ -88,5 +96,7 @@ def import_libraries() -> float:
         diffusers = importlib.import_module("diffusers")
         for pipeline in PIPELINES:
             getattr(diffusers, pipeline)
+        if not _is_terminal():
+            quiet_progress_bars()  # loading bars in a log file would be raw carriage returns
         _imported_in = time.perf_counter() - started
         return _imported_in

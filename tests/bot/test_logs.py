@@ -114,7 +114,7 @@ def test_a_retry_loop_is_summarised_and_recovery_is_one_line():
         log.changed("connected", "serving", "logged in as 小爱 (xiaoai)")
     finally:
         logger.remove()
-        logger.add(sys.stderr)
+        logger.add(sys.__stderr__)
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 4, lines  # connecting, refused (with the fix), one summary, back
     assert "WECHATY_PUPPET_SERVICE_TOKEN" in lines[1]
