@@ -37,8 +37,9 @@ MIN_SECRET_LENGTH = 4  # shorter values ("k", "1") would mask ordinary words
 # Secrets recognisable by shape even when they never came from our environment.
 SECRET_SHAPES = (
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}"),  # Authorization: Bearer ...
+    # key=..., token: ..., ?key=... in a URL; the value must hold a digit ("unknown key: llm.modle" stays)
     re.compile(r"(?i)(\b(?:api[_-]?key|access[_-]?token|token|key|password|secret)[\"']?\s*[=:<]\s*[\"']?)"
-               r"[A-Za-z0-9._~+/-]{8,}"),  # key=..., token: ..., ?key=... in a URL
+               r"(?=[A-Za-z._~+/-]*\d)[A-Za-z0-9._~+/-]{8,}"),
     re.compile(r"()\bsk-[A-Za-z0-9_-]{12,}"),  # OpenAI-style keys
 )
 

@@ -97,6 +97,7 @@ def test_redactor_masks_known_values_and_secret_shapes():
     assert "abcd1234" not in text and "eyJhbGciOi" not in text and "0123456789abcdef" not in text
     assert "sk-abcdefghijklmnop" not in text and text.count(MASK) == 4
     assert "/root" in text and "city=1" in text  # not secrets: left alone (and a one-letter key too)
+    assert redactor.redact("unknown key: llm.modle") == "unknown key: llm.modle"
 
 
 def test_a_retry_loop_is_summarised_and_recovery_is_one_line():
