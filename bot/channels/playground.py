@@ -87,6 +87,9 @@ class PlaygroundChannel:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.transcript = transcript or Transcript(None)  # replayed to a page that (re)connects
         self._posted: OrderedDict[str, dict[str, Any]] = OrderedDict()  # client id -> its shown event
+        for event in self.transcript.since()[-SEEN_CLIENT_IDS:]:  # a resend after a restart is still known
+            if event.get("client_id"):
+                self._posted[event["client_id"]] = event
         self._busy = 0  # messages the bot is still working on (the "正在输入…" line)
         self._tasks: set[asyncio.Task] = set()
         self._serving = False

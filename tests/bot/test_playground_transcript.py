@@ -19,16 +19,19 @@ def messages(page: Page) -> list[tuple[int, str]]:
 async def test_the_conversation_is_replayed_after_a_restart(tmp_path, fake_llm):
     fake_llm.classify("在吗", Intent.CHAT.value)
     fake_llm.add("在吗", "在的～")
+    sent_once = {"member_id": "grandma", "text": "@小爱 在吗", "client_id": "kept-1"}
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
-        await page.say("grandma", "@小爱 在吗")
+        await page.client.post("/api/messages", json=sent_once)
         await wait_until(lambda: page.bot_messages(), within=10)
         before = messages(page)
         hello = page.events[0]
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
+        resent = (await page.client.post("/api/messages", json=sent_once)).json()  # its answer was lost
         await page.say("mom", "我也在")
         await wait_until(lambda: len(messages(page)) == 3, within=5)
         after = messages(page)
         again = page.events[0]
+    assert resent["id"] == before[0][0]  # known from the kept transcript: not shown or answered twice
     assert [t for _i, t in before] == ["@小爱 在吗", "在的～"]
     assert after[:2] == before and after[2][1] == "我也在" and after[2][0] > before[1][0]
     assert hello["type"] == "hello" and again["epoch"] == hello["epoch"]
