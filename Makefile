@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint gateway install clean browser
+.PHONY: run test lint gateway gateway-install install clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +34,26 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-gateway:
-	cd gateway && npm ci --no-audit --no-fund && node index.js
+# gateway/: `npm ci` only when package-lock.json differs from the last install (the stamp in node_modules
+# holds the lock file's hash, the same stamp tests/support/peer.py writes), then start in about a second.
+# With WECHATY_PUPPET=<npm package> not installed yet, it is added to gateway/package.json once (commit it).
+GATEWAY_STAMP := node_modules/.xiaoai-npm-ci
+NPM_QUIET := --no-audit --no-fund --loglevel=error
+
+gateway-install:
+	@cd gateway && want=$$(sha256sum package-lock.json | cut -d' ' -f1) && \
+	if [ "$$(cat $(GATEWAY_STAMP) 2>/dev/null)" != "$$want" ]; then \
+	  echo "make: installing the gateway's Node packages (once per package-lock.json)"; \
+	  npm ci $(NPM_QUIET) && echo "$$want" > $(GATEWAY_STAMP); \
+	fi
+	@if [ -n "$(WECHATY_PUPPET)" ] && [ ! -d "gateway/node_modules/$(WECHATY_PUPPET)" ]; then \
+	  echo "make: installing the puppet $(WECHATY_PUPPET) into gateway/"; \
+	  cd gateway && npm install $(NPM_QUIET) --save-exact "$(WECHATY_PUPPET)" && \
+	  sha256sum package-lock.json | cut -d' ' -f1 > $(GATEWAY_STAMP); \
+	fi
+
+gateway: gateway-install
+	cd gateway && WECHATY_PUPPET="$(WECHATY_PUPPET)" exec node index.js
 
 clean:
 	rm -rf $(VENV) gateway/node_modules

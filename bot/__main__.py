@@ -14,6 +14,7 @@ from loguru import logger
 from bot import instance_lock
 from bot.config import AppConfig, ConfigError, Secrets, load, load_resilient
 from bot.instance_lock import DataDirInUse, InstanceLock
+from bot.logs import setup_logging
 
 NO_PUPPET_HELP = (
     "No WeChat gateway is configured, so this is the local playground. To connect WeChat: `make gateway`"
@@ -180,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logger.remove()
-    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss.SSS} {level: <7} {message}")
+    setup_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

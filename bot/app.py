@@ -41,6 +41,7 @@ from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
+from bot.progress import LibraryWarmup
 from bot.scheduler import Scheduler
 from intents import REGISTRY, weather
 from intents.classify import classify
@@ -185,6 +186,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("jobs", jobs),
         ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
         ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
+        ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind))),
         ("embedded classifier", embedded),
         ("amap", amap),
         ("scheduler", scheduler),

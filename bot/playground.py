@@ -12,6 +12,7 @@ from loguru import logger
 
 from bot.app import Application, build_app
 from bot.channels.playground import PlaygroundChannel, job_status_of
+from bot.channels.transcript import Transcript
 from bot.config import AppConfig, Secrets
 
 NO_LLM_NOTICE = "没有配置大模型：闲聊和提示词润色不可用，其它功能照常。"
@@ -51,10 +52,21 @@ def with_demo_models(config: AppConfig) -> tuple[AppConfig, dict[str, str]]:
     return config.model_copy(update=updates), labels
 
 
+DAILY_QUOTAS = ("user_images_per_day", "group_images_per_day", "user_videos_per_day", "group_videos_per_day")
+
+
+def without_daily_quotas(config: AppConfig) -> AppConfig:
+    """No daily picture/video limits in the playground (one person plays every member there), unless the
+    config file sets them itself."""
+    if "quotas" in config.model_fields_set:
+        return config
+    return config.model_copy(update={"quotas": config.quotas.model_copy(update=dict.fromkeys(DAILY_QUOTAS))})
+
+
 def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | None = None) -> Playground:
     """The app with the playground as its channel. Blocking the first time (builds the demo model)."""
     notes: list[str] = []
-    config, labels = with_demo_models(config)
+    config, labels = with_demo_models(without_daily_quotas(config))
     if labels:
         what = " and ".join({"video": "CogVideoX (videos)", "image": "FLUX (pictures)"}[k] for k in labels)
         notes.append(f"No {what} weights found: they come from tiny RANDOM demo models (noise), "
@@ -70,9 +82,11 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
     channel = PlaygroundChannel(
         config.offline.playground, config.data_dir / "media", bot_name=lambda: live().bot.name,
         notice=" ".join(notice), media_labels=labels,
+        transcript=Transcript(config.data_dir / "playground.sqlite3"),
     )
     app = build_app(config, secrets, channel, config_path=config_path)
     live = app.live_config
+    live.overlay(without_daily_quotas)
     if labels:  # an edited config.yaml must not lose the demo model while the playground runs
         live.overlay(lambda edited: with_demo_models(edited)[0])
     channel.job_status = job_status_of(app.jobs)

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import QRCode from 'qrcode'
 import { MemoryCard } from 'memory-card'
 import { PuppetServer } from 'wechaty-puppet-service'
+import { log as wechatyLog } from 'wechaty-puppet'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
@@ -59,6 +60,16 @@ const START_TIMEOUT_S = envInt('WECHATY_GATEWAY_START_TIMEOUT', 30)
 const GRPC_MAX_MB = envInt('WECHATY_GATEWAY_GRPC_MAX_MB', 64)
 const QR_TERMINAL = !['0', 'false', 'no'].includes((process.env.WECHATY_GATEWAY_QR_TERMINAL || '').toLowerCase())
 const SCENARIO_PORT = process.env.XIAOAI_SCENARIO_PORT ? envInt('XIAOAI_SCENARIO_PORT', 0) : null
+const IS_MOCK = PUPPET_NAME === 'wechaty-puppet-mock'
+
+// The Wechaty libraries log at WARN unless WECHATY_LOG says otherwise; their one warning on every start
+// ("TLS disabled: INSECURE!") is our deliberate choice on a loopback address and is said once below.
+if (!process.env.WECHATY_LOG) wechatyLog.level('warn')
+const libraryWarn = wechatyLog.warn.bind(wechatyLog)
+wechatyLog.warn = (prefix, ...args) => {
+  if (prefix === 'PuppetServer' && /TLS disabled/.test(String(args[0]))) return
+  libraryWarn(prefix, ...args)
+}
 
 let puppetOptions = {}
 if (process.env.WECHATY_PUPPET_OPTIONS) {
@@ -164,6 +175,7 @@ function watchPuppet (puppet) {
   const state = { lastError: null, errorCount: 0, repeat: 0 }
   puppet.on('scan', ({ qrcode, status }) => {
     // ScanStatus: 0 Unknown, 1 Cancel, 2 Waiting, 3 Scanned, 4 Confirmed, 5 Timeout
+    if (IS_MOCK) return // the mock's "QR code" is a fake that logs in by itself: nothing to scan
     if (qrcode && (status === 2 || status === 0)) {
       showQrCode(puppet, qrcode, status).catch(e => log.warn(`QR code: ${e.message}`))
     } else if (status === 3) {
@@ -246,7 +258,7 @@ async function main () {
   const grpcOptions = await raiseGrpcMessageLimit(GRPC_MAX_MB)
 
   // 1. the puppet
-  const isMock = PUPPET_NAME === 'wechaty-puppet-mock'
+  const isMock = IS_MOCK
   let puppet
   let scenario = null
   if (isMock && SCENARIO_PORT !== null) {
@@ -270,7 +282,7 @@ async function main () {
       const memory = new MemoryCard({ name: sessionName })
       await memory.load()
       puppet.setMemory(memory)
-      log.info(`login session file: ${sessionName}.memory-card.json`)
+      if (!isMock) log.info(`login session file: ${sessionName}.memory-card.json`)
     }
   }
   const watcher = watchPuppet(puppet)
@@ -297,8 +309,10 @@ async function main () {
   } catch (e) {
     fatal(`cannot listen on ${HOST}:${PORT} (${e.message}); set WECHATY_GATEWAY_PORT to a free port`)
   }
-  log.info(`gRPC PuppetServer on ${HOST}:${PORT} (TLS off, max message ${GRPC_MAX_MB} MiB, `
-    + `options ${JSON.stringify(grpcOptions)})`)
+  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(HOST)
+  log.info(`gRPC PuppetServer on ${HOST}:${PORT} (TLS off${loopback ? ', loopback only' : ''}, `
+    + `max message ${grpcOptions['grpc.max_receive_message_length'] / 1024 / 1024} MiB)`)
+  if (!loopback) log.warn(`listening on ${HOST} with TLS off: anyone who can reach it and knows the token can drive WeChat`)
 
   // 3. shutdown
   let stopping = false
@@ -335,7 +349,7 @@ async function main () {
   // 4. start the puppet, bounded in time
   log.info(`starting puppet ${PUPPET_NAME} (timeout ${START_TIMEOUT_S} s) ...`)
   try {
-    const how = await startPuppet(puppet, realStart, START_TIMEOUT_S, watcher, { needLogin: !!scenario })
+    const how = await startPuppet(puppet, realStart, START_TIMEOUT_S, watcher, { needLogin: isMock })
     log.info(`puppet ${PUPPET_NAME} started (${how === 'login' ? 'logged in' : 'waiting for a QR scan'})`)
   } catch (e) {
     const hint = PUPPET_NAME === 'wechaty-puppet-wechat4u'

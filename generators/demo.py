@@ -18,6 +18,8 @@ from typing import Any
 
 from loguru import logger
 
+from generators.heavy_imports import import_heavy
+
 DEMO_VIDEO_LABEL = ("⚠️ 演示模型（随机权重）生成：画面是噪声，只用来走通流程。"
                     "装好真正的 CogVideoX 权重后才有真视频。")
 DEMO_IMAGE_LABEL = ("⚠️ 演示模型（随机权重）生成：图是噪声，只用来走通流程。"
@@ -55,6 +57,7 @@ def ensure_demo(root: Path, name: str, build: Callable[[Path], Path]) -> Path:
     if is_demo_folder(folder):
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
+    import_heavy()  # quietly, and with no progress bars ("Writing model shards") in a log file
     try:
         build(staging)
         (staging / MARKER).write_text("random weights: output is noise\n", encoding="utf-8")

@@ -116,12 +116,6 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                       "transformers.TorchAoConfig"]
         import_heavy(names)
 
-    def warm_up(self) -> None:
-        """Before the first request: the heavy imports and the tokenizer, not the weights (blocking;
-        GeneratorError when there is no model to warm up for)."""
-        self.prompt_tokens("warm up")
-        self._import_heavy()
-
     def check_prompt_length(self, prompt: str) -> None:
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
         if tokens > limit:
@@ -141,7 +135,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         with self._load_lock:
             if self._pipe is not None:
                 return
-            import diffusers
+            import diffusers  # imported by `_import_heavy` above, under its lock
 
             started = time.perf_counter()
             folder = self.locate()

@@ -147,7 +147,7 @@ async def rewrite(ctx: Context, *, prompt_name: str, check: Callable[[str], str]
             return await asyncio.to_thread(check, answer)
         except RewriteRejected as exc:
             failure = exc
-            logger.info("{}: rewriter answer rejected ({}): {!r}", prompt_name, exc, answer[:200])
+            logger.debug("{}: rewriter answer rejected ({}): {!r}", prompt_name, exc, answer[:200])
             feedback = (f"\nYour previous answer was rejected: {exc}. Previous answer: {answer[:300]!r}\n"
                         "Answer again with the English prompt alone.")
     raise UserInputError(failure.reply(failed_reply))

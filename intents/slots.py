@@ -132,7 +132,7 @@ async def extract_slots(ctx: Context, kind: str, fields: tuple[str, ...], pendin
             [ChatMessage("system", system), ChatMessage("user", user)], max_tokens=200, temperature=0)
         parsed = parse_json_object(answer)
         if not parsed:
-            logger.info("slots {}: no JSON in the LLM answer {!r}", kind, answer[:200])
+            logger.debug("slots {}: no JSON in the LLM answer {!r}", kind, answer[:200])
     except LLMUnavailable as exc:
         logger.info("slots {}: LLM unavailable ({}), reading the wording", kind, exc)
         parsed = dict(rule_slots(kind, ctx.message.text))

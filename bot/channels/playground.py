@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import shutil
 import socket
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from loguru import logger
 from pydantic import BaseModel, Field
 
 from bot.channels.base import MessageHandler
+from bot.channels.transcript import Transcript
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, Reply
 
@@ -36,12 +36,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
 MAX_TEXT = 2000
 KEEPALIVE_S = 15.0
+SEEN_CLIENT_IDS = 500
+ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
+
+
+class ChannelStopping(Exception):
+    """A post arrived while the server shuts down: the bot would not answer it any more."""
+
 
 class PostedMessage(BaseModel):
-    """What the page sends when a member types: who, and the text (with any typed @小爱)."""
+    """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
+    id for it, so a message sent again after a lost answer is shown and answered once."""
 
     member_id: str
     text: str = Field(min_length=1, max_length=MAX_TEXT)
+    client_id: str | None = Field(default=None, max_length=64)
 
 
 JobStatus = Callable[[], list[dict[str, Any]]]
@@ -62,6 +71,7 @@ class PlaygroundChannel:
         job_status: JobStatus | None = None,
         notice: str = "",
         media_labels: dict[str, str] | None = None,
+        transcript: Transcript | None = None,
     ) -> None:
         self.config = config
         self.media_dir = Path(media_dir)
@@ -72,14 +82,20 @@ class PlaygroundChannel:
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}
         self._socket: socket.socket | None = None
+        self._url: str | None = None
         self._server: Any = None  # uvicorn.Server while running
         self._on_message: MessageHandler | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
-        self._recent: deque[dict[str, Any]] = deque(maxlen=200)  # replayed to a page that (re)connects
-        self._ids = itertools.count(1)
+        self.transcript = transcript or Transcript(None)  # replayed to a page that (re)connects
+        self._posted: OrderedDict[str, dict[str, Any]] = OrderedDict()  # client id -> its shown event
+        for event in self.transcript.since()[-SEEN_CLIENT_IDS:]:  # a resend after a restart is still known
+            if event.get("client_id"):
+                self._posted[event["client_id"]] = event
         self._busy = 0  # messages the bot is still working on (the "正在输入…" line)
         self._tasks: set[asyncio.Task] = set()
         self._serving = False
+        self._stopping = False
+        self._served = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def bind(self) -> str:
@@ -99,14 +115,16 @@ class PlaygroundChannel:
             sock.listen(128)
             sock.setblocking(False)
             self._socket = sock
+            host, port = sock.getsockname()[:2]
+            self._url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
         return self.url
 
     @property
     def url(self) -> str:
-        if self._socket is None:
+        """Where the page is (still known after the server stopped)."""
+        if self._url is None:
             raise RuntimeError("call bind() first")
-        host, port = self._socket.getsockname()[:2]
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        return self._url
 
     @property
     def connected(self) -> bool:
@@ -122,6 +140,7 @@ class PlaygroundChannel:
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the CLI owns SIGINT/SIGTERM
         self._serving = True
+        self._served.clear()
         logger.info("playground: serving on {}", self.url)
         ticker = asyncio.create_task(self._publish_jobs())
         try:
@@ -131,14 +150,24 @@ class PlaygroundChannel:
             ticker.cancel()
             with contextlib.suppress(BaseException):
                 await ticker
+            if self._socket is not None:  # free the port for the next start
+                self._socket.close()
+                self._socket = None
+            self._served.set()
 
     async def stop(self) -> None:
+        self._stopping = True  # from now on posts are refused with 503, so the page keeps and resends them
         for queue in list(self._subscribers):
             queue.put_nowait(None)  # end every open event stream, so the server can shut down
         if self._server is not None:
             self._server.should_exit = True
+            # let uvicorn close its connections itself before the caller cancels `run`: a cancelled
+            # server leaves open keep-alive connections answering from a stopped app
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._served.wait(), 5)
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.to_thread(self.transcript.close)
 
     # -- sending ------------------------------------------------------------------------------
     async def find_room(self, topic: str) -> str | None:
@@ -171,14 +200,25 @@ class PlaygroundChannel:
         return {"url": "/media/" + source.relative_to(root).as_posix(), "kind": kind, "name": source.name}
 
     # -- incoming -------------------------------------------------------------------------------
-    async def post(self, member_id: str, text: str) -> dict[str, Any]:
-        """A member typed `text` on the page: show it to everyone, then hand it to the router."""
+    async def post(self, member_id: str, text: str, client_id: str | None = None) -> dict[str, Any]:
+        """A member typed `text` on the page: show it to everyone, then hand it to the router.
+
+        A `client_id` seen before returns the event already shown (the page resent it after a lost reply)."""
+        if self._stopping:
+            raise ChannelStopping("the playground is shutting down; send it again when it is back")
         if member_id not in self._members:
             raise KeyError(member_id)
+        if client_id and client_id in self._posted:
+            return self._posted[client_id]
         text = text.strip()[:MAX_TEXT]
         if not text:
             raise ValueError("empty message")
         event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text=text)
+        if client_id:
+            event["client_id"] = client_id
+            self._posted[client_id] = event
+            while len(self._posted) > SEEN_CLIENT_IDS:
+                self._posted.popitem(last=False)
         self._broadcast(event)
         message = IncomingMessage(
             id=f"pg-{uuid.uuid4().hex[:12]}", chat=self.chat, sender_id=member_id,
@@ -208,13 +248,13 @@ class PlaygroundChannel:
     # -- events -------------------------------------------------------------------------------
     def _message_event(self, *, sender_id: str, sender_name: str, text: str, from_bot: bool = False,
                        mentions: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "message", "id": next(self._ids), "sender_id": sender_id, "sender_name": sender_name,
-                "from_bot": from_bot, "text": text, "mentions": mentions or [], "media": None,
-                "ts": time.time()}
+        return {"type": "message", "id": self.transcript.next_id(), "sender_id": sender_id,
+                "sender_name": sender_name, "from_bot": from_bot, "text": text, "mentions": mentions or [],
+                "media": None, "ts": time.time()}
 
     def _broadcast(self, event: dict[str, Any], *, keep: bool = True) -> None:
         if keep:
-            self._recent.append(event)
+            self.transcript.append(event)
         for queue in list(self._subscribers):
             queue.put_nowait(event)
 
@@ -234,12 +274,17 @@ class PlaygroundChannel:
                 last = jobs
                 self._broadcast({"type": "jobs", "jobs": jobs}, keep=False)
 
-    async def events(self) -> AsyncIterator[str]:
-        """Server-sent events for one page: recent messages first, then live ones."""
+    async def events(self, since: int = 0, epoch: str | None = None) -> AsyncIterator[str]:
+        """Server-sent events for one page: a hello, the kept messages after `since`, then live ones.
+
+        A page that knew another transcript (`epoch`: the file was removed) gets everything, with
+        `reset` in the hello so it clears what it shows first."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._subscribers.add(queue)
+        reset = epoch is not None and epoch != self.transcript.epoch
         try:
-            for event in list(self._recent):
+            yield _sse({"type": "hello", "epoch": self.transcript.epoch, "reset": reset})
+            for event in self.transcript.since(0 if reset else since):
                 yield _sse(event)
             yield _sse({"type": "typing", "on": self._busy > 0})
             while True:
@@ -291,20 +336,25 @@ class PlaygroundChannel:
         async def room() -> dict[str, Any]:
             return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": channel._bot_name()},
                     "members": [{"id": i, "name": n} for i, n in channel._members.items()],
-                    "notice": channel.notice}
+                    "notice": channel.notice,
+                    "admin_hint": ADMIN_HINT.format(id=next(iter(channel._members)))}
 
         @app.post("/api/messages")
         async def post_message(body: PostedMessage) -> dict[str, Any]:
             try:
-                return await channel.post(body.member_id, body.text)
+                return await channel.post(body.member_id, body.text, body.client_id)
+            except ChannelStopping as exc:
+                raise HTTPException(503, str(exc)) from None
             except KeyError:
                 raise HTTPException(400, f"unknown member {body.member_id!r}") from None
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
 
         @app.get("/api/events")
-        async def events() -> StreamingResponse:
-            return StreamingResponse(channel.events(), media_type="text/event-stream",
+        async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
+            if channel._stopping:  # the page must not think it is back; it retries in a second
+                raise HTTPException(503, "shutting down", headers={"Connection": "close"})
+            return StreamingResponse(channel.events(since, epoch), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
         @app.get("/media/{relative:path}")

@@ -21,11 +21,15 @@ from bot import compat  # noqa: F401  (must precede the wechaty imports below)
 from bot.channels.base import MessageHandler
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
+from bot.logs import ConnectionLog, redactor, route_stdlib_logging
 
 from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
 from wechaty_puppet import FileBox, MessageType  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
+import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
 # isort: on
+
+route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
 
 
 class ChannelUnavailable(Exception):
@@ -91,6 +95,8 @@ class WechatyChannel:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self.state_changes: list[tuple[float, str, str]] = []
+        self.log = ConnectionLog("wechaty", endpoint)
+        redactor().add(token)
 
     @classmethod
     def from_config(cls, endpoint: str, token: str | None, config: WechatyConfig,
@@ -117,8 +123,7 @@ class WechatyChannel:
             return
         previous, self._state = self._state, state
         self.state_changes.append((time.time(), state.value, reason))
-        log = logger.warning if state is State.DISCONNECTED else logger.info
-        log("wechaty: {} -> {}{}", previous.value, state.value, f" ({reason})" if reason else "")
+        self.log.changed(previous.value, state.value, reason)
 
     def _spawn(self, coro) -> None:  # noqa: ANN001
         task = asyncio.get_running_loop().create_task(coro)
@@ -203,6 +208,9 @@ class WechatyChannel:
         with contextlib.suppress(Exception):
             if session._puppet is not None:
                 await asyncio.wait_for(session.puppet.stop(), 2)
+        channel = getattr(session._puppet, "channel", None)  # stop() skips closing it when its RPC fails
+        if channel is not None:
+            channel.close()
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -37,6 +37,7 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
+from bot.progress import StepProgress
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 
@@ -312,8 +313,11 @@ class JobQueue:
         output_stem = self.media_dir / job.request.kind / f"{job.id:06d}-{job.request.seed}"
         output_stem.parent.mkdir(parents=True, exist_ok=True)
 
+        progress = StepProgress(f"jobs: #{job.id} {self.label(job.request.kind)}")
+
         def on_progress(step: int, steps: int) -> None:  # called from a worker thread
             self._progress[job.id] = (step, steps)
+            progress.update(step, steps)
 
         started = time.monotonic()
         try:
@@ -347,6 +351,7 @@ class JobQueue:
             await self._finish(job.id, JobState.DONE, result=str(path))
             logger.info("jobs: #{} done in {:.1f}s -> {}", job.id, time.monotonic() - started, path)
         finally:
+            progress.close()
             self._stop_flags.pop(job.id, None)
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from intents import Intent
 from tests.bot.test_playground import playground, script_panda_video_without_weights, shrink_video
 
 T = TypeVar("T")
@@ -141,3 +142,73 @@ async def test_a_member_asks_for_a_video_in_chromium_and_it_plays(tmp_path, fake
     assert served == 200
     assert all(isinstance(s, int) and 400 <= s < 500 for s in refused), by_path
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+ROWS = """return [...document.querySelectorAll('#messages .msg')].map(r => ({
+  text: r.querySelector('.bubble') ? r.querySelector('.bubble').textContent : '',
+  pending: r.classList.contains('pending'), failed: r.classList.contains('failed'),
+  state: r.querySelector('.state') ? r.querySelector('.state').textContent : ''}))"""
+STATUS_SHOWN = "return !document.getElementById('status').hidden"
+SEND_AS_STRANGER = """outbox.push({client_id: 'not-a-member', member_id: 'stranger', text: '我是谁'});
+showPending(outbox[outbox.length - 1]); flushOutbox();"""
+
+
+async def test_the_page_keeps_the_conversation_and_a_message_typed_while_the_server_is_down(tmp_path,
+                                                                                           fake_llm):
+    browser_or_skip()
+    from selenium.webdriver.common.by import By
+
+    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.add("讲个笑话", "从前有座山。")
+    fake_llm.classify("还在吗", Intent.CHAT.value)
+    fake_llm.add("还在吗", "一直都在～")
+    driver_task = asyncio.create_task(asyncio.to_thread(start_chromium, tmp_path))
+
+    def type_and_send(text: str) -> None:
+        driver.find_element(By.ID, "text").send_keys(text)
+        driver.find_element(By.ID, "send").click()
+
+    def texts() -> list[str]:
+        return [r["text"] for r in driver.execute_script(ROWS)]
+
+    try:
+        async with playground(tmp_path, fake_llm) as (_app, channel, _page):
+            url = channel.url
+            port = int(url.rstrip("/").rsplit(":", 1)[1])
+            driver = await driver_task
+            await asyncio.to_thread(driver.get, url)
+            await poll(lambda: driver.find_elements(By.CSS_SELECTOR, "#member option"), 10, "the members")
+            await asyncio.to_thread(type_and_send, "今天谁做饭")
+            await asyncio.to_thread(type_and_send, "@小爱 讲个笑话")
+            await poll(lambda: "从前有座山。" in " ".join(texts()), 15, "the joke")
+            members = await asyncio.to_thread(lambda: driver.find_element(By.ID, "members").text)
+        # the server is gone: the page says so and keeps every line
+        await poll(lambda: driver.execute_script(STATUS_SHOWN), 10, "the reconnecting banner")
+        kept = await asyncio.to_thread(texts)
+        await asyncio.to_thread(type_and_send, "@小爱 还在吗")
+        waiting = await poll(lambda: [r for r in driver.execute_script(ROWS) if r["pending"]], 5,
+                             "the waiting message")
+        await asyncio.sleep(1.5)  # a reconnect attempt or two while it is down
+        same_port = {"offline": {"playground": {"port": port}}}
+        async with playground(tmp_path, fake_llm, same_port) as (_a, back, _p):
+            assert back.url == url
+            await poll(lambda: "一直都在～" in " ".join(texts()), 20, "the answer to the kept message")
+            rows = await asyncio.to_thread(driver.execute_script, ROWS)
+            banner = await asyncio.to_thread(driver.execute_script, STATUS_SHOWN)
+            await asyncio.to_thread(driver.execute_script, SEND_AS_STRANGER)
+            failed = await poll(lambda: [r for r in driver.execute_script(ROWS) if r["failed"]], 5,
+                                "the refused message marked as failed")
+            await asyncio.to_thread(driver.refresh)  # a reload replays the kept transcript
+            await poll(lambda: len(texts()) >= 5, 10, "the replayed transcript")
+            replayed = await asyncio.to_thread(texts)
+    finally:
+        with contextlib.suppress(BaseException):
+            await asyncio.to_thread((await driver_task).quit)
+    said = ["今天谁做饭", "@小爱 讲个笑话"]
+    assert kept[:2] == said and "从前有座山。" in kept[2]
+    assert waiting[0]["text"] == "@小爱 还在吗" and "等待连接" in waiting[0]["state"]
+    assert [r["text"] for r in rows][:4] == [*said, kept[2], "@小爱 还在吗"]
+    assert "一直都在～" in rows[4]["text"] and not any(r["pending"] for r in rows) and banner is False
+    assert "unknown member" in failed[0]["state"] and "发送失败" in failed[0]["state"]
+    assert replayed[:5] == [r["text"] for r in rows][:5]
+    assert "mom" in members and "bot.admins" in members

@@ -1,10 +1,20 @@
 // 小爱 playground: one page = one simulated WeChat group. Messages go to the server (POST), every
 // message and reply comes back over server-sent events, so several tabs see the same room.
+// Nothing is lost: the server keeps the conversation and replays what came after the last message this
+// page has; a message typed while the server is down waits in an outbox (kept across reloads) and is
+// sent when it is back, or marked as failed with the reason.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#e57373", "#64b5f6", "#81c784", "#ffb74d", "#ba68c8", "#4db6ac"];
+const OUTBOX_KEY = "xiaoai-playground-outbox";
 let room = null;
 let lastTs = 0;
+let lastId = 0; // newest message id received over the event stream
+let epoch = null; // which server transcript those ids belong to
+let online = false;
+let flushing = false;
+const shown = new Set(); // message ids on the page
+let outbox = loadOutbox(); // [{client_id, member_id, text}] not yet accepted by the server
 
 function me() { return $("member").value; }
 
@@ -53,6 +63,13 @@ function addMessage(ev) {
   const name = document.createElement("div");
   name.className = "name";
   name.textContent = ev.sender_name;
+  if (!ev.from_bot) {
+    const id = document.createElement("span");
+    id.className = "member-id";
+    id.textContent = ev.sender_id;
+    id.title = "成员 id（bot.admins 里填它）";
+    name.appendChild(id);
+  }
   body.appendChild(name);
   const text = (ev.mentions.length ? ev.mentions.map((n) => "@" + n).join(" ") + " " : "") + (ev.text || "");
   if (text.trim() || !ev.media) {
@@ -121,32 +138,154 @@ function showJobs(jobs) {
   }
 }
 
+function setOnline(on) {
+  online = on;
+  $("status").hidden = on;
+  if (!on) $("typing").hidden = true;
+}
+
 function connect() {
-  const source = new EventSource("/api/events");
+  const query = new URLSearchParams({ since: String(lastId) });
+  if (epoch) query.set("epoch", epoch);
+  const source = new EventSource("/api/events?" + query);
   source.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
-    if (ev.type === "message") addMessage(ev);
-    else if (ev.type === "typing") $("typing").hidden = !ev.on;
+    if (ev.type === "hello") {
+      if (ev.reset) { // another transcript (its file was removed): show it from the start
+        $("messages").replaceChildren();
+        shown.clear();
+        lastTs = 0;
+        lastId = 0;
+        showOutbox();
+      }
+      epoch = ev.epoch;
+      setOnline(true);
+      flushOutbox();
+    } else if (ev.type === "message") {
+      lastId = Math.max(lastId, ev.id);
+      showOnce(ev);
+    } else if (ev.type === "typing") $("typing").hidden = !ev.on;
     else if (ev.type === "jobs") showJobs(ev.jobs);
   };
   source.onerror = () => {
-    // The browser reconnects by itself; start from a clean list, the server replays recent messages.
+    // Keep everything shown; reconnect and ask only for what came after the last message we have.
     source.close();
-    setTimeout(() => { $("messages").replaceChildren(); lastTs = 0; connect(); }, 1000);
+    setOnline(false);
+    setTimeout(connect, 1000);
   };
 }
 
-async function send() {
+function showOnce(ev) {
+  if (ev.client_id) removePending(ev.client_id);
+  if (shown.has(ev.id)) return;
+  shown.add(ev.id);
+  addMessage(ev);
+}
+
+// -- the outbox: messages typed while the server could not take them ------------------------------
+function loadOutbox() {
+  try { return JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]"); } catch { return []; }
+}
+
+function saveOutbox() {
+  try { localStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox)); } catch { /* private mode: memory only */ }
+}
+
+function newClientId() {
+  return (crypto.randomUUID && crypto.randomUUID()) || String(Date.now()) + Math.random().toString(16).slice(2);
+}
+
+function pendingRow(item) {
+  const row = document.createElement("div");
+  row.className = "msg me pending";
+  row.dataset.clientId = item.client_id;
+  row.dataset.sender = item.member_id;
+  const body = document.createElement("div");
+  body.className = "body";
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  textWithMentions(bubble, item.text);
+  const state = document.createElement("div");
+  state.className = "state";
+  state.textContent = online ? "发送中…" : "等待连接，恢复后自动发送";
+  body.append(bubble, state);
+  row.appendChild(body);
+  return row;
+}
+
+function showPending(item) {
+  const list = $("messages");
+  list.appendChild(pendingRow(item));
+  list.scrollTop = list.scrollHeight;
+}
+
+function showOutbox() {
+  for (const item of outbox) showPending(item);
+}
+
+function removePending(clientId) {
+  const row = document.querySelector(`.msg.pending[data-client-id="${CSS.escape(clientId)}"]`);
+  if (row) row.remove();
+}
+
+function markFailed(item, reason) {
+  const row = document.querySelector(`.msg.pending[data-client-id="${CSS.escape(item.client_id)}"]`);
+  if (!row) return;
+  row.classList.add("failed");
+  row.querySelector(".state").textContent = "发送失败：" + reason;
+}
+
+async function failureReason(res) {
+  try {
+    const body = await res.json();
+    if (typeof body.detail === "string") return body.detail;
+  } catch { /* not JSON */ }
+  return "HTTP " + res.status;
+}
+
+async function flushOutbox() {
+  if (flushing || !online) return;
+  flushing = true;
+  try {
+    while (outbox.length && online) {
+      const item = outbox[0];
+      let res;
+      try {
+        res = await fetch("/api/messages", {
+          method: "POST",
+          signal: AbortSignal.timeout(10000), // a server dying mid-request must not hold the outbox
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(item),
+        });
+      } catch {
+        retryLater(); // the server went away again: the message stays in the outbox
+        break;
+      }
+      if (res.status >= 500) { retryLater(); break; } // stopping or starting: try again shortly
+      outbox.shift();
+      saveOutbox();
+      if (res.ok) showOnce(await res.json());
+      else markFailed(item, await failureReason(res));
+    }
+  } finally {
+    flushing = false;
+  }
+}
+
+function retryLater() {
+  setTimeout(flushOutbox, 2000);
+}
+
+function send() {
   const box = $("text");
   const text = box.value.trim();
   if (!text) return;
   box.value = "";
-  const res = await fetch("/api/messages", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ member_id: me(), text }),
-  });
-  if (!res.ok) alert("发送失败：" + res.status);
+  const item = { client_id: newClientId(), member_id: me(), text };
+  outbox.push(item);
+  saveOutbox();
+  showPending(item);
+  flushOutbox();
   box.focus();
 }
 
@@ -163,6 +302,8 @@ async function main() {
   document.title = `${room.bot.name} · ${room.topic}`;
   $("text").placeholder = `@${room.bot.name} 说点什么… (Enter 发送)`;
   if (room.notice) { $("notice").textContent = room.notice; $("notice").hidden = false; }
+  $("members").textContent = "成员 id：" + room.members.map((m) => `${m.name} ${m.id}`).join(" · ")
+    + (room.admin_hint ? "。" + room.admin_hint : "");
   for (const m of room.members) {
     const opt = document.createElement("option");
     opt.value = m.id;
@@ -179,7 +320,21 @@ async function main() {
   $("text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });
+  showOutbox();
   connect();
 }
 
-main();
+async function start() {
+  // The server may be down when the page (re)loads: keep trying, showing that it is reconnecting.
+  for (;;) {
+    try {
+      await main();
+      return;
+    } catch {
+      setOnline(false);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+start();

@@ -18,7 +18,6 @@ from loguru import logger
 from bot.config import VideoConfig
 from bot.jobs.kinds.base import GeneratorKind
 from bot.jobs.types import JobRequest, ShouldStop, StepCallback
-from generators.base import GeneratorError
 
 TOKEN_ENV = "XIAOAI_VIDEO_TOKEN"
 DEFAULT_MAX_PROMPT_TOKENS = 226  # CogVideoX's text length (max_text_seq_length)
@@ -72,9 +71,8 @@ class VideoKind(GeneratorKind):
 
 
 class ModelPreload:
-    """Service: loads a kind's local model in the background at start when its `load_at_start` is set,
-    else only warms up what its first request needs (heavy imports, tokenizer) where a local model is
-    found (used for both `video` and `image`)."""
+    """Service: loads a kind's local model in the background at start when its `load_at_start` is set
+    (used for both `video` and `image`; the imports alone are warmed up by `bot.progress.LibraryWarmup`)."""
 
     def __init__(self, kind: GeneratorKind, config: Callable[[], Any]) -> None:
         self._kind = kind
@@ -82,23 +80,8 @@ class ModelPreload:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        if self._kind.backend != "local":
-            return
-        load = self._load if self._config().load_at_start else self._warm_up
-        self._task = asyncio.create_task(load())
-
-    async def _warm_up(self) -> None:
-        def warm_up() -> None:
-            warm = getattr(self._kind.generator, "warm_up", None)
-            if warm is not None:
-                warm()
-
-        try:
-            await asyncio.to_thread(warm_up)
-        except GeneratorError:
-            return  # no local model: the first request reports it
-        except Exception as exc:  # noqa: BLE001 - the first request will report it to the asker too
-            logger.warning("{}: warming up failed: {}", self._kind.name, exc)
+        if self._config().load_at_start and self._kind.backend == "local":
+            self._task = asyncio.create_task(self._load())
 
     async def _load(self) -> None:
         try:
