@@ -175,6 +175,11 @@ class _Index:
         return result
 
 
+def engine_threads() -> int:
+    """Threads the embedding engine computes with: the cores there are, at most 4."""
+    return min(4, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def _openmp_settings() -> Iterator[None]:
     """Load the engine's own OpenMP runtime with at most 4 threads that sleep (not spin) while waiting.
@@ -185,7 +190,7 @@ def _openmp_settings() -> Iterator[None]:
     it loads: torch's threads and the process environment are left as they were.
     """
     saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    os.environ.update(OMP_NUM_THREADS=str(min(4, os.cpu_count() or 1)), OMP_WAIT_POLICY="PASSIVE")
+    os.environ.update(OMP_NUM_THREADS=str(engine_threads()), OMP_WAIT_POLICY="PASSIVE")
     try:
         yield
     finally:

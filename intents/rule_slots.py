@@ -26,7 +26,7 @@ _ROUTE_PATTERNS = (
 )
 _DESTINATION_ONLY = re.compile(rf"{MODE}?(?:到|去|回)(?P<destination>[^{_PUNCT}]+?){MODE}?{_STOP}")
 _ORIGIN_HERE = re.compile(rf"我(?:现在)?在(?P<origin>[^{_PUNCT}]{{2,12}}?)(?:[{_PUNCT}]|$)")
-_MODE_EDGES = re.compile(rf"^{MODE}+|{MODE}+$")
+_MODE_EDGES = re.compile(rf"^(?:那么?|要是|如果|还是)?{MODE}*|{MODE}+$|[呢吗吧啊呀]+$")
 
 _DAY = re.compile(r"大后天|后天|明天|明日|今天|今日|现在|今晚|下?周末"
                   r"|(?:下下|下个?|这个?|本)?(?:周|星期|礼拜)[一二三四五六日天]|\d{1,2}月\d{1,2}[日号]")
@@ -100,7 +100,7 @@ def route_slots(text: str) -> dict[str, str]:
 
 def _place_only(words: str) -> str:
     """A route end without the travel words around it: "骑车从家" is no place, "家" is."""
-    return _MODE_EDGES.sub("", words.strip()).strip()
+    return _MODE_EDGES.sub("", words.strip()).strip()  # "那" of "那到南京路呢" is no place either
 
 
 # -- places -----------------------------------------------------------------------------------------------
