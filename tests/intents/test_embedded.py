@@ -11,13 +11,23 @@ from pathlib import Path
 import pytest
 
 from bot.config import EmbeddedClassifierConfig
-from bot.eval_intents import DEFAULT_DATA, evaluate, format_report, load_samples
+from bot.eval_follow_ups import evaluate_follow_ups, load_follow_ups
+from bot.eval_intents import (
+    DATA_DIR,
+    DEFAULT_DATA,
+    FOLLOW_UPS,
+    INTENT_SETS,
+    evaluate,
+    format_report,
+    load_samples,
+)
 from intents import Intent
 from intents.embedded import EXAMPLES_PATH, EmbeddedClassifier, decide, load_examples, named_route_mode
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.recording_handlers import record_handlers
 
 ACCURACY_LINE = 0.95
+HELD_OUT_LINE = 0.88  # parts never tuned on: the line is where they measured, so a regression shows
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +47,34 @@ def test_labelled_set_is_big_varied_and_covers_every_label():
     assert per_label[Intent.CHAT] >= 30  # chat that mentions weather, places, walking is the hard part
 
 
-def test_labelled_set_does_not_leak_from_the_examples():
+@pytest.mark.parametrize("name", INTENT_SETS)
+def test_labelled_sets_do_not_leak_from_the_examples(name):
     examples = [p for phrases in load_examples().phrases.values() for p in phrases]
-    for sample in load_samples(DEFAULT_DATA):
+    for sample in load_samples(DATA_DIR / name):
         for phrase in examples:
             ratio = difflib.SequenceMatcher(None, sample.text, phrase).ratio()
             assert ratio < 0.8, f"test message {sample.text!r} is nearly the example {phrase!r}"
 
 
-async def test_accuracy_on_the_labelled_set_holds_the_line(classifier):
-    result = await evaluate(classifier.classify, load_samples(DEFAULT_DATA))
+def test_family_set_is_fresh_and_has_follow_ups():
+    first = {s.text for s in load_samples(DEFAULT_DATA)}
+    family = [s for name in INTENT_SETS[1:] for s in load_samples(DATA_DIR / name)]
+    assert len(family) >= 150 and not first & {s.text for s in family}
+    assert len(load_follow_ups(DATA_DIR / FOLLOW_UPS)) >= 30
+
+
+@pytest.mark.parametrize("name", INTENT_SETS)
+async def test_accuracy_on_the_labelled_sets_holds_the_line(classifier, name):
+    result = await evaluate(classifier.classify, load_samples(DATA_DIR / name))
     print("\n" + format_report(result, "embedded"))  # latency is reported, not asserted (shared CI CPU)
+    line = ACCURACY_LINE if "heldout" not in name else HELD_OUT_LINE
+    assert result.accuracy >= line, format_report(result, "embedded")
+
+
+async def test_follow_ups_resolve_without_an_llm(classifier):
+    result, slots = await evaluate_follow_ups(classifier.classify, load_follow_ups(DATA_DIR / FOLLOW_UPS))
     assert result.accuracy >= ACCURACY_LINE, format_report(result, "embedded")
+    assert slots.accuracy >= ACCURACY_LINE, slots.mistakes
 
 
 # -- the rules ----------------------------------------------------------------------------------------
