@@ -110,6 +110,8 @@ def with_cues(scores: dict[Intent, float], text: str, examples: Examples) -> dic
     if not examples.cues:
         return scores
     matched = {intent for intent, cue in examples.cues.items() if cue.search(text)}
+    if Intent.CHAT in matched:
+        matched = {Intent.CHAT}
     bonus = {intent: examples.cue_bonus for intent in matched}
     if not matched - {Intent.CHAT}:
         bonus[Intent.CHAT] = examples.chat_bonus
