@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 
 from intents import Intent
 from intents.embedded import ROUTE_INTENTS, load_examples, named_route_mode
@@ -103,6 +104,11 @@ def resolve_follow_up(text: str, previous: PreviousTurn | None) -> FollowUp | No
     return None
 
 
+@cache
+def _route_modes() -> dict[Intent, list[str]]:
+    return load_examples().route_modes
+
+
 def _remainder(plain: str) -> str:
     """"那上海呢" -> "上海": the follow-up without its leading and trailing asking words."""
     return _TRAILING.sub("", _LEADING.sub("", plain)).strip(_EDGE_PUNCT)
@@ -115,7 +121,7 @@ def _route(plain: str, previous: PreviousTurn) -> FollowUp | None:
     own = route_slots(plain)
     if own.get("origin") and own.get("destination"):
         return None  # a whole new route: classify it on its own
-    mode = named_route_mode(plain.lower(), load_examples().route_modes)
+    mode = named_route_mode(plain.lower(), _route_modes())
     changed = mode is not None
     if _SWAP.search(plain):
         origin, destination, changed = destination, origin, True
