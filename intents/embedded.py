@@ -9,7 +9,8 @@ beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the me
 Before that the message is made plain (intents.lexicon: simplified characters, dialect and English
 words, a retracted request "别画了，" dropped), and the wording adds a prior: an intent whose `cues`
 (request words such as 画/视频/天气/怎么走) match gets `cue_bonus`; a message no request cue matches gets
-it for chat. Embeddings alone put "这地铁挤死了" next to transit questions; the missing question decides.
+`chat_bonus` for chat, and a chat cue (a capability question, 为什么, a video call) cancels the request
+cues. Embeddings alone put "这地铁挤死了" next to transit questions; the missing question decides.
 
 `EmbeddedClassifier` is an app classifier (`await classifier(ctx) -> Intent`) and a lifecycle service
 (it warms up in a worker thread at start). `with_fallback` puts it behind the LLM classifier.
@@ -105,8 +106,8 @@ def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
 
 
 def with_cues(scores: dict[Intent, float], text: str, examples: Examples) -> dict[Intent, float]:
-    """The scores plus the wording prior: `cue_bonus` for each intent whose cue matches `text`, and for
-    chat when no request intent's cue does."""
+    """The scores plus the wording prior: `cue_bonus` for each intent whose cue matches `text` (only chat
+    when chat's does), `chat_bonus` for chat when no request intent's cue does."""
     if not examples.cues:
         return scores
     matched = {intent for intent, cue in examples.cues.items() if cue.search(text)}

@@ -22,7 +22,15 @@ from bot.eval_intents import (
     load_samples,
 )
 from intents import Intent
-from intents.embedded import EXAMPLES_PATH, EmbeddedClassifier, decide, load_examples, named_route_mode
+from intents.embedded import (
+    EXAMPLES_PATH,
+    EmbeddedClassifier,
+    decide,
+    load_examples,
+    named_route_mode,
+    plain_text,
+    with_cues,
+)
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.recording_handlers import record_handlers
 
@@ -108,6 +116,18 @@ def test_named_travel_mode_decides_between_route_intents():
     assert decide(scores(weather=0.93, chat=0.85), config, Intent.DRIVE) is Intent.WEATHER
 
 
+def test_wording_prior_rewards_the_asking_part():
+    examples = load_examples()
+    flat = {intent: 0.9 for intent in Intent}
+    asked = with_cues(flat, "从家到公司怎么走", examples)
+    assert asked[Intent.WALK] > asked[Intent.CHAT] and asked[Intent.WEATHER] == 0.9
+    remark = with_cues(flat, "这地铁挤死了", examples)  # names transit, asks nothing
+    assert remark[Intent.CHAT] > remark[Intent.TRANSIT]
+    ability = with_cues(flat, "你能做视频吗", examples)  # a chat cue cancels the video cue
+    assert ability[Intent.VIDEO] == 0.9 and ability[Intent.CHAT] > 0.9
+    assert plain_text("別畫了，聽日香港天氣點樣") == "明天香港天气怎么样"
+
+
 async def test_chat_that_mentions_rain_or_walking_is_chat(classifier):
     for text in ("今天下大雨，还好出门带了伞", "走了一天路，脚好疼", "又堵车了，开车真烦"):
         assert await classifier.classify(text) is Intent.CHAT, text
@@ -135,6 +155,10 @@ def test_examples_file_errors_name_the_problem(tmp_path: Path):
         load_examples(bad)
     bad.write_text("examples:\n  weather: [天气]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="chat"):
+        load_examples(bad)
+    broken_cue = "examples:\n  weather: [天气]\n  chat: [你好]\ncues:\n  weather: ['(天气']\n"
+    bad.write_text(broken_cue, encoding="utf-8")
+    with pytest.raises(ValueError, match="cues: weather"):
         load_examples(bad)
     assert load_examples(EXAMPLES_PATH).phrases[Intent.CHAT]
 
