@@ -156,7 +156,8 @@ def test_examples_file_errors_name_the_problem(tmp_path: Path):
     bad.write_text("examples:\n  weather: [天气]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="chat"):
         load_examples(bad)
-    broken_cue = "examples:\n  weather: [天气]\n  chat: [你好]\ncues:\n  weather: ['(天气']\n"
+    every_intent = "".join(f"  {intent.module}: [{intent.value}]\n" for intent in Intent)
+    broken_cue = f"examples:\n{every_intent}cues:\n  weather: ['(天气']\n"
     bad.write_text(broken_cue, encoding="utf-8")
     with pytest.raises(ValueError, match="cues: weather"):
         load_examples(bad)
