@@ -24,7 +24,7 @@ DEFAULT_DATA = DATA_DIR / "intents.tsv"
 INTENT_SETS = ("intents.tsv", "intents_family.tsv", "intents_family_heldout.tsv",
                "intents_family_heldout2.tsv", "intents_family_heldout3.tsv", "intents_family_heldout4.tsv",
                "intents_family_heldout5.tsv")
-FOLLOW_UPS = "follow_ups.tsv"
+FOLLOW_UPS = ("follow_ups.tsv", "follow_ups_heldout.tsv")
 SLOT_SETS = ("slots.tsv", "slots_heldout.tsv")
 
 TextClassifier = Callable[[str], Awaitable[Intent]]
@@ -213,13 +213,15 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> Ev
         everything.predicted.extend(result.predicted)
         everything.seconds.extend(result.seconds)
         everything.mistakes.extend(result.mistakes)
-    conversations = load_follow_ups(DATA_DIR / FOLLOW_UPS)
-    follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations))
-    print(f"== {FOLLOW_UPS} (previous turn → message)\n{format_report(follow_ups, kind)}")
-    print(format_slots(follow_up_slots, "slots used by the follow-up answers") + "\n")
-    right = len(follow_ups.samples) - len(follow_ups.mistakes)
-    summary.append(f"{FOLLOW_UPS}: {follow_ups.accuracy:.1%} ({right}/{len(follow_ups.samples)}); "
-                   f"their slots {follow_up_slots.accuracy:.1%}")
+    for name in FOLLOW_UPS:
+        conversations = load_follow_ups(DATA_DIR / name)
+        follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations))
+        print(f"== {name} (previous turn → message)\n{format_report(follow_ups, kind)}")
+        print(format_slots(follow_up_slots, "slots used by the follow-up answers") + "\n")
+        right = len(follow_ups.samples) - len(follow_ups.mistakes)
+        slots_right = follow_up_slots.total - len(follow_up_slots.mistakes)
+        summary.append(f"{name}: {follow_ups.accuracy:.1%} ({right}/{len(follow_ups.samples)}); "
+                       f"their slots {follow_up_slots.accuracy:.1%} ({slots_right}/{follow_up_slots.total})")
     print("== slots read by rules (no LLM)")
     for name in SLOT_SETS:
         slots = evaluate_slots(load_slot_samples(DATA_DIR / name))

@@ -123,10 +123,10 @@ def _route(plain: str, previous: PreviousTurn) -> FollowUp | None:
         return None  # a whole new route: classify it on its own
     mode = named_route_mode(plain.lower(), _route_modes())
     changed = mode is not None
-    if _SWAP.search(plain):
-        origin, destination, changed = destination, origin, True
     start = _START_AT.search(plain)
-    if start is not None:
+    if _SWAP.search(plain):  # "回来呢": the same two places the other way round
+        origin, destination, changed = destination, origin, True
+    elif start is not None:
         origin, changed = start.group("origin"), True
     elif own.get("destination"):
         destination, changed = own["destination"], True

@@ -68,7 +68,7 @@ def test_family_set_is_fresh_and_has_follow_ups():
     first = {s.text for s in load_samples(DEFAULT_DATA)}
     family = [s for name in INTENT_SETS[1:] for s in load_samples(DATA_DIR / name)]
     assert len(family) >= 150 and not first & {s.text for s in family}
-    assert len(load_follow_ups(DATA_DIR / FOLLOW_UPS)) >= 30
+    assert sum(len(load_follow_ups(DATA_DIR / name)) for name in FOLLOW_UPS) >= 30
 
 
 @pytest.mark.parametrize("name", INTENT_SETS)
@@ -79,8 +79,9 @@ async def test_accuracy_on_the_labelled_sets_holds_the_line(classifier, name):
     assert result.accuracy >= line, format_report(result, "embedded")
 
 
-async def test_follow_ups_resolve_without_an_llm(classifier):
-    result, slots = await evaluate_follow_ups(classifier.classify, load_follow_ups(DATA_DIR / FOLLOW_UPS))
+@pytest.mark.parametrize("name", FOLLOW_UPS)
+async def test_follow_ups_resolve_without_an_llm(classifier, name):
+    result, slots = await evaluate_follow_ups(classifier.classify, load_follow_ups(DATA_DIR / name))
     assert result.accuracy >= ACCURACY_LINE, format_report(result, "embedded")
     assert slots.accuracy >= ACCURACY_LINE, slots.mistakes
 

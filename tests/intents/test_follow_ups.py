@@ -28,6 +28,8 @@ def test_a_picture_becomes_a_video_of_the_same_subject():
 @pytest.mark.parametrize(("intent", "text", "follow_up", "expected", "slots"), [
     (Intent.WALK, "从天安门走到王府井怎么走", "反过来呢", Intent.WALK,
      {"origin": "王府井", "destination": "天安门"}),
+    (Intent.WALK, "从酒店走到夫子庙要多久", "回来呢", Intent.WALK,
+     {"origin": "夫子庙", "destination": "酒店"}),
     (Intent.DRIVE, "开车从家到机场要多久", "从公司出发呢", Intent.DRIVE,
      {"origin": "公司", "destination": "机场"}),
     (Intent.WALK, "从酒店走到外滩要多久", "那到南京路呢", Intent.WALK,
