@@ -139,10 +139,10 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
 
 def cmd_eval_intents(args: argparse.Namespace) -> int:
     """Accuracy, confusion table and per-message latency of a classifier on a labelled TSV set."""
-    from bot.eval_intents import DEFAULT_DATA, run
+    from bot.eval_intents import run
 
-    data = args.data or DEFAULT_DATA
-    if not data.is_file():
+    data = args.data
+    if data is not None and not data.is_file():
         print(f"no labelled set at {data}: pass --data PATH (a TSV of label<TAB>text)", file=sys.stderr)
         return 2
     config, _error = _load_config(args.config)
@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval-intents", help="accuracy and confusion table of an intent classifier")
     evaluate.add_argument("--classifier", choices=("embedded", "llm"), default="embedded")
     evaluate.add_argument("--data", type=Path, default=None,
-                          help="labelled TSV: label<TAB>text (default tests/data/intents.tsv)")
+                          help="one labelled TSV: label<TAB>text (default: every set in tests/data, the "
+                               "follow-ups and the slot sets)")
     evaluate.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
     evaluate.set_defaults(func=cmd_eval_intents)
     serve_video = sub.add_parser("serve-video", help="run the video generator as an HTTP service (GPU host)")

@@ -7,7 +7,7 @@ queue, the AMap client, and the open question this message answers — with no o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.config import AppConfig, ChatSettings
@@ -35,6 +35,7 @@ class Context:
     followups: FollowUps
     say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
     pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
+    slots_used: dict[str, str] = field(default_factory=dict)  # what an AMap handler answered with
 
     def ask(self, kind: str, intent: Intent, slots: dict[str, str], asked: str, question: str) -> Reply:
         """Ask the asker for a missing slot; their answer comes back to `intent` with these slots."""

@@ -28,6 +28,7 @@ from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
 from intents import ROUTE_INTENTS, Intent
 from intents.base import Handler, UserInputError
+from intents.follow_ups import FollowUp, PreviousTurn, resolve_follow_up
 
 if TYPE_CHECKING:
     from bot.jobs import JobQueue
@@ -93,6 +94,41 @@ class FollowUps:
         return intent, None
 
 
+class LastTurns:
+    """Each asker's last answered request per chat, so "那开车呢" or "换成视频吧" can lean on it without an
+    LLM (with one, the LLM reads the history instead). Forgotten after `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        self._turns: dict[str, tuple[float, PreviousTurn]] = {}
+        self.ttl_s = ttl_s
+        self._clock = clock
+
+    @staticmethod
+    def _key(msg: IncomingMessage) -> str:
+        return f"{msg.chat.key}|{msg.sender_id}"
+
+    def follow_up(self, ctx: Context) -> FollowUp | None:
+        """The message as a follow-up of the asker's last turn — only without an LLM, and never over an
+        open question (its answer goes back to the asking intent)."""
+        msg = ctx.message
+        if ctx.llm.configured or self._turns.get(self._key(msg)) is None:
+            return None
+        at, turn = self._turns[self._key(msg)]
+        if self._clock() - at > self.ttl_s:
+            del self._turns[self._key(msg)]
+            return None
+        return resolve_follow_up(msg.text, turn)
+
+    def remember(self, ctx: Context, intent: Intent, follow_up: FollowUp | None) -> None:
+        if intent is Intent.CHAT:
+            return
+        slots = dict(ctx.slots_used) or None
+        turn = PreviousTurn.from_request(intent, ctx.message.text, slots)
+        if follow_up is not None and follow_up.subject:  # "换成水墨风格", then "换成视频吧": the style stays
+            turn = replace(turn, subject=follow_up.subject)
+        self._turns[self._key(ctx.message)] = (self._clock(), turn)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -120,6 +156,7 @@ class Dispatcher:
         self._jobs = jobs
         self._amap = amap
         self.followups = followups
+        self.turns = LastTurns()
 
     async def on_message(self, msg: IncomingMessage) -> None:
         turn: Turn | None = Turn(msg, chat_settings(self._config.current, msg.chat, msg.room_topic))
@@ -153,11 +190,21 @@ class Dispatcher:
     async def handle(self, ctx: Context) -> Reply | None:
         """Classify and run the handler; every failure becomes a short reply, never silence."""
         try:
-            intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
-            logger.info("message {} -> {}{}", ctx.message.id, intent.module, " (answer)" if pending else "")
+            follow_up = self.turns.follow_up(ctx)
+            if follow_up is not None:  # "那开车呢": the previous turn's request, spelled out in full
+                intent, pending = follow_up.intent, None
+                ctx = replace(ctx, message=replace(ctx.message, text=follow_up.request))
+            else:
+                intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
+            logger.info("message {} -> {}{}", ctx.message.id, intent.module,
+                        " (answer)" if pending else " (follow-up)" if follow_up else "")
             if not ctx.settings.intent_enabled(intent.module):
                 return Reply(INTENT_OFF_REPLY.format(label=intent.value))
-            return await self._handlers[intent](replace(ctx, pending=pending))
+            ctx = replace(ctx, pending=pending)
+            reply = await self._handlers[intent](ctx)
+            if self.followups.open_question(ctx.message) is None:  # answered, not asked back
+                self.turns.remember(ctx, intent, follow_up)
+            return reply
         except UserInputError as exc:
             return Reply(str(exc))
         except LLMUnavailable as exc:

@@ -18,7 +18,14 @@ from pathlib import Path
 from bot.config import AppConfig, Secrets
 from intents import Intent
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "intents.tsv"
+DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "data"
+DEFAULT_DATA = DATA_DIR / "intents.tsv"
+# what `eval-intents` measures with no --data: each labelled set, the follow-ups, the slot sets
+INTENT_SETS = ("intents.tsv", "intents_family.tsv", "intents_family_heldout.tsv",
+               "intents_family_heldout2.tsv", "intents_family_heldout3.tsv", "intents_family_heldout4.tsv",
+               "intents_family_heldout5.tsv")
+FOLLOW_UPS = ("follow_ups.tsv", "follow_ups_heldout.tsv")
+SLOT_SETS = ("slots.tsv", "slots_heldout.tsv")
 
 TextClassifier = Callable[[str], Awaitable[Intent]]
 
@@ -172,12 +179,59 @@ def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClass
     return by_llm, close
 
 
-def run(kind: str, data: Path, config: AppConfig, secrets: Secrets) -> EvalResult:
-    samples = load_samples(data)
+def run(kind: str, data: Path | None, config: AppConfig, secrets: Secrets) -> EvalResult:
+    """One labelled set (`data`), or with None every set in tests/data, the follow-ups and the slots."""
     classify, close = make_classifier(kind, config, secrets)
+    cpu = getattr(classify, "cpu_seconds", None)
     try:
-        result = asyncio.run(evaluate(classify, samples, getattr(classify, "cpu_seconds", None)))
+        if data is not None:
+            result = asyncio.run(evaluate(classify, load_samples(data), cpu))
+            print(format_report(result, kind))
+            return result
+        return _run_all(classify, kind, cpu)
     finally:
         close()
-    print(format_report(result, kind))
-    return result
+
+
+def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> EvalResult:
+    from bot.eval_follow_ups import (
+        evaluate_follow_ups,
+        evaluate_slots,
+        format_slots,
+        load_follow_ups,
+        load_slot_samples,
+    )
+
+    everything = EvalResult([], [], [], cpu_seconds=cpu if cpu is not None else [])
+    summary = []
+    for name in INTENT_SETS:
+        result = asyncio.run(evaluate(classify, load_samples(DATA_DIR / name)))
+        print(f"== {name}\n{format_report(result, kind)}\n")
+        summary.append(f"{name}: {result.accuracy:.1%} ({len(result.samples) - len(result.mistakes)}"
+                       f"/{len(result.samples)})")
+        everything.samples.extend(result.samples)
+        everything.predicted.extend(result.predicted)
+        everything.seconds.extend(result.seconds)
+        everything.mistakes.extend(result.mistakes)
+    for name in FOLLOW_UPS:
+        conversations = load_follow_ups(DATA_DIR / name)
+        follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations))
+        print(f"== {name} (previous turn → message)\n{format_report(follow_ups, kind)}")
+        print(format_slots(follow_up_slots, "slots used by the follow-up answers") + "\n")
+        right = len(follow_ups.samples) - len(follow_ups.mistakes)
+        slots_right = follow_up_slots.total - len(follow_up_slots.mistakes)
+        summary.append(f"{name}: {follow_ups.accuracy:.1%} ({right}/{len(follow_ups.samples)}); "
+                       f"their slots {follow_up_slots.accuracy:.1%} ({slots_right}/{follow_up_slots.total})")
+    print("== slots read by rules (no LLM)")
+    for name in SLOT_SETS:
+        slots = evaluate_slots(load_slot_samples(DATA_DIR / name))
+        print(format_slots(slots, name))
+        summary.append(f"{name}: {slots.accuracy:.1%} ({slots.total - len(slots.mistakes)}/{slots.total})")
+    print(f"\n== all labelled sets together\n{format_report(everything, kind)}")
+    if kind == "embedded":
+        from intents.embedded import engine_threads
+
+        summary.append(f"embedding engine threads: {engine_threads()}, CPU cores: {os.cpu_count()}, "
+                       f"load average: {_load()}")
+    print("\n== summary\n" + "\n".join(summary))
+    return everything

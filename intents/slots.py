@@ -152,7 +152,9 @@ async def amap_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: 
     if not ctx.amap.key:
         raise UserInputError(explain(AmapNoKey("no key")))
     pending = ctx.pending if ctx.pending is not None and ctx.pending.kind == kind else None
-    return await extract_slots(ctx, kind, fields, pending, **extra)
+    slots = await extract_slots(ctx, kind, fields, pending, **extra)
+    ctx.slots_used.update(slots)  # the dispatcher remembers them for a follow-up ("那开车呢")
+    return slots
 
 
 # -- the reply ------------------------------------------------------------------------------------------

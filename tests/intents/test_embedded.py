@@ -11,13 +11,31 @@ from pathlib import Path
 import pytest
 
 from bot.config import EmbeddedClassifierConfig
-from bot.eval_intents import DEFAULT_DATA, evaluate, format_report, load_samples
+from bot.eval_follow_ups import evaluate_follow_ups, load_follow_ups
+from bot.eval_intents import (
+    DATA_DIR,
+    DEFAULT_DATA,
+    FOLLOW_UPS,
+    INTENT_SETS,
+    evaluate,
+    format_report,
+    load_samples,
+)
 from intents import Intent
-from intents.embedded import EXAMPLES_PATH, EmbeddedClassifier, decide, load_examples, named_route_mode
+from intents.embedded import (
+    EXAMPLES_PATH,
+    EmbeddedClassifier,
+    decide,
+    load_examples,
+    named_route_mode,
+    plain_text,
+    with_cues,
+)
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.recording_handlers import record_handlers
 
 ACCURACY_LINE = 0.95
+HELD_OUT_LINE = 0.88  # parts never tuned on: the line is where they measured, so a regression shows
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +55,36 @@ def test_labelled_set_is_big_varied_and_covers_every_label():
     assert per_label[Intent.CHAT] >= 30  # chat that mentions weather, places, walking is the hard part
 
 
-def test_labelled_set_does_not_leak_from_the_examples():
+@pytest.mark.parametrize("name", INTENT_SETS)
+def test_labelled_sets_do_not_leak_from_the_examples(name):
     examples = [p for phrases in load_examples().phrases.values() for p in phrases]
-    for sample in load_samples(DEFAULT_DATA):
+    for sample in load_samples(DATA_DIR / name):
         for phrase in examples:
             ratio = difflib.SequenceMatcher(None, sample.text, phrase).ratio()
             assert ratio < 0.8, f"test message {sample.text!r} is nearly the example {phrase!r}"
 
 
-async def test_accuracy_on_the_labelled_set_holds_the_line(classifier):
-    result = await evaluate(classifier.classify, load_samples(DEFAULT_DATA))
+def test_family_set_is_fresh_and_has_follow_ups():
+    first = {s.text for s in load_samples(DEFAULT_DATA)}
+    family = [s for name in INTENT_SETS[1:] for s in load_samples(DATA_DIR / name)]
+    assert len(family) >= 150 and not first & {s.text for s in family}
+    assert sum(len(load_follow_ups(DATA_DIR / name)) for name in FOLLOW_UPS) >= 30
+
+
+@pytest.mark.parametrize("name", INTENT_SETS)
+async def test_accuracy_on_the_labelled_sets_holds_the_line(classifier, name):
+    result = await evaluate(classifier.classify, load_samples(DATA_DIR / name))
     print("\n" + format_report(result, "embedded"))  # latency is reported, not asserted (shared CI CPU)
-    assert result.accuracy >= ACCURACY_LINE, format_report(result, "embedded")
+    line = ACCURACY_LINE if "heldout" not in name else HELD_OUT_LINE
+    assert result.accuracy >= line, format_report(result, "embedded")
+
+
+@pytest.mark.parametrize("name", FOLLOW_UPS)
+async def test_follow_ups_resolve_without_an_llm(classifier, name):
+    result, slots = await evaluate_follow_ups(classifier.classify, load_follow_ups(DATA_DIR / name))
+    line = ACCURACY_LINE if "heldout" not in name else HELD_OUT_LINE
+    assert result.accuracy >= line, format_report(result, "embedded")
+    assert slots.accuracy >= line, slots.mistakes
 
 
 # -- the rules ----------------------------------------------------------------------------------------
@@ -82,6 +118,18 @@ def test_named_travel_mode_decides_between_route_intents():
     assert decide(scores(weather=0.93, chat=0.85), config, Intent.DRIVE) is Intent.WEATHER
 
 
+def test_wording_prior_rewards_the_asking_part():
+    examples = load_examples()
+    flat = {intent: 0.9 for intent in Intent}
+    asked = with_cues(flat, "从家到公司怎么走", examples)
+    assert asked[Intent.WALK] > asked[Intent.CHAT] and asked[Intent.WEATHER] == 0.9
+    remark = with_cues(flat, "这地铁挤死了", examples)  # names transit, asks nothing
+    assert remark[Intent.CHAT] > remark[Intent.TRANSIT]
+    ability = with_cues(flat, "你能做视频吗", examples)  # a chat cue cancels the video cue
+    assert ability[Intent.VIDEO] == 0.9 and ability[Intent.CHAT] > 0.9
+    assert plain_text("別畫了，聽日香港天氣點樣") == "明天香港天气怎么样"
+
+
 async def test_chat_that_mentions_rain_or_walking_is_chat(classifier):
     for text in ("今天下大雨，还好出门带了伞", "走了一天路，脚好疼", "又堵车了，开车真烦"):
         assert await classifier.classify(text) is Intent.CHAT, text
@@ -109,6 +157,11 @@ def test_examples_file_errors_name_the_problem(tmp_path: Path):
         load_examples(bad)
     bad.write_text("examples:\n  weather: [天气]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="chat"):
+        load_examples(bad)
+    every_intent = "".join(f"  {intent.module}: [{intent.value}]\n" for intent in Intent)
+    broken_cue = f"examples:\n{every_intent}cues:\n  weather: ['(天气']\n"
+    bad.write_text(broken_cue, encoding="utf-8")
+    with pytest.raises(ValueError, match="cues: weather"):
         load_examples(bad)
     assert load_examples(EXAMPLES_PATH).phrases[Intent.CHAT]
 
