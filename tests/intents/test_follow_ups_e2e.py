@@ -43,8 +43,10 @@ async def test_a_picture_then_make_it_a_video_keeps_the_subject(running_bot, pee
     async with running_bot(config, env=NO_LLM):
         peer.say("alice", at() + "画一只柴犬", room=FAMILY, mention=[BOT])
         await asyncio.to_thread(peer.wait_for_sent, lambda m: m.get("file"), 90)
+        before = {m["id"] for m in peer.sent()}
         peer.say("alice", at() + "换成视频吧", room=FAMILY, mention=[BOT])
-        ack = await asyncio.to_thread(peer.wait_for_sent, lambda m: "排队" in (m.get("text") or ""), 60)
+        ack = await asyncio.to_thread(
+            peer.wait_for_sent, lambda m: m["id"] not in before and "视频" in (m.get("text") or ""), 60)
         video = await asyncio.to_thread(
             peer.wait_for_sent, lambda m: (m.get("file") or {}).get("name", "").endswith(".mp4"), 120)
     assert "柴犬" in ack["text"] and ack["mentionIds"] == ["alice"]
