@@ -128,3 +128,30 @@ def test_bench_mp4_times_the_production_encoder(tmp_path: Path) -> None:
     rows = run(["ultrafast"], frames=9, height=64, width=96, repeats=1, out=tmp_path)
     assert rows[0]["encode_s"] > 0 and rows[0]["bytes"] > 100
     assert "ultrafast" in (tmp_path / "mp4.md").read_text()
+
+
+def test_rows_that_compile_or_cache_get_a_warm_up_render() -> None:
+    assert parse_row("plain", 50, warmup_steps=10).warmup_steps == 0
+    assert parse_row("preset-exact", 50, warmup_steps=10).warmup_steps == 0
+    assert parse_row("preset-fast", 50, warmup_steps=10).warmup_steps == 10
+    assert parse_row("fp8-compile-fa3", 50, warmup_steps=10).warmup_steps == 10
+    assert parse_row("pab:warmup_steps=3", 50, warmup_steps=10).warmup_steps == 3
+
+
+def test_bench_video_cache_and_preset_rows_on_the_tiny_model(tiny_2b: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "8", "--warmup-steps", "2",
+                 "--rows", "plain,pab,preset-fast"])
+    rows = {r["row"]: r for r in (json.loads(line) for line in capsys.readouterr().out.splitlines()
+                                  if line.startswith("{"))}
+    assert code == 0, rows
+    assert rows["pab"]["warmup_steps"] == 2 and rows["pab"]["warmup_run_s"] > 0
+    assert rows["preset-fast"]["active"]["cache"] == "fastercache"
+    assert rows["preset-fast"]["active"]["quantization"] == "none"  # no GPU: the preset leaves fp8 off
+    for name in ("pab", "preset-fast"):  # a cache changes the output, and the bench says by how much
+        assert 0 < rows[name]["latent_rel_err"] < 1
+
+
+def test_bench_image_needs_a_model() -> None:
+    with pytest.raises(SystemExit, match="--build"):
+        main(["bench", "image"])
