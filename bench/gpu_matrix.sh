@@ -42,9 +42,9 @@ for phase in "$@"; do
     speed-2b)  # the 50-step schedule: plain anchor, today's fp8-compile, FA3 (preset default), caches
         run 480 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 400 \
           --rows plain,fp8-compile,preset-default,fp8-compile-fa3fp8,fp8-compile-fa3-pab,preset-fast \
-          --vae untiled,compile+untiled
+          --vae "${VAE-untiled,compile+untiled}"
         echo "== second start of preset fast (inductor's cache from the run above, new process)"
-        run 100 $B --build 2b --model-dir /tmp/m2b --steps 50 --row second-start-fast:preset=fast ;;
+        run 100 $B --build 2b --model-dir /tmp/m2b --steps 50 --rows "" --row second-start-fast:preset=fast ;;
     speed-5b) run 560 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 420 \
           --rows "plain,preset-fast,preset-default${EXTRA5B:+,$EXTRA5B}" ;;
     image) I="python3 -m bot bench image --out $OUT"

@@ -119,29 +119,32 @@ def parse_row(text: str, default_steps: int, presets: dict[str, str] | None = No
 
 @dataclass
 class References:
-    """Plain-path latents and frames per step count, in memory and optionally on disk (`folder`) so a
-    later process (a compile second start) can compare against the same anchor."""
+    """Plain-path latents and frames per (model, step count), in memory and optionally on disk (`folder`)
+    so a later process (a compile second start) can compare against the same anchor. The model is part
+    of the key: 2B and 5B latents have the same shape, so a step count alone would mix their anchors."""
 
     folder: Path | None = None
-    rows: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    rows: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    def get(self, steps: int) -> tuple[Any, Any] | None:
-        if steps not in self.rows and self.folder is not None:
-            path = self.folder / f"reference-{steps}.npz"
+    def get(self, model: str, steps: int) -> tuple[Any, Any] | None:
+        key = f"{model}-{steps}"
+        if key not in self.rows and self.folder is not None:
+            path = self.folder / f"reference-{key}.npz"
             if path.is_file():
                 import numpy as np
 
                 data = np.load(path)
-                self.rows[steps] = (data["latents"], data["frames"])
-        return self.rows.get(steps)
+                self.rows[key] = (data["latents"], data["frames"])
+        return self.rows.get(key)
 
-    def put(self, steps: int, latents: Any, frames: Any) -> None:
-        self.rows[steps] = (latents, frames)
+    def put(self, model: str, steps: int, latents: Any, frames: Any) -> None:
+        key = f"{model}-{steps}"
+        self.rows[key] = (latents, frames)
         if self.folder is not None:
             import numpy as np
 
             self.folder.mkdir(parents=True, exist_ok=True)
-            np.savez(self.folder / f"reference-{steps}.npz", latents=latents, frames=frames)
+            np.savez(self.folder / f"reference-{key}.npz", latents=latents, frames=frames)
 
 
 def environment() -> dict[str, Any]:
@@ -240,7 +243,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     row: dict[str, Any] = {"row": spec.label, "model": limits.variant, "settings": spec.settings,
                            "steps": spec.steps, "cap_gib": spec.cap_gib, **env}
     extra_rows: list[dict[str, Any]] = []
-    settings = {"memory_mode": "gpu" if sync.cuda else "cpu"} | spec.settings
+    # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
+    settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
     generator = None
     step_ends: list[float] = []
     try:
@@ -318,11 +322,11 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             "peak_decode_gib": marks.get("decode_peak"),
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
         })
-        reference = refs.get(spec.steps)
+        reference = refs.get(limits.variant, spec.steps)
         new_reference = spec.is_reference and reference is None
         if new_reference:
             refs.put(spec.steps, marks["latents"], result.frames)
-            reference = refs.get(spec.steps)
+            reference = refs.get(limits.variant, spec.steps)
         if reference is not None:
             row["psnr_db"] = _round(psnr(reference[1], result.frames))
             row["latent_rel_err"] = _round(relative_error(reference[0], marks["latents"]), 6)

@@ -163,7 +163,7 @@ class VideoConfig(Section):
     step_cache: float = Field(default=0.0, ge=0, le=1)  # first-block cache threshold, 0 = off; changes output
     vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
     # presets and the step cache: one word for the speed switches, then diffusers' cache hooks
-    preset: Literal["exact", "default", "fast"] = "exact"  # exact = the plain path; default/fast: README
+    preset: Literal["exact", "default", "fast"] = "default"  # exact = the plain path; README "Faster"
     cache: Literal["none", "fastercache", "pab"] = "none"  # diffusers' cache hooks; changes the output
     cache_block_skip: int = Field(default=2, ge=1, le=10)  # attention recomputed every Nth step
     cache_timesteps: tuple[int, int] | None = None  # null: fastercache (-1, 681), pab (100, 800)

@@ -59,7 +59,8 @@ def fa3_op() -> Any:
         import torch
         from flash_attn_interface import flash_attn_func
 
-        @torch.library.custom_op("xiaoai::fa3", mutates_args=(), device_types="cuda")
+        @torch.library.custom_op("xiaoai::fa3", mutates_args=(), device_types="cuda",
+                                 schema="(Tensor query, Tensor key, Tensor value) -> Tensor")
         def _fa3(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
             return _first(flash_attn_func(query, key, value)).contiguous()
 
@@ -77,7 +78,9 @@ def fa3_fp8_op() -> Any:
         import torch
         from flash_attn_interface import flash_attn_func
 
-        @torch.library.custom_op("xiaoai::fa3_fp8", mutates_args=(), device_types="cuda")
+        @torch.library.custom_op("xiaoai::fa3_fp8", mutates_args=(), device_types="cuda", schema=(
+            "(Tensor query, Tensor key, Tensor value, Tensor q_descale, Tensor k_descale, "
+            "Tensor v_descale) -> Tensor"))
         def _fa3_fp8(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, q_descale: torch.Tensor,
                      k_descale: torch.Tensor, v_descale: torch.Tensor) -> torch.Tensor:
             out = flash_attn_func(query, key, value, q_descale=q_descale, k_descale=k_descale,
