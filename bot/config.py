@@ -195,8 +195,9 @@ class VideoConfig(Section):
     @field_validator("cache_timesteps", "cache_uncond_timesteps")
     @classmethod
     def _window_ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and not -1 <= value[0] < value[1] <= 1000:
-            raise ValueError("a cache timestep window is [low, high] with -1 <= low < high <= 1000, "
+        # the first step (t = 999) must stay outside: the hooks have nothing cached to reuse yet
+        if value is not None and not -1 <= value[0] < value[1] <= 999:
+            raise ValueError("a cache timestep window is [low, high] with -1 <= low < high <= 999, "
                              "e.g. [-1, 681]")
         return value
 

@@ -19,6 +19,7 @@ from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
 from generators.presets import resolve_preset
 from generators.speedups import apply_speedups, speed_context
+from generators.step_cache import match_guidance
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,6 +184,8 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
 
         seed = self.pick_seed(request.seed)
         with self._running(request.steps, on_step, should_stop) as step_end:
+            if self.active_config.cache == "fastercache":
+                match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1)
             started = time.perf_counter()
             output = self._pipe(
                 prompt=request.prompt.strip(),

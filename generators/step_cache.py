@@ -59,3 +59,17 @@ def reset_step_cache(transformer: Any) -> None:
     reset = getattr(transformer, "_reset_stateful_cache", None)
     if reset is not None:
         reset()
+
+
+def match_guidance(transformer: Any, uses_cfg: bool) -> None:
+    """FasterCache approximates the unconditional half of a CFG batch; a request without CFG (guidance
+    <= 1) has no such half, and its hooks would index a batch of one as two. Tell them per request (the
+    attention reuse still applies)."""
+    for module in transformer.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is None:
+            continue
+        for name in ("faster_cache_denoiser", "faster_cache_block"):
+            hook = registry.get_hook(name)
+            if hook is not None:
+                hook.is_guidance_distilled = not uses_cfg

@@ -107,7 +107,7 @@ def test_cache_hooks_skip_work_and_repeat_per_request(kind: str, tiny_cogvideox_
                                                       generator_2b: CogVideoXGenerator) -> None:
     request = VideoRequest("a panda plays the guitar", num_frames=9, steps=12, seed=3, **TINY_SIZE)
     generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, cache=kind,
-                                               cache_timesteps=[-1, 1000], **TINY_SIZE))
+                                               cache_timesteps=[-1, 999], **TINY_SIZE))
     calls = {"n": 0}
     first = generator.generate(request).frames
     attention = generator.pipeline.transformer.transformer_blocks[0].attn1
@@ -142,9 +142,10 @@ def test_cache_config_takes_the_published_defaults_and_tuning() -> None:
     assert cache_hook_config(VideoConfig(), pipe) is None
 
 
-def test_cache_window_must_be_ordered() -> None:
-    with pytest.raises(ValueError, match="timestep window"):
-        VideoConfig(cache="pab", cache_timesteps=[800, 100])
+def test_cache_window_must_be_ordered_and_leave_the_first_step_out() -> None:
+    for window in ([800, 100], [-1, 1000]):
+        with pytest.raises(ValueError, match="timestep window"):
+            VideoConfig(cache="pab", cache_timesteps=window)
 
 
 def test_presets_on_cpu_turn_on_only_what_runs_here() -> None:
@@ -168,3 +169,13 @@ def test_preset_fast_runs_through_the_generator_on_cpu(tiny_cogvideox_2b: Path) 
     assert result.frames.shape == (9, 64, 96, 3)
     assert generator.active_config.cache == "fastercache"
     assert "video.preset=fast" in (generator.info.note or "")
+
+
+def test_fastercache_serves_requests_without_cfg(tiny_cogvideox_2b: Path) -> None:
+    """guidance <= 1 renders one batch item, not an unconditional + conditional pair."""
+    generator = CogVideoXGenerator(VideoConfig(model_path=tiny_cogvideox_2b, cache="fastercache",
+                                               cache_timesteps=[-1, 999], cache_uncond_timesteps=[-1, 999],
+                                               **TINY_SIZE))
+    for guidance in (0.0, 6.0, 1.0):
+        request = VideoRequest("a cat", num_frames=9, steps=8, seed=1, guidance=guidance, **TINY_SIZE)
+        assert generator.generate(request).frames.shape == (9, 64, 96, 3)
