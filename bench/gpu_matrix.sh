@@ -2,7 +2,9 @@
 # The benchmark matrix behind BENCHMARKS.md, for one GPU machine (the device tool's, or yours).
 # usage: bash bench/gpu_matrix.sh PHASE...  (phases: see the case below)
 # Writes OUT/video.jsonl + OUT/video.md (OUT defaults to ./bench-out). Wheels in .whl/ are installed first
-# when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao).
+# when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao): diffusers,
+# torchao, loguru, pydantic, pydantic_core, ruamel.yaml, annotated-types, typing-inspection, typing_extensions.
+# FA3 rows need tokenspeed-fa3 on PYTHONPATH (63 MB: install it first, e.g. into /tmp/site).
 set -u
 OUT=${OUT:-bench-out}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD

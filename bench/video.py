@@ -325,7 +325,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         reference = refs.get(limits.variant, spec.steps)
         new_reference = spec.is_reference and reference is None
         if new_reference:
-            refs.put(spec.steps, marks["latents"], result.frames)
+            refs.put(limits.variant, spec.steps, marks["latents"], result.frames)
             reference = refs.get(limits.variant, spec.steps)
         if reference is not None:
             row["psnr_db"] = _round(psnr(reference[1], result.frames))

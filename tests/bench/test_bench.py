@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.fidelity import psnr, relative_error
-from bench.video import RowSpec, markdown_table, parse_row
+from bench.video import References, RowSpec, markdown_table, parse_row
 from bot.__main__ import main
 from bot.config import VideoConfig
 from generators.cogvideox import CogVideoXGenerator, VideoRequest
@@ -155,3 +155,11 @@ def test_bench_video_cache_and_preset_rows_on_the_tiny_model(tiny_2b: Path,
 def test_bench_image_needs_a_model() -> None:
     with pytest.raises(SystemExit, match="--build"):
         main(["bench", "image"])
+
+
+def test_anchors_are_kept_per_model_and_steps(tmp_path: Path) -> None:
+    """2B and 5B latents have the same shape: a 5B row must never be compared with the 2B anchor."""
+    refs = References(tmp_path)
+    refs.put("2b", 50, np.zeros(3), np.ones(3))
+    assert refs.get("5b", 50) is None and References(tmp_path).get("5b", 50) is None
+    assert References(tmp_path).get("2b", 50) is not None
