@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="benchmarks: video generation on the GPU, MP4 encoding on the CPU")
+    bench = sub.add_parser("bench", help="benchmarks: video and image generation on the GPU, MP4 encoding on "
+                           "the CPU")
     modes = bench.add_subparsers(dest="bench_mode", required=True)
     video = modes.add_parser("video", help="time the production CogVideoX generator per configuration row")
     where = video.add_mutually_exclusive_group(required=True)
@@ -23,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--rows", default="plain", help="comma-separated rows: " + ", ".join(_presets()))
     video.add_argument("--row", action="append", default=[], help="one more row: NAME:key=value,key=value")
     video.add_argument("--steps", type=int, default=6, help="denoising steps per row (default 6)")
+    video.add_argument("--warmup-steps", type=int, default=10,
+                       help="rows that compile or cache first render this many steps, timed apart")
     video.add_argument("--vae", default="", help="VAE decode variants on the plain row's latents, e.g. "
                        "untiled,tile=480x360,channels_last,bf16 ('all' for every one)")
     video.add_argument("--ref-dir", type=Path, default=None,
@@ -32,6 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--budget-s", type=float, default=None, help="skip rows after this many seconds")
     video.add_argument("--out", type=Path, default=None, help="append video.jsonl and video.md here")
     video.set_defaults(func=cmd_video)
+    image = modes.add_parser("image", help="time the production FLUX generator per configuration row")
+    image.add_argument("--model-path", type=Path, help="a FLUX diffusers folder (real or random)")
+    image.add_argument("--build", choices=("schnell", "dev"), help="write a random-weight folder of the "
+                       "released shapes (24 GB; reused if present)")
+    image.add_argument("--model-dir", type=Path, default=None, help="--build: where")
+    image.add_argument("--text-layers", type=int, default=2, help="--build: T5-XXL depth (default 2)")
+    image.add_argument("--rows", default="plain,fp8-compile-fa3", help="comma-separated rows: "
+                       "plain, fp8, compile, fa3, fp8-compile, fp8-compile-fa3 (or NAME:key=value,...)")
+    image.add_argument("--steps", type=int, default=None, help="default: schnell 4, dev 28")
+    image.add_argument("--size", default="1024x576", help="WIDTHxHEIGHT (default 1024x576)")
+    image.add_argument("--out", type=Path, default=None, help="append image.jsonl here")
+    image.set_defaults(func=cmd_image)
     mp4 = modes.add_parser("mp4", help="time MP4 encoding of a 49-frame 480x720 video on the CPU")
     mp4.add_argument("--presets", default="veryfast,superfast,ultrafast,faster")
     mp4.add_argument("--repeats", type=int, default=2)
@@ -45,12 +60,28 @@ def _presets() -> list[str]:
     return list(PRESETS)
 
 
-def cmd_video(args: argparse.Namespace) -> int:
-    from bench.video import VAE_VARIANTS, References, build_model, parse_row, run
+def cmd_image(args: argparse.Namespace) -> int:
+    from bench.image import build_model, run
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    specs = [parse_row(name, args.steps) for name in args.rows.split(",") if name.strip()]
-    specs += [parse_row(text, args.steps) for text in args.row]
+    if bool(args.build) == bool(args.model_path):
+        raise SystemExit("bench image: give --build schnell|dev or --model-path")
+    folder = args.model_path or build_model(
+        args.build, args.model_dir or Path(tempfile.gettempdir()) / f"xiaoai-bench-flux-{args.build}",
+        args.text_layers)
+    width, height = (int(x) for x in args.size.lower().split("x"))
+    results = run([r for r in args.rows.split(",") if r.strip()], folder, args.steps, height, width, args.out)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from bench.vae import VAE_VARIANTS
+    from bench.video import References, build_model, parse_row, run
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    specs = [parse_row(name, args.steps, warmup_steps=args.warmup_steps)
+             for name in args.rows.split(",") if name.strip()]
+    specs += [parse_row(text, args.steps, warmup_steps=args.warmup_steps) for text in args.row]
     if args.compile_cache_dir is not None:
         for spec in specs:
             if spec.settings.get("compile") == "blocks":

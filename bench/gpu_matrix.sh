@@ -2,7 +2,9 @@
 # The benchmark matrix behind BENCHMARKS.md, for one GPU machine (the device tool's, or yours).
 # usage: bash bench/gpu_matrix.sh PHASE...  (phases: see the case below)
 # Writes OUT/video.jsonl + OUT/video.md (OUT defaults to ./bench-out). Wheels in .whl/ are installed first
-# when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao).
+# when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao): diffusers,
+# torchao, loguru, pydantic, pydantic_core, ruamel.yaml, annotated-types, typing-inspection, typing_extensions.
+# FA3 rows need tokenspeed-fa3 on PYTHONPATH (63 MB: install it first, e.g. into /tmp/site).
 set -u
 OUT=${OUT:-bench-out}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
@@ -38,6 +40,19 @@ for phase in "$@"; do
         --rows model-offload,group-offload-4g,seq-offload-4g,gpu-4g:cap_gib=4 ;;
     2b-cache) run 150 $B --build 2b --model-dir /tmp/m2b --steps 16 --rows plain,fbc-0.05,fbc-0.1 ;;
     5b) run 200 $B --build 5b --model-dir /tmp/m5b --steps 4 --rows "plain,${BEST5:-compile-sage}" ;;
+    fa3) run 120 python3 -m bench.fa3_kernel --out "$OUT" ;;
+    speed-2b)  # the 50-step schedule: plain anchor, today's fp8-compile, FA3 (preset default), caches
+        run 480 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 400 \
+          --rows plain,fp8-compile,preset-default,fp8-compile-fa3fp8,fp8-compile-fa3-pab,preset-fast \
+          --vae "${VAE-untiled,compile+untiled}"
+        echo "== second start of preset fast (inductor's cache from the run above, new process)"
+        run 100 $B --build 2b --model-dir /tmp/m2b --steps 50 --rows "" --row second-start-fast:preset=fast ;;
+    speed-5b) run 560 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 420 \
+          --rows "plain,preset-fast,preset-default${EXTRA5B:+,$EXTRA5B}" ;;
+    image) I="python3 -m bot bench image --out $OUT"
+        run 300 $I --build schnell --model-dir /tmp/flux-schnell --rows plain,fp8-compile-fa3
+        rm -rf /tmp/flux-schnell
+        run 300 $I --build dev --model-dir /tmp/flux-dev --rows plain,fp8-compile-fa3 ;;
     5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
     *) echo "unknown phase $phase" ;;
   esac

@@ -52,9 +52,18 @@ PRESETS: dict[str, str] = {
     "model-offload": "memory_mode=model_cpu_offload",
     "group-offload-4g": "memory_mode=group_offload,vae_tile_size=144x240,cap_gib=4",
     "seq-offload-4g": "memory_mode=sequential_cpu_offload,vae_tile_size=144x240,cap_gib=4",
+    "fa3": "attention=fa3",
+    "compile-fa3": "compile=blocks,attention=fa3",
+    "fp8-compile-fa3": "quantization=fp8_dynamic,compile=blocks,attention=fa3",
+    "fp8-compile-fa3fp8": "quantization=fp8_dynamic,compile=blocks,attention=fa3_fp8",
+    "fastercache": "cache=fastercache",
+    "pab": "cache=pab",
+    "fp8-compile-fa3-pab": "quantization=fp8_dynamic,compile=blocks,attention=fa3,cache=pab",
+    "preset-exact": "preset=exact",
+    "preset-default": "preset=default",
+    "preset-fast": "preset=fast",
 }
-VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16",
-                "cudnn_benchmark", "untiled+cudnn_benchmark")
+WARMED = ("compile", "cache", "preset", "vae_compile")  # rows that render a short warm-up video first
 
 
 @dataclass
@@ -65,6 +74,7 @@ class RowSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     steps: int = 6
     cap_gib: float | None = None
+    warmup_steps: int = 0  # render this many steps first (compiles, cache branches) and time it apart
 
     @property
     def is_reference(self) -> bool:
@@ -84,14 +94,17 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_row(text: str, default_steps: int) -> RowSpec:
-    """"fp8", "plain:steps=20" or "mine:attention=sage,compile=blocks" -> RowSpec."""
+def parse_row(text: str, default_steps: int, presets: dict[str, str] | None = None,
+              warmup_steps: int = 0) -> RowSpec:
+    """"fp8", "plain:steps=20" or "mine:attention=sage,compile=blocks" -> RowSpec. Rows that compile or
+    cache get `warmup_steps` (unless they say `warmup_steps=N` themselves)."""
+    presets = PRESETS if presets is None else presets
     label, _, extra = text.strip().partition(":")
     if not label:
         raise ValueError(f"row {text!r} has no name")
-    if not extra and label not in PRESETS:
-        raise ValueError(f"unknown row {label!r}; known: {', '.join(PRESETS)} (or NAME:key=value,...)")
-    pairs = [p for p in (PRESETS.get(label, "") + "," + extra).split(",") if p.strip()]
+    if not extra and label not in presets:
+        raise ValueError(f"unknown row {label!r}; known: {', '.join(presets)} (or NAME:key=value,...)")
+    pairs = [p for p in (presets.get(label, "") + "," + extra).split(",") if p.strip()]
     settings: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -100,34 +113,39 @@ def parse_row(text: str, default_steps: int) -> RowSpec:
         settings[key.strip()] = _value(raw.strip())
     steps = int(settings.pop("steps", default_steps))
     cap = settings.pop("cap_gib", None)
-    return RowSpec(label, settings, steps, float(cap) if cap is not None else None)
+    warmed = any(key in settings and settings[key] not in ("off", "none", "exact", False) for key in WARMED)
+    warmup = int(settings.pop("warmup_steps", warmup_steps if warmed else 0))
+    return RowSpec(label, settings, steps, float(cap) if cap is not None else None, warmup)
 
 
 @dataclass
 class References:
-    """Plain-path latents and frames per step count, in memory and optionally on disk (`folder`) so a
-    later process (a compile second start) can compare against the same anchor."""
+    """Plain-path latents and frames per (model, step count), in memory and optionally on disk (`folder`)
+    so a later process (a compile second start) can compare against the same anchor. The model is part
+    of the key: 2B and 5B latents have the same shape, so a step count alone would mix their anchors."""
 
     folder: Path | None = None
-    rows: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    rows: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    def get(self, steps: int) -> tuple[Any, Any] | None:
-        if steps not in self.rows and self.folder is not None:
-            path = self.folder / f"reference-{steps}.npz"
+    def get(self, model: str, steps: int) -> tuple[Any, Any] | None:
+        key = f"{model}-{steps}"
+        if key not in self.rows and self.folder is not None:
+            path = self.folder / f"reference-{key}.npz"
             if path.is_file():
                 import numpy as np
 
                 data = np.load(path)
-                self.rows[steps] = (data["latents"], data["frames"])
-        return self.rows.get(steps)
+                self.rows[key] = (data["latents"], data["frames"])
+        return self.rows.get(key)
 
-    def put(self, steps: int, latents: Any, frames: Any) -> None:
-        self.rows[steps] = (latents, frames)
+    def put(self, model: str, steps: int, latents: Any, frames: Any) -> None:
+        key = f"{model}-{steps}"
+        self.rows[key] = (latents, frames)
         if self.folder is not None:
             import numpy as np
 
             self.folder.mkdir(parents=True, exist_ok=True)
-            np.savez(self.folder / f"reference-{steps}.npz", latents=latents, frames=frames)
+            np.savez(self.folder / f"reference-{key}.npz", latents=latents, frames=frames)
 
 
 def environment() -> dict[str, Any]:
@@ -227,7 +245,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     row: dict[str, Any] = {"row": spec.label, "model": limits.variant, "settings": spec.settings,
                            "steps": spec.steps, "cap_gib": spec.cap_gib, **env}
     extra_rows: list[dict[str, Any]] = []
-    settings = {"memory_mode": "gpu" if sync.cuda else "cpu"} | spec.settings
+    # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
+    settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
     generator = None
     step_ends: list[float] = []
     try:
@@ -264,6 +283,16 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         height, width = limits.native_size
         request = VideoRequest(PROMPT, num_frames=min(49, limits.max_frames), steps=spec.steps, seed=0,
                                height=height, width=width)
+        if spec.warmup_steps:
+            begin = sync.now()
+            generator.generate(VideoRequest(PROMPT, num_frames=request.num_frames, steps=spec.warmup_steps,
+                                            seed=1, height=height, width=width))
+            row["warmup_run_s"] = round(sync.now() - begin, 2)
+            row["warmup_steps"] = spec.warmup_steps
+        active = generator.active_config
+        speed = active.speed
+        row["active"] = {"quantization": active.model.quantization, "compile": speed.compile,
+                         "attention": speed.attention, "cache": speed.cache, "vae_compile": speed.vae_compile}
         pipe.vae.decode = timed_decode
         sync.reset_peak()
         cache_changes: list[float] = []
@@ -296,15 +325,17 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             "peak_decode_gib": marks.get("decode_peak"),
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
         })
-        reference = refs.get(spec.steps)
+        reference = refs.get(limits.variant, spec.steps)
         new_reference = spec.is_reference and reference is None
         if new_reference:
-            refs.put(spec.steps, marks["latents"], result.frames)
-            reference = refs.get(spec.steps)
+            refs.put(limits.variant, spec.steps, marks["latents"], result.frames)
+            reference = refs.get(limits.variant, spec.steps)
         if reference is not None:
             row["psnr_db"] = _round(psnr(reference[1], result.frames))
             row["latent_rel_err"] = _round(relative_error(reference[0], marks["latents"]), 6)
         if vae_variants and new_reference:
+            from bench.vae import run_vae_variants
+
             extra_rows = run_vae_variants(pipe, marks["latents"], result.frames, vae_variants, row, sync)
     except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
         row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -325,76 +356,14 @@ def _round(value: float, digits: int = 2) -> float | str:
     return "inf" if math.isinf(value) else round(value, digits)
 
 
-def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, ...], base: dict[str, Any],
-                     sync: _Sync) -> list[dict[str, Any]]:
-    """Decode the plain row's latents again per VAE variant: time, working memory, PSNR vs production."""
-    import torch
-
-    vae = pipe.vae
-    saved = (vae.use_tiling, vae.tile_sample_min_height, vae.tile_sample_min_width, vae.dtype)
-    saved_benchmark = torch.backends.cudnn.benchmark
-    rows = []
-    for variant in variants:
-        row = {"row": f"vae:{variant}", "model": base["model"], "card": base["card"], "steps": base["steps"],
-               "settings": {"vae": variant}}
-        try:
-            options = variant.split("+")
-            if "cudnn_benchmark" in options:
-                # cuDNN times its convolution algorithms once per shape: the first decode pays for it
-                torch.backends.cudnn.benchmark = True
-                options.remove("cudnn_benchmark")
-                variant = "+".join(options) or "tile=default"
-            if variant == "tile=default":
-                pass
-            elif variant == "untiled":
-                vae.disable_tiling()
-            elif variant.startswith("tile="):
-                height, width = (int(x) for x in variant.removeprefix("tile=").split("x"))
-                vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
-            elif variant == "channels_last":
-                for module in vae.modules():
-                    if isinstance(module, torch.nn.Conv3d):
-                        module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
-            elif variant == "bf16":
-                vae.to(torch.bfloat16)
-            else:
-                raise ValueError(f"unknown VAE variant {variant!r}")
-            z = torch.from_numpy(latents).to(pipe._execution_device, vae.dtype)
-            if torch.backends.cudnn.benchmark:
-                begin = sync.now()
-                with torch.no_grad():
-                    vae.decode(z)
-                row["first_decode_s"] = round(sync.now() - begin, 3)
-            sync.reset_peak()
-            before = torch.cuda.memory_allocated() / GIB if sync.cuda else 0.0
-            begin = sync.now()
-            with torch.no_grad():
-                video = vae.decode(z).sample
-            row["vae_decode_s"] = round(sync.now() - begin, 3)
-            if sync.cuda:
-                row["decode_work_gib"] = round(torch.cuda.max_memory_allocated() / GIB - before, 2)
-            got = pipe.video_processor.postprocess_video(video=video.float(), output_type="np")[0]
-            row["psnr_db"] = _round(psnr(frames, _frames_uint8(got)))
-        except Exception as exc:  # noqa: BLE001
-            row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        finally:
-            torch.backends.cudnn.benchmark = saved_benchmark
-            vae.to(saved[3])
-            for module in vae.modules():
-                if isinstance(module, torch.nn.Conv3d):
-                    module.weight.data = module.weight.data.contiguous()
-            vae.enable_tiling(tile_sample_min_height=saved[1], tile_sample_min_width=saved[2])
-            if not saved[0]:
-                vae.disable_tiling()
-        rows.append(row)
-    return rows
-
-
 COLUMNS = [("row", "row"), ("settings", "settings"), ("s_per_step", "s/step"),
+           ("denoise_s", "denoise (s)"),
            ("est_denoise_50_s", "50 steps (s)"), ("vae_decode_s", "VAE decode (s)"),
            ("est_total_50_s", "50 steps + decode (s)"), ("peak_denoise_gib", "peak denoise GiB"),
            ("peak_decode_gib", "peak decode GiB"), ("decode_work_gib", "decode work GiB"),
-           ("warmup_s", "warm-up (s)"), ("psnr_db", "PSNR dB"), ("latent_rel_err", "latent rel. err"),
+           ("peak_gib", "peak GiB"), ("first_decode_s", "first decode (s)"),
+           ("warmup_s", "warm-up (s)"), ("warmup_run_s", "warm-up run (s)"),
+           ("psnr_db", "PSNR dB"), ("latent_rel_err", "latent rel. err"),
            ("speedup", "vs plain")]
 
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
-from generators.speedups import apply_speedups, attention_context
+from generators.presets import resolve_preset
+from generators.speedups import apply_speedups, speed_context
+from generators.step_cache import match_guidance
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,11 +157,14 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     def preferred_dtype(self) -> str:
         return PREFERRED_DTYPE[self.limits.variant]
 
+    def resolve_config(self, on_gpu: bool, mode: str) -> tuple[Any, list[str]]:
+        return resolve_preset(self.config, on_gpu, mode)
+
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
-        return apply_speedups(pipe, self.config, on_gpu, mode)
+        return apply_speedups(pipe, self.active_config, on_gpu, mode)
 
     def run_context(self) -> contextlib.AbstractContextManager[Any]:
-        return attention_context(self.config.speed.attention)
+        return speed_context(self.active_config, self._pipe)
 
     def check_inputs(self, request: VideoRequest) -> None:
         """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
@@ -179,6 +184,8 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
 
         seed = self.pick_seed(request.seed)
         with self._running(request.steps, on_step, should_stop) as step_end:
+            if self.active_config.speed.cache == "fastercache":
+                match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1)
             started = time.perf_counter()
             output = self._pipe(
                 prompt=request.prompt.strip(),

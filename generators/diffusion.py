@@ -56,6 +56,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
 
     def __init__(self, config: Any, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.active_config = config  # `config` with the preset resolved, once loaded
         self._env = env
         self._folder: Path | None = None
         self._limits: Any = None
@@ -75,6 +76,10 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
 
     def variant_label(self) -> str:
         return str(self.limits.variant)
+
+    def resolve_config(self, on_gpu: bool, mode: str) -> tuple[Any, list[str]]:
+        """The settings to load with on this machine (a preset filled in) and notes; default: as given."""
+        return self.config, []
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         """Model-specific setup after placement; returns notes for the log and the status."""
@@ -143,18 +148,20 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             mode, note = resolve_memory_mode(self.config.model.memory_mode, on_gpu)
             if note:
                 logger.warning(note)
-            dtype = resolve_dtype(self.config.model.dtype, self.preferred_dtype(), on_gpu)
+            config, preset_notes = self.resolve_config(on_gpu, mode)
+            self.active_config = config
+            dtype = resolve_dtype(config.model.dtype, self.preferred_dtype(), on_gpu)
             pipe = load_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype,
-                                 self.config.model.quantization, self.quantized)
-            apply_memory_mode(pipe, mode, self.config.model.vae_tiling, self.config.model.vae_slicing)
-            notes = ([note] if note else []) + self.after_load(pipe, on_gpu, mode)
+                                 config.model.quantization, self.quantized)
+            apply_memory_mode(pipe, mode, config.model.vae_tiling, config.model.vae_slicing)
+            notes = ([note] if note else []) + preset_notes + self.after_load(pipe, on_gpu, mode)
             for line in notes[1 if note else 0:]:
                 logger.warning(line)
             pipe.set_progress_bar_config(disable=True)
             self._info = LoadedModel(
                 folder=folder, variant=self.variant_label(), dtype=str(dtype).removeprefix("torch."),
-                memory_mode=mode, quantization=self.config.model.quantization,
-                vae_tiling=self.config.model.vae_tiling,
+                memory_mode=mode, quantization=config.model.quantization,
+                vae_tiling=config.model.vae_tiling,
                 load_seconds=time.perf_counter() - started, note="; ".join(notes) or None)
             self._pipe = pipe
             logger.info("{} loaded: {}", self.display_name, self._info.summary())

@@ -146,12 +146,17 @@ def build_clip_tokenizer(path: Path) -> int:
 
 
 def build_flux_folder(path: Path | str, variant: Literal["schnell", "dev"] = "schnell",
-                      seed: int = 0) -> Path:
+                      seed: int = 0, size: Literal["tiny", "full"] = "tiny", device: str = "cpu",
+                      text_layers: int | None = None) -> Path:
     """Write a tiny random FluxPipeline folder at `path` (created); returns the path.
 
     Same layout and component classes as black-forest-labs/FLUX.1-schnell (or -dev: guidance embedding,
     dynamic shift): CLIP + T5 text encoders with offline tokenizers, an 8x VAE (sizes must be multiples
-    of 16, as for the real model), a 1+1-layer transformer. 64x64 in 2 steps takes well under a second."""
+    of 16, as for the real model), a 1+1-layer transformer. 64x64 in 2 steps takes well under a second.
+    size="full" writes the released shapes instead (12B transformer in bf16, 24 GB: build on a GPU),
+    with T5-XXL cut to `text_layers` (default 2) since its one encode is not what is timed."""
+    if size == "full":
+        return _build_full_flux_folder(Path(path), variant, seed, device, text_layers or 2)
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -198,4 +203,53 @@ def build_flux_folder(path: Path | str, variant: Literal["schnell", "dev"] = "sc
     pipe.save_pretrained(str(path))
     del pipe, text_encoder, text_encoder_2, vae, transformer
     gc.collect()
+    return path
+
+
+def _build_full_flux_folder(path: Path, variant: str, seed: int, device: str, text_layers: int) -> Path:
+    """FLUX.1 at the released shapes with random weights (benchmarks only)."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    path.mkdir(parents=True, exist_ok=True)
+    build_clip_tokenizer(path / "tokenizer")
+    build_tokenizer(path / "tokenizer_2")
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            text_encoder = CLIPTextModel(CLIPTextConfig(
+                vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                num_hidden_layers=12, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu",
+                bos_token_id=0, eos_token_id=1, pad_token_id=1))
+            text_encoder_2 = T5EncoderModel(T5Config(
+                vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=text_layers, num_heads=64,
+                feed_forward_proj="gated-gelu"))
+            vae = AutoencoderKL(
+                in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=False, use_post_quant_conv=False,
+                shift_factor=0.1159, scaling_factor=0.3611, sample_size=1024)
+            transformer = FluxTransformer2DModel(guidance_embeds=variant == "dev")
+    finally:
+        torch.set_default_dtype(previous)
+    if variant == "dev":
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                    max_shift=1.15, base_image_seq_len=256,
+                                                    max_image_seq_len=4096)
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    pipe = FluxPipeline(
+        scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(),
+        text_encoder_2=text_encoder_2.eval(),
+        tokenizer=AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True),
+        tokenizer_2=AutoTokenizer.from_pretrained(str(path / "tokenizer_2"), local_files_only=True),
+        transformer=transformer.eval())
+    pipe.save_pretrained(str(path))
+    del pipe, text_encoder, text_encoder_2, vae, transformer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return path

@@ -105,11 +105,30 @@ class SpeedSettings(Settings):
     compile: Literal["off", "blocks"] = "off"  # blocks: regional torch.compile of the transformer blocks
     compile_cache_dir: Path | None = None  # where compiled kernels are kept for the next start
     fuse_qkv: bool = False  # one fused Q/K/V projection per attention layer
-    attention: Literal["default", "flash", "cudnn", "efficient", "sage"] = "default"  # attention kernel
+    attention: Literal["default", "flash", "cudnn", "efficient", "sage", "fa3", "fa3_fp8"] = (
+        "default")  # attention kernel; fa3 = FlashAttention-3 (Hopper, pip install '.[hopper]')
     step_cache: float = Field(default=0.0, ge=0, le=1)  # first-block cache threshold, 0 = off; changes output
     vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
+    # presets and the step cache: one word for the speed switches, then diffusers' cache hooks
+    preset: Literal["exact", "default", "fast"] = "default"  # exact = the plain path; README "Faster"
+    cache: Literal["none", "fastercache", "pab"] = "none"  # diffusers' cache hooks; changes the output
+    cache_block_skip: int = Field(default=2, ge=1, le=10)  # attention recomputed every Nth step
+    cache_timesteps: tuple[int, int] | None = None  # null: fastercache (-1, 681), pab (100, 800)
+    cache_attention_weight: float = Field(default=0.3, ge=0, le=1)  # fastercache: weight of the old output
+    cache_uncond_skip: int = Field(default=5, ge=1, le=50)  # fastercache: uncond branch every Nth step
+    cache_uncond_timesteps: tuple[int, int] = (-1, 781)  # fastercache: window for skipping the uncond branch
+    vae_compile: bool = False  # torch.compile the VAE decoder (GPU): faster decode, a longer first video
 
     _expand_cache_dir = field_validator("compile_cache_dir")(_expand_user)
+
+    @field_validator("cache_timesteps", "cache_uncond_timesteps")
+    @classmethod
+    def _window_ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        # the first step (t = 999) must stay outside: the hooks have nothing cached to reuse yet
+        if value is not None and not -1 <= value[0] < value[1] <= 999:
+            raise ValueError("a cache timestep window is [low, high] with -1 <= low < high <= 999, "
+                             "e.g. [-1, 681]")
+        return value
 
     @field_validator("vae_tile_size")
     @classmethod

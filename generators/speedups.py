@@ -1,10 +1,10 @@
-"""Opt-in speed switches for a loaded CogVideoX pipeline (issue 8), each measured in BENCHMARKS.md.
+"""Speed switches for a loaded CogVideoX pipeline, each measured in BENCHMARKS.md.
 
 `apply_speedups(pipe, config, on_gpu)` runs after loading and memory placement; it returns notes for
-switches that cannot apply here (no GPU, an offload mode) instead of failing, and raises GeneratorError
-only for a switch that was asked for and is broken (sageattention missing). `attention_context(kind)`
-wraps each pipeline call so PyTorch's SDPA uses the chosen kernel (also while torch.compile traces).
-torch and diffusers are imported inside functions only.
+switches that cannot apply here (no GPU, an offload mode, no FA3) instead of failing, and raises
+GeneratorError only for a switch that was asked for and is broken (sageattention missing).
+`speed_context(config, pipe)` wraps each pipeline call: PyTorch's SDPA uses the chosen kernel (also while
+torch.compile traces) and a step cache starts the video fresh. torch and diffusers import lazily.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from generators.base import GeneratorError
+from generators.fa3 import use_fa3_attention
+from generators.step_cache import enable_step_cache, reset_step_cache
 
 if TYPE_CHECKING:
     from generators.settings import VideoSettings
 
-Attention = Literal["default", "flash", "cudnn", "efficient", "sage"]
+Attention = Literal["default", "flash", "cudnn", "efficient", "sage", "fa3", "fa3_fp8"]
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: str) -> list[str]:
-    """Switch on what `config` asks for, in a safe order (fuse -> attention -> cache -> compile).
+    """Switch on what `config` asks for, in a safe order (fuse -> attention -> caches -> compile).
 
     Returns one note per switch skipped, saying why (for the log and the admin status)."""
     notes: list[str] = []
@@ -43,10 +45,22 @@ def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: 
                          "default kernel")
         elif config.speed.attention == "sage":
             use_sage_attention(transformer)
+    if config.speed.attention in ("fa3", "fa3_fp8"):
+        note = use_fa3_attention(transformer, fp8=config.speed.attention == "fa3_fp8")
+        if note:
+            notes.append(note)
+    hooked = False
     if config.speed.step_cache > 0:
         from diffusers.hooks import FirstBlockCacheConfig
 
         transformer.enable_cache(FirstBlockCacheConfig(threshold=config.speed.step_cache))
+        hooked = True
+    if config.speed.cache != "none":
+        if hooked:
+            notes.append(f"video.speed.cache={config.speed.cache} skipped: video.speed.step_cache is on "
+                         "(one at a time)")
+        else:
+            hooked = enable_step_cache(pipe, config.speed)
     vae = getattr(pipe, "vae", None)
     if config.speed.vae_tile_size is not None and vae is not None and config.model.vae_tiling:
         height, width = config.speed.vae_tile_size
@@ -58,24 +72,54 @@ def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: 
             notes.append(f"video.speed.compile=blocks needs memory_mode gpu (offload hooks break the "
                          f"compiled graph); running {memory_mode} without torch.compile")
         else:
-            compile_blocks(transformer, config.speed.compile_cache_dir)
+            compile_blocks(transformer, config.speed.compile_cache_dir, fullgraph=not hooked)
+    if config.speed.vae_compile and vae is not None:
+        if not on_gpu or memory_mode != "gpu":
+            notes.append("video.speed.vae_compile needs a CUDA GPU and memory_mode gpu; decoding without it")
+        else:
+            compile_vae_decoder(vae, config.speed.compile_cache_dir)
     return notes
 
 
-def compile_blocks(transformer: Any, cache_dir: Path | None = None) -> None:
-    """Regional torch.compile: the repeated transformer blocks share one compiled graph, so the warm-up
-    is one block's compile (~20 s), not the whole model's. `cache_dir` keeps the kernels for the next
-    start (inductor's default cache in /tmp also survives restarts, but not a reboot)."""
+def compile_vae_decoder(vae: Any, cache_dir: Path | None = None) -> None:
+    """torch.compile the VAE decoder: its norms, activations and padding fuse around cuDNN's convolutions.
+    Each tile shape compiles once (the first video pays; inductor's cache keeps it for later starts)."""
+    import torch
+
+    _use_cache_dir(cache_dir)
+    # one graph per (tile shape, first/next frame batch); diffusers' tiles give up to 8 shapes
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    vae.decoder.compile(dynamic=False)
+
+
+def _use_cache_dir(cache_dir: Path | None) -> None:
     if cache_dir is not None:
         Path(cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
         os.environ[COMPILE_CACHE_ENV] = str(Path(cache_dir).expanduser())
+
+
+def compile_blocks(transformer: Any, cache_dir: Path | None = None, fullgraph: bool = True) -> None:
+    """Regional torch.compile: the repeated transformer blocks share one compiled graph, so the warm-up
+    is one block's compile (~20 s), not the whole model's. `cache_dir` keeps the kernels for the next
+    start (inductor's default cache in /tmp also survives restarts, but not a reboot). Cache hooks need
+    `fullgraph=False`: their step counters break the graph between the cached and computed paths."""
+    _use_cache_dir(cache_dir)
     if not getattr(transformer, "_repeated_blocks", None):
         # diffusers 0.42 does not declare CogVideoX's repeated block; the class name is all it needs
         blocks = getattr(transformer, "transformer_blocks", None)
         if not blocks:
             raise GeneratorError("video.speed.compile=blocks: this transformer has no blocks to compile")
         transformer._repeated_blocks = [type(blocks[0]).__name__]
-    transformer.compile_repeated_blocks(fullgraph=True)
+    transformer.compile_repeated_blocks(fullgraph=fullgraph)
+
+
+@contextlib.contextmanager
+def speed_context(config: VideoSettings, pipe: Any) -> Iterator[None]:
+    """Around one pipeline call: the SDPA kernel choice, and a step cache reset to a fresh video."""
+    if pipe is not None and (config.speed.cache != "none" or config.speed.step_cache > 0):
+        reset_step_cache(pipe.transformer)
+    with attention_context(config.speed.attention):
+        yield
 
 
 @contextlib.contextmanager

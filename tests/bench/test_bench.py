@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.fidelity import psnr, relative_error
-from bench.video import RowSpec, markdown_table, parse_row
+from bench.video import References, RowSpec, markdown_table, parse_row
 from bot.__main__ import main
 from bot.config import VideoConfig
 from generators.cogvideox import CogVideoXGenerator, VideoRequest
@@ -129,3 +129,38 @@ def test_bench_mp4_times_the_production_encoder(tmp_path: Path) -> None:
     rows = run(["ultrafast"], frames=9, height=64, width=96, repeats=1, out=tmp_path)
     assert rows[0]["encode_s"] > 0 and rows[0]["bytes"] > 100
     assert "ultrafast" in (tmp_path / "mp4.md").read_text()
+
+
+def test_rows_that_compile_or_cache_get_a_warm_up_render() -> None:
+    assert parse_row("plain", 50, warmup_steps=10).warmup_steps == 0
+    assert parse_row("preset-exact", 50, warmup_steps=10).warmup_steps == 0
+    assert parse_row("preset-fast", 50, warmup_steps=10).warmup_steps == 10
+    assert parse_row("fp8-compile-fa3", 50, warmup_steps=10).warmup_steps == 10
+    assert parse_row("pab:warmup_steps=3", 50, warmup_steps=10).warmup_steps == 3
+
+
+def test_bench_video_cache_and_preset_rows_on_the_tiny_model(tiny_2b: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "8", "--warmup-steps", "2",
+                 "--rows", "plain,pab,preset-fast"])
+    rows = {r["row"]: r for r in (json.loads(line) for line in capsys.readouterr().out.splitlines()
+                                  if line.startswith("{"))}
+    assert code == 0, rows
+    assert rows["pab"]["warmup_steps"] == 2 and rows["pab"]["warmup_run_s"] > 0
+    assert rows["preset-fast"]["active"]["cache"] == "fastercache"
+    assert rows["preset-fast"]["active"]["quantization"] == "none"  # no GPU: the preset leaves fp8 off
+    for name in ("pab", "preset-fast"):  # a cache changes the output, and the bench says by how much
+        assert 0 < rows[name]["latent_rel_err"] < 1
+
+
+def test_bench_image_needs_a_model() -> None:
+    with pytest.raises(SystemExit, match="--build"):
+        main(["bench", "image"])
+
+
+def test_anchors_are_kept_per_model_and_steps(tmp_path: Path) -> None:
+    """2B and 5B latents have the same shape: a 5B row must never be compared with the 2B anchor."""
+    refs = References(tmp_path)
+    refs.put("2b", 50, np.zeros(3), np.ones(3))
+    assert refs.get("5b", 50) is None and References(tmp_path).get("5b", 50) is None
+    assert References(tmp_path).get("2b", 50) is not None

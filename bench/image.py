@@ -1,0 +1,156 @@
+"""`xiaoai bench image`: time the PRODUCTION FLUX generator at 1024x576, one row per configuration.
+
+Each row builds `ImageConfig(model_path=folder, **settings)`, loads it with `FluxGenerator`, renders one
+warm-up image and then the timed one through `generate`, timing every step, the VAE decode and peak GPU
+memory. Two settings are the benchmark's own, applied to the loaded pipeline because the image section
+has no such switches yet: `compile=blocks` (regional torch.compile of FLUX's two block types) and
+`attention=fa3` (diffusers' FlashAttention-3 backend, the same kernel as `video.attention: fa3`).
+The row without settings is the anchor the others are compared with (PSNR of the image, latent error).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.fidelity import psnr, relative_error
+from bench.video import GIB, environment, markdown_table, parse_row
+
+PROMPT = "a shiba inu in the snow, golden hour, detailed fur"
+PRESETS: dict[str, str] = {
+    "plain": "",
+    "fp8": "quantization=fp8_dynamic",
+    "compile": "compile=blocks",
+    "fa3": "attention=fa3",
+    "fp8-compile": "quantization=fp8_dynamic,compile=blocks",
+    "fp8-compile-fa3": "quantization=fp8_dynamic,compile=blocks,attention=fa3",
+}
+BENCH_ONLY = ("compile", "attention")
+
+
+def build_model(variant: str, folder: Path, text_layers: int) -> Path:
+    """A random-weight FLUX.1 folder of the released shapes (reused when already there)."""
+    if (folder / "model_index.json").is_file():
+        return folder
+    import torch
+
+    from generators.random_models import build_flux_folder
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return build_flux_folder(folder, variant, size="full", device=device,  # type: ignore[arg-type]
+                             text_layers=text_layers)
+
+
+def use_diffusers_fa3(transformer: Any) -> None:
+    """diffusers' `_flash_3` attention backend. diffusers looks for a distribution named flash_attn_3;
+    the tokenspeed-fa3 wheel ships the same module under another name, so it is pointed at it here."""
+    from diffusers.models import attention_dispatch as dispatch
+    from flash_attn_interface import flash_attn_func, flash_attn_varlen_func
+
+    if not dispatch._CAN_USE_FLASH_ATTN_3:
+        dispatch._CAN_USE_FLASH_ATTN_3 = True
+        dispatch.flash_attn_3_func = flash_attn_func
+        dispatch.flash_attn_3_varlen_func = flash_attn_varlen_func
+    transformer.set_attention_backend("_flash_3")
+
+
+def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
+            refs: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from bot.config import ImageConfig
+    from generators.flux import FluxGenerator, ImageRequest
+
+    spec = parse_row(text, 0, PRESETS)
+    bench = {key: spec.settings.pop(key) for key in BENCH_ONLY if key in spec.settings}
+    row: dict[str, Any] = {"row": spec.label, "settings": {**spec.settings, **bench}, **env}
+    generator = None
+    try:
+        generator = FluxGenerator(ImageConfig(model_path=folder, memory_mode="gpu", height=height,
+                                              width=width, **spec.settings))
+        started = time.perf_counter()
+        generator.load()
+        pipe = generator.pipeline
+        if bench.get("attention") == "fa3":
+            use_diffusers_fa3(pipe.transformer)
+        if bench.get("compile") == "blocks":
+            pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        row["load_s"] = round(time.perf_counter() - started, 2)
+        row["model"] = f"flux-{generator.limits.variant}"
+        request = ImageRequest(PROMPT, steps=steps, seed=0, height=height, width=width)
+        begin = time.perf_counter()
+        generator.generate(request)
+        torch.cuda.synchronize()
+        row["warmup_run_s"] = round(time.perf_counter() - begin, 2)
+        marks: dict[str, Any] = {}
+        ends: list[float] = []
+        original = pipe.vae.decode
+
+        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+            torch.cuda.synchronize()
+            marks["latents"] = latents.detach().float().cpu().numpy()
+            start = time.perf_counter()
+            out = original(latents, *args, **kwargs)
+            torch.cuda.synchronize()
+            marks["decode_s"] = time.perf_counter() - start
+            return out
+
+        def on_step(_index: int, _total: int) -> None:
+            torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+
+        pipe.vae.decode = timed_decode
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            torch.cuda.synchronize()
+            begin = time.perf_counter()
+            result = generator.generate(request, on_step=on_step)
+            row["total_s"] = round(time.perf_counter() - begin, 3)
+        finally:
+            pipe.vae.decode = original
+        gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+        per_step = statistics.fmean(gaps) if gaps else ends[0] - begin
+        row.update({"steps": result.steps, "s_per_step": round(per_step, 4),
+                    "denoise_s": round(ends[-1] - begin, 3), "vae_decode_s": round(marks["decode_s"], 3),
+                    "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2)})
+        import numpy as np
+
+        pixels = np.asarray(result.image)
+        key = f"{row['model']}-{result.steps}"
+        if not spec.settings and not bench and key not in refs:
+            refs[key] = (marks["latents"], pixels)
+        if key in refs:
+            row["psnr_db"] = round(psnr(refs[key][1], pixels), 2)
+            row["latent_rel_err"] = round(relative_error(refs[key][0], marks["latents"]), 6)
+    except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
+        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    finally:
+        if generator is not None:
+            generator.unload()
+        del generator
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch._dynamo.reset()
+    return row
+
+
+def run(rows: list[str], folder: Path, steps: int | None, height: int, width: int,
+        out: Path | None) -> list[dict[str, Any]]:
+    env = environment()
+    refs: dict[str, Any] = {}
+    results = []
+    for text in rows:
+        row = run_row(text, folder, steps, height, width, refs, env)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "image.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        results.append(row)
+    table = markdown_table(results)
+    print(f"\n{env['card']} | torch {env['torch']} | diffusers {env['diffusers']}\n\n{table}", flush=True)
+    return results
