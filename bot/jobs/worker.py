@@ -207,7 +207,10 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
     for queue, kind in served.items():
         if getattr(kind, "backend", "local") == "local":
             logger.info("worker: loading the {} model", queue)
-            kind.generator.load()
+            try:
+                kind.generator.load()
+            except GeneratorError as exc:  # its jobs report this to the asker, as in the bot
+                logger.error("worker: the {} model is not usable here: {}", queue, exc)
     client = redis_client(url)
     heartbeat = Heartbeat(client, name, gpu, queues, config.jobs.heartbeat_s, config.jobs.worker_lost_s)
     app = celery_app(url, config.jobs)
