@@ -235,7 +235,7 @@ def test_bot_killed_while_workers_render_delivers_after_restart(deploy, peer, fa
 
 
 def test_cancel_stops_the_render_on_the_worker(deploy, peer, fake_llm, redis_server):
-    deployment = deploy(steps=200)
+    deployment = deploy(steps=100)
     deployment.start_workers(1)
     deployment.start_bot()
     ask(peer, fake_llm, "alice", "做一个熊猫弹吉他的视频")
