@@ -96,7 +96,8 @@ class Deployment:
                 self.bot.wait()
 
     def logs(self) -> str:
-        parts = [self.bot_log.read_text(errors="replace")[-4000:]] + [w.output()[-2000:] for w in self.workers]
+        parts = [self.bot_log.read_text(errors="replace")[-4000:]]
+        parts += [w.output()[-2000:] for w in self.workers]
         return "\n-----\n".join(parts)
 
 
@@ -259,8 +260,8 @@ def test_no_worker_alive_ack_says_so_and_admin_is_told(deploy, peer, fake_llm):
     ask(peer, fake_llm, "alice", "做一个熊猫弹吉他的视频")
     ack = peer.wait_for_sent(lambda m: "排队第" in (m.get("text") or ""), timeout=30)
     assert "没有在线的 GPU" in ack["text"]
-    notice = peer.wait_for_sent(lambda m: not m.get("room") and "没有 GPU 工作进程在线" in (m.get("text") or ""),
-                                timeout=20)
+    notice = peer.wait_for_sent(
+        lambda m: not m.get("room") and "没有 GPU 工作进程在线" in (m.get("text") or ""), timeout=20)
     assert notice["to"] == ADMIN
     deployment.start_workers(1)
     wait_videos(peer, 1, deployment)
