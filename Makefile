@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint gateway gateway-install install clean browser
+.PHONY: run test lint gateway gateway-install install clean browser redis
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,7 +27,15 @@ browser:
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 	  echo "make: could not install chromium + chromium-driver; the browser test will be skipped"
 
-test: $(STAMP) browser
+# Debian's redis-server for the GPU-worker tests (each test starts its own on a loopback port and stops
+# it). Where it can't be installed those tests are skipped, except under CI=true where they fail.
+redis:
+	@command -v redis-server >/dev/null || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || \
+	  echo "make: could not install redis-server; the GPU-worker tests will be skipped"
+
+test: $(STAMP) browser redis
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -52,6 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mp4.add_argument("--repeats", type=int, default=2)
     mp4.add_argument("--out", type=Path, default=None)
     mp4.set_defaults(func=cmd_mp4)
+    queue = modes.add_parser("queue", help="jobs/min and latency: local vs 1..N celery workers (tiny model)")
+    queue.add_argument("--workers", default="1,2", help="worker counts to try (default 1,2)")
+    queue.add_argument("--jobs", type=int, default=12, help="jobs per row (default 12)")
+    queue.add_argument("--steps", type=int, default=20, help="denoising steps per job (default 20)")
+    queue.set_defaults(func=cmd_queue)
 
 
 def _presets() -> list[str]:
@@ -100,4 +105,11 @@ def cmd_mp4(args: argparse.Namespace) -> int:
     from bench.mp4 import run
 
     run([p for p in args.presets.split(",") if p], repeats=args.repeats, out=args.out)
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from bench.queue import run
+
+    run([int(n) for n in args.workers.split(",") if n.strip()], args.jobs, args.steps)
     return 0

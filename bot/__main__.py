@@ -109,6 +109,19 @@ def cmd_serve_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery GPU worker for `jobs.backend: celery` (see README "More GPUs")."""
+    from bot.jobs.broker import BrokerUrlError
+    from bot.jobs.worker import run_worker
+
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    try:
+        return run_worker(_load_config(args.config)[0], gpu=args.gpu, queues=queues)
+    except (BrokerUrlError, ValueError) as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     load(args.path)
     print(f"{args.path}: OK")
@@ -178,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_video.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_video.add_argument("--port", type=int, default=8000)
     serve_video.set_defaults(func=cmd_serve_video)
+    worker = sub.add_parser("worker", help="render video/image jobs on one GPU (jobs.backend: celery)")
+    worker.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    worker.add_argument("--gpu", type=int, default=None, help="the one GPU it uses (default: CPU/all)")
+    worker.add_argument("--queues", default="video,image", help="job kinds to take (default video,image)")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -50,6 +50,7 @@ class AdminTools:
     watcher: ConfigWatcher
     connection: Callable[[], str]  # the channel's state in words, e.g. "已连接（serving）"
     started_at: float
+    workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
 
 
 Command = Callable[[AdminTools, IncomingMessage, str], Awaitable[str]]
@@ -118,6 +119,25 @@ def _queue_lines(jobs: JobQueue) -> list[str]:
     return [f"队列：{len(running)} 个生成中（{'，'.join(parts) or '无'}），{status.get('queued', 0)} 个排队"]
 
 
+def _worker_lines(workers: Callable[[], list[dict[str, Any]]] | None, jobs: JobQueue) -> list[str]:
+    """One line per live GPU worker: host, GPU, what it renders now."""
+    if workers is None:
+        return []
+    live = workers()
+    lines = [f"GPU 工作进程：{len(live)} 个在线" + ("（新任务会排队等待）" if not live else "")]
+    for worker in live:
+        gpu = worker.get("gpu")
+        job = worker.get("job")
+        doing = "空闲"
+        if job:
+            _kind, _, number = str(job.get("task", "")).rpartition(":")
+            progress = f" {job.get('step', 0)}/{job['steps']}" if job.get("steps") else ""
+            doing = f"生成中 {jobs.label(job.get('kind', ''))} #{number}{progress}"
+        device = f"GPU {gpu}" if gpu is not None else "CPU"
+        lines.append(f"· {worker.get('host', '?')} {device}：{doing}")
+    return lines
+
+
 def _model_lines(jobs: JobQueue) -> list[str]:
     """One line per job kind: which generator, and whether its weights are in memory."""
     lines = []
@@ -144,6 +164,7 @@ async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> s
         f"运行：{duration_text(time.time() - tools.started_at)}",
         f"微信：{tools.connection()}",
         *_queue_lines(tools.jobs),
+        *_worker_lines(tools.workers, tools.jobs),
         *_model_lines(tools.jobs),
         _gpu_line(),
         f"LLM：{config.llm.model}",

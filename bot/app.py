@@ -37,7 +37,7 @@ from bot.gates import (
     self_echo,
     typed_mention,
 )
-from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend
+from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
@@ -127,10 +127,18 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     notices = AdminNotices(live, sender.send)
 
     # the job queue: videos, and pictures with priority so they don't starve behind long videos;
-    # video jobs go to the serve-video host while video.backend is remote, everything else runs here
+    # with jobs.backend celery both go to the GPU workers; else video jobs go to the serve-video host
+    # while video.backend is remote, and everything else runs here
+    backends: list[WorkerBackend] = [RemoteBackend(lambda: live.current.video, video_token), LocalBackend()]
+    gpu_workers = None
+    if config.jobs.backend == "celery":
+        from bot.jobs.celery_backend import CeleryBackend
+
+        gpu_workers = CeleryBackend(lambda: live.current.jobs, tell_admins=notices.tell)
+        backends.insert(0, gpu_workers)
     jobs = JobQueue(
         JobStore(config.data_dir / "jobs.sqlite3"),
-        [RemoteBackend(lambda: live.current.video, video_token), LocalBackend()],
+        backends,
         media_dir=config.data_dir / "media",
         outbox=Outbox(sender.send, is_connected=lambda: channel.connected),
         timezone=lambda: live.current.schedules.timezone,
@@ -172,7 +180,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
 
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
-                                     watcher=watcher, connection=connection, started_at=started_at))
+                                     watcher=watcher, connection=connection, started_at=started_at,
+                                     workers=gpu_workers.workers if gpu_workers else None))
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
     embedded = EmbeddedClassifier(config=config.offline.classifier)

@@ -41,6 +41,7 @@ MODEL_MISSING_REPLY = ("画图的模型还没有装好，暂时画不了图。�
                        "或在配置里设置 image.model.path（详情见日志）。")
 ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
 ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
+ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始画。"
 CAPTION = "你要的图画好啦🎨"
 SEED_NOTE = "（种子 {seed}）"
 
@@ -164,6 +165,8 @@ class ImageIntent(GenerationIntent):
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK_FIRST if receipt.position <= 1 else ACK_QUEUED
+        if not receipt.live_workers:
+            template = ACK_NO_WORKER
         return template.format(position=receipt.position, eta=max(1, int(receipt.eta_s)))
 
     def caption(self, seed: int, shown: str, section: Any) -> str:

@@ -29,6 +29,7 @@ MIN_WORDS, MAX_WORDS = 40, 110
 NO_LLM_REPLY = "做视频要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
 REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文视频提示词（{reason}），换个说法再试一次吧～"
 ACK = "收到，排队第 {position} 位，预计 {eta} 秒。"
+ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始做。"
 CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
 
 
@@ -55,7 +56,8 @@ class VideoIntent(GenerationIntent):
         return await rewrite_prompt(ctx, limit or 226, count)
 
     def ack(self, receipt: Receipt, shown: str) -> str:
-        return ACK.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
+        template = ACK if receipt.live_workers else ACK_NO_WORKER
+        return template.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION.format(seed=seed) + shown

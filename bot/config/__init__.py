@@ -7,6 +7,7 @@ release's flat keys are still read (bot/config/legacy.py).
 """
 
 from bot.config.app import AppConfig, Secrets
+from bot.config.jobs import JobsConfig
 from bot.config.loading import ConfigError, last_good_path, load, load_resilient, parse, remember_good
 from bot.config.media import ImageConfig, QueueSettings, VideoConfig
 from bot.config.operations import AlertsConfig, ScheduleEntry, SchedulesConfig, SmtpConfig
@@ -32,8 +33,8 @@ from bot.config.sections import (
 
 __all__ = [
     "INTENT_NAMES", "AlertsConfig", "AmapConfig", "AppConfig", "BotConfig", "ChatConfig", "ChatSettings",
-    "ConfigError", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "ImageConfig", "LLMConfig",
-    "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings", "QuotasConfig", "RoomSettings",
-    "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig", "VideoConfig", "WechatyConfig",
-    "chat_settings", "last_good_path", "load", "load_resilient", "parse", "remember_good",
+    "ConfigError", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "ImageConfig", "JobsConfig",
+    "LLMConfig", "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings", "QuotasConfig",
+    "RoomSettings", "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig", "VideoConfig",
+    "WechatyConfig", "chat_settings", "last_good_path", "load", "load_resilient", "parse", "remember_good",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import field_validator
 
+from bot.config.jobs import JobsConfig
 from bot.config.media import ImageConfig, VideoConfig
 from bot.config.operations import AlertsConfig, SchedulesConfig
 from bot.config.sections import (
@@ -46,6 +47,7 @@ class AppConfig(Section):
     offline: OfflineConfig = OfflineConfig()
     amap: AmapConfig = AmapConfig()
     video: VideoConfig = VideoConfig()
+    jobs: JobsConfig = JobsConfig()
 
     @field_validator("data_dir")
     @classmethod
