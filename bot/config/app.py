@@ -17,6 +17,7 @@ from bot.config.sections import (
     BotConfig,
     ChatConfig,
     ChatSettings,
+    ConsoleConfig,
     GroupsConfig,
     HistoryConfig,
     LLMConfig,
@@ -46,6 +47,7 @@ class AppConfig(Section):
     offline: OfflineConfig = OfflineConfig()
     amap: AmapConfig = AmapConfig()
     video: VideoConfig = VideoConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     @field_validator("data_dir")
     @classmethod
@@ -65,6 +67,7 @@ class Secrets:
     openai_base_url: str | None
     puppet_endpoint: str | None
     puppet_token: str | None
+    admin_password: str | None = None  # the admin console's login
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
@@ -74,4 +77,5 @@ class Secrets:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             puppet_endpoint=env.get("WECHATY_PUPPET_SERVICE_ENDPOINT") or None,
             puppet_token=env.get("WECHATY_PUPPET_SERVICE_TOKEN") or None,
+            admin_password=env.get("XIAOAI_ADMIN_PASSWORD") or None,
         )
