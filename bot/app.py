@@ -22,6 +22,8 @@ from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
+from bot.console import attach_console
+from bot.console.checks import llm_summary
 from bot.conversation import History, Sender
 from bot.dispatch import Dispatcher, FollowUps
 from bot.gates import (
@@ -166,11 +168,17 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     started_at = time.time()
 
     def connection() -> str:
+        if channel.name == "playground":
+            return "未接入（这是本地试玩页面）"
         state = getattr(channel, "state", None)
         return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
 
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
-                                     watcher=watcher, connection=connection, started_at=started_at))
+                                     watcher=watcher, connection=connection, started_at=started_at,
+                                     llm=lambda: llm_summary(live.current, secrets)))
+    # the admin console (/admin): on the playground's page server, else its own small web server
+    console = attach_console(channel, config=live, secrets=secrets, jobs=jobs, watcher=watcher,
+                             live_workers=lambda: jobs.backend_for("video").live_workers())
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
     embedded = EmbeddedClassifier(config=config.offline.classifier)
@@ -189,6 +197,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("scheduler", scheduler),
         ("alerts", alerts),
         ("config watch", watcher),
+        *([("console", console)] if console is not None else []),
     ]
     return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services, llm=llm,
                        history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher, alerts=alerts,

@@ -300,7 +300,8 @@ class WechatyChannel:
         except Exception as exc:  # noqa: BLE001 - the console shows "none" rather than an error page
             logger.warning("wechaty: room list failed: {}", exc)
             return []
-        return [RoomInfo(room.room_id, room.payload.topic if room.payload else room.room_id) for room in found]
+        return [RoomInfo(room.room_id, room.payload.topic if room.payload else room.room_id)
+                for room in found]
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> None:

@@ -33,7 +33,8 @@ from bot.config.sections import (
 
 __all__ = [
     "INTENT_NAMES", "AlertsConfig", "AmapConfig", "AppConfig", "BotConfig", "ChatConfig", "ChatSettings",
-    "ConfigError", "ConsoleConfig", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "ImageConfig", "LLMConfig",
+    "ConfigError", "ConsoleConfig", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig",
+    "ImageConfig", "LLMConfig",
     "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings", "QuotasConfig", "RoomSettings",
     "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig", "VideoConfig", "WechatyConfig",
     "chat_settings", "last_good_path", "load", "load_resilient", "parse", "remember_good",
