@@ -58,7 +58,7 @@ def _port_answers(endpoint: str) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import build_app
+    from bot.app import add_console, build_app
     from bot.channels.wechaty import WechatyChannel
 
     config, config_error = _load_config(args.config)
@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     channel = WechatyChannel.from_config(endpoint, secrets.puppet_token, config.wechaty)
     # the file actually loaded, so edits to it are watched and written back
     app = build_app(config, secrets, channel, config_path=config_path(args.config))
+    add_console(app, secrets)
     if config_error:
         app.config_watcher.pending_notice = config_error
     return _serve(app)

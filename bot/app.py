@@ -116,6 +116,17 @@ class Application:
         self._stopped.set()
 
 
+def add_console(app: Application, secrets: Secrets) -> None:
+    """The admin console (/admin) for a bot that is run for real (`xiaoai run` / playground): mounted on
+    the playground's page server, else its own small web server started with the other services."""
+    jobs = app.jobs
+    console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
+                             watcher=app.config_watcher,
+                             live_workers=lambda: jobs.backend_for("video").live_workers())
+    if console is not None:
+        app.services.append(("console", console))
+
+
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
@@ -176,9 +187,6 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, connection=connection, started_at=started_at,
                                      llm=lambda: llm_summary(live.current, secrets)))
-    # the admin console (/admin): on the playground's page server, else its own small web server
-    console = attach_console(channel, config=live, secrets=secrets, jobs=jobs, watcher=watcher,
-                             live_workers=lambda: jobs.backend_for("video").live_workers())
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
     embedded = EmbeddedClassifier(config=config.offline.classifier)
@@ -197,7 +205,6 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("scheduler", scheduler),
         ("alerts", alerts),
         ("config watch", watcher),
-        *([("console", console)] if console is not None else []),
     ]
     return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services, llm=llm,
                        history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher, alerts=alerts,

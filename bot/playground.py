@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.app import Application, build_app
+from bot.app import Application, add_console, build_app
 from bot.channels.playground import PlaygroundChannel, job_status_of
 from bot.config import AppConfig, Secrets
 
@@ -72,6 +72,7 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
         notice=" ".join(notice), media_labels=labels,
     )
     app = build_app(config, secrets, channel, config_path=config_path)
+    add_console(app, secrets)
     live = app.live_config
     if labels:  # an edited config.yaml must not lose the demo model while the playground runs
         live.overlay(lambda edited: with_demo_models(edited)[0])

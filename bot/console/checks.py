@@ -193,8 +193,8 @@ class StatusChecks:
         checks: Sequence[Check | None] = [
             llm_check(config, self.secrets),
             amap_check(os.environ if self.env is None else self.env), *weights_checks(config),
-            gpu_check(config), memory_check(), disk_check(config.data_dir), workers_check(config, self.live_workers),
-            console_check(config, self.secrets),
+            gpu_check(config), memory_check(), disk_check(config.data_dir),
+            workers_check(config, self.live_workers), console_check(config, self.secrets),
         ]
         return [check for check in checks if check is not None]
 
