@@ -70,7 +70,8 @@ class Console:
         async def no_send(*_args: Any) -> bool:
             return True
 
-        self.watcher = ConfigWatcher(self.path, apply=self.live.apply, notices=AdminNotices(self.live, no_send),
+        notices = AdminNotices(self.live, no_send)
+        self.watcher = ConfigWatcher(self.path, apply=self.live.apply, notices=notices,
                                      connected=lambda: True)
         self.jobs = JobQueue(JobStore(tmp_path / "data" / "jobs.sqlite3"), media_dir=tmp_path / "media")
         self.jobs.register(IdleKind(), label="视频")
@@ -80,8 +81,9 @@ class Console:
         async def rooms() -> list[RoomInfo]:
             return [FAMILY]
 
+        checks = StatusChecks(self.live, Secrets.from_env({})).run_async
         deps = ConsoleDeps(config=self.live, login_status=lambda: self.status, rooms=rooms, jobs=self.jobs,
-                           watcher=self.watcher, checks=StatusChecks(self.live, Secrets.from_env({})).run_async)
+                           watcher=self.watcher, checks=checks)
         self.auth = Auth(password)
         root = build_console(deps, self.auth)
         from fastapi import FastAPI
@@ -96,8 +98,8 @@ class Console:
         return response.json()["csrf"]
 
     async def queued_video(self) -> int:
-        request = JobRequest(kind="video", params={"prompt": "熊猫"}, seed=1, asker_id="bob", asker_name="爸爸",
-                             chat=ChatRef(FAMILY.room_id, True), message_id="ask-1")
+        request = JobRequest(kind="video", params={"prompt": "熊猫"}, seed=1, asker_id="bob",
+                             asker_name="爸爸", chat=ChatRef(FAMILY.room_id, True), message_id="ask-1")
         return (await self.jobs.submit(request)).job.id
 
 
@@ -197,7 +199,8 @@ def test_phase_words() -> None:
 async def test_room_save_keeps_comments_and_applies_at_once(console: Console) -> None:
     csrf = await console.login()
     body = {"room_id": FAMILY.room_id, "topic": FAMILY.topic, "allowed": True,
-            "intents": ["weather", "chat"], "persona": "你是贴心的小爱。", "quotas": {"user_videos_per_day": "1"}}
+            "intents": ["weather", "chat"], "persona": "你是贴心的小爱。",
+            "quotas": {"user_videos_per_day": "1"}}
     response = await console.client.post("/admin/api/rooms", json=body, headers={CSRF_HEADER: csrf})
     assert response.status_code == 200, response.text
     text = console.path.read_text(encoding="utf-8")
@@ -214,7 +217,8 @@ async def test_room_save_keeps_comments_and_applies_at_once(console: Console) ->
     ({"intents": ["video", "dance"]}, "unknown intent dance"),
     ({"quotas": {"videos_forever": "1"}}, "unknown quota videos_forever"),
 ])
-async def test_invalid_room_value_is_refused_with_the_validators_message(console: Console, body, message) -> None:
+async def test_invalid_room_value_is_refused_with_the_validators_message(console: Console, body: dict,
+                                                                         message: str) -> None:
     csrf = await console.login()
     before = console.path.read_bytes()
     full = {"room_id": FAMILY.room_id, "topic": FAMILY.topic, "allowed": True, **body}
@@ -231,8 +235,8 @@ async def test_settings_save_validates_and_never_shows_secrets(console: Console,
     secrets = {s["env"]: s["set"] for s in page.json()["secrets"]}
     assert secrets["OPENAI_API_KEY"] is True and secrets["AMAP_KEY"] is False
     before = console.path.read_bytes()
-    bad = await console.client.post("/admin/api/settings", json={"values": {"schedules.timezone": "Mars/Base"}},
-                                    headers={CSRF_HEADER: csrf})
+    bad = await console.client.post("/admin/api/settings", headers={CSRF_HEADER: csrf},
+                                    json={"values": {"schedules.timezone": "Mars/Base"}})
     assert bad.status_code == 422 and "unknown time zone" in bad.json()["detail"]
     secret = await console.client.post("/admin/api/settings", json={"values": {"llm.api_key": "x"}},
                                        headers={CSRF_HEADER: csrf})
@@ -263,7 +267,8 @@ async def test_without_a_password_the_console_opens_but_still_checks_csrf(tmp_pa
 async def test_no_password_refuses_a_public_address() -> None:
     from bot.config import ConsoleConfig
 
-    server = ConsoleServer(object(), ConsoleConfig(host="0.0.0.0", port=0), password_set=False)
+    server = ConsoleServer(object(), ConsoleConfig(host="0.0.0.0", port=0),  # noqa: S104 - the point
+                           password_set=False)
     await server.start()
     assert server.url is None  # nothing was bound
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")

@@ -328,7 +328,7 @@ class NodePeer:
         self._call("POST", "/login")
 
     def scan(self, qrcode: str | None = None, status: int = 2) -> dict:
-        """Emit a login QR code (status 2 = waiting; 3 = scanned) while logged out; returns {qrcode, status}."""
+        """Emit a login QR code (status 2 waiting, 3 scanned) while logged out; returns {qrcode, status}."""
         return self._call("POST", "/scan", {"status": status, **({"qrcode": qrcode} if qrcode else {})})
 
     def wait_for_sent(
