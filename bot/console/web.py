@@ -100,11 +100,13 @@ def phase(status: LoginStatus) -> tuple[str, str]:
     return "down", f"down ({status.reason})" if status.reason else "down"
 
 
-def _job_row(jobs: JobQueue, job: Any) -> dict[str, Any]:
+def _job_row(jobs: JobQueue, job: Any, topics: dict[str, str]) -> dict[str, Any]:
     request = job.request
+    room = request.chat.chat_id
     return {"id": job.id, "kind": request.kind, "label": jobs.label(request.kind),
             "asker": request.asker_name,
-            "asker_id": request.asker_id, "room": request.chat.chat_id, "is_room": request.chat.is_room,
+            "asker_id": request.asker_id, "room": room, "room_topic": topics.get(room, ""),
+            "is_room": request.chat.is_room,
             "state": job.state.value, "state_text": job.state.text, "step": job.step, "steps": job.steps,
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
             "error": job.error}
@@ -114,6 +116,16 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
     """The console as an ASGI app; mount it at /admin (its cookie and page links say /admin)."""
     static = resources.files("bot.console") / "static"
     app = FastAPI(title="小爱 console", docs_url=None, redoc_url=None, openapi_url=None)
+
+    topics: dict[str, str] = {}
+    topics_read = [0.0]
+
+    async def room_topics() -> dict[str, str]:
+        """Room id -> topic for the queue page (the channel's list, read at most once a minute)."""
+        if time.monotonic() - topics_read[0] > 60:
+            topics_read[0] = time.monotonic()
+            topics.update({room.room_id: room.topic for room in await deps.rooms()})
+        return topics
 
     def session_of(request: Request) -> Session:
         session = auth.session(request.cookies.get(COOKIE))
@@ -192,8 +204,9 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         queue = deps.jobs
         pending = await asyncio.to_thread(queue.list)
         finished = await asyncio.to_thread(queue.store.finished_since, time.time() - FINISHED_WINDOW_S)
-        return {"pending": [_job_row(queue, j) for j in pending],
-                "finished": [_job_row(queue, j) for j in finished]}
+        names = await room_topics()
+        return {"pending": [_job_row(queue, j, names) for j in pending],
+                "finished": [_job_row(queue, j, names) for j in finished]}
 
     @app.post("/api/jobs/{job_id}/cancel", dependencies=[Depends(changing)])
     async def cancel(job_id: int) -> dict[str, Any]:
@@ -239,7 +252,8 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
 
         config = deps.config()
         return {"fields": [{"path": f.path, "label": f.label, "kind": f.kind, "choices": list(f.choices),
-                            "hint": f.hint, "value": current_value(config, f.path)} for f in SETTINGS],
+                            "hint": f.hint, "value": _shown(f.kind, current_value(config, f.path))}
+                           for f in SETTINGS],
                 "secrets": [{"env": env, "what": what, "set": bool(os.environ.get(env))}
                             for env, what in SECRETS],
                 "writable": deps.watcher.path is not None}
@@ -257,6 +271,11 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
 
     return app
+
+
+def _shown(kind: str, value: str | None) -> str | None:
+    """A number field's null ("no limit") is written out, so an empty box only ever means "default"."""
+    return "null" if kind == "number" and value is None else value
 
 
 def _chat(room_id: str) -> Any:

@@ -57,12 +57,12 @@ image:
   backend: api
   api: {{base_url: {images}, model: flux-test, retries: 0}}
 """
-JOB_ROWS = """return [...document.querySelectorAll('#pending tbody tr')].map(r => ({id: Number(r.dataset.jobId),
-  state: r.dataset.state, text: r.textContent}))"""
+JOB_ROWS = """return [...document.querySelectorAll('#pending tbody tr')].map(r => ({
+  id: Number(r.dataset.jobId), state: r.dataset.state, text: r.textContent}))"""
 QR_STATE = """const img = document.querySelector('#qr-image');
 return {shown: !document.querySelector('#qr').hidden, src: img.getAttribute('src'), loaded: img.complete,
         width: img.naturalWidth, phase: document.querySelector('#conn-state').dataset.phase}"""
-FETCH_TEXT = "const [url, done] = arguments; fetch(url).then(r => r.text()).then(done, e => done('error ' + e))"
+FETCH_TEXT = "const [url, done] = arguments; fetch(url).then(r => r.text()).then(done, e => done(String(e)))"
 FORGED_POST = """const [done] = arguments;
 fetch('/admin/api/rooms', {method: 'POST', headers: {'Content-Type': 'application/json'},
   body: JSON.stringify({room_id: 'family@chatroom', topic: '相亲相爱一家人', allowed: false})})
@@ -151,9 +151,10 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         assert served == qr_svg("https://login.weixin.qq.com/l/xiaoai-mock")  # the mock's own code
         await asyncio.to_thread(screenshot, driver, "console-status-qr.png")
         await asyncio.to_thread(peer.scan, SECOND_QR)  # the code changes: the page follows
-        second = await poll(lambda: (s := driver.execute_script(QR_STATE))["src"] != qr["src"] and s["width"] > 0
-                            and s, 10, "the new QR code")
-        assert await asyncio.to_thread(driver.execute_async_script, FETCH_TEXT, second["src"]) == qr_svg(SECOND_QR)
+        second = await poll(lambda: (s := driver.execute_script(QR_STATE))["src"] != qr["src"]
+                            and s["width"] > 0 and s, 10, "the new QR code")
+        shown = await asyncio.to_thread(driver.execute_async_script, FETCH_TEXT, second["src"])
+        assert shown == qr_svg(SECOND_QR)
 
         # -- the mock logs in: serving --------------------------------------------------------------
         await asyncio.to_thread(peer.login)
@@ -169,17 +170,18 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         await asyncio.to_thread(peer.say, "bob", at() + VIDEO_ASK, room=FAMILY, mention=[BOT])
         await sent_to(peer, lambda m: "bob" in m["mentionIds"] and "排队" in (m["text"] or ""))
         await asyncio.to_thread(click, '#tabs button[data-tab="queue"]')
-        rows = await poll(lambda: (r := driver.execute_script(JOB_ROWS)) and len(r) == 2 and r, 10, "two jobs")
+        rows = await poll(lambda: (r := driver.execute_script(JOB_ROWS)) and len(r) == 2 and r, 10,
+                          "two jobs")
         video = next(r for r in rows if "视频" in r["text"])
-        assert video["state"] == "queued" and "爸爸" in video["text"] and FAMILY in video["text"]
+        assert video["state"] == "queued" and "爸爸" in video["text"] and "相亲相爱一家人" in video["text"]
         assert any(r["state"] == "running" and "妈妈" in r["text"] for r in rows)
         await asyncio.to_thread(screenshot, driver, "console-queue.png")
         await asyncio.to_thread(click, f'#pending tr[data-job-id="{video["id"]}"] button.cancel')
         await wait_until(lambda: app.jobs.get(video["id"]).state is JobState.CANCELLED, within=10)
         told = await sent_to(peer, lambda m: f"#{video['id']} 已取消" in (m["text"] or ""))
         assert told["mentionIds"] == ["bob"]
-        await poll(lambda: driver.find_elements(By.CSS_SELECTOR, f'#finished tr[data-job-id="{video["id"]}"]'),
-                   10, "the cancelled video among the finished jobs")
+        finished_row = f'#finished tr[data-job-id="{video["id"]}"]'
+        await poll(lambda: driver.find_elements(By.CSS_SELECTOR, finished_row), 10, "the cancelled video")
         images.release()
         await sent_to(peer, lambda m: m.get("file") is not None)  # the queue goes on: the picture arrives
 
@@ -225,7 +227,20 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         secrets_text = await asyncio.to_thread(lambda: text("#secrets"))
         assert "OPENAI_API_KEY" in secrets_text and "test-key" not in driver.page_source
         assert "XIAOAI_ADMIN_PASSWORD" in secrets_text and PASSWORD not in driver.page_source
+        await asyncio.to_thread(driver.set_window_size, 1100, 2000)  # the whole form and the secrets
         await asyncio.to_thread(screenshot, driver, "console-settings.png")
+
+        # -- WeChat drops the session: "logged out, scan again", with the new code ---------------------
+        await asyncio.to_thread(driver.set_window_size, 1100, 1100)
+        await asyncio.to_thread(click, '#tabs button[data-tab="status"]')
+        await asyncio.to_thread(peer.logout)
+        await asyncio.to_thread(peer.scan, "https://login.weixin.qq.com/l/after-logout")
+        again = await poll(lambda: (s := driver.execute_script(QR_STATE))["phase"] == "logged_out"
+                           and s["shown"] and s["width"] > 0 and s, 15, "logged out with a new QR code")
+        assert "logged out, scan again" in text("#conn-state") and "scan again" in text("#qr-note")
+        assert await asyncio.to_thread(driver.execute_async_script, FETCH_TEXT, again["src"]) == qr_svg(
+            "https://login.weixin.qq.com/l/after-logout")
+        await asyncio.to_thread(screenshot, driver, "console-status-logged-out.png")
     finally:
         images.release()
         if driver is None:

@@ -34,7 +34,7 @@ class FakeImages(LoopbackServer):
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.downloads = 0
-        self.released = threading.Event()  # mode "hold": answers wait for release() (a job that keeps running)
+        self.released = threading.Event()  # mode "hold": answers wait for release() (a job that runs on)
         self._lock = threading.Lock()
         self.serve(self._handler_class())
 

@@ -118,6 +118,7 @@ async function loadStatus () {
 }
 
 // -- queue ---------------------------------------------------------------------------------------
+const roomCell = job => el('td', { title: job.room }, job.is_room ? (job.room_topic || job.room) : `私聊 ${job.asker}`)
 async function loadQueue () {
   const data = await api('/jobs').catch(e => { $('#queue-error').textContent = e.message; return null })
   if (!data) return
@@ -136,13 +137,13 @@ async function loadQueue () {
       loadQueue()
     })
     return el('tr', { dataset: { jobId: job.id, state: job.state } }, el('td', {}, `#${job.id}`),
-      el('td', {}, job.label), el('td', {}, job.asker), el('td', {}, job.room), el('td', {}, job.state_text),
+      el('td', {}, job.label), el('td', {}, job.asker), roomCell(job), el('td', {}, job.state_text),
       el('td', {}, bar, job.steps ? ` ${job.step}/${job.steps}` : ''), el('td', {}, seconds(now - job.created_at)),
       el('td', {}, cancel))
   }))
   $('#pending-empty').hidden = data.pending.length > 0
   $('#finished tbody').replaceChildren(...data.finished.map(job => el('tr', { dataset: { jobId: job.id, state: job.state } },
-    el('td', {}, `#${job.id}`), el('td', {}, job.label), el('td', {}, job.asker), el('td', {}, job.room),
+    el('td', {}, `#${job.id}`), el('td', {}, job.label), el('td', {}, job.asker), roomCell(job),
     el('td', {}, job.state_text), el('td', {}, when(job.finished_at)),
     el('td', {}, job.started_at ? seconds(job.finished_at - job.started_at) : ''), el('td', { class: 'error' }, job.error || ''))))
 }
