@@ -21,6 +21,7 @@ CSRF_HEADER = "X-CSRF-Token"
 MAX_FAILURES = 5  # wrong passwords from one address before it is locked out
 LOCKOUT_S = 300.0
 SESSION_TTL_S = 12 * 3600.0
+MAX_SESSIONS = 100
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -101,7 +102,8 @@ class Auth:
         return self._new_session(self.clock())
 
     def _new_session(self, now: float) -> Session:
-        self._sessions = {t: s for t, s in self._sessions.items() if s.expires > now}
+        live = sorted((s for s in self._sessions.values() if s.expires > now), key=lambda s: s.expires)
+        self._sessions = {s.token: s for s in live[-MAX_SESSIONS + 1:]}  # the oldest go first
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + SESSION_TTL_S)
         self._sessions[session.token] = session
         return session

@@ -285,3 +285,29 @@ async def test_checks_run_off_the_event_loop(console: Console) -> None:
     names = [c.name for c in checks]
     assert names[:2] == ["LLM", "AMap"] and "disk" in names and "console" in names
     assert all(c.fix for c in checks if not c.ok)
+
+
+def test_sessions_are_capped_and_the_oldest_dropped() -> None:
+    now = [0.0]
+    auth = Auth(None, clock=lambda: now[0])
+    first = auth.open_session()
+    for step in range(150):
+        now[0] = step + 1.0
+        auth.open_session()
+    assert auth.session(first.token) is None and len(auth._sessions) <= 100
+
+
+def test_doctor_prints_each_check_with_its_fix(tmp_path: Path, monkeypatch, capsys) -> None:
+    from bot.__main__ import main
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AMAP_KEY", "WECHATY_PUPPET_SERVICE_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\nvideo:\n  model:\n    path: {tmp_path / 'none'}\n",
+                    encoding="utf-8")
+    code = main(["doctor", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[BAD] LLM: not configured" in out and "fix: export OPENAI_API_KEY" in out
+    assert "[BAD] AMap" in out and "[BAD] video weights" in out and str(tmp_path / "none") in out
+    assert "[OK ] disk" in out and "WeChat gateway: none configured" in out
