@@ -26,6 +26,7 @@ from bot.console.web import ConsoleDeps, build_console, phase
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
 from bot.live_config import LiveConfig
 from bot.messages import ChatRef
+from tests.bot.test_admin import IdleKind
 
 PASSWORD = "correct horse battery staple"
 CONFIG = """\
@@ -46,18 +47,6 @@ ROUTES_READ = ["/admin/api/status", "/admin/api/qr.svg", "/admin/api/jobs", "/ad
 ROUTES_CHANGE = [("/admin/api/logout", {}), ("/admin/api/jobs/1/cancel", {}),
                  ("/admin/api/rooms", {"room_id": FAMILY.room_id, "topic": FAMILY.topic, "allowed": False}),
                  ("/admin/api/settings", {"values": {"llm.model": "other"}})]
-
-
-class IdleKind:
-    """A kind that never runs: the queue is not started here, so its jobs stay queued."""
-
-    name = "video"
-
-    def check(self, params: Any) -> None:
-        return None
-
-    def run(self, *args: Any) -> Path:
-        raise AssertionError("not started")
 
 
 class Console:
