@@ -186,6 +186,7 @@ class WechatyChannel:
         )
         session = _Session(self, options)
         self._session = session
+        self._login_qr = None  # a gateway still waiting on a code sends it again when the stream opens
         # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
         session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
         await session.init_puppet()
@@ -218,6 +219,7 @@ class WechatyChannel:
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
+        self._account = None
         if session is None:
             return
         with contextlib.suppress(Exception):
