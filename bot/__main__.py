@@ -66,7 +66,7 @@ def _hold_data_dir(config: AppConfig) -> InstanceLock:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import build_app
+    from bot.app import add_console, build_app
     from bot.channels.wechaty import WechatyChannel
 
     config, config_error = _load_config(args.config)
@@ -80,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     channel = WechatyChannel.from_config(endpoint, secrets.puppet_token, config.wechaty)
     # the file actually loaded, so edits to it are watched and written back
     app = build_app(config, secrets, channel, config_path=config_path(args.config))
+    add_console(app, secrets)
     if config_error:
         app.config_watcher.pending_notice = config_error
     return _serve(app)
@@ -145,9 +146,32 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
         built.app.config_watcher.pending_notice = config_error
     url = built.channel.bind()
     print(f"\n  小爱 playground: {url}  (open it in a browser; Ctrl+C stops)\n", flush=True)
+    if config.console.enabled:
+        print(f"  admin console: {url}admin/\n", flush=True)
     for line in ([NO_PUPPET_HELP] if connect_hint else []) + built.notes:
         print(line, flush=True)
     return _serve(built.app)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """The console's status checks on the command line: each green or red with its one-line fix."""
+    from bot.console import StatusChecks
+
+    config, _error = _load_config(args.config)
+    secrets = Secrets.from_env()
+    endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
+    checks = StatusChecks(lambda: config, secrets).run()
+    lines = [check.line() for check in checks]
+    if endpoint:
+        answers = _port_answers(endpoint)
+        lines.insert(0, f"[{'OK ' if answers else 'BAD'}] WeChat gateway: {endpoint} "
+                        f"{'answers' if answers else 'does not answer'}"
+                        + ("" if answers else "\n      fix: start it first: make gateway"))
+    else:
+        lines.insert(0, "[OK ] WeChat gateway: none configured (the playground runs instead); "
+                        "set WECHATY_PUPPET_SERVICE_ENDPOINT to connect WeChat")
+    print("\n".join(lines))
+    return 0 if all("[BAD]" not in line for line in lines) else 1
 
 
 def cmd_eval_intents(args: argparse.Namespace) -> int:
@@ -179,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     playground.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
     playground.add_argument("--port", type=int, default=None, help="web port (default: offline.playground)")
     playground.set_defaults(func=cmd_playground)
+    doctor = sub.add_parser("doctor", help="check LLM, AMap, weights, GPU, memory, disk, workers, console")
+    doctor.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    doctor.set_defaults(func=cmd_doctor)
     evaluate = sub.add_parser("eval-intents", help="accuracy and confusion table of an intent classifier")
     evaluate.add_argument("--classifier", choices=("embedded", "llm"), default="embedded")
     evaluate.add_argument("--data", type=Path, default=None,

@@ -50,6 +50,7 @@ class AdminTools:
     watcher: ConfigWatcher
     connection: Callable[[], str]  # the channel's state in words, e.g. "已连接（serving）"
     started_at: float
+    llm: Callable[[], str]  # the LLM in words: the model only when one is configured
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
 
 
@@ -167,7 +168,7 @@ async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> s
         *_worker_lines(tools.workers, tools.jobs),
         *_model_lines(tools.jobs),
         _gpu_line(),
-        f"LLM：{config.llm.model}",
+        f"LLM：{tools.llm()}",
         f"定时任务：{len(tools.scheduler.jobs())} 个",
         f"配置：{watcher.path or '内置默认设置'}（已热更新 {watcher.reloads} 次）",
     ]

@@ -22,6 +22,8 @@ from bot.alerts import DisconnectAlerts
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
+from bot.console import attach_console
+from bot.console.checks import llm_summary
 from bot.conversation import History, Sender
 from bot.dispatch import Dispatcher, FollowUps
 from bot.gates import (
@@ -115,6 +117,17 @@ class Application:
         self._stopped.set()
 
 
+def add_console(app: Application, secrets: Secrets) -> None:
+    """The admin console (/admin) for a bot that is run for real (`xiaoai run` / playground): mounted on
+    the playground's page server, else its own small web server started with the other services."""
+    jobs = app.jobs
+    console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
+                             watcher=app.config_watcher,
+                             live_workers=lambda: jobs.backend_for("video").live_workers())
+    if console is not None:
+        app.services.append(("console", console))
+
+
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
@@ -176,11 +189,14 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     started_at = time.time()
 
     def connection() -> str:
+        if channel.name == "playground":
+            return "未接入（这是本地试玩页面）"
         state = getattr(channel, "state", None)
         return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
 
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, connection=connection, started_at=started_at,
+                                     llm=lambda: llm_summary(live.current, secrets),
                                      workers=gpu_workers.workers if gpu_workers else None))
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.app import Application, build_app
+from bot.app import Application, add_console, build_app
 from bot.channels.playground import PlaygroundChannel, job_status_of
 from bot.channels.transcript import Transcript
 from bot.config import AppConfig, Secrets
@@ -85,6 +85,7 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
         transcript=Transcript(config.data_dir / "playground.sqlite3"),
     )
     app = build_app(config, secrets, channel, config_path=config_path)
+    add_console(app, secrets)
     live = app.live_config
     live.overlay(without_daily_quotas)
     if labels:  # an edited config.yaml must not lose the demo model while the playground runs

@@ -172,10 +172,11 @@ async function showQrCode (puppet, qrcode, status) {
 }
 
 function watchPuppet (puppet) {
-  const state = { lastError: null, errorCount: 0, repeat: 0 }
+  const state = { lastError: null, errorCount: 0, repeat: 0, lastScan: null }
   puppet.on('scan', ({ qrcode, status }) => {
     // ScanStatus: 0 Unknown, 1 Cancel, 2 Waiting, 3 Scanned, 4 Confirmed, 5 Timeout
-    if (IS_MOCK) return // the mock's "QR code" is a fake that logs in by itself: nothing to scan
+    state.lastScan = puppet.isLoggedIn ? null : { qrcode, status }
+    if (IS_MOCK) return // the mock's "QR code" is a fake: nothing to print (the console shows it)
     if (qrcode && (status === 2 || status === 0)) {
       showQrCode(puppet, qrcode, status).catch(e => log.warn(`QR code: ${e.message}`))
     } else if (status === 3) {
@@ -185,6 +186,7 @@ function watchPuppet (puppet) {
     }
   })
   puppet.on('login', async ({ contactId }) => {
+    state.lastScan = null
     let name = ''
     try {
       name = (await puppet.contactPayload(contactId)).name
@@ -209,6 +211,14 @@ function watchPuppet (puppet) {
     }
     state.lastError = text
     puppet.emit('gateway-error', text)
+  })
+  // A scan event reaches only the clients streaming at that moment; a bot that connects while the puppet
+  // waits on a QR code gets the current one as soon as its event stream subscribes to scans.
+  puppet.on('newListener', (event, listener) => {
+    if (event !== 'scan' || puppet.isLoggedIn || !state.lastScan) return
+    if (!String(listener).includes('grpcEmit')) return // only a gRPC stream's listener
+    const scan = state.lastScan
+    setImmediate(() => listener(scan))
   })
   return state
 }
@@ -349,7 +359,8 @@ async function main () {
   // 4. start the puppet, bounded in time
   log.info(`starting puppet ${PUPPET_NAME} (timeout ${START_TIMEOUT_S} s) ...`)
   try {
-    const how = await startPuppet(puppet, realStart, START_TIMEOUT_S, watcher, { needLogin: isMock })
+    const needLogin = (isMock || !!scenario) && process.env.XIAOAI_SCENARIO_LOGIN !== 'scan'
+    const how = await startPuppet(puppet, realStart, START_TIMEOUT_S, watcher, { needLogin })
     log.info(`puppet ${PUPPET_NAME} started (${how === 'login' ? 'logged in' : 'waiting for a QR scan'})`)
   } catch (e) {
     const hint = PUPPET_NAME === 'wechaty-puppet-wechat4u'

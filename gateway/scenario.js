@@ -29,6 +29,8 @@ export const ROOMS = [
   { id: 'other@chatroom', topic: '工作群', aliases: {} },
 ]
 
+export const WAIT_FOR_SCAN = process.env.XIAOAI_SCENARIO_LOGIN === 'scan'
+
 // a 1x1 PNG, the default picture for {"type": "image"} messages
 const TINY_PNG_BASE64
   = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=='
@@ -195,9 +197,10 @@ function castEnvironment (puppet) {
       }
     }
     if (!puppet.isLoggedIn) {
-      // exercise the gateway's QR code path, then log in at once
+      // exercise the gateway's QR code path, then log in at once (or, with XIAOAI_SCENARIO_LOGIN=scan,
+      // wait on the QR code until POST /login, as a real account waits for the phone)
       mocker.scan('https://login.weixin.qq.com/l/xiaoai-mock', PUPPET.types.ScanStatus.Waiting)
-      setImmediate(() => { if (!puppet.isLoggedIn) puppet.login(BOT_ID) })
+      if (!WAIT_FOR_SCAN) setImmediate(() => { if (!puppet.isLoggedIn) puppet.login(BOT_ID) })
     }
     return () => {}
   }
@@ -302,6 +305,14 @@ export async function createScenario ({ log, puppetOptions = {} }) {
         // simulate WeChat dropping the session
         await puppet.logout('scenario /logout')
         return { ok: true, loggedIn: puppet.isLoggedIn }
+      case 'POST /scan': {
+        // a new login QR code (or a scan status change) while logged out, as the phone app would cause
+        if (puppet.isLoggedIn) throw new HttpError(409, 'the bot is logged in; POST /logout first')
+        const { qrcode = `https://login.weixin.qq.com/l/xiaoai-mock-${puppet.nextId('qr')}`,
+          status = PUPPET.types.ScanStatus.Waiting } = await readJson(req)
+        mocker.scan(String(qrcode), Number(status))
+        return { ok: true, qrcode, status }
+      }
       case 'POST /login':
         if (!puppet.isLoggedIn) puppet.login(BOT_ID)
         return { ok: true, loggedIn: puppet.isLoggedIn }

@@ -25,7 +25,7 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
-from bot.channels.base import MessageHandler
+from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.transcript import Transcript
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, Reply
@@ -96,6 +96,8 @@ class PlaygroundChannel:
         self._serving = False
         self._stopping = False
         self._served = asyncio.Event()
+        self._started_at = time.time()
+        self._mounts: list[tuple[str, Any]] = []  # (path, ASGI app) served beside the page: the console
 
     # -- lifecycle ----------------------------------------------------------------------------
     def bind(self) -> str:
@@ -168,6 +170,17 @@ class PlaygroundChannel:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self.transcript.close)
+
+    def mount(self, path: str, app: Any) -> None:
+        """Serve another ASGI app under `path` on this page's server (call before `run`)."""
+        self._mounts.append((path, app))
+
+    def login_status(self) -> LoginStatus:
+        return LoginStatus(state="playground", since=self._started_at,
+                           reason="no WeChat: the local playground page is the only chat")
+
+    async def rooms(self) -> list[RoomInfo]:
+        return [RoomInfo(ROOM_ID, self.config.room_topic)]
 
     # -- sending ------------------------------------------------------------------------------
     async def find_room(self, topic: str) -> str | None:
@@ -364,6 +377,8 @@ class PlaygroundChannel:
                 raise HTTPException(404, "no such media file")
             return FileResponse(path)
 
+        for path, mounted in channel._mounts:
+            app.mount(path, mounted)
         return app
 
 

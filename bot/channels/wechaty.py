@@ -18,7 +18,7 @@ from loguru import logger
 
 # isort: off
 from bot import compat  # noqa: F401  (must precede the wechaty imports below)
-from bot.channels.base import MessageHandler
+from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 from bot.logs import ConnectionLog, redactor, route_stdlib_logging
@@ -60,7 +60,11 @@ class _Session(Wechaty):
         await self._channel._on_login(self, contact)
 
     async def on_logout(self, contact) -> None:  # noqa: ANN001
+        self._channel._account = None
         self._channel._set_state(State.CONNECTED, "logged out")
+
+    async def on_scan(self, qr_code: str, status, data=None) -> None:  # noqa: ANN001 - wechaty's types
+        self._channel._on_scan(qr_code, status)
 
     async def on_message(self, msg: Message) -> None:
         # wechaty awaits this inside its own listener task; run ours separately so errors are ours.
@@ -97,6 +101,8 @@ class WechatyChannel:
         self.state_changes: list[tuple[float, str, str]] = []
         self.log = ConnectionLog("wechaty", endpoint)
         redactor().add(token)
+        self._account: str | None = None
+        self._login_qr: tuple[str, str, float] | None = None  # (payload, status, when) while logged out
 
     @classmethod
     def from_config(cls, endpoint: str, token: str | None, config: WechatyConfig,
@@ -117,6 +123,20 @@ class WechatyChannel:
     @property
     def connected(self) -> bool:
         return self._state is State.SERVING
+
+    def login_status(self) -> LoginStatus:
+        since, _state, reason = self.state_changes[-1] if self.state_changes else (0.0, "", "")
+        qr = None if self.connected else self._login_qr
+        return LoginStatus(state=self._state.value, since=since, reason=reason, account=self._account,
+                           qr_code=qr[0] if qr else None, qr_status=qr[1] if qr else None,
+                           qr_at=qr[2] if qr else None)
+
+    def _on_scan(self, qr_code: str, status: object) -> None:
+        """The puppet's login QR code (or its scan progress): kept for the admin console."""
+        name = str(getattr(status, "name", status)).lower()
+        previous = self._login_qr[0] if self._login_qr else None
+        self._login_qr = (qr_code or previous or "", name, time.time())
+        logger.info("wechaty: login QR code {} (scan status {})", "updated" if qr_code else "unchanged", name)
 
     def _set_state(self, state: State, reason: str = "") -> None:
         if state is self._state:
@@ -171,6 +191,7 @@ class WechatyChannel:
         )
         session = _Session(self, options)
         self._session = session
+        self._login_qr = None  # a gateway still waiting on a code sends it again when the stream opens
         # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
         session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
         await session.init_puppet()
@@ -203,6 +224,7 @@ class WechatyChannel:
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
+        self._account = None
         if session is None:
             return
         with contextlib.suppress(Exception):
@@ -219,6 +241,7 @@ class WechatyChannel:
     # -- events -------------------------------------------------------------------------------
     async def _on_login(self, session: _Session, contact) -> None:  # noqa: ANN001
         self._self_name = contact.name
+        self._account, self._login_qr = f"{contact.name} ({contact.contact_id})", None
         self._set_state(State.SERVING, f"logged in as {contact.name} ({contact.contact_id})")
 
     async def _on_wechaty_message(self, session: _Session, msg: Message) -> None:
@@ -274,6 +297,21 @@ class WechatyChannel:
             if room.payload is not None and room.payload.topic == topic:
                 return room.room_id
         return None
+
+    async def rooms(self) -> list[RoomInfo]:
+        """Every room the account is in, with its topic ([] when not connected or the lookup fails)."""
+        session = self._session
+        if session is None or not self.connected:
+            return []
+        try:
+            found = await session.Room.find_all()
+            for room in found:
+                await room.ready()
+        except Exception as exc:  # noqa: BLE001 - the console shows "none" rather than an error page
+            logger.warning("wechaty: room list failed: {}", exc)
+            return []
+        return [RoomInfo(room.room_id, room.payload.topic if room.payload else room.room_id)
+                for room in found]
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> None:

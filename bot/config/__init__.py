@@ -17,6 +17,7 @@ from bot.config.sections import (
     BotConfig,
     ChatConfig,
     ChatSettings,
+    ConsoleConfig,
     EmbeddedClassifierConfig,
     GroupsConfig,
     HistoryConfig,
@@ -33,8 +34,10 @@ from bot.config.sections import (
 
 __all__ = [
     "INTENT_NAMES", "AlertsConfig", "AmapConfig", "AppConfig", "BotConfig", "ChatConfig", "ChatSettings",
-    "ConfigError", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "ImageConfig", "JobsConfig",
-    "LLMConfig", "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings", "QuotasConfig",
-    "RoomSettings", "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig", "VideoConfig",
-    "WechatyConfig", "chat_settings", "last_good_path", "load", "load_resilient", "parse", "remember_good",
+    "ConfigError", "ConsoleConfig", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig",
+    "ImageConfig",
+    "JobsConfig", "LLMConfig", "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings",
+    "QuotasConfig", "RoomSettings", "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig",
+    "VideoConfig", "WechatyConfig", "chat_settings", "last_good_path", "load", "load_resilient", "parse",
+    "remember_good",
 ]

@@ -18,6 +18,7 @@ from bot.config.sections import (
     BotConfig,
     ChatConfig,
     ChatSettings,
+    ConsoleConfig,
     GroupsConfig,
     HistoryConfig,
     LLMConfig,
@@ -48,6 +49,7 @@ class AppConfig(Section):
     amap: AmapConfig = AmapConfig()
     video: VideoConfig = VideoConfig()
     jobs: JobsConfig = JobsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     @field_validator("data_dir")
     @classmethod
@@ -67,6 +69,7 @@ class Secrets:
     openai_base_url: str | None
     puppet_endpoint: str | None
     puppet_token: str | None
+    admin_password: str | None = None  # the admin console's login
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
@@ -76,4 +79,5 @@ class Secrets:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             puppet_endpoint=env.get("WECHATY_PUPPET_SERVICE_ENDPOINT") or None,
             puppet_token=env.get("WECHATY_PUPPET_SERVICE_TOKEN") or None,
+            admin_password=env.get("XIAOAI_ADMIN_PASSWORD") or None,
         )

@@ -180,6 +180,15 @@ class PlaygroundConfig(Section):
         return value
 
 
+class ConsoleConfig(Section):
+    """The admin console (/admin): on the playground's server in playground mode, else its own. Its
+    password comes from env XIAOAI_ADMIN_PASSWORD; without one it only listens on a loopback address."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+
+
 class OfflineConfig(Section):
     """Working with no LLM key and no WeChat account."""
 

@@ -165,6 +165,13 @@ class JobStore:
         return [self._job(r) for r in self._rows(
             f"SELECT * FROM jobs WHERE state IN {PENDING_STATES} ORDER BY id")]
 
+    def finished_since(self, cutoff: float) -> list[Job]:
+        """Jobs finished at or after `cutoff`, newest first (the console's history)."""
+        return [self._job(r) for r in self._rows(
+            f"SELECT * FROM jobs WHERE state IN {FINISHED_STATES} AND finished_at >= ?"
+            " ORDER BY finished_at DESC",
+            (cutoff,))]
+
     def undelivered(self, now: float) -> tuple[list[Job], float | None]:
         """Finished, not yet posted jobs in finish order, and the earliest retry time among the rest."""
         rows = self._rows(

@@ -34,6 +34,7 @@ class FakeImages(LoopbackServer):
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.downloads = 0
+        self.released = threading.Event()  # mode "hold": answers wait for release() (a job that runs on)
         self._lock = threading.Lock()
         self.serve(self._handler_class())
 
@@ -48,6 +49,10 @@ class FakeImages(LoopbackServer):
             self.requests.clear()
             self.headers.clear()
             self.downloads = 0
+            self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
 
     def _handler_class(self) -> type[QuietHandler]:
         fake = self
@@ -67,6 +72,8 @@ class FakeImages(LoopbackServer):
                     fake.requests.append(request)
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                     mode = fake.mode
+                if mode == "hold":
+                    fake.released.wait(60)
                 if not self.path.rstrip("/").endswith("/images/generations"):
                     self.send_json(404, {"error": {"message": "not found"}})
                 elif mode == "refuse":

@@ -121,12 +121,16 @@ class NodePeer:
         env: dict[str, str] | None = None,
         start_timeout: float = 30.0,
         gateway_dir: Path = GATEWAY_DIR,
+        wait_for_scan: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.scenario_port = scenario_port or free_port()
         self._token = token or f"insecure_test_{os.urandom(8).hex()}"
         self.extra_env = dict(env or {})
+        self.wait_for_scan = wait_for_scan  # the mock shows a QR code and logs in only on login()
+        if wait_for_scan:
+            self.extra_env["XIAOAI_SCENARIO_LOGIN"] = "scan"
         self.start_timeout = start_timeout
         self.gateway_dir = gateway_dir
         self.workdir = Path(tempfile.mkdtemp(prefix="xiaoai-peer-"))
@@ -218,7 +222,7 @@ class NodePeer:
                     f"gateway exited with code {self.returncode} while starting:\n{self.logs()[-4000:]}"
                 )
             try:
-                if self.health().get("loggedIn"):
+                if self.health().get("loggedIn") or self.wait_for_scan:
                     return
             except httpx.TransportError:
                 pass
@@ -322,6 +326,10 @@ class NodePeer:
 
     def login(self) -> None:
         self._call("POST", "/login")
+
+    def scan(self, qrcode: str | None = None, status: int = 2) -> dict:
+        """Emit a login QR code (status 2 waiting, 3 scanned) while logged out; returns {qrcode, status}."""
+        return self._call("POST", "/scan", {"status": status, **({"qrcode": qrcode} if qrcode else {})})
 
     def wait_for_sent(
         self,

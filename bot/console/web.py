@@ -1,0 +1,284 @@
+"""The console's web app: one page (static/) and a JSON API under /admin/api, all behind the login.
+
+Routes and who may call them:
+    GET  /admin/, /admin/static/*           anyone (no data in them)
+    GET  /admin/api/session                 anyone: whether a login is needed; the CSRF token once in
+    POST /admin/api/login                   anyone, rate-limited by the lock-out
+    GET  /admin/api/{status,qr.svg,jobs,rooms,settings}      a session
+    POST /admin/api/{logout,jobs/N/cancel,rooms,settings}    a session and its CSRF token
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from bot.channels.base import LoginStatus, RoomInfo
+from bot.config import INTENT_NAMES, AppConfig, ConfigError
+from bot.console.auth import COOKIE, CSRF_HEADER, Auth, LockedOut, Session
+from bot.console.checks import Check
+from bot.console.forms import (
+    ROOM_QUOTAS,
+    SECRETS,
+    SETTINGS,
+    RoomForm,
+    current_value,
+    room_edit,
+    settings_edit,
+)
+
+if TYPE_CHECKING:
+    from bot.config_watch import ConfigWatcher
+    from bot.jobs import JobQueue
+
+FINISHED_WINDOW_S = 24 * 3600
+_STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
+
+
+@dataclass(frozen=True)
+class ConsoleDeps:
+    """What the console reads and changes, and nothing else."""
+
+    config: Callable[[], AppConfig]
+    login_status: Callable[[], LoginStatus]
+    rooms: Callable[[], Awaitable[list[RoomInfo]]]
+    jobs: JobQueue
+    watcher: ConfigWatcher
+    checks: Callable[[], Awaitable[list[Check]]]
+
+
+class LoginBody(BaseModel):
+    password: str = Field(max_length=1024)
+
+
+class RoomBody(BaseModel):
+    room_id: str = Field(min_length=1, max_length=200)
+    topic: str | None = Field(default=None, max_length=200)
+    allowed: bool
+    intents: list[str] | None = None
+    persona: str = Field(default="", max_length=4000)
+    quotas: dict[str, str] = Field(default_factory=dict)
+
+
+class SettingsBody(BaseModel):
+    values: dict[str, str | None]
+
+
+def qr_svg(payload: str) -> str:
+    """The login QR code as an SVG (the `qrcode` package; no image library needed)."""
+    import qrcode
+    import qrcode.image.svg
+
+    image = qrcode.make(payload, image_factory=qrcode.image.svg.SvgPathFillImage, box_size=12, border=2)
+    return image.to_string(encoding="unicode")
+
+
+def phase(status: LoginStatus) -> tuple[str, str]:
+    """(key, words) for the connection line: down / connecting / waiting for scan / serving."""
+    if status.state == "serving":
+        return "serving", "serving"
+    if status.state == "playground":
+        return "playground", "no WeChat: this is the local playground"
+    if status.state == "connected":
+        if status.reason == "logged out":
+            return "logged_out", "logged out, scan again"
+        if status.qr_status == "scanned":
+            return "waiting_for_scan", "scanned: confirm the login on the phone"
+        if status.qr_code:
+            return "waiting_for_scan", "waiting for scan"
+        return "connecting", "connected to the gateway, waiting for the login"
+    if status.state == "connecting":
+        return "connecting", "connecting"
+    return "down", f"down ({status.reason})" if status.reason else "down"
+
+
+def _job_row(jobs: JobQueue, job: Any, topics: dict[str, str]) -> dict[str, Any]:
+    request = job.request
+    room = request.chat.chat_id
+    return {"id": job.id, "kind": request.kind, "label": jobs.label(request.kind),
+            "asker": request.asker_name,
+            "asker_id": request.asker_id, "room": room, "room_topic": topics.get(room, ""),
+            "is_room": request.chat.is_room,
+            "state": job.state.value, "state_text": job.state.text, "step": job.step, "steps": job.steps,
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+            "error": job.error}
+
+
+def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
+    """The console as an ASGI app; mount it at /admin (its cookie and page links say /admin)."""
+    static = resources.files("bot.console") / "static"
+    app = FastAPI(title="小爱 console", docs_url=None, redoc_url=None, openapi_url=None)
+
+    topics: dict[str, str] = {}
+    topics_read = [0.0]
+
+    async def room_topics() -> dict[str, str]:
+        """Room id -> topic for the queue page (the channel's list, read at most once a minute)."""
+        if time.monotonic() - topics_read[0] > 60:
+            topics_read[0] = time.monotonic()
+            topics.update({room.room_id: room.topic for room in await deps.rooms()})
+        return topics
+
+    def session_of(request: Request) -> Session:
+        session = auth.session(request.cookies.get(COOKIE))
+        if session is None:
+            raise HTTPException(401, "log in first")
+        return session
+
+    def changing(request: Request, session: Session = Depends(session_of)) -> Session:  # noqa: B008
+        if not auth.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+        return session
+
+    def set_cookie(response: Response, session: Session) -> None:
+        response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict", path="/admin")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"),
+                            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+    @app.get("/static/{name}")
+    async def static_file(name: str) -> Response:
+        if name not in _STATIC:
+            raise HTTPException(404)
+        return Response((static / name).read_text(encoding="utf-8"), media_type=_STATIC[name])
+
+    @app.get("/api/session")
+    async def session_info(request: Request, response: Response) -> dict[str, Any]:
+        session = auth.session(request.cookies.get(COOKIE))
+        if session is None and not auth.required:
+            session = auth.open_session()
+            set_cookie(response, session)
+        return {"password_required": auth.required, "authenticated": session is not None,
+                "csrf": session.csrf if session else None, "bot": deps.config().bot.name}
+
+    @app.post("/api/login")
+    async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+        client = request.client.host if request.client else "?"
+        try:
+            session = await asyncio.to_thread(auth.login, body.password, client)
+        except LockedOut as exc:
+            raise HTTPException(429, str(exc)) from None
+        if session is None:
+            raise HTTPException(401, "wrong password")
+        set_cookie(response, session)
+        return {"authenticated": True, "csrf": session.csrf}
+
+    @app.post("/api/logout")
+    async def logout(response: Response, session: Session = Depends(changing)) -> dict[str, Any]:  # noqa: B008
+        auth.logout(session.token)
+        response.delete_cookie(COOKIE, path="/admin")
+        return {"authenticated": False}
+
+    @app.get("/api/status", dependencies=[Depends(session_of)])
+    async def status() -> dict[str, Any]:
+        login_status = deps.login_status()
+        checks = await deps.checks()
+        watcher = deps.watcher
+        key, words = phase(login_status)
+        connection = {**login_status.__dict__, "has_qr": bool(login_status.qr_code), "phase": key,
+                      "text": words}
+        connection.pop("qr_code")  # the image route serves it; the payload is a login credential
+        return {"connection": connection,
+                "checks": [c.as_dict() for c in checks], "now": time.time(),
+                "config": {"path": str(watcher.path) if watcher.path else None, "reloads": watcher.reloads}}
+
+    @app.get("/api/qr.svg", dependencies=[Depends(session_of)])
+    async def qr_image() -> Response:
+        payload = deps.login_status().qr_code
+        if not payload:
+            raise HTTPException(404, "no login QR code right now")
+        return Response(qr_svg(payload), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/jobs", dependencies=[Depends(session_of)])
+    async def jobs() -> dict[str, Any]:
+        queue = deps.jobs
+        pending = await asyncio.to_thread(queue.list)
+        finished = await asyncio.to_thread(queue.store.finished_since, time.time() - FINISHED_WINDOW_S)
+        names = await room_topics()
+        return {"pending": [_job_row(queue, j, names) for j in pending],
+                "finished": [_job_row(queue, j, names) for j in finished]}
+
+    @app.post("/api/jobs/{job_id}/cancel", dependencies=[Depends(changing)])
+    async def cancel(job_id: int) -> dict[str, Any]:
+        job = await deps.jobs.cancel(job_id)
+        if job is None:
+            raise HTTPException(404, f"no waiting or running job #{job_id}")
+        return {"cancelled": job_id}
+
+    @app.get("/api/rooms", dependencies=[Depends(session_of)])
+    async def rooms() -> dict[str, Any]:
+        config = deps.config()
+        groups = config.groups
+        found = {room.room_id: room.topic for room in await deps.rooms()}
+        for key in groups.rooms:  # configured rooms the account is not in (or not yet seen)
+            if key not in found and key not in found.values():
+                found[key] = key
+        rows = []
+        for room_id, topic in found.items():
+            key, entry = groups.room_entry(room_id, topic)
+            rows.append({
+                "room_id": room_id, "topic": topic, "key": key, "allowed": groups.allows(room_id, topic),
+                "intents": list(entry.intents) if entry and entry.intents is not None else None,
+                "persona": (entry.persona or "") if entry else "",
+                "quotas": {k: getattr(entry.quotas, k) for k in entry.quotas.model_fields_set}
+                if entry and entry.quotas else {},
+            })
+        return {"rooms": rows, "intents": list(INTENT_NAMES), "quota_keys": list(ROOM_QUOTAS),
+                "writable": deps.watcher.path is not None}
+
+    @app.post("/api/rooms", dependencies=[Depends(changing)])
+    async def save_room(body: RoomBody) -> dict[str, Any]:
+        form = RoomForm(body.room_id, body.topic, body.allowed,
+                        None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
+        key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
+        config = await _update(room_edit, form, key)
+        applied = config.for_chat(_chat(body.room_id), body.topic)
+        return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
+                "intents": sorted(applied.intents) if applied.intents is not None else None}
+
+    @app.get("/api/settings", dependencies=[Depends(session_of)])
+    async def settings() -> dict[str, Any]:
+        import os
+
+        config = deps.config()
+        return {"fields": [{"path": f.path, "label": f.label, "kind": f.kind, "choices": list(f.choices),
+                            "hint": f.hint, "value": _shown(f.kind, current_value(config, f.path))}
+                           for f in SETTINGS],
+                "secrets": [{"env": env, "what": what, "set": bool(os.environ.get(env))}
+                            for env, what in SECRETS],
+                "writable": deps.watcher.path is not None}
+
+    @app.post("/api/settings", dependencies=[Depends(changing)])
+    async def save_settings(body: SettingsBody) -> dict[str, Any]:
+        await _update(settings_edit, body.values)
+        return {"saved": True}
+
+    async def _update(make_edit: Callable[..., Any], *args: Any) -> AppConfig:
+        """Validated, comment-keeping write; the validator's message as a 422 when refused."""
+        try:
+            return await deps.watcher.update(make_edit(*args))
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    return app
+
+
+def _shown(kind: str, value: str | None) -> str | None:
+    """A number field's null ("no limit") is written out, so an empty box only ever means "default"."""
+    return "null" if kind == "number" and value is None else value
+
+
+def _chat(room_id: str) -> Any:
+    from bot.messages import ChatRef
+
+    return ChatRef(room_id, is_room=True)
