@@ -19,7 +19,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/xiaoai run $(if $(CONFIG),--config $(CONFIG),)
 
-# Debian's Chromium + ChromeDriver for the playground's browser test (issue 7). Where they can't be
+# Debian's Chromium + ChromeDriver for the playground's browser test. Where they can't be
 # installed (no apt, not root) the test is skipped, except under CI=true where it fails.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

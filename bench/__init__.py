@@ -1,1 +1,1 @@
-"""Benchmarks for the generators (issue 8): `xiaoai bench video` and `xiaoai bench mp4`."""
+"""Benchmarks behind BENCHMARKS.md: `xiaoai bench video|image|mp4|queue` and the GPU matrix script."""

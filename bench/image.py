@@ -11,14 +11,14 @@ The row without settings is the anchor the others are compared with (PSNR of the
 from __future__ import annotations
 
 import gc
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
-from bench.video import GIB, environment, markdown_table, parse_row
+from bench.report import GIB, emit, environment, print_table
+from bench.video import parse_row
 
 PROMPT = "a shiba inu in the snow, golden hour, detailed fur"
 PRESETS: dict[str, str] = {
@@ -145,12 +145,7 @@ def run(rows: list[str], folder: Path, steps: int | None, height: int, width: in
     results = []
     for text in rows:
         row = run_row(text, folder, steps, height, width, refs, env)
-        print(json.dumps(row, ensure_ascii=False), flush=True)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            with (out / "image.jsonl").open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        emit(row, out, "image.jsonl")
         results.append(row)
-    table = markdown_table(results)
-    print(f"\n{env['card']} | torch {env['torch']} | diffusers {env['diffusers']}\n\n{table}", flush=True)
+    print_table(results, env)
     return results

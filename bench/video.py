@@ -16,7 +16,6 @@ import contextlib
 import gc
 import json
 import math
-import platform
 import statistics
 import time
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
+from bench.report import GIB, emit, environment, print_table, round_value
 
-GIB = 1024**3
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
 # name -> settings; a row is "NAME" or "NAME:key=value,key=value" (known names add their settings)
@@ -146,22 +145,6 @@ class References:
 
             self.folder.mkdir(parents=True, exist_ok=True)
             np.savez(self.folder / f"reference-{key}.npz", latents=latents, frames=frames)
-
-
-def environment() -> dict[str, Any]:
-    """The card and the software versions, stamped on every row."""
-    import diffusers
-    import torch
-
-    info: dict[str, Any] = {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                            "python": platform.python_version()}
-    if torch.cuda.is_available():
-        info["card"] = torch.cuda.get_device_name(0)
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
-        info["gpu_gib"] = round(torch.cuda.get_device_properties(0).total_memory / GIB, 1)
-    else:
-        info["card"] = f"CPU ({platform.processor() or platform.machine()})"
-    return info
 
 
 def build_model(variant: str, size: str, folder: Path, text_layers: int | None) -> Path:
@@ -331,8 +314,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             refs.put(limits.variant, spec.steps, marks["latents"], result.frames)
             reference = refs.get(limits.variant, spec.steps)
         if reference is not None:
-            row["psnr_db"] = _round(psnr(reference[1], result.frames))
-            row["latent_rel_err"] = _round(relative_error(reference[0], marks["latents"]), 6)
+            row["psnr_db"] = round_value(psnr(reference[1], result.frames))
+            row["latent_rel_err"] = round_value(relative_error(reference[0], marks["latents"]), 6)
         if vae_variants and new_reference:
             from bench.vae import run_vae_variants
 
@@ -352,49 +335,6 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     return [row, *extra_rows]
 
 
-def _round(value: float, digits: int = 2) -> float | str:
-    return "inf" if math.isinf(value) else round(value, digits)
-
-
-COLUMNS = [("row", "row"), ("settings", "settings"), ("s_per_step", "s/step"),
-           ("denoise_s", "denoise (s)"),
-           ("est_denoise_50_s", "50 steps (s)"), ("vae_decode_s", "VAE decode (s)"),
-           ("est_total_50_s", "50 steps + decode (s)"), ("peak_denoise_gib", "peak denoise GiB"),
-           ("peak_decode_gib", "peak decode GiB"), ("decode_work_gib", "decode work GiB"),
-           ("peak_gib", "peak GiB"), ("first_decode_s", "first decode (s)"),
-           ("warmup_s", "warm-up (s)"), ("warmup_run_s", "warm-up run (s)"),
-           ("psnr_db", "PSNR dB"), ("latent_rel_err", "latent rel. err"),
-           ("speedup", "vs plain")]
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """One markdown table; a speed-up column against the plain row of the same model and steps."""
-    anchors: dict[tuple[Any, Any], float] = {}
-    for r in rows:  # the first plain row per (model, steps) is the anchor
-        if r.get("row") == "plain" and r.get("s_per_step"):
-            anchors.setdefault((r.get("model"), r.get("steps")), r["s_per_step"])
-    used = [c for c in COLUMNS if any(c[0] in r for r in rows) or c[0] == "speedup"]
-    lines = ["| " + " | ".join(h for _, h in used) + " |", "|" + "---|" * len(used)]
-    for r in rows:
-        anchor = anchors.get((r.get("model"), r.get("steps")))
-        cells = []
-        for key, _ in used:
-            if key == "speedup":
-                value = f"{anchor / r['s_per_step']:.2f}x" if anchor and r.get("s_per_step") else ""
-            elif key == "settings":
-                settings = dict(r.get("settings") or {})
-                if r.get("cap_gib"):
-                    settings["cap_gib"] = r["cap_gib"]
-                value = ", ".join(f"{k}={v}" for k, v in settings.items()) or "(defaults)"
-            else:
-                value = r.get(key, "")
-            cells.append(str(value if value is not None else ""))
-        if "error" in r:
-            cells[-1] = f"error: {r['error'][:120]}"
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run(rows: list[RowSpec], folder: Path, out: Path | None, refs: References,
         vae_variants: tuple[str, ...] = (), budget_s: float | None = None) -> list[dict[str, Any]]:
     """Run every row in order (skipping those past `budget_s`), printing a JSON line per row and the
@@ -408,14 +348,9 @@ def run(rows: list[RowSpec], folder: Path, out: Path | None, refs: References,
         else:
             produced = run_row(spec, folder, refs, env, vae_variants)
         for row in produced:
-            print(json.dumps(row, ensure_ascii=False), flush=True)
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-                with (out / "video.jsonl").open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            emit(row, out, "video.jsonl")
         results.extend(produced)
-    table = markdown_table(results)
-    print(f"\n{env['card']} | torch {env['torch']} | diffusers {env['diffusers']}\n\n{table}", flush=True)
+    table = print_table(results, env)
     if out is not None:
         with (out / "video.md").open("a", encoding="utf-8") as handle:
             handle.write(f"\n{env['card']}, torch {env['torch']}, diffusers {env['diffusers']}\n\n{table}\n")

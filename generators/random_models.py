@@ -16,7 +16,7 @@ import gc
 import json
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Variant = Literal["2b", "5b"]
 
@@ -160,11 +160,9 @@ def build_flux_folder(path: Path | str, variant: Literal["schnell", "dev"] = "sc
     import torch
     from diffusers import (
         AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        FluxPipeline,
         FluxTransformer2DModel,
     )
-    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -188,20 +186,8 @@ def build_flux_folder(path: Path | str, variant: Literal["schnell", "dev"] = "sc
         patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
         guidance_embeds=variant == "dev", axes_dims_rope=(4, 6, 6))
-    if variant == "dev":
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
-                                                    max_shift=1.15, base_image_seq_len=256,
-                                                    max_image_seq_len=4096)
-    else:
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
-    pipe = FluxPipeline(
-        scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(),
-        text_encoder_2=text_encoder_2.eval(),
-        tokenizer=AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True),
-        tokenizer_2=AutoTokenizer.from_pretrained(str(path / "tokenizer_2"), local_files_only=True),
-        transformer=transformer.eval())
-    pipe.save_pretrained(str(path))
-    del pipe, text_encoder, text_encoder_2, vae, transformer
+    _save_flux(path, variant, text_encoder, text_encoder_2, vae, transformer)
+    del text_encoder, text_encoder_2, vae, transformer
     gc.collect()
     return path
 
@@ -209,8 +195,8 @@ def build_flux_folder(path: Path | str, variant: Literal["schnell", "dev"] = "sc
 def _build_full_flux_folder(path: Path, variant: str, seed: int, device: str, text_layers: int) -> Path:
     """FLUX.1 at the released shapes with random weights (benchmarks only)."""
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     path.mkdir(parents=True, exist_ok=True)
     build_clip_tokenizer(path / "tokenizer")
@@ -235,21 +221,29 @@ def _build_full_flux_folder(path: Path, variant: str, seed: int, device: str, te
             transformer = FluxTransformer2DModel(guidance_embeds=variant == "dev")
     finally:
         torch.set_default_dtype(previous)
+    _save_flux(path, variant, text_encoder, text_encoder_2, vae, transformer)
+    del text_encoder, text_encoder_2, vae, transformer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return path
+
+
+def _save_flux(path: Path, variant: str, text_encoder: Any, text_encoder_2: Any, vae: Any,
+               transformer: Any) -> None:
+    """Assemble a FLUX pipeline with the variant's scheduler and the saved tokenizers, and save it."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import AutoTokenizer
+
     if variant == "dev":
         scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                                     max_shift=1.15, base_image_seq_len=256,
                                                     max_image_seq_len=4096)
     else:
         scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
-    pipe = FluxPipeline(
+    FluxPipeline(
         scheduler=scheduler, vae=vae.eval(), text_encoder=text_encoder.eval(),
         text_encoder_2=text_encoder_2.eval(),
         tokenizer=AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True),
         tokenizer_2=AutoTokenizer.from_pretrained(str(path / "tokenizer_2"), local_files_only=True),
-        transformer=transformer.eval())
-    pipe.save_pretrained(str(path))
-    del pipe, text_encoder, text_encoder_2, vae, transformer
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return path
+        transformer=transformer.eval()).save_pretrained(str(path))

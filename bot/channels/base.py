@@ -6,7 +6,6 @@ channel turns into its own calls. This keeps WeChat specifics in `bot/channels/w
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -61,20 +60,3 @@ class Channel(Protocol):
     def login_status(self) -> LoginStatus: ...
 
     async def stop(self) -> None: ...
-
-
-_SEPARATORS = "\u2005\u0020\u00a0"
-
-
-def strip_mention(text: str, names: list[str]) -> tuple[bool, str]:
-    """Find a typed/pasted `@<name>` (followed by U+2005, a space or the end) and remove it.
-
-    Returns (found, text without it). Used for messages that carry no mention id, which is how pasted
-    or typed @-mentions arrive from real WeChat clients.
-    """
-    found = False
-    for name in sorted({n for n in names if n}, key=len, reverse=True):
-        pattern = re.compile(rf"@{re.escape(name)}(?:[{_SEPARATORS}]+|$)")
-        text, count = pattern.subn(" ", text)
-        found = found or count > 0
-    return found, text.strip()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bench.fidelity import psnr, relative_error
-from bench.video import References, RowSpec, markdown_table, parse_row
+from bench.report import markdown_table
+from bench.video import References, RowSpec, parse_row
 from bot.__main__ import main
 from bot.config import VideoConfig
 from generators.cogvideox import CogVideoXGenerator, VideoRequest
