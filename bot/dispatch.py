@@ -120,7 +120,7 @@ class LastTurns:
         return resolve_follow_up(msg.text, turn)
 
     def remember(self, ctx: Context, intent: Intent, follow_up: FollowUp | None) -> None:
-        if intent is Intent.CHAT:
+        if intent is Intent.CHAT or ctx.llm.configured:  # with an LLM, the history carries the last turn
             return
         slots = dict(ctx.slots_used) or None
         turn = PreviousTurn.from_request(intent, ctx.message.text, slots)
