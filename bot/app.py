@@ -153,7 +153,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         JobStore(config.data_dir / "jobs.sqlite3"),
         backends,
         media_dir=config.data_dir / "media",
-        outbox=Outbox(sender.send, is_connected=lambda: channel.connected),
+        outbox=Outbox(sender.send, is_connected=lambda: channel.connected, tell_admins=notices.tell),
         timezone=lambda: live.current.schedules.timezone,
     )
     video_kind = VideoKind(lambda: live.current.video)
@@ -206,6 +206,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     dispatcher = Dispatcher(
         config=live, gates=gates, classify_llm=classify, classify_embedded=embedded, handlers=REGISTRY,
         reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=FollowUps(),
+        notify_admins=notices.tell,
     )
     services: list[tuple[str, Service]] = [
         ("jobs", jobs),

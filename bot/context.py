@@ -34,6 +34,8 @@ class Context:
     amap: AmapClient
     followups: FollowUps
     say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
+    # a private note with the exact fix to the admins, once per `key` (what the group hears stays plain)
+    notify_admins: Callable[..., Awaitable[int]]
     pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
     slots_used: dict[str, str] = field(default_factory=dict)  # what an AMap handler answered with
 

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
     from services.amap import AmapClient
 
 LLM_DOWN_REPLY = "抱歉，我的大脑（语言模型）暂时连不上，稍后再@我试试吧🙏"
-NO_LLM_REPLY = ("闲聊问答和提示词润色要用大模型，这里还没配置（管理员设置 OPENAI_API_KEY 就行）。"
+NO_LLM_REPLY = ("闲聊问答要用大模型，这里还没接上，我已经告诉管理员了。"
                 "查天气、问路线、找地方、画图、做视频，照样可以@我～")
+NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置大模型：设置环境变量 OPENAI_API_KEY（本地模型用 OPENAI_BASE_URL，"
+              "如 Ollama 的 http://localhost:11434/v1，再在配置里写 llm.model）后重启小爱。")
+NotifyAdmins = Callable[..., Awaitable[int]]
 APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
 INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"
 
@@ -144,8 +147,10 @@ class Dispatcher:
         jobs: JobQueue,
         amap: Callable[[AmapConfig], AmapClient],
         followups: FollowUps,
+        notify_admins: NotifyAdmins,
     ) -> None:
         self._config = config
+        self._notify_admins = notify_admins
         self.gates = list(gates)
         self.classify_llm = classify_llm
         self.classify_embedded = classify_embedded
@@ -185,6 +190,7 @@ class Dispatcher:
             message=msg, settings=settings, config=config, history=history,
             transcript=transcript(msg, history), llm=self._llm(), jobs=self._jobs,
             amap=self._amap(config.amap), followups=self.followups, say=say,
+            notify_admins=self._notify_admins,
         )
 
     async def handle(self, ctx: Context) -> Reply | None:
@@ -206,13 +212,26 @@ class Dispatcher:
                 self.turns.remember(ctx, intent, follow_up)
             return reply
         except UserInputError as exc:
+            if exc.admin_detail:
+                await self.tell_admins(ctx, exc.admin_detail, exc.problem)
             return Reply(str(exc))
         except LLMUnavailable as exc:
             logger.warning("message {}: LLM unavailable: {}", ctx.message.id, exc)
-            return Reply(LLM_DOWN_REPLY if ctx.llm.configured else NO_LLM_REPLY)
+            if ctx.llm.configured:
+                return Reply(LLM_DOWN_REPLY)
+            await self.tell_admins(ctx, NO_LLM_FIX, "llm:not-configured")
+            return Reply(NO_LLM_REPLY)
         except Exception:  # noqa: BLE001 - the one place unexpected errors end up
             logger.exception("message {}: handler failed", ctx.message.id)
             return Reply(APOLOGY_REPLY)
+
+    async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> None:
+        """The other audience of a problem the group was told about in plain words."""
+        logger.error("message {}: {}", ctx.message.id, detail)
+        try:
+            await ctx.notify_admins(detail, key=problem)
+        except Exception:  # noqa: BLE001 - the asker's reply must still go out
+            logger.exception("message {}: telling the admins failed", ctx.message.id)
 
     async def classify(self, ctx: Context) -> Intent:
         """The LLM when one is configured and answers; the embedded classifier otherwise.

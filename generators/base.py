@@ -21,7 +21,26 @@ ShouldStop = Callable[[], bool]
 
 
 class GeneratorError(Exception):
-    """A failure with a message fit for the asker (bad parameters, model missing, out of memory)."""
+    """A failure with a message fit for the asker (bad parameters, model missing, out of memory).
+
+    `str()` is the short, plain sentence the group reads. A failure only the admin can fix also carries
+    `admin_detail` (the exact fix: paths, settings, the library's own error) and `problem`, the key that
+    tells the admins about it once rather than on every request."""
+
+    def __init__(self, message: str, *, admin_detail: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.admin_detail = admin_detail
+        self.problem = problem or (message if admin_detail else None)
+
+
+def not_ready(what: str, detail: str, problem: str) -> GeneratorError:
+    """A feature the admin has to set up or repair: the group hears it is being handled."""
+    return GeneratorError(f"{what}功能还没准备好，我已经告诉管理员了。", admin_detail=detail, problem=problem)
+
+
+def went_wrong(detail: str, problem: str) -> GeneratorError:
+    """An internal failure: the group gets an apology, the admin and the log the cause."""
+    return GeneratorError("出了点意外，可以稍后再试一次", admin_detail=detail, problem=problem)
 
 
 class ModelNotFound(GeneratorError):
@@ -55,7 +74,8 @@ class RequestData:
     def from_dict(cls, data: dict[str, Any]) -> Self:
         unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
         if unknown:
-            raise GeneratorError(f"unknown {cls.what} request fields: {', '.join(sorted(unknown))}")
+            raise went_wrong(f"unknown {cls.what} request fields: {', '.join(sorted(unknown))} "
+                             "(a job from another version?)", f"{cls.what}:request-fields")
         return cls(**data)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from loguru import logger
 
-from generators.base import GeneratorError
+from generators.base import went_wrong
 
 FP8_MAX = 448.0  # largest finite float8 e4m3 value
 Kernel = Callable[[Any, Any, Any], Any]  # (q, k, v) in (B, S, H, D) -> (B, S, H, D)
@@ -138,7 +138,8 @@ class FA3CogVideoXAttnProcessor:
         import torch
 
         if attention_mask is not None:
-            raise GeneratorError("FlashAttention-3 does not take an attention mask")
+            raise went_wrong("FlashAttention-3 does not take an attention mask; set video.speed.attention: "
+                             "default", "attention:fa3-mask")
         text_seq_length = encoder_hidden_states.size(1)
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
         if getattr(attn, "fused_projections", False) and hasattr(attn, "to_qkv"):

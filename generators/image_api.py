@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from generators.base import GenerationCancelled, Generator, GeneratorError, ShouldStop, StepCallback
+from generators.base import (
+    GenerationCancelled,
+    Generator,
+    GeneratorError,
+    ShouldStop,
+    StepCallback,
+    not_ready,
+)
 from generators.flux import ImageRequest, ImageResult, validate_request
 
 if TYPE_CHECKING:
@@ -55,8 +62,8 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
     def check_inputs(self, request: ImageRequest) -> None:
         validate_request(request, self.config.sampling.max_steps)
         if not self._api_key:
-            raise GeneratorError("图片服务还没有配置密钥，请管理员设置环境变量 XIAOAI_IMAGE_API_KEY"
-                                 "（或 OPENAI_API_KEY）。")
+            raise not_ready("画图", "图片服务还没有配置密钥：请设置环境变量 XIAOAI_IMAGE_API_KEY"
+                            "（或 OPENAI_API_KEY）后重启小爱。", "image-api:no-key")
 
     @property
     def loaded(self) -> bool:
@@ -91,9 +98,13 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
             if is_refusal(exc):
                 logger.info("image api refused the prompt: {}", _error_text(exc))
                 raise GeneratorError(REFUSED_REPLY) from exc
-            raise GeneratorError(f"图片服务不接受这个请求：{_error_text(exc)[:120]}") from exc
+            raise GeneratorError("图片服务不接受这个请求，换个说法试试吧。",
+                                 admin_detail=f"图片服务拒绝了请求（HTTP 400）：{_error_text(exc)[:300]}",
+                                 problem="image-api:bad-request") from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise GeneratorError("图片服务的密钥不对或没有权限，请管理员检查 XIAOAI_IMAGE_API_KEY。") from exc
+            raise not_ready("画图", f"图片服务拒绝了密钥（HTTP {exc.status_code}）：请检查环境变量 "
+                            f"XIAOAI_IMAGE_API_KEY 和 image.api.model。{_error_text(exc)[:200]}",
+                            "image-api:key-rejected") from exc
         except openai.RateLimitError as exc:
             raise GeneratorError("图片服务现在太忙（或额度用完了），稍后再试吧。") from exc
         except openai.APITimeoutError as exc:
@@ -148,4 +159,5 @@ class ImageApiGenerator(Generator[ImageRequest, ImageResult]):
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise GeneratorError(f"从图片服务取图失败：{type(exc).__name__}") from exc
+            raise GeneratorError("从图片服务取图失败了，稍后再试吧。", admin_detail=f"下载图片失败: {exc!r}",
+                                 problem="image-api:download") from exc

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
 
-from generators.base import GeneratorError, ModelNotFound
+from generators.base import GeneratorError, ModelNotFound, went_wrong
 
 if TYPE_CHECKING:
     import torch
@@ -116,8 +116,8 @@ def find_model(explicit: Path | None, sources: Sequence[ModelSource],
         if is_pipeline_folder(folder):
             return folder
         why = "does not exist" if not folder.exists() else "has no model_index.json (not a diffusers folder)"
-        what = "视频" if setting.startswith("video.") else "图片" if setting.startswith("image.") else ""
-        raise ModelNotFound(f"{what}模型文件夹 {folder} {why}。请检查配置 {setting}。")
+        detail = f"模型文件夹 {folder} {why}。请检查配置 {setting}。"
+        raise ModelNotFound(_feature(setting), admin_detail=detail, problem=f"model-missing:{setting}")
     looked: list[str] = []
     for source in sources:
         for repo_id in source.modelscope_ids:
@@ -134,9 +134,18 @@ def find_model(explicit: Path | None, sources: Sequence[ModelSource],
     names = ", ".join(s.label for s in sources)
     first = sources[0].modelscope_ids[0] if sources and sources[0].modelscope_ids else "..."
     raise ModelNotFound(
-        f"没有找到模型 {names}（不会自动下载）。请先运行 `modelscope download --model {first}`，"
-        f"或在配置里设置 {setting}。\n找过的位置: " + "; ".join(looked)
+        _feature(setting),
+        admin_detail=(f"没有找到模型 {names}（不会自动下载）。请先运行 "
+                      f"`modelscope download --model {first}`，或在配置里设置 {setting}。\n找过的位置: "
+                      + "; ".join(looked)),
+        problem=f"model-missing:{setting}",
     )
+
+
+def _feature(setting: str) -> str:
+    """What the group reads when the model behind `setting` is missing or broken."""
+    what = "视频" if setting.startswith("video.") else "画图" if setting.startswith("image.") else "这个"
+    return f"{what}功能还没准备好，我已经告诉管理员了。"
 
 
 def read_component_config(folder: Path, component: str) -> dict[str, Any]:
@@ -145,7 +154,9 @@ def read_component_config(folder: Path, component: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GeneratorError(f"模型文件夹不完整: 读不了 {path} ({exc})") from exc
+        raise GeneratorError("模型文件不完整，暂时做不了，我已经告诉管理员了。",
+                             admin_detail=f"模型文件夹不完整: 读不了 {path} ({exc})",
+                             problem=f"model-broken:{folder}") from exc
 
 
 # -- device, dtype, memory ---------------------------------------------------------------------
@@ -187,7 +198,7 @@ def apply_memory_mode(pipe: Any, mode: str, vae_tiling: bool, vae_slicing: bool)
     elif mode == "group_offload":
         apply_group_offload(pipe)
     elif mode != "cpu":
-        raise GeneratorError(f"unknown memory_mode {mode!r}")
+        raise went_wrong(f"unknown memory_mode {mode!r}", f"memory-mode:{mode}")
     vae = getattr(pipe, "vae", None)
     if vae is not None:
         if vae_tiling and hasattr(vae, "enable_tiling"):
@@ -222,7 +233,8 @@ def _torchao_config(kind: Quantization, dtype: torch.dtype | None = None) -> Any
         if capability is None or capability < FP8_MIN_CAPABILITY:
             have = f"compute capability {capability[0]}.{capability[1]}" if capability else "no CUDA GPU"
             raise GeneratorError(
-                "quantization=fp8_dynamic needs an NVIDIA GPU with compute capability >= 8.9 "
+                "这台机器的显卡做不了这种加速，我已经告诉管理员了。", problem="quantization:fp8",
+                admin_detail="quantization=fp8_dynamic needs an NVIDIA GPU with compute capability >= 8.9 "
                 f"(H100, L40, RTX 40xx); this machine has {have}. Use int8_weight_only or none."
             )
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
@@ -232,7 +244,7 @@ def _torchao_config(kind: Quantization, dtype: torch.dtype | None = None) -> Any
         # off: at video sizes it made torch.compile run for minutes (BENCHMARKS.md)
         granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
         return Float8DynamicActivationFloat8WeightConfig(granularity=granularity, set_inductor_config=False)
-    raise GeneratorError(f"unknown quantization {kind!r}")
+    raise went_wrong(f"unknown quantization {kind!r}", f"quantization:{kind}")
 
 
 def quantization_config(kind: Quantization, components: Mapping[str, ComponentLibrary],
@@ -271,7 +283,19 @@ def load_pipeline(pipeline_cls: type, folder: Path, dtype: torch.dtype, quantiza
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             return pipeline_cls.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise GeneratorError(f"模型文件夹 {folder} 加载失败: {exc}") from exc
+        raise broken_model(folder, exc) from exc
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # a truncated or corrupt weights file
+            raise
+        raise broken_model(folder, exc) from exc
+
+
+def broken_model(folder: Path, exc: BaseException) -> GeneratorError:
+    """Weights that exist but do not load (truncated download, corrupt file): the fix is the admin's."""
+    return GeneratorError("模型文件坏了，暂时做不了，我已经告诉管理员了。",
+                          admin_detail=(f"模型文件夹 {folder} 加载失败（文件不完整或损坏？请重新下载）: "
+                                        f"{type(exc).__name__}: {exc}"),
+                          problem=f"model-broken:{folder}")
 
 
 # -- reporting ---------------------------------------------------------------------------------

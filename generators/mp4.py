@@ -20,7 +20,7 @@ from typing import Any
 
 from loguru import logger
 
-from generators.base import GeneratorError
+from generators.base import GeneratorError, went_wrong
 from generators.storage import StorageFull, is_no_space
 
 DEFAULT_BITRATE_KBPS = 2000
@@ -44,14 +44,14 @@ def _as_uint8_frames(frames: Any) -> Any:
         frames = [np.asarray(frame.convert("RGB")) for frame in frames]  # PIL images
     array = np.asarray(frames)
     if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
-        raise GeneratorError(f"expected frames shaped (T, H, W, 3), got {array.shape}")
+        raise went_wrong(f"mp4: expected frames shaped (T, H, W, 3), got {array.shape}", "mp4:shape")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating):
             array = np.clip(np.rint(array * 255.0), 0, 255)
         array = array.astype(np.uint8)
     height, width = array.shape[1:3]
     if height % 2 or width % 2:
-        raise GeneratorError(f"H.264 yuv420p needs an even frame size, got {height}x{width}")
+        raise went_wrong(f"mp4: H.264 yuv420p needs an even frame size, got {height}x{width}", "mp4:odd-size")
     return array
 
 

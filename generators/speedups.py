@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from generators.base import GeneratorError
+from generators.base import went_wrong
 from generators.fa3 import use_fa3_attention
 from generators.step_cache import enable_step_cache, reset_step_cache
 
@@ -108,7 +108,8 @@ def compile_blocks(transformer: Any, cache_dir: Path | None = None, fullgraph: b
         # diffusers 0.42 does not declare CogVideoX's repeated block; the class name is all it needs
         blocks = getattr(transformer, "transformer_blocks", None)
         if not blocks:
-            raise GeneratorError("video.speed.compile=blocks: this transformer has no blocks to compile")
+            raise went_wrong("video.speed.compile=blocks: this transformer has no blocks to compile",
+                             "speed:compile-blocks")
         transformer._repeated_blocks = [type(blocks[0]).__name__]
     transformer.compile_repeated_blocks(fullgraph=fullgraph)
 
@@ -146,8 +147,9 @@ def use_sage_attention(transformer: Any) -> None:
     try:
         from sageattention import sageattn  # noqa: F401 - checked here so the error names the fix
     except ImportError as exc:
-        raise GeneratorError("video.speed.attention=sage needs the sageattention package (pip install "
-                             "sageattention) and Triton; or set video.speed.attention: default") from exc
+        raise went_wrong("video.speed.attention=sage needs the sageattention package (pip install "
+                         "sageattention) and Triton; or set video.speed.attention: default",
+                         "speed:sage-missing") from exc
     sage_op()
     transformer.set_attn_processor(SageCogVideoXAttnProcessor())
 
@@ -187,7 +189,8 @@ class SageCogVideoXAttnProcessor:
         hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
         batch_size = hidden_states.shape[0]
         if attention_mask is not None:
-            raise GeneratorError("sage attention does not take an attention mask")
+            raise went_wrong("sage attention does not take an attention mask; set video.speed.attention: "
+                             "default", "attention:sage-mask")
         if getattr(attn, "fused_projections", False) and hasattr(attn, "to_qkv"):
             query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
         else:

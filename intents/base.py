@@ -14,7 +14,15 @@ Handler = Callable[["Context"], Awaitable["Reply | None"]]
 
 
 class UserInputError(Exception):
-    """A problem the asker can fix (a missing place, a bad frame count). Its message is shown as is."""
+    """A problem the asker can fix (a missing place, a bad frame count). Its message is shown as is.
+
+    When only the admin can fix it (a missing key or model), the message says so kindly and
+    `admin_detail` carries the exact fix, told to the admins once per `problem` and logged."""
+
+    def __init__(self, message: str, *, admin_detail: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.admin_detail = admin_detail
+        self.problem = problem or (message if admin_detail else None)
 
 
 def not_enabled(feature: str) -> str:

@@ -245,10 +245,13 @@ class GenerationIntent:
         return None
 
     def _user_error(self, exc: Exception) -> UserInputError:
+        """The asker's plain sentence; a fix only the admin can make travels along for them."""
+        if not isinstance(exc, GeneratorError):
+            return UserInputError(str(exc))
+        text = str(exc)
         if isinstance(exc, ModelNotFound) and self.model_missing_reply:
-            logger.error("{}: {}", self.kind, exc)
-            return UserInputError(self.model_missing_reply)
-        return UserInputError(str(exc))
+            text = self.model_missing_reply
+        return UserInputError(text, admin_detail=exc.admin_detail, problem=exc.problem)
 
     def limits(self, ctx: Context) -> Limits:
         """The pending limit from the kind's section and the day quotas of this chat (room overrides

@@ -37,8 +37,7 @@ NO_LLM_REPLY = "画图要先把你的描述改写成英文提示词，可我的�
 REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文画图提示词（{reason}），换个说法再试一次吧～"
 LOST_SUBJECT_REPLY = ("抱歉，我写的英文提示词两次都把「{words}」弄丢了，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
-MODEL_MISSING_REPLY = ("画图的模型还没有装好，暂时画不了图。请管理员下载 FLUX.1-schnell "
-                       "或在配置里设置 image.model.path（详情见日志）。")
+MODEL_MISSING_REPLY = "画图的模型还没有装好，暂时画不了图，我已经告诉管理员了。"
 ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
 ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
 ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始画。"

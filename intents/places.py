@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import amap_slots, explain, finish, format_distance, not_found
+from intents.slots import amap_failed, amap_slots, finish, format_distance, not_found
 from services.amap import AmapError, Poi
 
 FIELDS = ("place", "city", "keyword")
@@ -56,7 +56,7 @@ async def handle(ctx: Context) -> Reply:
             pois = await client.search_text(keyword, region=city, limit=config.places_limit)
             where = city
     except AmapError as exc:
-        return Reply(explain(exc))
+        return await amap_failed(ctx, exc)
     if not pois:
         radius = f"{format_distance(config.places_radius_m)}内" if place else ""
         return Reply(f"{where}{radius}没找到「{keyword}」，换个关键词或者地点试试？")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import amap_slots, explain, finish, format_distance, format_duration, not_found
+from intents.slots import amap_failed, amap_slots, finish, format_distance, format_duration, not_found
 from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan
 
 FIELDS = ("origin", "destination", "city")
@@ -132,5 +132,5 @@ async def handle_route(ctx: Context, mode: Mode) -> Reply:
                                destination.citycode, destination.city)
         text = await _plan(client, mode, origin, destination)
     except AmapError as exc:
-        return Reply(explain(exc))
+        return await amap_failed(ctx, exc)
     return await finish(ctx, text)

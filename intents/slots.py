@@ -47,14 +47,11 @@ MAX_BARE_ANSWER = 20  # longer follow-ups are sentences, not a bare place name
 
 # -- errors in plain Chinese ----------------------------------------------------------------------------
 def explain(exc: AmapError) -> str:
-    """The user-facing sentence for an AMap failure; admins get the how-to for a missing key."""
+    """The group's sentence for an AMap failure: plain words; the fix goes to the admins (`admin_fix`)."""
     if isinstance(exc, AmapNoKey):
-        return ("我还没接上高德地图，暂时查不了天气、路线和地点。"
-                "请管理员在高德开放平台申请「Web服务」类型的 Key，"
-                f"设置环境变量 {KEY_ENV}=你的Key 后重启小爱。")
+        return "我还没接上高德地图，暂时查不了天气、路线和地点，我已经告诉管理员了。"
     if isinstance(exc, AmapKeyRejected):
-        return (f"高德地图的 Key 用不了（{exc.info or exc.infocode}），请管理员检查环境变量 {KEY_ENV}："
-                "是否填对、是不是「Web服务」类型、有没有开通这项服务。")
+        return "高德地图这会儿用不了，我已经告诉管理员了，稍后再问我吧🙏"
     if isinstance(exc, AmapQuotaExceeded):
         return "今天高德地图的查询次数用完了，明天0点后会自动恢复，明天再问我吧🙏"
     if isinstance(exc, AmapBusy):
@@ -63,7 +60,29 @@ def explain(exc: AmapError) -> str:
         return "没找到合适的路线，可能两地太远、不在国内，或者这种出行方式走不通。换个方式或地点试试？"
     if isinstance(exc, AmapUnavailable):
         return "高德地图暂时连不上，稍后再问我试试吧🙏"
-    return f"高德地图没能处理这个查询（{exc.info or '未知错误'}），换个说法再试试？"
+    return "高德地图没能处理这个查询，换个说法再试试？"
+
+
+def admin_fix(exc: AmapError) -> str | None:
+    """The exact fix for an AMap failure only the admin can repair (no key, key refused), else None."""
+    if isinstance(exc, AmapNoKey):
+        return ("有人问天气/路线/地点，但没有配置高德地图：在高德开放平台（lbs.amap.com）申请"
+                f"「Web服务」类型的 Key，设置环境变量 {KEY_ENV}=你的Key 后重启小爱。")
+    if isinstance(exc, AmapKeyRejected):
+        return (f"高德地图拒绝了 Key（infocode {exc.infocode}: {exc.info}）：请检查环境变量 {KEY_ENV} "
+                "是否填对、是不是「Web服务」类型、有没有开通这项服务。")
+    return None
+
+
+async def amap_failed(ctx: Context, exc: AmapError) -> Reply:
+    """The reply to an AMap failure, the admins told the fix once when it is theirs, the cause logged."""
+    fix = admin_fix(exc)
+    if fix is None:
+        logger.warning("amap: {} failed: {}", ctx.message.id, exc)
+    else:
+        logger.error("amap: {}", fix)
+        await ctx.notify_admins(fix, key=f"amap:{type(exc).__name__}")
+    return Reply(explain(exc))
 
 
 def not_found(name: str) -> str:
@@ -150,7 +169,8 @@ async def amap_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: 
     """How each AMap handler starts: this message's slots, merged with the asker's open question of
     this kind (now answered). With no AMap key the asker is told (UserInputError), the LLM not asked."""
     if not ctx.amap.key:
-        raise UserInputError(explain(AmapNoKey("no key")))
+        missing = AmapNoKey("no key")
+        raise UserInputError(explain(missing), admin_detail=admin_fix(missing), problem="amap:AmapNoKey")
     pending = ctx.pending if ctx.pending is not None and ctx.pending.kind == kind else None
     slots = await extract_slots(ctx, kind, fields, pending, **extra)
     ctx.slots_used.update(slots)  # the dispatcher remembers them for a follow-up ("那开车呢")

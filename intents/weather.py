@@ -15,7 +15,7 @@ from loguru import logger
 from bot.context import Context
 from bot.messages import Reply
 from intents import Intent
-from intents.slots import amap_slots, explain, finish, local_now, not_found
+from intents.slots import amap_failed, amap_slots, explain, finish, local_now, not_found
 from services.amap import AmapClient, AmapError, DayCast, LiveWeather
 
 FIELDS = ("place", "day")
@@ -149,7 +149,7 @@ async def handle(ctx: Context) -> Reply:
         forecast = await client.forecast(location.adcode)
         live = await client.live_weather(location.adcode) if today in days else None
     except AmapError as exc:
-        return Reply(explain(exc))
+        return await amap_failed(ctx, exc)
     if forecast is None or not forecast.casts:
         return Reply(f"高德暂时没有「{place}」的天气预报，换个城市名试试？")
     casts = [c for c in forecast.casts if c.date in days]

@@ -133,7 +133,8 @@ class CeleryBackend:
                 return await self._collect(task_id, result, output_stem)
             if status == "FAILURE":
                 await asyncio.to_thread(self._forget, task_id, False)
-                raise GeneratorError(f"{GENERIC_REASON}（{type(result).__name__}）")
+                raise GeneratorError(GENERIC_REASON, problem="celery:task-failure",
+                                     admin_detail=f"GPU 工作进程上的任务 {task_id} 失败: {result!r}")
             if cancel_sent is not None and (status != "PROGRESS"
                                             or time.monotonic() - cancel_sent > CANCEL_WAIT_S):
                 break  # not rendering (queued copies find no token and are dropped), or not answering
@@ -220,7 +221,8 @@ class CeleryBackend:
     def _write(self, task_id: str, result: Mapping[str, Any], output_stem: Path) -> Path:
         suffix = str(result.get("suffix", ""))
         if suffix not in RESULT_SUFFIXES:
-            raise GeneratorError(f"{GENERIC_REASON}（unexpected file type {suffix!r}）")
+            raise GeneratorError(GENERIC_REASON, problem="celery:file-type",
+                                 admin_detail=f"GPU 工作进程交回了意外的文件类型 {suffix!r}（{task_id}）")
         data = str(result.get("data", ""))
         if len(data) > self._config().max_result_mb * 1e6 * 4 / 3 + 4:
             raise GeneratorError(f"做好的文件超过了 {self._config().max_result_mb:g} MB 的上限")
@@ -237,9 +239,12 @@ class CeleryBackend:
             if status == "cancelled":
                 raise GenerationCancelled(f"{task_id} cancelled on {result.get('worker')}")
             if status == "failed":
-                raise GeneratorError(str(result.get("error") or GENERIC_REASON))
+                raise GeneratorError(str(result.get("error") or GENERIC_REASON),
+                                     admin_detail=result.get("admin_detail"), problem=result.get("problem"))
             if status != "done":
-                raise GeneratorError(f"{GENERIC_REASON}（{result.get('error') or status}）")
+                raise GeneratorError(GENERIC_REASON, problem="celery:bad-result",
+                                     admin_detail=f"GPU 工作进程的结果看不懂（{task_id}）: "
+                                                  f"{result.get('error') or status}")
             path = await asyncio.to_thread(self._write, task_id, result, output_stem)
             logger.info("jobs: {} came back from {} ({} bytes)", task_id, result.get("worker"),
                         path.stat().st_size)

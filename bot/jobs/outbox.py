@@ -17,9 +17,12 @@ from loguru import logger
 from bot.jobs.store import JobStore
 from bot.jobs.types import Job, JobState
 from bot.messages import ChatRef, Reply
+from generators.base import GeneratorError
 
 Deliver = Callable[[ChatRef, Reply], Awaitable[bool]]
 """Post a reply; False when the channel could not take it (retried later)."""
+TellAdmins = Callable[..., Awaitable[int]]
+"""`AdminNotices.tell(text, key=...)`: a private note to the admins, once per problem."""
 
 FAILURE_TEXT = "抱歉，{what}没有生成成功：{reason}"
 GENERIC_REASON = "出了点意外，可以稍后再试一次"
@@ -27,6 +30,8 @@ RESTART_REASON = "服务中途重启了好几次，这个任务没能完成，�
 CANCELLED_TEXT = "你的{what}任务 #{id} 已取消。"
 MISSING_FILE_REASON = "文件已经过期被清理了，请再发一次"
 UNDELIVERABLE_REASON = "做好了但发不出来（文件可能太大），请换个短一点的要求再试"
+ADMIN_FAILURE = "小爱的{what}任务失败了（群里只说了「{asker}」）：{detail}"
+ADMIN_UNDELIVERABLE = "任务 #{id} 做好了，但发了 {tries} 次都没发出去：{path}（文件太大或微信拒收？）"
 
 
 def reply_for(job: Job, label: str, *, gave_up: bool) -> Reply:
@@ -48,8 +53,10 @@ class Outbox:
     """Delivers what the store lists as finished and undelivered; `wake()` when a job finished."""
 
     def __init__(self, deliver: Deliver, *, is_connected: Callable[[], bool] = lambda: True,
-                 retry_delivery_s: float = 2.0, max_delivery_failures: int = 5) -> None:
+                 retry_delivery_s: float = 2.0, max_delivery_failures: int = 5,
+                 tell_admins: TellAdmins | None = None) -> None:
         self._deliver = deliver
+        self._tell_admins = tell_admins
         self._is_connected = is_connected
         self.retry_delivery_s = retry_delivery_s
         self.max_delivery_failures = max_delivery_failures
@@ -58,9 +65,42 @@ class Outbox:
     def wake(self) -> None:
         self._due.set()
 
-    def _reply(self, store: JobStore, job: Job, label: str) -> Reply:  # SQLite and a file check: a thread
+    async def tell_admins_about(self, error: GeneratorError, what: str = "生成") -> None:
+        """The exact fix for a failure the asker was told about in plain words (once per problem)."""
+        await self._tell(ADMIN_FAILURE.format(what=what, asker=error, detail=error.admin_detail),
+                         error.problem)
+
+    async def _tell(self, text: str, key: str | None) -> None:
+        if self._tell_admins is None:
+            return
+        try:
+            await self._tell_admins(text, key=key)
+        except Exception:  # noqa: BLE001 - telling the admin must never stop delivery
+            logger.exception("jobs: telling the admins failed")
+
+    def _reply(self, store: JobStore, job: Job, label: str) -> tuple[Reply, bool, bool]:
+        """The reply, whether its file was given up on, whether its caption already went out (SQLite and
+        a file check: run in a thread)."""
         gave_up = store.deliver_failures(job.id) >= self.max_delivery_failures
-        return reply_for(job, label, gave_up=gave_up)
+        return reply_for(job, label, gave_up=gave_up), gave_up, store.caption_sent(job.id)
+
+    async def _post(self, store: JobStore, job: Job, label: str) -> bool:
+        """Deliver one finished job; True once the channel took all of it. A result goes out as its
+        caption, then its file, and a caption the channel took is never posted again: a retry after
+        the upload failed (the gateway dropped mid-upload) sends the file alone."""
+        reply, gave_up, caption_sent = await asyncio.to_thread(self._reply, store, job, label)
+        if gave_up and job.state is JobState.DONE and job.result:
+            tries = await asyncio.to_thread(store.deliver_failures, job.id)
+            logger.error("jobs: #{} gave up sending {} after {} tries", job.id, job.result, tries)
+            await self._tell(ADMIN_UNDELIVERABLE.format(id=job.id, tries=tries, path=job.result),
+                             f"undeliverable:{job.id}")
+        if reply.file is None:
+            return await self._deliver(job.request.chat, reply)
+        if not caption_sent and reply.text:
+            if not await self._deliver(job.request.chat, Reply(reply.text, None, reply.mention_ids)):
+                return False
+            await asyncio.to_thread(store.mark_caption_sent, job.id, time.time())
+        return await self._deliver(job.request.chat, Reply("", reply.file))
 
     async def run(self, store: JobStore, label: Callable[[str], str]) -> None:
         """Deliver until cancelled (the queue runs this as one of its tasks)."""
@@ -69,8 +109,7 @@ class Outbox:
             self._due.clear()
             due, next_at = await asyncio.to_thread(store.undelivered, time.time())
             for job in due:
-                reply = await asyncio.to_thread(self._reply, store, job, label(job.request.kind))
-                ok = await self._deliver(job.request.chat, reply)
+                ok = await self._post(store, job, label(job.request.kind))
                 now = time.time()
                 if ok:
                     await asyncio.to_thread(store.mark_delivered, job.id, now)

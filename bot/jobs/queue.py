@@ -338,6 +338,10 @@ class JobQueue:
         except GeneratorError as exc:
             logger.warning("jobs: #{} failed: {}", job.id, exc)
             await self._finish(job.id, JobState.FAILED, error=str(exc))
+            if exc.admin_detail:
+                logger.error("jobs: #{}: {}", job.id, exc.admin_detail)
+                if self.outbox is not None:
+                    await self.outbox.tell_admins_about(exc)
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue

@@ -11,6 +11,7 @@ for up to `POLL_OUTAGE_S`, and a render given up on is cancelled. It handles `vi
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,13 +21,17 @@ import httpx
 from loguru import logger
 
 from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
-from generators.base import GenerationCancelled, GeneratorError
+from generators.base import GenerationCancelled, GeneratorError, not_ready
 
 if TYPE_CHECKING:
     from bot.config import VideoConfig
 
-UNREACHABLE = "视频服务连不上（{url}），请管理员检查 serve-video 是否在运行。"
-REFUSED = "视频服务拒绝了访问令牌，请管理员检查 XIAOAI_VIDEO_TOKEN。"
+UNREACHABLE = "视频服务暂时连不上，我已经告诉管理员了，稍后再试吧。"
+UNREACHABLE_FIX = ("连不上视频服务 {url}（{cause}）：请检查 xiaoai serve-video 是否在运行、"
+                   "video.remote.url 是否正确。")
+REFUSED = "视频功能暂时用不了，我已经告诉管理员了。"
+REFUSED_FIX = "视频服务 {url} 拒绝了访问令牌（HTTP {status}）：请让两边的 XIAOAI_VIDEO_TOKEN 一致后重启。"
+FAILED = "视频服务出错了，稍后再试吧。"
 POLL_OUTAGE_S = 60.0  # while rendering, how long the service may stay unreachable (a Wi-Fi blip)
 
 
@@ -72,7 +77,7 @@ class RemoteBackend:
     def base_url(self) -> str:
         url = self._config().remote.url
         if not url:
-            raise GeneratorError("video.remote.url is not set")
+            raise not_ready("视频", "video.backend 是 remote，但没有设置 video.remote.url。", "remote:no-url")
         return url.rstrip("/")
 
     def _http(self) -> httpx.Client:
@@ -92,14 +97,21 @@ class RemoteBackend:
             response = self._http().request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             logger.warning("remote video: {} {} failed: {}", method, path, exc)
-            raise GeneratorError(UNREACHABLE.format(url=self.base_url)) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code in (401, 403):
-            raise GeneratorError(REFUSED)
-        if response.status_code in (400, 404, 409, 422):
-            raise GeneratorError(_detail(response))
+            raise GeneratorError(REFUSED, problem="remote:refused", admin_detail=REFUSED_FIX.format(
+                url=self.base_url, status=response.status_code))
+        if response.status_code in (400, 404, 409, 422) and (reason := _asker_reason(response)):
+            raise GeneratorError(reason)  # the service's own checks, worded for the asker there
         if response.status_code >= 300:
-            raise GeneratorError(f"视频服务出错了（HTTP {response.status_code}）：{_detail(response)}")
+            raise GeneratorError(FAILED, problem=f"remote:http-{response.status_code}",
+                                 admin_detail=f"视频服务 {method} {path} 回答 HTTP {response.status_code}："
+                                              f"{_detail(response)}")
         return response
+
+    def _unreachable(self, exc: Exception) -> GeneratorError:
+        return GeneratorError(UNREACHABLE, problem="remote:unreachable",
+                              admin_detail=UNREACHABLE_FIX.format(url=self.base_url, cause=exc))
 
     # -- one render ------------------------------------------------------------------------------
     def render(self, job: Job, output_stem: Path, on_progress: StepCallback | None = None,
@@ -169,16 +181,23 @@ class RemoteBackend:
                 if response.status_code != 200:
                     response.read()
                     raise GeneratorError(
-                        f"视频服务没有给出文件（HTTP {response.status_code}）：{_detail(response)}")
+                        FAILED, problem="remote:download", admin_detail=(
+                            f"视频服务没有给出文件（HTTP {response.status_code}）：{_detail(response)}"))
                 for chunk in response.iter_bytes():
                     out.write(chunk)
         except httpx.HTTPError as exc:
             partial.unlink(missing_ok=True)
-            raise GeneratorError(UNREACHABLE.format(url=self.base_url)) from exc
+            raise self._unreachable(exc) from exc
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         return partial.replace(path)
+
+
+def _asker_reason(response: httpx.Response) -> str | None:
+    """The service's refusal when it is a sentence for the asker (Chinese), not a validation dump."""
+    detail = _detail(response)
+    return detail if re.search(r"[\u4e00-\u9fff]", detail) and len(detail) < 200 else None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     deliver_failures INTEGER NOT NULL DEFAULT 0,
     next_delivery_at REAL NOT NULL DEFAULT 0,
     result TEXT,
-    error TEXT
+    error TEXT,
+    caption_sent_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_message ON jobs(kind, message_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -55,6 +56,7 @@ CREATE INDEX IF NOT EXISTS jobs_chat_created ON jobs(chat_key, created_at);
 _ADDED_COLUMNS = {
     "deliver_failures": "INTEGER NOT NULL DEFAULT 0",
     "next_delivery_at": "REAL NOT NULL DEFAULT 0",
+    "caption_sent_at": "REAL",
 }
 LEGACY_QUOTA_FILE = "quotas.json"  # an earlier release's daily counts, beside this store in data_dir
 _COUNTED = "kind=? AND created_at>=? AND state NOT IN ('failed', 'cancelled')"
@@ -212,6 +214,13 @@ class JobStore:
 
     def mark_delivered(self, job_id: int, now: float) -> None:
         self._write("UPDATE jobs SET delivered_at=? WHERE id=?", (now, job_id))
+
+    def mark_caption_sent(self, job_id: int, now: float) -> None:
+        self._write("UPDATE jobs SET caption_sent_at=? WHERE id=?", (now, job_id))
+
+    def caption_sent(self, job_id: int) -> bool:
+        rows = self._rows("SELECT caption_sent_at FROM jobs WHERE id=?", (job_id,))
+        return bool(rows) and rows[0][0] is not None
 
     def mark_delivery_failed(self, job_id: int, retry_at: float, counted: bool) -> None:
         self._write("UPDATE jobs SET next_delivery_at=?, deliver_failures=deliver_failures+? WHERE id=?",

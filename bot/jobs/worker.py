@@ -162,8 +162,10 @@ class Renderer:
             logger.info("worker: {} cancelled at step {}/{}", task_id, job["step"], job["steps"])
             return {"status": "cancelled", "worker": name}
         except GeneratorError as exc:
-            logger.warning("worker: {} failed: {}", task_id, exc)
-            return {"status": "failed", "error": str(exc), "worker": name}
+            logger.warning("worker: {} failed: {}{}", task_id, exc,
+                           f" ({exc.admin_detail})" if exc.admin_detail else "")
+            return {"status": "failed", "error": str(exc), "admin_detail": exc.admin_detail,
+                    "problem": exc.problem, "worker": name}
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the worker
             logger.exception("worker: {} crashed", task_id)
             return {"status": "crashed", "error": type(exc).__name__, "worker": name}

@@ -251,10 +251,37 @@ async def test_undeliverable_result_becomes_a_text_notice(tmp_path: Path):
     try:
         await queue.submit(request("big"))
         await queue.submit(request("next", asker="bob"))
-        await wait_until(lambda: len(outbox.sent) == 2, 10)
+        await wait_until(lambda: len(outbox.sent) == 4, 10)
     finally:
         await queue.stop()
-    assert "发不出来" in outbox.texts()[0] and "发不出来" in outbox.texts()[1]
+    texts = outbox.texts()  # each caption went out once, then the notice that its file could not
+    assert texts[0] == texts[2].replace("next", "big") and "发不出来" in texts[1] and "发不出来" in texts[3]
+
+
+async def test_a_retry_after_the_upload_failed_sends_the_file_alone(tmp_path: Path):
+    class DropsMidUpload(Outbox):
+        """The gateway took the caption, then dropped during the file's upload, once."""
+
+        async def deliver(self, chat, reply) -> bool:
+            self.attempts += 1
+            if reply.file is not None and not self.dropped:
+                self.dropped = True
+                return False
+            return await super().deliver(chat, reply)
+
+    outbox = DropsMidUpload()
+    outbox.dropped = False
+    queue = make_queue(tmp_path, outbox)
+    await queue.start()
+    try:
+        receipt = await queue.submit(request("a"))
+        await wait_until(lambda: (job := queue.get(receipt.job.id)) is not None and job.delivered_at, 10)
+    finally:
+        await queue.stop()
+    captions = [reply for _, reply in outbox.calls if reply.text == "好了：a"]
+    files = [reply for _, reply in outbox.calls if reply.file is not None]
+    assert len(captions) == 1 and captions[0].mention_ids == ("alice",) and len(files) == 1
+    assert files[0].text == "", outbox.calls
 
 
 async def test_graceful_stop_requeues_the_running_job(tmp_path: Path):

@@ -171,10 +171,11 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
 async def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
     with pytest.raises(GeneratorError) as caught:
         await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
-    assert str(caught.value) == REFUSED
-    with pytest.raises(GeneratorError, match="视频服务连不上"):
+    assert str(caught.value) == REFUSED and "XIAOAI_VIDEO_TOKEN" in caught.value.admin_detail
+    with pytest.raises(GeneratorError, match="视频服务暂时连不上") as caught:
         nobody = remote(f"http://127.0.0.1:{free_port()}", TOKEN)
         await nobody.check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+    assert "serve-video" in caught.value.admin_detail and "127.0.0.1" in caught.value.admin_detail
 
 
 def test_remote_backend_follows_the_config_switch():
@@ -228,8 +229,9 @@ def test_remote_backend_rides_out_a_dropped_poll(tmp_path: Path):
 
 def test_remote_backend_that_gives_up_polling_cancels_the_render(tmp_path: Path):
     service = FlakyService([httpx.Response(500, json={"detail": "boom"})])
-    with pytest.raises(GeneratorError, match="HTTP 500"):
+    with pytest.raises(GeneratorError, match="视频服务出错了") as caught:
         flaky_remote(service).render(video_job(VideoRequest(PROMPT, **SMALL)), tmp_path / "000001-0")
+    assert "HTTP 500" in caught.value.admin_detail and "boom" in caught.value.admin_detail
     assert service.calls[-1] == "DELETE /v1/videos/7"  # the GPU host does not keep rendering for nobody
     assert not list(tmp_path.iterdir())  # no partial file left behind
 

@@ -199,7 +199,7 @@ async def test_without_an_llm_requests_work_and_chat_says_what_needs_a_key(runni
         peer.say("bob", at() + "你今天心情好吗", room=FAMILY, mention=[BOT])
         chat = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 15)
     assert "handled image" in drawn["text"] and reached == [Intent.IMAGE]
-    assert "OPENAI_API_KEY" in chat["text"] and "大模型" in chat["text"]
+    assert "OPENAI_API_KEY" not in chat["text"] and "大模型" in chat["text"] and "管理员" in chat["text"]
     assert fake_llm.calls() == []
 
 

@@ -35,9 +35,13 @@ def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = No
     async def say(reply: Reply) -> bool:
         return True
 
+    async def notify_admins(text: str, key: str | None = None) -> int:
+        return 0
+
     return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), config=config, history=history,
                    transcript=transcript(msg, history), llm=llm, jobs=jobs,
-                   amap=AmapClient(config.amap, None), followups=FollowUps(), say=say)
+                   amap=AmapClient(config.amap, None), followups=FollowUps(), say=say,
+                   notify_admins=notify_admins)
 
 
 @dataclass

@@ -19,7 +19,8 @@ class Recorder:
     """The channel side of an outbox: records deliveries; can pretend the channel is down."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[ChatRef, Reply]] = []
+        self.sent: list[tuple[ChatRef, Reply]] = []  # what the chat shows: a caption and its file as one
+        self.calls: list[tuple[ChatRef, Reply]] = []  # each delivery the channel took, as sent
         self.down = False
         self.attempts = 0
 
@@ -27,6 +28,12 @@ class Recorder:
         self.attempts += 1
         if self.down:
             return False
+        self.calls.append((chat, reply))
+        if self.sent and reply.file is not None and not reply.text:  # the file after its caption
+            last_chat, last = self.sent[-1]
+            if last_chat == chat and last.file is None and last.text:
+                self.sent[-1] = (chat, Reply(last.text, reply.file, last.mention_ids))
+                return True
         self.sent.append((chat, reply))
         return True
 
