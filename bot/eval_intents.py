@@ -153,25 +153,15 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
 
 
 def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClassifier, Callable[[], None]]:
-    from bot.context import Context
-    from bot.conversation import HistoryEntry
     from bot.llm import LLM
-    from bot.messages import ChatRef, IncomingMessage, Reply
-    from intents.classify import classify
+    from intents.classify import classify_text
 
     llm = LLM(config.llm, secrets)
     if not llm.configured:
         raise SystemExit("no LLM configured: set OPENAI_API_KEY and/or OPENAI_BASE_URL (or llm.base_url)")
 
-    async def say(_reply: Reply) -> None:
-        return None
-
     async def by_llm(text: str) -> Intent:
-        msg = IncomingMessage(id="eval", chat=ChatRef("eval@chatroom", True), sender_id="eval",
-                              sender_name="妈妈", text=text, mentioned=True)
-        ctx = Context(message=msg, config=config, history=[HistoryEntry("妈妈", text, False, time.time())],
-                      llm=llm, app=None, say=say)  # type: ignore[arg-type] - classify needs no app
-        return await classify(ctx)
+        return await classify_text(llm, config, text, "妈妈", "（没有更早的消息）")
 
     def close() -> None:
         asyncio.run(llm.close())

@@ -236,3 +236,15 @@ async def test_fallback_follows_the_enabled_switch_per_message(tmp_path) -> None
     with pytest.raises(LLMUnavailable):
         await classify(ctx(enabled=False, llm=True))
     assert calls == ["embedded", "llm", "embedded", "llm"]
+
+
+def test_eval_intents_with_the_llm_classifier_against_a_real_http_server(fake_llm, tmp_path) -> None:
+    from bot.config import AppConfig, Secrets
+    from bot.eval_intents import run
+
+    fake_llm.classify("明天北京下雨吗", "天气")
+    fake_llm.classify("画一只猫", "图片生成")
+    data = tmp_path / "two.tsv"
+    data.write_text("label\ttext\n天气\t明天北京下雨吗\n图片生成\t画一只猫\n", encoding="utf-8")
+    result = run("llm", data, AppConfig(), Secrets("k", fake_llm.base_url, None, None))
+    assert len(result.samples) == 2 and len(fake_llm.calls("classify")) == 2
