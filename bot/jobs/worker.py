@@ -223,6 +223,12 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
     def render(task: Any, kind: str, params: dict, seed: int, token: str) -> dict:
         return renderer(task, kind, params, seed, token)
 
+    from celery.signals import worker_ready
+
+    @worker_ready.connect(weak=False)
+    def announce(**_: Any) -> None:  # Celery's own banner is library INFO, shown at DEBUG only
+        logger.info("worker {}: ready.", name)
+
     logger.info("worker {} serving {} via {}", name, ",".join(queues), redact(url))
     heartbeat.start()
     try:

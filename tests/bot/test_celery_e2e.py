@@ -250,6 +250,9 @@ def test_cancel_stops_the_render_on_the_worker(deploy, peer, fake_llm, redis_ser
         time.sleep(0.05)
     stopped = time.monotonic() - asked
     assert "cancelled at step" in worker.output() and "rendered in" not in worker.output()
+    deadline = time.monotonic() + 5  # the heartbeat thread publishes the idle worker on its next beat
+    while heartbeat_jobs(redis_server) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert heartbeat_jobs(redis_server) == {} and videos(peer) == []
     print(f"cancel: render stopped on the worker {stopped:.1f}s after #取消")
 
