@@ -94,10 +94,17 @@ def plan_split(mode: str, world_size: int, *, guidance: float, heads: int, laten
     return SplitPlan("cfg+ulysses", cfg=CFG_DEGREE, ulysses=ulysses, ring=ring)
 
 
+MAX_HOST_GPUS = 8  # one host: the ranks of one video share NVLink
+
+
 def _fitting(heads: int, latent_height: int, ring: int) -> str:
-    counts = [CFG_DEGREE * u * ring for u in range(2, 17)
-              if heads % u == 0 and latent_height % (CFG_DEGREE * u * ring) == 0]
-    return " or ".join(map(str, counts)) or "no other number of"
+    """The GPU counts of one host that this model and size can be split over, as words."""
+    counts = [str(CFG_DEGREE * u * ring) for u in range(2, MAX_HOST_GPUS + 1)
+              if CFG_DEGREE * u * ring <= MAX_HOST_GPUS and heads % u == 0
+              and latent_height % (CFG_DEGREE * u * ring) == 0]
+    if not counts:
+        return "no other number of"
+    return counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " or " + counts[-1]
 
 
 @dataclass
