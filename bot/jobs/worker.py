@@ -214,7 +214,7 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
     elif gpu is not None:  # before anything imports torch: this process sees one card, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     try:
-        return _serve(config, url, gpu if not gpus else ",".join(map(str, gpus)), queues, render, ranks)
+        return _serve(config, url, gpu if not gpus else "-".join(map(str, gpus)), queues, render, ranks)
     finally:
         if group is not None:
             group.stop()
