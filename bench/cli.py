@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="compile rows keep kernels here (sets video.compile_cache_dir)")
     video.add_argument("--budget-s", type=float, default=None, help="skip rows after this many seconds")
     video.add_argument("--out", type=Path, default=None, help="append video.jsonl and video.md here")
+    video.add_argument("--parallel", choices=("cfg", "cfg+ulysses"), default=None,
+                       help="one video on several GPUs: 1 GPU vs 2 (cfg) [vs 4 (cfg+ulysses)] per --presets")
+    video.add_argument("--presets", default="default,fast", help="--parallel: speed presets to time")
     video.set_defaults(func=cmd_video)
     image = modes.add_parser("image", help="time the production FLUX generator per configuration row")
     image.add_argument("--model-path", type=Path, help="a FLUX diffusers folder (real or random)")
@@ -96,6 +99,12 @@ def cmd_video(args: argparse.Namespace) -> int:
         folder = build_model(args.build, args.size, folder, args.text_layers if args.size == "full" else None)
     else:
         folder = args.model_path
+    if args.parallel:
+        from bench.parallel import run as run_parallel
+
+        presets = [p for p in args.presets.split(",") if p.strip()]
+        rows = run_parallel(folder, args.parallel, presets, args.steps, args.warmup_steps, args.out)
+        return 1 if any("error" in r for r in rows) else 0
     vae = tuple(VAE_VARIANTS) if args.vae == "all" else tuple(v for v in args.vae.split(",") if v)
     results = run(specs, folder, args.out, References(args.ref_dir), vae, args.budget_s)
     return 1 if any("error" in r for r in results) else 0

@@ -114,11 +114,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery GPU worker for `jobs.backend: celery` (see README "More GPUs")."""
     from bot.jobs.broker import BrokerUrlError
     from bot.jobs.worker import run_worker
+    from generators.parallel import ParallelSplitError
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     try:
-        return run_worker(_load_config(args.config)[0], gpu=args.gpu, queues=queues)
-    except (BrokerUrlError, ValueError) as exc:
+        gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+        if len(set(gpus)) != len(gpus) or any(g < 0 for g in gpus):
+            raise ValueError(f"--gpus takes distinct GPU numbers like 0,1; got {args.gpus}")
+        return run_worker(_load_config(args.config)[0], gpu=args.gpu, queues=queues, gpus=gpus)
+    except (BrokerUrlError, ParallelSplitError, ValueError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
 
@@ -221,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="render video/image jobs on one GPU (jobs.backend: celery)")
     worker.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
     worker.add_argument("--gpu", type=int, default=None, help="the one GPU it uses (default: CPU/all)")
+    worker.add_argument("--gpus", default=None, help="several GPUs, e.g. 0,1: each video on all of them "
+                        "(video.parallel cfg: 2, cfg+ulysses: 4 or 6)")
     worker.add_argument("--queues", default="video,image", help="job kinds to take (default video,image)")
     worker.set_defaults(func=cmd_worker)
     return parser

@@ -4,6 +4,10 @@
 them resident, checks every request before any GPU work, and runs one video at a time with a step
 callback for progress and cancellation. `generate` blocks: call it from a worker thread. Encoding the
 frames to MP4 is `generators.mp4.encode_mp4`.
+
+With `ranks` (a multi-GPU worker's compute group) and `video.parallel` set, one video is rendered by all
+ranks together (generators/parallel.py): rank 0 calls `generate` and gets the frames, every other rank
+calls `follow` with the same request at the same time and stops at the latents.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
+from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
 from generators.presets import resolve_preset
 from generators.speedups import apply_speedups, speed_context
 from generators.step_cache import match_guidance
@@ -151,6 +156,32 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     tokenizer_folder = "tokenizer"
     quantized = {"transformer": "diffusers", "text_encoder": "transformers"}
 
+    def __init__(self, config: Any, env: dict[str, str] | None = None,
+                 ranks: RankContext | None = None) -> None:
+        super().__init__(config, env)
+        self.ranks = ranks
+
+    def split_plan(self, guidance: float | None = None, world_size: int | None = None) -> SplitPlan:
+        """How `video.parallel` spreads one video over `ranks` (or `world_size` ranks, to check a
+        setup before starting them); ParallelSplitError if it cannot. Reads config files only."""
+        world_size = world_size or (self.ranks.world_size if self.ranks is not None else None)
+        if world_size is None:
+            return SplitPlan("none")
+        transformer = read_component_config(self.locate(), "transformer")
+        spatial = self.limits.native_size[0] // int(transformer.get("sample_height", 60))
+        return plan_split(self.config.parallel, world_size,
+                          guidance=self.config.sampling.guidance if guidance is None else guidance,
+                          heads=int(transformer.get("num_attention_heads", 30)),
+                          latent_height=self.config.sampling.height // max(1, spatial))
+
+    def build_pipeline(self, pipeline_cls: type, folder: Path, dtype: Any, config: Any) -> Any:
+        plan = self.split_plan()
+        if plan.needs_library:
+            from generators.xdit import load_xdit_pipeline
+
+            return load_xdit_pipeline(folder, dtype, plan, "cuda")
+        return super().build_pipeline(pipeline_cls, folder, dtype, config)
+
     def read_limits(self, folder: Path) -> ModelLimits:
         return model_limits(folder)
 
@@ -161,7 +192,14 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         return resolve_preset(self.config, on_gpu, mode)
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
-        return apply_speedups(pipe, self.active_config, on_gpu, mode)
+        notes = apply_speedups(pipe, self.active_config, on_gpu, mode)
+        plan = self.split_plan()
+        if plan.mode == "cfg" and self.ranks is not None:
+            install_cfg_split(pipe.transformer, self.ranks)  # last: it wraps the compiled, hooked model
+        elif self.ranks is None and self.config.parallel != "none":
+            notes.append(f"video.parallel={self.config.parallel} applies to `xiaoai worker --gpus`; this "
+                         "process renders each video on one device")
+        return notes
 
     def run_context(self) -> contextlib.AbstractContextManager[Any]:
         return speed_context(self.active_config, self._pipe)
@@ -171,21 +209,44 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         (no weights), so run it off the event loop the first time."""
         validate_request(request, self.limits, self.config.sampling.max_steps)
         self.check_prompt_length(request.prompt)
+        self.split_plan(request.guidance)
 
     def generate(self, request: VideoRequest, on_step: StepCallback | None = None,
                  should_stop: ShouldStop | None = None) -> VideoResult:
         """Render `request` (blocking). Same seed and settings -> the same frames. `on_step(i, n)` after
         each denoising step; `should_stop()` polled before the run and after each step aborts it with
-        GenerationCancelled (no VAE decode, no output)."""
-        self.check_inputs(request)
+        GenerationCancelled (no VAE decode, no output). In a rank group this is rank 0's call."""
+        result = self._render(request, on_step, should_stop, decode=True)
+        assert result is not None
+        return result
+
+    def follow(self, request: VideoRequest) -> None:
+        """Another rank's share of the video rank 0 renders now with `generate`: the same checks and
+        steps (seed, progress and cancellation come from rank 0), no decode, no result."""
+        if self.ranks is None or self.ranks.leader:
+            raise RuntimeError("follow() is for the ranks other than 0 of a rank group")
+        self._render(request, None, None, decode=False)
+
+    def _render(self, request: VideoRequest, on_step: StepCallback | None, should_stop: ShouldStop | None,
+                decode: bool) -> VideoResult | None:
+        self.check_inputs(request)  # the same verdict on every rank, before any exchange
         self.load()
         import numpy as np
         import torch
 
         seed = self.pick_seed(request.seed)
+        plan = self.split_plan(request.guidance)
+        ranks = self.ranks if plan.world_size > 1 else None
+        if ranks is not None:
+            seed = ranks.share_int(seed)
+            should_stop = ranks.shared_stop(should_stop)
+            on_step = on_step if ranks.leader else None
+        split_cfg = plan.cfg > 1
+        latent_only = not decode and not plan.needs_library
         with self._running(request.steps, on_step, should_stop) as step_end:
             if self.active_config.speed.cache == "fastercache":
-                match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1)
+                # a split rank holds one guidance half: nothing to approximate the other half from
+                match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1 and not split_cfg)
             started = time.perf_counter()
             output = self._pipe(
                 prompt=request.prompt.strip(),
@@ -196,9 +257,11 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
                 guidance_scale=float(request.guidance),
                 generator=torch.Generator(device="cpu").manual_seed(seed),
                 max_sequence_length=self.limits.max_prompt_tokens,
-                output_type="np",
+                output_type="latent" if latent_only else "np",
                 callback_on_step_end=step_end,
             )
+            if not decode:
+                return None
             frames = np.asarray(output.frames[0])
             video = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
             elapsed = time.perf_counter() - started

@@ -81,6 +81,10 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         """The settings to load with on this machine (a preset filled in) and notes; default: as given."""
         return self.config, []
 
+    def build_pipeline(self, pipeline_cls: type, folder: Path, dtype: Any, config: Any) -> Any:
+        """The pipeline object from `folder` (a parallel engine may build its own); default: diffusers'."""
+        return load_pipeline(pipeline_cls, folder, dtype, config.model.quantization, self.quantized)
+
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         """Model-specific setup after placement; returns notes for the log and the status."""
         return []
@@ -151,8 +155,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             config, preset_notes = self.resolve_config(on_gpu, mode)
             self.active_config = config
             dtype = resolve_dtype(config.model.dtype, self.preferred_dtype(), on_gpu)
-            pipe = load_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype,
-                                 config.model.quantization, self.quantized)
+            pipe = self.build_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype, config)
             apply_memory_mode(pipe, mode, config.model.vae_tiling, config.model.vae_slicing)
             notes = ([note] if note else []) + preset_notes + self.after_load(pipe, on_gpu, mode)
             for line in notes[1 if note else 0:]:

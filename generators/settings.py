@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
+Parallel = Literal["none", "cfg", "cfg+ulysses"]
 Quantization = Literal["none", "int8_weight_only", "fp8_dynamic"]
 
 
@@ -175,6 +176,9 @@ class VideoSettings(Settings):
     encode: VideoEncode = VideoEncode()
     speed: SpeedSettings = SpeedSettings()
     remote: RemoteSettings = RemoteSettings()
+    # one video on the GPUs of `xiaoai worker --gpus 0,1`: cfg = the two guidance halves on 2 GPUs;
+    # cfg+ulysses = also the attention heads, through xDiT (4 or 6 GPUs); none = one GPU per video
+    parallel: Parallel = "none"
 
 
 class ImageSettings(Settings):

@@ -51,7 +51,7 @@ def render_one(kind: JobKind, request: JobRequest, output_stem: Path, on_step: S
     return kind.run(request, output_stem, on_step, should_stop)
 
 
-def worker_name(gpu: int | None) -> str:
+def worker_name(gpu: int | str | None) -> str:
     host = socket.gethostname()
     return f"gpu{gpu}@{host}" if gpu is not None else f"cpu{os.getpid()}@{host}"
 
@@ -59,7 +59,7 @@ def worker_name(gpu: int | None) -> str:
 class Heartbeat:
     """Refreshes this worker's key (with a TTL) from its own thread; `job` is what it renders now."""
 
-    def __init__(self, client: Any, name: str, gpu: int | None, queues: Sequence[str], every_s: float,
+    def __init__(self, client: Any, name: str, gpu: int | str | None, queues: Sequence[str], every_s: float,
                  ttl_s: float) -> None:
         self._client = client
         self.name = name
@@ -185,26 +185,48 @@ class Renderer:
                 "worker": name}
 
 
-def worker_kinds(config: AppConfig) -> dict[str, JobKind]:
+def worker_kinds(config: AppConfig, ranks: Any = None) -> dict[str, JobKind]:
     from bot.jobs.kinds import ImageKind, VideoKind, image_api_key
 
-    return {"video": VideoKind(lambda: config.video), "image": ImageKind(lambda: config.image,
-                                                                        api_key=image_api_key)}
+    return {"video": VideoKind(lambda: config.video, ranks=ranks),
+            "image": ImageKind(lambda: config.image, api_key=image_api_key)}
 
 
 def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
-               env: Mapping[str, str] | None = None) -> int:
-    """Serve `queues` until stopped (SIGTERM: finish the current job first). 2 on a refused setup."""
+               env: Mapping[str, str] | None = None, gpus: Sequence[int] = ()) -> int:
+    """Serve `queues` until stopped (SIGTERM: finish the current job first). 2 on a refused setup.
+
+    `gpus` (two or more): one video on all of them (`video.parallel`, bot/jobs/group_worker.py)."""
     url = broker_url(config.jobs, env)
     check_broker_url(url)
     unknown = [q for q in queues if q not in WORKER_KINDS]
     if unknown or not queues:
         raise ValueError(f"--queues takes {', '.join(WORKER_KINDS)}; got {', '.join(queues) or 'nothing'}")
-    if gpu is not None:  # before anything imports torch: this process sees one card, as cuda:0
+    if gpu is not None and gpus:
+        raise ValueError("give --gpu N (one GPU per video) or --gpus N,M (one video on several), not both")
+    if len(gpus) == 1:
+        gpu, gpus = gpus[0], ()
+    group, render, ranks = None, render_one, None
+    if gpus:  # before anything imports torch: rank r uses cuda:r of these cards
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        from bot.jobs.group_worker import GroupRender, start_group
+
+        group, ranks = start_group(config, gpus)
+        render = GroupRender(group)
+    elif gpu is not None:  # before anything imports torch: this process sees one card, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    try:
+        return _serve(config, url, gpu if not gpus else "-".join(map(str, gpus)), queues, render, ranks)
+    finally:
+        if group is not None:
+            group.stop()
+
+
+def _serve(config: AppConfig, url: str, gpu: int | str | None, queues: Sequence[str],
+           render: Callable[..., Path], ranks: Any) -> int:
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # it would log whole results
     name = worker_name(gpu)
-    kinds = worker_kinds(config)
+    kinds = worker_kinds(config, ranks)
     served = {q: kinds[q] for q in queues}
     for queue, kind in served.items():
         if getattr(kind, "backend", "local") == "local":
@@ -217,7 +239,7 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
     heartbeat = Heartbeat(client, name, gpu, queues, config.jobs.heartbeat_s, config.jobs.worker_lost_s)
     app = celery_app(url, config.jobs)
     work_dir = Path(tempfile.mkdtemp(prefix="xiaoai-worker-"))
-    renderer = Renderer(served, client, heartbeat, config.jobs.max_result_mb, work_dir)
+    renderer = Renderer(served, client, heartbeat, config.jobs.max_result_mb, work_dir, render)
 
     @app.task(name=TASK, bind=True)
     def render(task: Any, kind: str, params: dict, seed: int, token: str) -> dict:

@@ -35,17 +35,22 @@ class VideoKind(GeneratorKind):
     name = "video"
     default_max_prompt_tokens = DEFAULT_MAX_PROMPT_TOKENS
 
+    def __init__(self, config: Callable[[], VideoConfig], ranks: Any = None) -> None:
+        super().__init__(config)
+        self.ranks = ranks  # a multi-GPU worker's compute group (generators.parallel.RankContext)
+
     @property
     def backend(self) -> str:
         return self._config().backend
 
     def built_from(self, config: VideoConfig) -> tuple[Any, ...]:
-        return (config.model, config.speed)  # a remote host renders with its own: the kind only checks
+        # a remote host renders with its own: the kind only checks
+        return (config.model, config.speed, config.parallel)
 
     def build(self, config: VideoConfig) -> Any:
         from generators.cogvideox import CogVideoXGenerator
 
-        return CogVideoXGenerator(config)
+        return CogVideoXGenerator(config, ranks=self.ranks)
 
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
         from generators.cogvideox import VideoRequest

@@ -1,0 +1,182 @@
+"""`xiaoai bench video --parallel cfg|cfg+ulysses`: one video on 1 GPU vs 2 (CFG) vs 4 (CFG x Ulysses).
+
+Each row runs in fresh processes: rank 0 plus the other ranks joined by the production rank group code
+(`bot.jobs.rank_group.join_groups`: NCCL on GPUs, gloo on the CPU), each loading the production
+`CogVideoXGenerator` with `video.parallel` and a speed preset, then rendering one seeded request (rank 0
+`generate`, the others `follow`) after a warm-up video. Rank 0 times every step and the decode; its
+latents and frames are compared with the 1-GPU row of the same preset (fidelity: how far the split moved
+the math). A row needing more GPUs than visible is reported as skipped, never faked.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.fidelity import psnr, relative_error
+from bench.video import PROMPT, environment
+
+LAYOUTS = {  # --parallel -> (row name, ranks, video.parallel)
+    "cfg": [("1gpu", 1, "none"), ("cfg2", 2, "cfg")],
+    "cfg+ulysses": [("1gpu", 1, "none"), ("cfg2", 2, "cfg"), ("cfg2-ulysses2", 4, "cfg+ulysses")],
+}
+
+
+def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, preset: str, steps: int,
+              warmup_steps: int, results: Any) -> None:
+    import torch
+
+    from bot.config import VideoConfig
+    from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
+
+    row: dict[str, Any] = {"rank": rank}
+    try:
+        ranks = None
+        if world > 1:
+            from bot.jobs.rank_group import GroupSpec, join_groups
+
+            ranks, _control = join_groups(GroupSpec(world, port, cuda=torch.cuda.is_available()), rank)
+        elif torch.cuda.is_available():
+            torch.cuda.set_device(0)
+        limits = model_limits(Path(folder))
+        height, width = limits.native_size
+        mode = "gpu" if torch.cuda.is_available() else "cpu"
+        config = VideoConfig(model={"path": folder, "memory_mode": mode},
+                             sampling={"height": height, "width": width}, speed={"preset": preset},
+                             parallel=parallel)
+        generator = CogVideoXGenerator(config, ranks=ranks)
+        started = time.perf_counter()
+        generator.load()
+        row["load_s"] = round(time.perf_counter() - started, 2)
+        frames = min(49, limits.max_frames)
+
+        def request(count: int, seed: int) -> Any:
+            return VideoRequest(PROMPT, num_frames=frames, steps=count, seed=seed, height=height, width=width)
+
+        def sync() -> float:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        leader = ranks is None or ranks.leader
+        if warmup_steps:
+            begin = sync()
+            warmup = request(warmup_steps, 1)
+            generator.generate(warmup) if leader else generator.follow(warmup)
+            row["warmup_run_s"] = round(sync() - begin, 2)
+        if not leader:
+            generator.follow(request(steps, 0))
+            results.put(row)
+            return
+        marks: dict[str, Any] = {}
+        pipe = generator.pipeline
+        decode = pipe.vae.decode
+
+        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+            marks["latents"] = latents.detach().float().cpu().numpy()
+            begin_decode = sync()
+            out = decode(latents, *args, **kwargs)
+            marks["decode_s"] = sync() - begin_decode
+            return out
+
+        ends: list[float] = []
+        pipe.vae.decode = timed_decode
+        begin = sync()
+        result = generator.generate(request(steps, 0), on_step=lambda i, n: ends.append(sync()))
+        gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+        per_step = statistics.fmean(gaps) if gaps else ends[0] - begin
+        row.update({"s_per_step": round(per_step, 4), "denoise_s": round(ends[-1] - begin, 3),
+                    "est_denoise_50_s": round(per_step * 50, 2), "vae_decode_s": round(marks["decode_s"], 3),
+                    "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
+                    "peak_denoise_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2)
+                    if torch.cuda.is_available() else None,
+                    "latents": marks["latents"], "frames_array": result.frames})
+    except Exception as exc:  # noqa: BLE001 - a failing row is a result: report it
+        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    results.put(row)
+
+
+def run_row(folder: Path, name: str, world: int, parallel: str, preset: str, steps: int,
+            warmup_steps: int, timeout_s: float = 3600) -> dict[str, Any]:
+    """One row in `world` fresh processes; rank 0's measurements (with its latents and frames)."""
+    from bot.jobs.rank_group import free_port
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    procs = [context.Process(target=_row_main, args=(rank, world, port, str(folder), parallel, preset, steps,
+                                                     warmup_steps, results)) for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    try:
+        rows = [results.get(timeout=timeout_s) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+    errors = [r["error"] for r in rows if "error" in r]
+    row = next(r for r in rows if r["rank"] == 0)
+    if errors:
+        row["error"] = errors[0]
+    row.pop("rank", None)
+    return row
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run(folder: Path, mode: str, presets: list[str], steps: int, warmup_steps: int,
+        out: Path | None) -> list[dict[str, Any]]:
+    """Every layout of `mode` x every preset; prints a JSON line per row and the table."""
+    from generators.cogvideox import model_limits
+
+    env = environment()
+    variant = model_limits(folder).variant
+    gpus = _visible_gpus()
+    rows: list[dict[str, Any]] = []
+    for preset in presets:
+        anchor: dict[str, Any] | None = None
+        for name, world, parallel in LAYOUTS[mode]:
+            row: dict[str, Any] = {"row": f"{name}-{preset}", "model": variant, "steps": steps, "gpus": world,
+                                   "settings": {"parallel": parallel, "preset": preset}, **env}
+            if gpus and world > gpus:
+                row["skipped"] = f"needs {world} GPUs, {gpus} visible"
+            else:
+                row.update(run_row(folder, name, world, parallel, preset, steps, warmup_steps))
+            latents, frames = row.pop("latents", None), row.pop("frames_array", None)
+            if world == 1 and latents is not None:
+                anchor = {"latents": latents, "frames": frames, "s_per_step": row["s_per_step"]}
+            elif anchor is not None and latents is not None:
+                row["latent_rel_err"] = round(relative_error(anchor["latents"], latents), 6)
+                row["psnr_db"] = round(min(psnr(anchor["frames"], frames), 999.0), 2)
+                row["vs_1gpu"] = round(anchor["s_per_step"] / row["s_per_step"], 2)
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                with (out / "video-parallel.jsonl").open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows.append(row)
+    print(f"\n{env['card']} x{gpus or 'CPU'} | torch {env['torch']}\n\n{table(rows)}", flush=True)
+    return rows
+
+
+COLUMNS = [("row", "row"), ("gpus", "GPUs"), ("s_per_step", "s/step"), ("est_denoise_50_s", "50 steps (s)"),
+           ("vae_decode_s", "VAE decode (s)"), ("est_total_50_s", "50 steps + decode (s)"),
+           ("vs_1gpu", "vs 1 GPU"), ("psnr_db", "PSNR dB vs 1 GPU"), ("latent_rel_err", "latent rel. err"),
+           ("warmup_run_s", "warm-up run (s)"), ("peak_denoise_gib", "peak GiB (rank 0)")]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " | note |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        cells = [str(r.get(key, "") if r.get(key) is not None else "") for key, _ in COLUMNS]
+        lines.append("| " + " | ".join(cells) + f" | {r.get('error') or r.get('skipped') or ''} |")
+    return "\n".join(lines)
