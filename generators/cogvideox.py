@@ -23,6 +23,7 @@ from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
 from generators.presets import resolve_preset
+from generators.rules import VIDEO_MIN_SIDE, frames_problem, side_problem, steps_problem
 from generators.speedups import apply_speedups, speed_context
 from generators.step_cache import match_guidance
 
@@ -121,13 +122,12 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
     if not isinstance(prompt, str) or not prompt.strip():
         raise GeneratorError("视频描述是空的，请说说想要什么画面。")
     frames = request.num_frames
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 + limits.frame_step \
-            or (frames - 1) % limits.frame_step:
+    if frames_problem(frames, limits.frame_step):
         raise GeneratorError(f"帧数必须是 8 的倍数加 1（如 9、17、25、33、41、49），收到 {frames!r}。")
     if frames > limits.max_frames:
         raise GeneratorError(f"帧数最多 {limits.max_frames}，收到 {frames}。")
     steps = request.steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= max_steps:
+    if steps_problem(steps, max_steps):
         raise GeneratorError(f"步数必须是 1 到 {max_steps} 之间的整数，收到 {steps!r}。")
     guidance = request.guidance
     if isinstance(guidance, bool) or not isinstance(guidance, int | float) \
@@ -139,7 +139,7 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
         raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
     height, width = request.height, request.width
     for name, value in (("高度", height), ("宽度", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 16 or value % 16:
+        if side_problem(value, VIDEO_MIN_SIDE):
             raise GeneratorError(f"视频{name}必须是 16 的倍数（至少 16），收到 {value!r}。")
     if limits.released and (height, width) != RELEASED_SIZE:
         raise GeneratorError(f"这个模型只支持 480x720（高x宽），收到 {height}x{width}。")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
+from generators.rules import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, is_whole, side_problem, steps_problem
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,8 +34,7 @@ DEFAULT_STEPS: dict[Variant, int] = {"schnell": 4, "dev": 28}
 DEFAULT_GUIDANCE: dict[Variant, float] = {"schnell": 0.0, "dev": 3.5}
 MAX_TEXT_TOKENS: dict[Variant, int] = {"schnell": 256, "dev": 512}  # T5 lengths the releases were tuned for
 PREFERRED_DTYPE = "bfloat16"
-SIZE_MULTIPLE = 16  # VAE downsamples 8x, then 2x2 latent patches
-MIN_SIDE, MAX_SIDE = 64, 2048
+MIN_SIDE, MAX_SIDE = IMAGE_MIN_SIDE, IMAGE_MAX_SIDE
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 20.0
@@ -104,10 +104,6 @@ def save_image(image: Image.Image, path: Path, fmt: str = "jpeg", quality: int =
     return path
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def validate_request(request: ImageRequest, max_steps: int = 60) -> None:
     """Raise GeneratorError (Chinese, fit for the asker) naming the first rule the request breaks.
 
@@ -115,17 +111,17 @@ def validate_request(request: ImageRequest, max_steps: int = 60) -> None:
     if not isinstance(request.prompt, str) or not request.prompt.strip():
         raise GeneratorError("图片描述是空的，请说说想画什么。")
     steps = request.steps
-    if steps is not None and (not _is_int(steps) or not 1 <= steps <= max_steps):
+    if steps is not None and steps_problem(steps, max_steps):
         raise GeneratorError(f"步数必须是 1 到 {max_steps} 之间的整数，收到 {steps!r}。")
     guidance = request.guidance
     if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, int | float)
                                  or not 0 <= guidance <= MAX_GUIDANCE):
         raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
     seed = request.seed
-    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
+    if seed is not None and (not is_whole(seed) or not 0 <= seed <= MAX_SEED):
         raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
     for name, value in (("高度", request.height), ("宽度", request.width)):
-        if not _is_int(value) or value % SIZE_MULTIPLE or not MIN_SIDE <= value <= MAX_SIDE:
+        if side_problem(value, MIN_SIDE, MAX_SIDE):
             raise GeneratorError(
                 f"图片{name}必须是 16 的倍数，在 {MIN_SIDE} 到 {MAX_SIDE} 之间，收到 {value!r}。")
     if request.height * request.width > MAX_PIXELS:

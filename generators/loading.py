@@ -277,24 +277,34 @@ def load_pipeline(pipeline_cls: type, folder: Path, dtype: torch.dtype, quantiza
         kwargs["quantization_config"] = qconfig
     logger.info("loading {} from {} ({}, quantization={})", pipeline_cls.__name__, folder, dtype,
                 quantization)
+    from safetensors import SafetensorError
+
     try:
         with warnings.catch_warnings():
             # newer diffusers prefer `dtype=`; `torch_dtype=` works across the versions we allow
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             return pipeline_cls.from_pretrained(str(folder), **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    # a truncated or corrupt weights file: diffusers' components wrap safetensors' error in OSError
+    # ("Unable to load weights from checkpoint file"), transformers' (the text encoder) let it through;
+    # a config that does not match its weights is a ValueError or KeyError
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise broken_model(folder, exc) from exc
-    except Exception as exc:
-        if type(exc).__name__ != "SafetensorError":  # a truncated or corrupt weights file
-            raise
-        raise broken_model(folder, exc) from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The error and, when a library wrapped it, the one that started it (the file's own complaint)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    return text if cause is None else f"{text} <- {type(cause).__name__}: {cause}"
 
 
 def broken_model(folder: Path, exc: BaseException) -> GeneratorError:
     """Weights that exist but do not load (truncated download, corrupt file): the fix is the admin's."""
     return GeneratorError("模型文件坏了，暂时做不了，我已经告诉管理员了。",
                           admin_detail=(f"模型文件夹 {folder} 加载失败（文件不完整或损坏？请重新下载）: "
-                                        f"{type(exc).__name__}: {exc}"),
+                                        f"{_root_cause(exc)}"),
                           problem=f"model-broken:{folder}")
 
 

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from generators.rules import (
+    IMAGE_MAX_SIDE,
+    IMAGE_MIN_SIDE,
+    VIDEO_MIN_SIDE,
+    frames_problem,
+    side_problem,
+    steps_problem,
+)
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Parallel = Literal["none", "cfg", "cfg+ulysses"]
@@ -64,26 +73,60 @@ class ImageModelSettings(ModelSettings):
     memory_mode: Literal["auto", "gpu", "model_cpu_offload", "sequential_cpu_offload", "cpu"] = "auto"
 
 
-class VideoSampling(Settings):
-    """A video request's defaults (each may be overridden by the asker within the limits)."""
+def _checked(problem: str | None, value: Any) -> Any:
+    if problem:
+        raise ValueError(problem)
+    return value
 
-    num_frames: int = Field(default=49, ge=1)
+
+def _steps_within_max(value: int | None, info: ValidationInfo) -> int | None:
+    # max_steps is declared first, so it is already validated here (absent when it was itself wrong)
+    max_steps = info.data.get("max_steps")
+    if value is None or max_steps is None:
+        return value
+    return _checked(steps_problem(value, max_steps), value)
+
+
+class VideoSampling(Settings):
+    """A video request's defaults (each may be overridden by the asker within the limits); checked
+    with the same rules as every request, so a value no render could use fails at load time."""
+
+    max_steps: int = Field(default=100, ge=1, le=1000)
+    num_frames: int = 49
     steps: int = Field(default=50, ge=1, le=200)
     guidance: float = Field(default=6.0, ge=0, le=30)
     fps: int = Field(default=8, ge=1, le=60)
-    height: int = Field(default=480, ge=16)
-    width: int = Field(default=720, ge=16)
-    max_steps: int = Field(default=100, ge=1, le=1000)
+    height: int = 480
+    width: int = 720
+
+    _steps = field_validator("steps")(_steps_within_max)
+
+    @field_validator("num_frames")
+    @classmethod
+    def _frames(cls, value: int) -> int:
+        return _checked(frames_problem(value), value)
+
+    @field_validator("height", "width")
+    @classmethod
+    def _side(cls, value: int) -> int:
+        return _checked(side_problem(value, VIDEO_MIN_SIDE), value)
 
 
 class ImageSampling(Settings):
     """A picture request's defaults; null steps/guidance = the loaded variant's own."""
 
+    max_steps: int = Field(default=60, ge=1, le=1000)
     steps: int | None = Field(default=None, ge=1, le=200)  # null: schnell 4, dev 28
     guidance: float | None = Field(default=None, ge=0, le=30)  # null: schnell 0, dev 3.5
-    height: int = Field(default=576, ge=16)
-    width: int = Field(default=1024, ge=16)
-    max_steps: int = Field(default=60, ge=1, le=1000)
+    height: int = 576
+    width: int = 1024
+
+    _steps = field_validator("steps")(_steps_within_max)
+
+    @field_validator("height", "width")
+    @classmethod
+    def _side(cls, value: int) -> int:
+        return _checked(side_problem(value, IMAGE_MIN_SIDE, IMAGE_MAX_SIDE), value)
 
 
 class VideoEncode(Settings):

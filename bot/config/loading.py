@@ -13,6 +13,7 @@ from ruamel.yaml.error import YAMLError
 
 from bot.config.app import AppConfig
 from bot.config.legacy import upgrade
+from bot.config.wording import friendly, syntax_problem
 from bot.yaml_guard import YamlBudgetExceeded, load_config_yaml
 
 
@@ -56,7 +57,7 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
     except YamlBudgetExceeded as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     except YAMLError as exc:
-        raise ConfigError(f"{source}: YAML syntax error: {exc}") from exc
+        raise ConfigError(syntax_problem(exc, source)) from exc
     if data is None:  # an empty, blank or all-comment file: never "all defaults" (that drops the admins)
         raise ConfigError(f"{source}: the file is empty (no settings at all); restore it, or delete it "
                           "to run on the built-in defaults")
@@ -78,7 +79,7 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
             loc = _where(tuple(err["loc"]), written)
             line = _line_of(data, loc)
             where = f" (line {line})" if line else ""
-            problems.append(f"{_key(loc)}{where}: {err['msg']}")
+            problems.append(f"{_key(loc)}{where}: {friendly(err)}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
 
 

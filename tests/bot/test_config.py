@@ -15,7 +15,7 @@ def test_errors_name_key_line_and_reason() -> None:
         parse("llm:\n  model: 3\n  timeot_s: 3\n", "config.yaml")
     message = str(caught.value)
     assert "llm.model (line 2)" in message and "valid string" in message
-    assert "llm.timeot_s (line 3)" in message and "Extra inputs are not permitted" in message
+    assert "llm.timeot_s (line 3)" in message and "unknown key; did you mean timeout_s?" in message
 
 
 def test_yaml_syntax_error_is_a_config_error() -> None:

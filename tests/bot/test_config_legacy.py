@@ -64,7 +64,7 @@ VIDEO_FAMILIES = {
               {"path": Path("/weights/cogvideox-5b"), "variant": "5b", "dtype": "bfloat16",
                "memory_mode": "group_offload", "vae_tiling": False, "vae_slicing": True,
                "quantization": "fp8_dynamic"}),
-    "sampling": ({"num_frames": 17, "steps": 20, "guidance": 4.5, "fps": 16, "height": 240, "width": 360,
+    "sampling": ({"num_frames": 17, "steps": 20, "guidance": 4.5, "fps": 16, "height": 240, "width": 352,
                   "max_steps": 40}, None),
     "encode": ({"bitrate_kbps": 900, "max_mp4_mb": 1.5, "x264_preset": "medium"}, None),
     "speed": ({"compile": "blocks", "compile_cache_dir": "/cache/inductor", "fuse_qkv": True,

@@ -71,7 +71,7 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
         watcher.path.write_text(BASE + "chat:\n  max_reply_char: 99\n", encoding="utf-8")
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 1, within=3.0)
         notice = channel.private_texts(ADMIN)[0]
-        assert "chat.max_reply_char (line 7)" in notice and "Extra inputs" in notice
+        assert "chat.max_reply_char (line 7)" in notice and "did you mean max_reply_chars?" in notice
         assert app.config is running
 
         # wrong type

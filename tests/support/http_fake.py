@@ -11,6 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    """socketserver's backlog of 5 refuses connections when a bot under a flood opens hundreds at once;
+    a real LLM server listens with a deep backlog, and so does this fake."""
+
+    request_queue_size = 1024
+
+
 class LoopbackServer:
     """Serves `handler` on loopback from a daemon thread once `serve` is called; `close` (or leaving a
     `with` block) stops it."""
@@ -18,7 +25,7 @@ class LoopbackServer:
     _server: ThreadingHTTPServer
 
     def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _BackloggedServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

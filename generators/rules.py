@@ -1,0 +1,42 @@
+"""The limits a render request must meet, as pure checks shared by the config model (English, for the
+admin, at load time) and `validate_request` (Chinese, for the asker, per request).
+
+Each check returns None when the value is fine, else a short English reason; callers word it for their
+reader. No torch here: the config and the intent handler use these before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FRAME_STEP = 8  # CogVideoX's VAE compresses 8 frames into one latent frame, plus the first
+SIZE_MULTIPLE = 16  # the VAE downsamples 8x, then 2x2 latent patches
+VIDEO_MIN_SIDE = 16
+IMAGE_MIN_SIDE, IMAGE_MAX_SIDE = 64, 2048
+
+
+def is_whole(value: Any) -> bool:
+    """An int that is not a bool (YAML `true` must never count as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def frames_problem(frames: Any, step: int = FRAME_STEP) -> str | None:
+    """CogVideoX renders 8k+1 frames (9, 17, ..., 49): anything else fails inside the pipeline."""
+    if not is_whole(frames) or frames < 1 + step or (frames - 1) % step:
+        return f"must be 8k+1 frames (9, 17, 25, 33, 41 or 49), got {frames!r}"
+    return None
+
+
+def side_problem(value: Any, low: int, high: int | None = None) -> str | None:
+    """A height or width: a multiple of 16 within [low, high]."""
+    if not is_whole(value) or value % SIZE_MULTIPLE or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        return f"must be a multiple of 16, {bounds}, got {value!r}"
+    return None
+
+
+def steps_problem(steps: Any, max_steps: int) -> str | None:
+    """Denoising steps: at least 1, at most the configured max_steps."""
+    if not is_whole(steps) or not 1 <= steps <= max_steps:
+        return f"must be a whole number from 1 to max_steps ({max_steps}), got {steps!r}"
+    return None
