@@ -14,6 +14,7 @@ from PIL import Image
 from bot.config import ImageConfig
 from generators.base import GenerationCancelled, GeneratorError, ModelNotFound
 from generators.flux import FluxGenerator, ImageRequest, flux_limits, save_image
+from tests.support.errors import raises_told, told
 from tests.support.tiny_models import build_flux_folder
 
 TINY = {"height": 64, "width": 96}
@@ -104,14 +105,14 @@ def test_found_in_the_modelscope_cache_and_missing_model_is_clear(schnell_folder
     env = {"HOME": str(tmp_path / "home")}
     with pytest.raises(ModelNotFound) as missing:
         FluxGenerator(ImageConfig(), env=env).locate()
-    text = str(missing.value)
+    text = told(missing.value)
     assert "modelscope download --model black-forest-labs/FLUX.1-schnell" in text
     assert "image.model.path" in text and "FLUX.1-dev" in text
     # modelscope writes dots as ___: ~/.cache/modelscope/hub/black-forest-labs/FLUX___1-dev
     target = tmp_path / "home/.cache/modelscope/hub/black-forest-labs/FLUX___1-dev"
     shutil.copytree(schnell_folder, target)
     assert FluxGenerator(ImageConfig(model={"variant": "dev"}), env=env).locate() == target
-    with pytest.raises(ModelNotFound, match="图片模型文件夹 .* does not exist.*image.model.path"):
+    with raises_told(ModelNotFound, "模型文件夹 .* does not exist.*image.model.path"):
         FluxGenerator(ImageConfig(model={"path": tmp_path / "nowhere"})).locate()
 
 
@@ -132,7 +133,7 @@ def test_fp8_is_refused_without_a_capable_gpu(schnell_folder: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
-    with pytest.raises(GeneratorError, match="compute capability >= 8.9"):
+    with raises_told(GeneratorError, "compute capability >= 8.9"):
         FluxGenerator(ImageConfig(model={"path": schnell_folder, "quantization": "fp8_dynamic"},
                                   sampling=TINY)).load()
 

@@ -11,6 +11,7 @@ from bot.config import VideoConfig
 from generators.base import ModelNotFound
 from generators.cogvideox import SOURCES, CogVideoXGenerator
 from generators.loading import find_model, quantization_config, resolve_dtype, resolve_memory_mode
+from tests.support.errors import raises_told, told
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -21,11 +22,11 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_missing_explicit_folder_says_so(tmp_path: Path) -> None:
     generator = CogVideoXGenerator(VideoConfig(model={"path": tmp_path / "nope"}))
-    with pytest.raises(ModelNotFound, match="nope.*does not exist"):
+    with raises_told(ModelNotFound, "nope.*does not exist"):
         generator.load()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelNotFound, match="model_index.json"):
+    with raises_told(ModelNotFound, "model_index.json"):
         CogVideoXGenerator(VideoConfig(model={"path": empty})).check_inputs(None)  # type: ignore[arg-type]
 
 
@@ -34,7 +35,7 @@ def test_nothing_cached_lists_where_it_looked(tmp_path: Path) -> None:
     generator = CogVideoXGenerator(VideoConfig(), env=env)
     with pytest.raises(ModelNotFound) as caught:
         generator.locate()
-    message = str(caught.value)
+    message = told(caught.value)
     assert "modelscope download --model ZhipuAI/CogVideoX-2b" in message
     assert str(tmp_path / ".cache/modelscope/hub/ZhipuAI/CogVideoX-2b") in message
     assert str(tmp_path / ".cache/huggingface/hub/models--THUDM--CogVideoX-2b") in message
