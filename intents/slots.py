@@ -77,9 +77,7 @@ def admin_fix(exc: AmapError) -> str | None:
 async def amap_failed(ctx: Context, exc: AmapError) -> Reply:
     """The reply to an AMap failure, the admins told the fix once when it is theirs, the cause logged."""
     fix = admin_fix(exc)
-    if fix is None:
-        logger.warning("amap: {} failed: {}", ctx.message.id, exc)
-    else:
+    if fix is not None:  # other failures were logged once, with their cause, by the client
         logger.error("amap: {}", fix)
         await ctx.notify_admins(fix, key=f"amap:{type(exc).__name__}")
     return Reply(explain(exc))

@@ -74,7 +74,7 @@ def _weights_check(name: str, section: Any, setting: str, sources: dict[str, Any
     try:
         folder = find_model(model.path, [sources[v] for v in order], setting=setting)
     except GeneratorError as exc:
-        first = str(exc).splitlines()[0]
+        first = (exc.admin_detail or str(exc)).splitlines()[0]  # the admin's detail: which folder
         return Check(name, False, first,
                      f"download the weights once (README: model weights) and set {setting}")
     return Check(name, True, f"{model.variant} at {folder}")

@@ -202,7 +202,7 @@ async def test_room_save_keeps_comments_and_applies_at_once(console: Console) ->
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"quotas": {"user_videos_per_day": "-1"}}, "greater than or equal to 0"),
-    ({"quotas": {"user_videos_per_day": "many"}}, "valid integer"),
+    ({"quotas": {"user_videos_per_day": "many"}}, "whole number"),
     ({"intents": ["video", "dance"]}, "unknown intent dance"),
     ({"quotas": {"videos_forever": "1"}}, "unknown quota videos_forever"),
 ])

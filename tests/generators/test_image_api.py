@@ -10,6 +10,7 @@ from bot.jobs.kinds import image_api_key
 from generators.base import GenerationCancelled, GeneratorError
 from generators.flux import ImageRequest
 from generators.image_api import REFUSED_REPLY, ImageApiGenerator
+from tests.support.errors import raises_told
 from tests.support.fake_images import FakeImages, png_bytes
 
 PROMPT = "A Shiba Inu sitting in deep snow, soft winter light."
@@ -61,9 +62,9 @@ def test_failures_get_clear_messages(images: FakeImages, mode: str, message: str
 def test_unreachable_endpoint_and_missing_key(images: FakeImages) -> None:
     api = {"base_url": "http://127.0.0.1:9/v1", "retries": 0, "timeout_s": 2}
     closed = ImageApiGenerator(ImageConfig(backend="api", api=api), "key")
-    with pytest.raises(GeneratorError, match="连不上图片服务"):
+    with raises_told(GeneratorError, "连不上图片服务"):
         closed.generate(ImageRequest(PROMPT))
-    with pytest.raises(GeneratorError, match="XIAOAI_IMAGE_API_KEY"):
+    with raises_told(GeneratorError, "XIAOAI_IMAGE_API_KEY"):
         generator(images, key=None).check_inputs(ImageRequest(PROMPT))
     assert images.requests == []
 
