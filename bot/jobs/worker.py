@@ -141,7 +141,10 @@ class Renderer:
 
         def on_step(step: int, steps: int) -> None:
             job.update(step=step, steps=steps)
-            task.update_state(state="PROGRESS", meta={"step": step, "steps": steps, "worker": name})
+            try:
+                task.update_state(state="PROGRESS", meta={"step": step, "steps": steps, "worker": name})
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: progress is best effort, keep rendering
+                logger.warning("worker: progress of {} not published ({})", task_id, type(exc).__name__)
 
         def should_stop() -> bool:
             now = time.monotonic()

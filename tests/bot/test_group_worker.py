@@ -70,9 +70,18 @@ def test_two_rank_worker_renders_a_video_and_stops_on_sigterm(tmp_path: Path) ->
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0, log.read_text()[-3000:]
         assert "rank group stopped" in log.read_text()
-        assert not any(_children(worker.pid)) and all(not Path(f"/proc/{pid}").exists() or
-                                                       "Z" in (Path(f"/proc/{pid}") / "stat").read_text()
-                                                       for pid in followers)
+
+        def gone(pid: int) -> bool:
+            stat = Path(f"/proc/{pid}") / "stat"
+            try:
+                return "Z" in stat.read_text().split(")")[-1][:3]
+            except OSError:
+                return True
+
+        deadline = time.monotonic() + 20  # the other rank leaves once rank 0 has said stop
+        while not all(gone(pid) for pid in followers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_children(worker.pid)) and all(gone(pid) for pid in followers)
     finally:
         if worker.poll() is None:
             worker.kill()
