@@ -54,7 +54,7 @@ class Deployment:
             f"video:\n  model:\n    path: {model}\n"
             f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
             f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
-            f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: 0.5\n  worker_lost_s: 3\n",
+            f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: 0.5\n  worker_lost_s: 8\n",
             encoding="utf-8")
         self.bot: subprocess.Popen | None = None
         self.workers: list[Worker] = []
