@@ -11,7 +11,6 @@ the math). A row needing more GPUs than visible is reported as skipped, never fa
 from __future__ import annotations
 
 import json
-import multiprocessing
 import statistics
 import time
 from pathlib import Path
@@ -103,22 +102,10 @@ def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, pres
 def run_row(folder: Path, name: str, world: int, parallel: str, preset: str, steps: int,
             warmup_steps: int, timeout_s: float = 3600) -> dict[str, Any]:
     """One row in `world` fresh processes; rank 0's measurements (with its latents and frames)."""
-    from bot.jobs.rank_group import free_port
+    from bot.jobs.rank_group import run_ranks
 
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    port = free_port()
-    procs = [context.Process(target=_row_main, args=(rank, world, port, str(folder), parallel, preset, steps,
-                                                     warmup_steps, results)) for rank in range(world)]
-    for proc in procs:
-        proc.start()
-    try:
-        rows = [results.get(timeout=timeout_s) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(60)
-            if proc.is_alive():
-                proc.kill()
+    rows = run_ranks(_row_main, world, (str(folder), parallel, preset, steps, warmup_steps), timeout_s,
+                     join_s=60)
     errors = [r["error"] for r in rows if "error" in r]
     row = next(r for r in rows if r["rank"] == 0)
     if errors:

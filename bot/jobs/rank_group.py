@@ -61,6 +61,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_ranks(target: Callable[..., None], world: int, args: tuple[Any, ...], timeout_s: float,
+              join_s: float = 30) -> list[Any]:
+    """Run `target(rank, world, port, *args, results)` in `world` spawned processes on one loopback port and
+    collect one result from each (what each put on `results`); processes still alive after are killed."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    procs = [context.Process(target=target, args=(rank, world, port, *args, results))
+             for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    try:
+        return [results.get(timeout=timeout_s) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(join_s)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
 def join_groups(spec: GroupSpec, rank: int) -> tuple[Any, Any]:
     """Join both groups as `rank`: (the compute RankContext, the control group)."""
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(spec.port), "RANK": str(rank),

@@ -3,7 +3,6 @@ joined by the production `join_groups`; each rank's outcomes come back through a
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ def record_latents(pipe: Any, store: list[Any]) -> None:
     pipe.scheduler.step = step
 
 
-def _rank_main(folder: str, rank: int, world: int, port: int, results: Any) -> None:
+def _rank_main(rank: int, world: int, port: int, folder: str, results: Any) -> None:
     from bot.config import VideoConfig
     from bot.jobs.rank_group import GroupSpec, join_groups
     from generators.base import GenerationCancelled, GeneratorError
@@ -80,21 +79,7 @@ def _rank_main(folder: str, rank: int, world: int, port: int, results: Any) -> N
 
 def run_ranks(folder: Path, world: int = 2, timeout: float = 240) -> list[dict[str, Any]]:
     """Run the ranks to the end; their outcomes sorted by rank."""
-    from bot.jobs.rank_group import free_port
+    from bot.jobs import rank_group
 
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    port = free_port()
-    procs = [context.Process(target=_rank_main, args=(str(folder), rank, world, port, results))
-             for rank in range(world)]
-    for proc in procs:
-        proc.start()
-    try:
-        outcomes = [results.get(timeout=timeout) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+    outcomes = rank_group.run_ranks(_rank_main, world, (str(folder),), timeout)
     return sorted(outcomes, key=lambda o: o["rank"])
