@@ -52,7 +52,7 @@ async def test_jobs_go_to_the_backend_that_handles_their_kind(wired):
     assert fake.started
     await queue.submit(job("video", "熊猫"))
     await queue.submit(job("image", "小猫", asker="carol"))
-    await wait_until(lambda: len(recorder.sent) == 2, 5)
+    await wait_until(lambda: recorder.has(2, files=2), 5)
     assert fake.executed == ["video:family@chatroom:1"] and video.ran == []  # the kind never ran here
     assert image.ran == ["小猫"]
     by_text = {reply.text: reply for _, reply in recorder.sent}

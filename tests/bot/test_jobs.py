@@ -108,7 +108,7 @@ async def test_job_runs_and_result_is_posted_with_mention_and_caption(setup):
     queue, outbox, _ = setup
     receipt = await queue.submit(request("a"))
     assert receipt.position == 1 and not receipt.duplicate
-    await wait_until(lambda: len(outbox.sent) == 1, 5)
+    await wait_until(lambda: outbox.has(1, files=1), 5)
     chat, reply = outbox.sent[0]
     assert chat == ROOM and reply.mention_ids == ("alice",) and reply.text == "好了：a"
     assert reply.file is not None and reply.file.read_text() == "a:7"
@@ -153,7 +153,7 @@ async def test_generator_error_is_reported_and_next_job_still_runs(setup):
     await queue.submit(request("bad", fail="generator", asker="u1"))
     await queue.submit(request("crash", fail="crash", asker="u2"))
     await queue.submit(request("good", asker="u3"))
-    await wait_until(lambda: len(outbox.sent) == 3, 10)
+    await wait_until(lambda: outbox.has(3, files=1), 10)
     texts = outbox.texts()
     assert "没有生成成功" in texts[0] and "显卡内存不够" in texts[0]
     assert "没有生成成功" in texts[1] and "boom" not in texts[1]  # internals are logged, not shown
@@ -401,7 +401,7 @@ async def test_old_media_is_removed_but_recent_and_pending_kept(tmp_path: Path):
     await queue.start()
     try:
         receipt = await queue.submit(request("a"))
-        await wait_until(lambda: len(outbox.sent) == 1, 5)
+        await wait_until(lambda: outbox.has(1, files=1), 5)
         path = outbox.sent[0][1].file
         stray = queue.media_dir / "fake" / "partial.tmp"
         stray.write_text("x")

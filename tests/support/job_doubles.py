@@ -40,6 +40,11 @@ class Recorder:
     def texts(self) -> list[str]:
         return [reply.text for _, reply in self.sent]
 
+    def has(self, messages: int, files: int = 0) -> bool:
+        """`messages` in the chat, `files` of them with their file: a caption goes out before its file,
+        so a wait on the count alone can look before the file arrived."""
+        return len(self.sent) == messages and sum(r.file is not None for _, r in self.sent) >= files
+
 
 def make_queue(data_dir: Path, recorder: Recorder | None = None, kinds: Sequence[JobKind] = (),
                backends: Sequence[WorkerBackend] = (), *, label: str = "测试",
