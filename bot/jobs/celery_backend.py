@@ -7,7 +7,10 @@ followed until its result comes back; whatever Redis forgets is sent again from 
   followed, not sent twice; anything else is submitted.
 * worker lost: the job's worker stopped heartbeating (SIGKILL, power) -> submitted again under a new
   token (the old copy the broker may restore later is dropped by the workers); twice -> the asker is told.
-* Redis lost: the job's token is gone (restarted empty) -> submitted again.
+  A heartbeat missing only because Redis restarted empty (or was out of reach) is not a loss: for
+  `worker_lost_s` after Redis is back every worker gets the time to beat again.
+* Redis lost: the job's token is gone (restarted empty) -> submitted again; progress still written by
+  the copy that was rendering (an older token) is followed for its result but never counted as a loss.
 * cancellation: the cancel key is set; the worker's step callback sees it and stops the render.
 """
 
@@ -66,6 +69,7 @@ class CeleryBackend:
         self.poll_s = poll_s
         self.slots = config().max_in_flight
         self._workers: list[dict[str, Any]] = []
+        self._heartbeats_since = time.monotonic()  # Redis has kept heartbeats since then (up, reachable)
         self._redis_ok = True
         self._refused: str | None = None
         self._client: Any = None
@@ -114,7 +118,7 @@ class CeleryBackend:
         if self._refused is not None or self._app is None:
             raise GeneratorError(MISCONFIGURED)
         task_id = job.name
-        await self._retrying(self._resume_or_submit, task_id, job, should_stop)
+        token = await self._retrying(self._resume_or_submit, task_id, job, should_stop)
         submissions, losses, last_step = 1, 0, -1
         cancel_sent: float | None = None
         while True:
@@ -141,6 +145,8 @@ class CeleryBackend:
             resubmit = None
             if cancel_sent is not None:
                 pass  # waiting for the worker to confirm: never send a stopped job again
+            elif status == "PROGRESS" and isinstance(result, dict) and result.get("token", token) != token:
+                pass  # a copy sent before Redis forgot its token: its result counts, its silence does not
             elif status == "PROGRESS" and isinstance(result, dict):
                 if result.get("steps") and result.get("step") != last_step:
                     last_step = result["step"]
@@ -162,7 +168,7 @@ class CeleryBackend:
                 if submissions > MAX_SUBMISSIONS:
                     raise GeneratorError(TOO_MANY_SUBMISSIONS)
                 logger.warning("jobs: sending {} again ({})", task_id, resubmit)
-                await self._retrying(self._submit, task_id, job, should_stop)
+                token = await self._retrying(self._submit, task_id, job, should_stop)
                 last_step = -1
                 continue
             await asyncio.sleep(self.poll_s)
@@ -267,7 +273,16 @@ class CeleryBackend:
 
     # -- live workers ---------------------------------------------------------------------------
     def _is_alive(self, worker: Any) -> bool:
-        return not worker or any(w.get("name") == worker for w in self._workers)
+        """A worker is lost when its heartbeat is missing from a Redis that has kept heartbeats for at
+        least `worker_lost_s` (a restart empties it; then each worker gets that long to beat again)."""
+        if not worker or any(w.get("name") == worker for w in self._workers):
+            return True
+        return time.monotonic() - self._heartbeats_since <= self._config().worker_lost_s
+
+    def _refresh_workers(self) -> list[dict[str, Any]]:
+        uptime = float(self._client.info("server").get("uptime_in_seconds", 0))
+        self._heartbeats_since = max(self._heartbeats_since, time.monotonic() - uptime)
+        return live_workers(self._client)
 
     async def _watch_workers(self) -> None:
         """Refresh the live workers every heartbeat; tell the admins when none is left."""
@@ -275,8 +290,10 @@ class CeleryBackend:
         started = time.monotonic()
         while True:
             try:
-                self._workers = await asyncio.to_thread(live_workers, self._client)
-                self._redis_ok = True
+                workers = await asyncio.to_thread(self._refresh_workers)
+                if not self._redis_ok:
+                    self._heartbeats_since = time.monotonic()
+                self._workers, self._redis_ok = workers, True
             except Exception as exc:  # noqa: BLE001 - Redis down: no worker is reachable either
                 if self._redis_ok:
                     logger.warning("jobs: Redis unreachable ({})", type(exc).__name__)

@@ -135,14 +135,15 @@ class Renderer:
         name = self._heartbeat.name
         job = {"task": task_id, "kind": kind, "step": 0, "steps": 0, "since": time.time()}
         self._heartbeat.job = job
-        task.update_state(state="PROGRESS", meta={"step": 0, "steps": 0, "worker": name})
+        task.update_state(state="PROGRESS", meta={"step": 0, "steps": 0, "worker": name, "token": token})
         self._heartbeat.beat()
         last_check = [0.0, False]
 
         def on_step(step: int, steps: int) -> None:
             job.update(step=step, steps=steps)
             try:
-                task.update_state(state="PROGRESS", meta={"step": step, "steps": steps, "worker": name})
+                task.update_state(state="PROGRESS",
+                                  meta={"step": step, "steps": steps, "worker": name, "token": token})
             except Exception as exc:  # noqa: BLE001 - Redis restarting: progress is best effort, keep rendering
                 logger.warning("worker: progress of {} not published ({})", task_id, type(exc).__name__)
 

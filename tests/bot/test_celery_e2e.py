@@ -200,9 +200,6 @@ def test_worker_killed_mid_render_job_is_delivered_once(deploy, peer, fake_llm, 
     print(f"worker SIGKILLed mid-render: delivered {recovered:.1f}s later by the other worker")
 
 
-@pytest.mark.xfail(reason="open: after Redis restarts empty mid-render the backend can count the worker lost "
-                          "twice and fail the job instead of resubmitting it",
-                   strict=False)
 def test_redis_restarted_empty_jobs_are_submitted_again(deploy, peer, fake_llm, redis_server):
     deployment = deploy(steps=30)
     deployment.start_workers(1)

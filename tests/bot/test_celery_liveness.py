@@ -1,0 +1,62 @@
+"""How the Celery backend decides a worker is gone, against a real redis-server: a heartbeat wiped by a
+Redis restart is not a lost worker; a heartbeat that stays away while Redis answers is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bot.config.jobs import JobsConfig
+from bot.jobs.broker import redis_client
+from bot.jobs.celery_backend import CeleryBackend
+from bot.jobs.worker import Heartbeat
+from tests.conftest import wait_until
+from tests.support.redis_server import RedisServer, require_redis_server
+
+LOST_S = 2.0
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(require_redis_server()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def backend(redis_server: RedisServer):
+    config = JobsConfig(backend="celery", broker_url=redis_server.url, heartbeat_s=0.2, worker_lost_s=LOST_S)
+    backend = CeleryBackend(lambda: config, env={})
+    await backend.start()
+    yield backend
+    await backend.stop()
+
+
+def beat_once(server: RedisServer) -> None:
+    """One heartbeat from a worker named `gpu0@test`, as `xiaoai worker` writes it, never refreshed."""
+    client = redis_client(server.url)
+    Heartbeat(client, "gpu0@test", 0, ["video"], every_s=60, ttl_s=LOST_S).beat()
+    client.close()
+
+
+async def test_a_heartbeat_wiped_by_a_redis_restart_gets_time_to_come_back(backend, redis_server):
+    beat_once(redis_server)
+    await wait_until(lambda: backend.live_workers() == 1, 5)
+    redis_server.restart_empty()
+    await wait_until(lambda: backend.live_workers() == 0, 5)  # the backend saw the empty Redis
+    assert backend._is_alive("gpu0@test")  # not lost: it had no chance to beat since Redis came back
+    beat_once(redis_server)
+    await wait_until(lambda: backend.live_workers() == 1, 5)
+    assert backend._is_alive("gpu0@test")
+
+
+async def test_a_heartbeat_that_stays_away_while_redis_answers_is_a_lost_worker(backend, redis_server):
+    beat_once(redis_server)
+    await wait_until(lambda: backend.live_workers() == 1, 5)
+    await wait_until(lambda: backend.live_workers() == 0, LOST_S + 3)  # its key expired
+    # gone as soon as this Redis has kept heartbeats for LOST_S (it started with the test: uptime counts)
+    await wait_until(lambda: not backend._is_alive("gpu0@test"), LOST_S + 1.5)
+    assert backend._is_alive("")  # progress without a worker name (an old worker) is never a loss
