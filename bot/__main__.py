@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loguru import logger
@@ -16,6 +20,7 @@ from bot.config import AppConfig, ConfigError, Secrets, load, load_resilient
 from bot.instance_lock import DataDirInUse, InstanceLock
 from bot.logs import setup_logging
 
+STOP_GRACE_S = 5.0  # after a stop, a loading thread (weights, the classifier's examples) gets this long
 NO_PUPPET_HELP = (
     "No WeChat gateway is configured, so this is the local playground. To connect WeChat: `make gateway`"
     " (scan its QR code), then set WECHATY_PUPPET_SERVICE_ENDPOINT and WECHATY_PUPPET_SERVICE_TOKEN to what"
@@ -89,12 +94,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _serve(app) -> int:  # noqa: ANN001 - bot.app.Application, imported lazily
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        threads = ThreadPoolExecutor(thread_name_prefix="xiaoai")
+        loop.set_default_executor(threads)  # asyncio.to_thread's pool, held here to bound the wait for it
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.stop)
         await app.run()
+        await _leave_busy_threads(threads)
 
     asyncio.run(main())
     return 0
+
+
+async def _leave_busy_threads(threads: ThreadPoolExecutor) -> None:
+    """Exit once everything has stopped, without waiting for a thread still loading weights or
+    embedding examples: a thread cannot be stopped, and a SIGTERM must not wait minutes for one."""
+    idle = threading.Event()
+    threading.Thread(target=lambda: (threads.shutdown(wait=True), idle.set()), daemon=True).start()
+    deadline = time.monotonic() + STOP_GRACE_S
+    while not idle.is_set():
+        if time.monotonic() > deadline:
+            logger.warning("stopped; a loading thread still busy after {:g} s is left behind", STOP_GRACE_S)
+            await logger.complete()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        await asyncio.sleep(0.05)
 
 
 def cmd_serve_video(args: argparse.Namespace) -> int:

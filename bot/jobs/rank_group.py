@@ -132,20 +132,27 @@ def _watch_parent(leader_pid: int) -> None:
         time.sleep(WATCH_S)
 
 
+def _relay_sigterm(rank: int, leader_pid: int) -> None:
+    """Pass SIGTERM on to rank 0, which decides when the group stops (after the current job). Waited
+    for in this thread: the main thread sits inside a gloo wait, where a Python handler never runs."""
+    forwarded = False
+    while True:
+        signal.sigwait({signal.SIGTERM})
+        if forwarded:
+            continue
+        forwarded = True
+        logger.info("rank {}: SIGTERM, passing it to rank 0", rank)
+        try:
+            os.kill(leader_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            os._exit(0)
+
+
 def follower_main(spec: GroupSpec, rank: int, make_handler: Follower, leader_pid: int) -> None:
     """A spawned rank: join, then run each job rank 0 sends until it says stop."""
-    forwarded = threading.Event()
-
-    def on_term(_signum: int, _frame: Any) -> None:
-        if not forwarded.is_set():  # rank 0 decides when the group stops (after the current job)
-            forwarded.set()
-            logger.info("rank {}: SIGTERM, passing it to rank 0", rank)
-            try:
-                os.kill(leader_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                os._exit(0)
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # every later thread too: the relay takes it
+    threading.Thread(target=_relay_sigterm, args=(rank, leader_pid), name="sigterm-relay",
+                     daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches rank 0 too; it stops the group
     threading.Thread(target=_watch_parent, args=(leader_pid,), name="leader-watch", daemon=True).start()
     ranks, _control = join_groups(spec, rank)

@@ -113,8 +113,8 @@ async def test_job_runs_and_result_is_posted_with_mention_and_caption(setup):
     assert chat == ROOM and reply.mention_ids == ("alice",) and reply.text == "好了：a"
     assert reply.file is not None and reply.file.read_text() == "a:7"
     assert reply.file.parent == queue.media_dir / "fake"
-    job = queue.get(receipt.job.id)
-    assert job.state is JobState.DONE and job.delivered_at is not None
+    await wait_until(lambda: queue.get(receipt.job.id).delivered_at is not None, 5)  # stored after the send
+    assert queue.get(receipt.job.id).state is JobState.DONE
 
 
 async def test_three_jobs_run_one_at_a_time_and_arrive_in_order(setup):
