@@ -3,8 +3,6 @@ Redis restart is not a lost worker; a heartbeat that stays away while Redis answ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bot.config.jobs import JobsConfig
@@ -12,18 +10,9 @@ from bot.jobs.broker import redis_client
 from bot.jobs.celery_backend import CeleryBackend
 from bot.jobs.worker import Heartbeat
 from tests.conftest import wait_until
-from tests.support.redis_server import RedisServer, require_redis_server
+from tests.support.redis_server import RedisServer
 
 LOST_S = 2.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(require_redis_server()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
