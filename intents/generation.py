@@ -164,6 +164,13 @@ class GenerationIntent:
     probe_prompt: ClassVar[str]  # stands in for the prompt in the early parameter check
     model_missing_reply: ClassVar[str | None] = None  # None: show the generator's own message
     prompt_line: ClassVar[str] = "\n英文提示词：{prompt}"
+    # the rewriter: prompts/<rewriter>.md, the length it asks for, and the replies when it cannot help
+    rewriter: ClassVar[str]
+    words: ClassVar[tuple[int, int]]  # (min, max) English words
+    no_llm_reply: ClassVar[str]
+    failed_reply: ClassVar[str]  # "{reason}": why both answers were rejected
+    rewrite_max_tokens: ClassVar[int] = 400
+    default_prompt_tokens: ClassVar[int | None] = None  # the limit when the model does not say one
 
     # hooks ------------------------------------------------------------------------------------------
     def section(self, ctx: Context) -> Any:
@@ -176,8 +183,27 @@ class GenerationIntent:
         """The generator's request object (VideoRequest / ImageRequest), built from config."""
         raise NotImplementedError
 
-    async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
-        raise NotImplementedError
+    def check_answer(self, answer: str, request: str, limit: int | None, count: Callable[[str], int]) -> str:
+        """The usable English prompt in the rewriter's `answer` to `request`, or RewriteRejected."""
+        prompt = clean_prompt(answer)
+        return fit_tokens(prompt, limit, count) if limit is not None else prompt
+
+    def rewrite_variables(self, request: str) -> dict[str, object]:
+        """Extra variables for the rewriter's prompt file."""
+        return {}
+
+    async def rewrite_prompt(self, ctx: Context, limit: int | None = None,
+                             count: Callable[[str], int] = estimate_tokens) -> str:
+        """The English prompt for ctx's request, at most `limit` tokens by `count`."""
+        request = ctx.message.text or ""
+        limit = limit or self.default_prompt_tokens
+        def check(answer: str) -> str:
+            return self.check_answer(answer, request, limit, count)
+
+        low, high = self.words
+        return await rewrite(ctx, prompt_name=self.rewriter, check=check, failed_reply=self.failed_reply,
+                             no_llm_reply=self.no_llm_reply, max_tokens=self.rewrite_max_tokens,
+                             min_words=low, max_words=high, **self.rewrite_variables(request))
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         raise NotImplementedError

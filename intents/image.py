@@ -17,17 +17,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from bot.context import Context
 from bot.jobs import Receipt
-from intents.generation import (
-    GenerationIntent,
-    RewriteRejected,
-    clean_prompt,
-    estimate_tokens,
-    fit_tokens,
-    requested_overrides,
-    rewrite,
-)
+from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
 
 MIN_WORDS, MAX_WORDS = 25, 90
@@ -103,32 +94,6 @@ class LostSubject(RewriteRejected):
         return LOST_SUBJECT_REPLY.format(words="、".join(self.words))
 
 
-# -- the rewriter ------------------------------------------------------------------------------------
-
-
-def check_answer(answer: str, terms: Mapping[str, tuple[str, ...]], limit: int | None,
-                 count: Callable[[str], int]) -> str:
-    """The usable English prompt in `answer`, or RewriteRejected / LostSubject saying why not."""
-    prompt = clean_prompt(answer)
-    if limit is not None:
-        prompt = fit_tokens(prompt, limit, count)
-    lost = missing_terms(prompt, terms)
-    if lost:
-        raise LostSubject(lost, terms)
-    return prompt
-
-
-async def rewrite_prompt(ctx: Context, limit: int | None = None,
-                         count: Callable[[str], int] = estimate_tokens) -> str:
-    """The English FLUX prompt for ctx's request, keeping the glossary nouns the asker used."""
-    terms = key_terms(ctx.message.text or "")
-    return await rewrite(
-        ctx, prompt_name="image_rewrite", check=lambda answer: check_answer(answer, terms, limit, count),
-        failed_reply=REWRITE_FAILED_REPLY, no_llm_reply=NO_LLM_REPLY, max_tokens=300,
-        min_words=MIN_WORDS, max_words=MAX_WORDS, must_keep=must_keep_block(terms),
-    )
-
-
 # -- parameters the asker can give ---------------------------------------------------------------------
 
 
@@ -150,6 +115,23 @@ class ImageIntent(GenerationIntent):
     feature = "图片生成"
     probe_prompt = "A Shiba Inu sitting in the snow."
     model_missing_reply = MODEL_MISSING_REPLY
+    rewriter = "image_rewrite"
+    words = (MIN_WORDS, MAX_WORDS)
+    no_llm_reply = NO_LLM_REPLY
+    failed_reply = REWRITE_FAILED_REPLY
+    rewrite_max_tokens = 300
+
+    def check_answer(self, answer: str, request: str, limit: int | None, count: Callable[[str], int]) -> str:
+        """The cleaned, fitted prompt, or LostSubject when a glossary noun of the request is missing."""
+        prompt = super().check_answer(answer, request, limit, count)
+        terms = key_terms(request)
+        lost = missing_terms(prompt, terms)
+        if lost:
+            raise LostSubject(lost, terms)
+        return prompt
+
+    def rewrite_variables(self, request: str) -> dict[str, object]:
+        return {"must_keep": must_keep_block(key_terms(request))}
 
     def overrides(self, text: str, section: Any) -> dict[str, int]:
         return requested_image_overrides(text, section.sampling.height, section.sampling.width)
@@ -158,9 +140,6 @@ class ImageIntent(GenerationIntent):
         from generators.flux import ImageRequest
 
         return ImageRequest.from_config(prompt, section.sampling, **overrides)
-
-    async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
-        return await rewrite_prompt(ctx, limit, count)
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK_FIRST if receipt.position <= 1 else ACK_QUEUED
@@ -172,4 +151,5 @@ class ImageIntent(GenerationIntent):
         return CAPTION + (SEED_NOTE.format(seed=seed) if section.backend == "local" else "") + shown
 
 
-handle = ImageIntent().handle
+_intent = ImageIntent()
+handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt

@@ -7,23 +7,10 @@ count, quota reached, a prompt the LLM could not write) comes back as a short re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from bot.context import Context
 from bot.jobs import Receipt
-from intents.generation import (
-    GenerationIntent,
-    RewriteRejected,
-    clean_prompt,
-    estimate_tokens,
-    fit_tokens,
-    requested_overrides,
-    rewrite,
-)
-
-__all__ = ["RewriteRejected", "clean_prompt", "estimate_tokens", "fit_tokens", "requested_overrides",
-           "rewrite_prompt", "handle"]
+from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
 NO_LLM_REPLY = "做视频要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
@@ -33,27 +20,20 @@ ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU�
 CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
 
 
-async def rewrite_prompt(ctx: Context, limit: int, count: Callable[[str], int]) -> str:
-    """The English CogVideoX prompt for ctx's request, at most `limit` tokens by `count`."""
-    return await rewrite(
-        ctx, prompt_name="video_rewrite", check=lambda answer: fit_tokens(clean_prompt(answer), limit, count),
-        failed_reply=REWRITE_FAILED_REPLY, no_llm_reply=NO_LLM_REPLY,
-        min_words=MIN_WORDS, max_words=MAX_WORDS,
-    )
-
-
 class VideoIntent(GenerationIntent):
     kind = "video"
     feature = "视频生成"
     probe_prompt = "A panda playing a guitar in a bamboo forest."
+    rewriter = "video_rewrite"
+    words = (MIN_WORDS, MAX_WORDS)
+    no_llm_reply = NO_LLM_REPLY
+    failed_reply = REWRITE_FAILED_REPLY
+    default_prompt_tokens = 226  # CogVideoX's T5 limit
 
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         from generators.cogvideox import VideoRequest
 
         return VideoRequest.from_config(prompt, section.sampling, **overrides)
-
-    async def rewrite_prompt(self, ctx: Context, limit: int | None, count: Callable[[str], int]) -> str:
-        return await rewrite_prompt(ctx, limit or 226, count)
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK if receipt.live_workers else ACK_NO_WORKER
@@ -63,4 +43,5 @@ class VideoIntent(GenerationIntent):
         return CAPTION.format(seed=seed) + shown
 
 
-handle = VideoIntent().handle
+_intent = VideoIntent()
+handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt

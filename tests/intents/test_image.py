@@ -25,7 +25,7 @@ from intents.image import (
     LOST_SUBJECT_REPLY,
     MODEL_MISSING_REPLY,
     NO_LLM_REPLY,
-    check_answer,
+    ImageIntent,
     glossary,
     key_terms,
     missing_terms,
@@ -68,12 +68,12 @@ def test_missing_terms_catches_a_generalised_subject() -> None:
 
 
 def test_check_answer_strips_labels_and_rejects_lost_subjects() -> None:
-    terms = key_terms(REQUEST)
-    assert check_answer(f"Image prompt: {SHIBA}", terms, None, estimate_tokens) == SHIBA
+    check = ImageIntent().check_answer
+    assert check(f"Image prompt: {SHIBA}", REQUEST, None, estimate_tokens) == SHIBA
     with pytest.raises(RewriteRejected, match="柴犬 must be written as 'Shiba Inu'"):
-        check_answer(GENERIC_DOG, terms, None, estimate_tokens)
+        check(GENERIC_DOG, REQUEST, None, estimate_tokens)
     with pytest.raises(RewriteRejected, match="Chinese"):
-        check_answer("一只柴犬坐在雪地里，抬头微笑。", terms, None, estimate_tokens)
+        check("一只柴犬坐在雪地里，抬头微笑。", REQUEST, None, estimate_tokens)
 
 
 def test_requested_overrides_seed_steps_orientation() -> None:

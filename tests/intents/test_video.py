@@ -9,15 +9,8 @@ from bot.config import LLMConfig, Secrets
 from bot.context import Context
 from bot.llm import LLM
 from intents.base import UserInputError
-from intents.video import (
-    NO_LLM_REPLY,
-    RewriteRejected,
-    clean_prompt,
-    estimate_tokens,
-    fit_tokens,
-    requested_overrides,
-    rewrite_prompt,
-)
+from intents.generation import RewriteRejected, clean_prompt, estimate_tokens, fit_tokens, requested_overrides
+from intents.video import NO_LLM_REPLY, rewrite_prompt
 from tests.support.chat_driver import family_context
 
 GOOD = ("A gentle medium shot at eye level in soft morning light. A fluffy giant panda sits on a mossy rock "
