@@ -24,16 +24,7 @@ from intents.base import UserInputError
 from intents.chat import fit_bubble
 from intents.rule_slots import rule_slots
 from prompts import render
-from services.amap import (
-    KEY_ENV,
-    AmapBusy,
-    AmapError,
-    AmapKeyRejected,
-    AmapNoKey,
-    AmapNoRoute,
-    AmapQuotaExceeded,
-    AmapUnavailable,
-)
+from services.amap import errors as amap
 
 if TYPE_CHECKING:
     from bot.context import Context
@@ -46,35 +37,35 @@ MAX_BARE_ANSWER = 20  # longer follow-ups are sentences, not a bare place name
 
 
 # -- errors in plain Chinese ----------------------------------------------------------------------------
-def explain(exc: AmapError) -> str:
+AMAP_REPLIES: dict[type[amap.AmapError], str] = {  # the first class the failure is an instance of
+    amap.AmapNoKey: "我还没接上高德地图，暂时查不了天气、路线和地点，我已经告诉管理员了。",
+    amap.AmapKeyRejected: "高德地图这会儿用不了，我已经告诉管理员了，稍后再问我吧🙏",
+    amap.AmapQuotaExceeded: "今天高德地图的查询次数用完了，明天0点后会自动恢复，明天再问我吧🙏",
+    amap.AmapBusy: "高德地图这会儿太忙了，过一分钟再问我试试～",
+    amap.AmapNoRoute: ("没找到合适的路线，可能两地太远、不在国内，或者这种出行方式走不通。"
+                       "换个方式或地点试试？"),
+    amap.AmapUnavailable: "高德地图暂时连不上，稍后再问我试试吧🙏",
+    amap.AmapError: "高德地图没能处理这个查询，换个说法再试试？",
+}
+
+
+def explain(exc: amap.AmapError) -> str:
     """The group's sentence for an AMap failure: plain words; the fix goes to the admins (`admin_fix`)."""
-    if isinstance(exc, AmapNoKey):
-        return "我还没接上高德地图，暂时查不了天气、路线和地点，我已经告诉管理员了。"
-    if isinstance(exc, AmapKeyRejected):
-        return "高德地图这会儿用不了，我已经告诉管理员了，稍后再问我吧🙏"
-    if isinstance(exc, AmapQuotaExceeded):
-        return "今天高德地图的查询次数用完了，明天0点后会自动恢复，明天再问我吧🙏"
-    if isinstance(exc, AmapBusy):
-        return "高德地图这会儿太忙了，过一分钟再问我试试～"
-    if isinstance(exc, AmapNoRoute):
-        return "没找到合适的路线，可能两地太远、不在国内，或者这种出行方式走不通。换个方式或地点试试？"
-    if isinstance(exc, AmapUnavailable):
-        return "高德地图暂时连不上，稍后再问我试试吧🙏"
-    return "高德地图没能处理这个查询，换个说法再试试？"
+    return next(text for kind, text in AMAP_REPLIES.items() if isinstance(exc, kind))
 
 
-def admin_fix(exc: AmapError) -> str | None:
+def admin_fix(exc: amap.AmapError) -> str | None:
     """The exact fix for an AMap failure only the admin can repair (no key, key refused), else None."""
-    if isinstance(exc, AmapNoKey):
+    if isinstance(exc, amap.AmapNoKey):
         return ("有人问天气/路线/地点，但没有配置高德地图：在高德开放平台（lbs.amap.com）申请"
-                f"「Web服务」类型的 Key，设置环境变量 {KEY_ENV}=你的Key 后重启小爱。")
-    if isinstance(exc, AmapKeyRejected):
-        return (f"高德地图拒绝了 Key（infocode {exc.infocode}: {exc.info}）：请检查环境变量 {KEY_ENV} "
+                f"「Web服务」类型的 Key，设置环境变量 {amap.KEY_ENV}=你的Key 后重启小爱。")
+    if isinstance(exc, amap.AmapKeyRejected):
+        return (f"高德地图拒绝了 Key（infocode {exc.infocode}: {exc.info}）：请检查环境变量 {amap.KEY_ENV} "
                 "是否填对、是不是「Web服务」类型、有没有开通这项服务。")
     return None
 
 
-async def amap_failed(ctx: Context, exc: AmapError) -> Reply:
+async def amap_failed(ctx: Context, exc: amap.AmapError) -> Reply:
     """The reply to an AMap failure, the admins told the fix once when it is theirs, the cause logged."""
     fix = admin_fix(exc)
     if fix is not None:  # other failures were logged once, with their cause, by the client
@@ -167,7 +158,7 @@ async def amap_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: 
     """How each AMap handler starts: this message's slots, merged with the asker's open question of
     this kind (now answered). With no AMap key the asker is told (UserInputError), the LLM not asked."""
     if not ctx.amap.key:
-        missing = AmapNoKey("no key")
+        missing = amap.AmapNoKey("no key")
         raise UserInputError(explain(missing), admin_detail=admin_fix(missing), problem="amap:AmapNoKey")
     pending = ctx.pending if ctx.pending is not None and ctx.pending.kind == kind else None
     slots = await extract_slots(ctx, kind, fields, pending, **extra)

@@ -6,38 +6,16 @@ silently. `video:` and `image:` nest the generators' own settings (generators/se
 release's flat keys are still read (bot/config/legacy.py).
 """
 
+from bot.config import sections
 from bot.config.app import AppConfig, Secrets
 from bot.config.jobs import JobsConfig
 from bot.config.loading import ConfigError, last_good_path, load, load_resilient, parse, remember_good
 from bot.config.media import ImageConfig, QueueSettings, VideoConfig
 from bot.config.operations import AlertsConfig, ScheduleEntry, SchedulesConfig, SmtpConfig
-from bot.config.sections import (
-    INTENT_NAMES,
-    AmapConfig,
-    BotConfig,
-    ChatConfig,
-    ChatSettings,
-    ConsoleConfig,
-    EmbeddedClassifierConfig,
-    GroupsConfig,
-    HistoryConfig,
-    LLMConfig,
-    OfflineConfig,
-    PlaygroundConfig,
-    PlaygroundMember,
-    QuotasConfig,
-    RoomSettings,
-    Section,
-    WechatyConfig,
-    chat_settings,
-)
+from bot.config.sections import *  # noqa: F403 - the sections, listed in sections.__all__
 
 __all__ = [
-    "INTENT_NAMES", "AlertsConfig", "AmapConfig", "AppConfig", "BotConfig", "ChatConfig", "ChatSettings",
-    "ConfigError", "ConsoleConfig", "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig",
-    "ImageConfig",
-    "JobsConfig", "LLMConfig", "OfflineConfig", "PlaygroundConfig", "PlaygroundMember", "QueueSettings",
-    "QuotasConfig", "RoomSettings", "ScheduleEntry", "SchedulesConfig", "Secrets", "Section", "SmtpConfig",
-    "VideoConfig", "WechatyConfig", "chat_settings", "last_good_path", "load", "load_resilient", "parse",
-    "remember_good",
+    "AlertsConfig", "AppConfig", "ConfigError", "ImageConfig", "JobsConfig", "QueueSettings", "ScheduleEntry",
+    "SchedulesConfig", "Secrets", "SmtpConfig", "VideoConfig", "last_good_path", "load", "load_resilient",
+    "parse", "remember_good", *sections.__all__,
 ]

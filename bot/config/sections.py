@@ -235,3 +235,11 @@ def chat_settings(config: AppConfig, chat: ChatRef, topic: str | None = None) ->
         quotas=config.quotas.overlaid(room.quotas),
         config=config,
     )
+
+
+__all__ = [
+    "INTENT_NAMES", "AmapConfig", "BotConfig", "ChatConfig", "ChatSettings", "ConsoleConfig",
+    "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "LLMConfig", "OfflineConfig",
+    "PlaygroundConfig", "PlaygroundMember", "QuotasConfig", "RoomSettings", "Section", "WechatyConfig",
+    "chat_settings",
+]

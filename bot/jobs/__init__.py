@@ -31,28 +31,16 @@ ETA divides by it, and the ack can say when it is 0); `slots` bounds the jobs ha
 the store still lists as queued or running after a broker loss is simply executed again on restart.
 """
 
+from bot.jobs import types
 from bot.jobs.admission import MAX_OVERTAKES, limits_for, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
 from bot.jobs.outbox import CANCELLED_TEXT, RESTART_REASON, Deliver, Outbox
 from bot.jobs.queue import JobQueue
 from bot.jobs.remote import RemoteBackend
 from bot.jobs.store import JobStore
-from bot.jobs.types import (
-    Job,
-    JobKind,
-    JobRequest,
-    JobState,
-    Limits,
-    QueueLimitReached,
-    Receipt,
-    ShouldStop,
-    StepCallback,
-    describe,
-)
+from bot.jobs.types import *  # noqa: F403 - the plain data, listed in types.__all__
 
 __all__ = [
-    "CANCELLED_TEXT", "MAX_OVERTAKES", "RESTART_REASON", "Deliver", "Job", "JobKind", "JobQueue",
-    "JobRequest", "JobState", "JobStore", "Limits", "LocalBackend", "Outbox", "QueueLimitReached",
-    "Receipt", "RemoteBackend", "ShouldStop", "StepCallback", "WorkerBackend", "describe", "limits_for",
-    "pick_next", "run_order",
+    "CANCELLED_TEXT", "MAX_OVERTAKES", "RESTART_REASON", "Deliver", "JobQueue", "JobStore", "LocalBackend",
+    "Outbox", "RemoteBackend", "WorkerBackend", "limits_for", "pick_next", "run_order", *types.__all__,
 ]

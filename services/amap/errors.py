@@ -62,3 +62,7 @@ def error_for(infocode: str, info: str) -> AmapError:
     if infocode in NO_ROUTE_CODES:
         return AmapNoRoute(message, infocode, info)
     return AmapRequestFailed(message, infocode, info)
+
+
+__all__ = ["KEY_ENV", "AmapBusy", "AmapError", "AmapKeyRejected", "AmapNoKey", "AmapNoRoute",
+           "AmapQuotaExceeded", "AmapRequestFailed", "AmapUnavailable"]

@@ -94,3 +94,6 @@ class Poi:
     adcode: str = ""
     citycode: str = ""
     city: str = ""
+
+
+__all__ = ["DayCast", "Forecast", "LiveWeather", "Location", "Poi", "RoutePlan", "TransitLeg", "TransitPlan"]
