@@ -30,8 +30,9 @@ QUESTION = "周末去哪玩比较好呢"
 
 
 def run_bot(tmp_path: Path, endpoint: str, token: str, fake_llm, seconds: float | None = None,
-            until=None) -> str:  # noqa: ANN001 - a callable run while the bot is up
-    """`python -m bot run` with the secrets in its environment; returns everything it printed."""
+            until=None, after: str | None = None) -> str:  # noqa: ANN001 - a callable run while the bot is up
+    """`python -m bot run` with the secrets in its environment; returns everything it printed. It runs
+    `until()`, or until it printed `after` (however slow the machine) and then `seconds` more."""
     config = tmp_path / "config.yaml"
     config.write_text(f"llm:\n  model: fake-model\ndata_dir: {tmp_path / 'd'}\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "WECHATY_", "XIAOAI_"))}
@@ -40,21 +41,27 @@ def run_bot(tmp_path: Path, endpoint: str, token: str, fake_llm, seconds: float 
         "XIAOAI_VIDEO_TOKEN": VIDEO_TOKEN, "WECHATY_PUPPET_SERVICE_ENDPOINT": endpoint,
         "WECHATY_PUPPET_SERVICE_TOKEN": token, "WECHATY_LOG": "info",
     })
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "bot.log"
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         if until is not None:
             until()
+        deadline = time.monotonic() + 90
+        while after is not None and after not in log.read_text(encoding="utf-8"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.2)
         if seconds:
             time.sleep(seconds)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
-    return out
+            proc.wait()
+    return log.read_text(encoding="utf-8")
 
 
 def test_a_conversation_logs_no_secret_and_no_message_text(tmp_path, fake_llm):
@@ -79,7 +86,8 @@ def test_a_conversation_logs_no_secret_and_no_message_text(tmp_path, fake_llm):
 
 def test_a_wrong_token_gives_few_lines_that_name_the_variable(tmp_path, fake_llm):
     with NodePeer(token=GATEWAY_TOKEN) as peer:
-        out = run_bot(tmp_path, peer.endpoint, "wrong-token-3k4j5h6g", fake_llm, seconds=10)
+        out = run_bot(tmp_path, peer.endpoint, "wrong-token-3k4j5h6g", fake_llm, seconds=8,
+                      after="WECHATY_PUPPET_SERVICE_TOKEN")
     lines = out.strip().splitlines()
     assert "wrong-token-3k4j5h6g" not in out and GATEWAY_TOKEN not in out
     assert "WECHATY_PUPPET_SERVICE_TOKEN" in out, out
