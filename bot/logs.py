@@ -95,9 +95,12 @@ def setup_logging(level: str | None = None, *, stream: TextIO | None = None,
     env = os.environ if env is None else env
     level = (level or env.get(LEVEL_ENV) or "INFO").upper()
     _redactor = Redactor(secret_values(env))
+    out = stream or sys.stderr  # the stream of now: Celery later swaps sys.stderr for a logging proxy
 
     def write(message: str) -> None:
-        out = stream or sys.stderr  # looked up each time: whoever replaced sys.stderr since gets the line
+        nonlocal out
+        if out.closed:  # a test's captured stream, gone since: the stderr of the moment
+            out = sys.stderr
         out.write(_redactor.redact(message))
         out.flush()
 

@@ -1,14 +1,19 @@
 """`jobs.backend: celery` end to end (tests/support/celery_deploy.py): many requests on two workers,
-cancellation on the worker, no worker alive. The faults (SIGKILL of a worker, of Redis, of the bot) are
-in test_celery_faults_e2e.py, a file of their own so the two run side by side."""
+cancellation on the worker, no worker alive, a picture drawn by an image-only worker from the tiny FLUX
+folder. The faults (SIGKILL of a worker, of Redis, of the bot) are in test_celery_faults_e2e.py, a file
+of their own so the two run side by side."""
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections import Counter
 
 import pytest
+from PIL import Image
 
+from intents import Intent
 from tests.support.celery_deploy import (
     ADMIN,
     ask,
@@ -18,9 +23,13 @@ from tests.support.celery_deploy import (
     wait_rendering,
     wait_videos,
 )
-from tests.support.peer import FAMILY, OTHER
+from tests.support.fake_llm import prompt_text
+from tests.support.peer import BOT, FAMILY, OTHER, at
 
 pytestmark = pytest.mark.slow
+SHIBA = ("A fluffy Shiba Inu with a red-and-cream coat sits in fresh white snow, its curled tail wrapped "
+         "around its paws, looking up with a gentle smile. Snow-covered pine trees fade into a pale winter "
+         "sky behind it. Warm natural photograph, soft daylight, eye-level view.")
 
 
 def test_six_requests_from_three_people_in_two_rooms_on_two_workers(deploy, peer, fake_llm):
@@ -76,3 +85,19 @@ def test_no_worker_alive_ack_says_so_and_admin_is_told(deploy, peer, fake_llm):
     assert notice["to"] == ADMIN
     deployment.start_workers(1)
     wait_videos(peer, 1, deployment)
+
+
+def test_a_picture_is_drawn_by_an_image_worker_from_the_tiny_flux_folder(deploy, peer, fake_llm, tiny_flux):
+    deployment = deploy(image=tiny_flux)
+    deployment.start_workers(1, queues="image")  # only this worker can draw: the bot renders nothing itself
+    deployment.start_bot()
+    fake_llm.add(lambda req: "FLUX image prompt writer" in prompt_text(req), SHIBA)
+    fake_llm.classify("帮我画一只在雪地里的柴犬", Intent.IMAGE.value)
+    peer.say("bob", at() + "帮我画一只在雪地里的柴犬", room=FAMILY, mention=[BOT])
+    picture = peer.wait_for_sent(lambda m: bool(m.get("file")), timeout=120)
+    caption = next(m for m in peer.sent() if "画好啦" in (m.get("text") or ""))
+    assert caption["mentionIds"] == ["bob"] and picture["room"] == FAMILY
+    assert picture["file"]["name"].endswith(".jpg")
+    image = Image.open(io.BytesIO(base64.b64decode(picture["file"]["base64"])))
+    assert image.format == "JPEG" and image.size == (96, 64)
+    assert deployment.workers[0].output().count("rendered in") == 1

@@ -20,7 +20,7 @@ from intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.redis_server import REPO, RedisServer, Worker, require_redis_server
-from tests.support.tiny_models import build_cogvideox_folder
+from tests.support.tiny_models import build_cogvideox_folder, build_flux_folder
 
 PROMPT = ("A gentle medium shot in soft morning light. A fluffy giant panda sits on a mossy rock and "
           "strums a small wooden guitar with its paw. Tall green bamboo rises around it in the mist.")
@@ -44,7 +44,8 @@ def redis_server() -> Iterator[RedisServer]:
 class Deployment:
     """One bot process and its workers sharing a config file and a data_dir."""
 
-    def __init__(self, tmp_path: Path, peer, fake_llm, redis: RedisServer, model: Path, steps: int) -> None:
+    def __init__(self, tmp_path: Path, peer, fake_llm, redis: RedisServer, model: Path, steps: int,
+                 image: Path | None = None) -> None:
         self.tmp, self.peer, self.fake_llm = tmp_path, peer, fake_llm
         self.config = tmp_path / "config.yaml"
         self.config.write_text(
@@ -54,7 +55,9 @@ class Deployment:
             f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
             f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
             f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: 0.5\n  worker_lost_s: 8\n"
-            "offline:\n  classifier: {enabled: false}\n",  # the fake LLM classifies: no CPU on warm-ups
+            "offline:\n  classifier: {enabled: false}\n"  # the fake LLM classifies: no CPU on warm-ups
+            + (f"image:\n  model: {{path: {image}}}\n  sampling: {{height: 64, width: 96, steps: 2}}\n"
+               if image else ""),
             encoding="utf-8")
         self.bot: subprocess.Popen | None = None
         self.workers: list[Worker] = []
@@ -77,9 +80,9 @@ class Deployment:
         self.bot.send_signal(signal.SIGKILL)
         self.bot.wait(10)
 
-    def start_workers(self, count: int) -> None:
-        started = [Worker(self.config, gpu, self.tmp).start() for gpu in range(len(self.workers),
-                                                                               len(self.workers) + count)]
+    def start_workers(self, count: int, queues: str = "video,image") -> None:
+        started = [Worker(self.config, gpu, self.tmp, queues).start()
+                   for gpu in range(len(self.workers), len(self.workers) + count)]
         for worker in started:
             worker.wait_ready()
         self.workers += started
@@ -106,13 +109,18 @@ class Deployment:
         return "\n-----\n".join(parts)
 
 
+@pytest.fixture(scope="module")
+def tiny_flux(tmp_path_factory) -> Path:
+    return build_flux_folder(tmp_path_factory.mktemp("flux") / "FLUX.1-schnell")
+
+
 @pytest.fixture
 def deploy(tmp_path, peer, fake_llm, redis_server, tiny_model):
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req), PROMPT)
     made: list[Deployment] = []
 
-    def make(steps: int = 4) -> Deployment:
-        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps))
+    def make(steps: int = 4, image: Path | None = None) -> Deployment:
+        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image))
         return made[-1]
 
     yield make
