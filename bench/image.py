@@ -58,11 +58,19 @@ def use_diffusers_fa3(transformer: Any) -> None:
     transformer.set_attention_backend("_flash_3")
 
 
+def image_config(folder: Path, height: int, width: int, settings: dict[str, Any]) -> Any:
+    """The `image:` section a row runs with (settings in their flat spelling, as rows write them)."""
+    from bot.config import ImageConfig
+    from bot.config.legacy import nest
+
+    flat = {"model_path": folder, "memory_mode": "gpu", "height": height, "width": width, **settings}
+    return ImageConfig.model_validate(nest("image", flat))
+
+
 def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
             refs: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from bot.config import ImageConfig
     from generators.flux import FluxGenerator, ImageRequest
 
     spec = parse_row(text, 0, PRESETS)
@@ -70,8 +78,7 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
     row: dict[str, Any] = {"row": spec.label, "settings": {**spec.settings, **bench}, **env}
     generator = None
     try:
-        generator = FluxGenerator(ImageConfig(model_path=folder, memory_mode="gpu", height=height,
-                                              width=width, **spec.settings))
+        generator = FluxGenerator(image_config(folder, height, width, spec.settings))
         started = time.perf_counter()
         generator.load()
         pipe = generator.pipeline

@@ -159,6 +159,18 @@ def test_bench_image_needs_a_model() -> None:
         main(["bench", "image"])
 
 
+def test_bench_image_rows_become_the_image_section(tmp_path: Path) -> None:
+    from bench.image import PRESETS, image_config
+
+    for name, settings in PRESETS.items():
+        spec = parse_row(name, 0, PRESETS)
+        config = image_config(tmp_path, 576, 1024, {k: v for k, v in spec.settings.items()
+                                                     if k not in ("compile", "attention")})
+        assert config.model.path == tmp_path and config.model.memory_mode == "gpu"
+        assert (config.sampling.height, config.sampling.width) == (576, 1024)
+        assert ("fp8" in settings) == (config.model.quantization == "fp8_dynamic"), name
+
+
 def test_anchors_are_kept_per_model_and_steps(tmp_path: Path) -> None:
     """2B and 5B latents have the same shape: a 5B row must never be compared with the 2B anchor."""
     refs = References(tmp_path)
