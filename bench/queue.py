@@ -6,6 +6,7 @@ overhead). Needs redis-server on PATH."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -95,15 +96,25 @@ def run(workers: list[int], jobs: int, steps: int) -> list[dict]:
     if redis_bin is None:
         print("redis-server is not installed: only the local row", file=sys.stderr)
         return rows
+    cores = os.cpu_count() or 1
     for count in workers:
         server = RedisServer(redis_bin).start()
         config, path = _config(root, model, steps, "celery", server.url)
-        procs = [Worker(path, gpu, root).start() for gpu in range(count)]
+        threads = max(1, cores // count)  # on a CPU, a worker stands for a GPU: its own share of the cores
+        saved = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            procs = [Worker(path, gpu, root).start() for gpu in range(count)]
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS")
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
         try:
             for proc in procs:
                 proc.wait_ready()
             backend = CeleryBackend(lambda config=config: config.jobs)
-            rows.append({"backend": "celery", "workers": count,
+            rows.append({"backend": "celery", "workers": count, "threads_each": threads,
                          **asyncio.run(_measure(config, backend, jobs, steps))})
         finally:
             for proc in procs:
