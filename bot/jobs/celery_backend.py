@@ -145,13 +145,14 @@ class CeleryBackend:
             resubmit = None
             if cancel_sent is not None:
                 pass  # waiting for the worker to confirm: never send a stopped job again
-            elif status == "PROGRESS" and isinstance(result, dict) and result.get("token", token) != token:
-                pass  # a copy sent before Redis forgot its token: its result counts, its silence does not
             elif status == "PROGRESS" and isinstance(result, dict):
                 if result.get("steps") and result.get("step") != last_step:
                     last_step = result["step"]
                     on_progress(last_step, result["steps"])
-                if not self._is_alive(result.get("worker")):
+                if result.get("token", token) != token:  # a copy sent before Redis forgot its token:
+                    if not has_token:  # its result counts, its silence does not; ours is gone again
+                        resubmit = "Redis lost it"
+                elif not self._is_alive(result.get("worker")):
                     losses += 1
                     logger.warning("jobs: worker {} stopped while rendering {} ({}x)",
                                    result.get("worker"), task_id, losses)
@@ -280,9 +281,13 @@ class CeleryBackend:
         return time.monotonic() - self._heartbeats_since <= self._config().worker_lost_s
 
     def _refresh_workers(self) -> list[dict[str, Any]]:
-        uptime = float(self._client.info("server").get("uptime_in_seconds", 0))
+        workers = live_workers(self._client)
+        try:  # INFO may be refused by an ACL (+@all -@dangerous) or lack the field: then no restart is seen
+            uptime = float(self._client.info("server")["uptime_in_seconds"])
+        except Exception:  # noqa: BLE001 - the heartbeats above are what counts
+            return workers
         self._heartbeats_since = max(self._heartbeats_since, time.monotonic() - uptime)
-        return live_workers(self._client)
+        return workers
 
     async def _watch_workers(self) -> None:
         """Refresh the live workers every heartbeat; tell the admins when none is left."""
@@ -298,6 +303,7 @@ class CeleryBackend:
                 if self._redis_ok:
                     logger.warning("jobs: Redis unreachable ({})", type(exc).__name__)
                 self._redis_ok, self._workers = False, []
+                self._heartbeats_since = time.monotonic()  # no worker can beat meanwhile: none is lost
             grace = time.monotonic() - started > self._config().worker_lost_s
             if not self._workers and grace and not told_none:
                 told_none = True

@@ -50,6 +50,7 @@ def test_redis_restarted_empty_jobs_are_submitted_again(deploy, peer, fake_llm, 
     time.sleep(1.5)
     assert len(videos(peer)) == 2
     assert sorted(c["mentionIds"][0] for c in captions(peer)) == ["alice", "bob"]
+    assert not [m for m in peer.sent() if "失联" in (m.get("text") or "")]  # no worker counted lost
     print(f"Redis restarted empty: both videos delivered {recovered:.1f}s later")
 
 
