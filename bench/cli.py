@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--rows", default="plain", help="comma-separated rows: " + ", ".join(_presets()))
     video.add_argument("--row", action="append", default=[], help="one more row: NAME:key=value,key=value")
     video.add_argument("--steps", type=int, default=6, help="denoising steps per row (default 6)")
+    video.add_argument("--frames", type=int, default=49, help="frames per video (default 49, the models')")
     video.add_argument("--warmup-steps", type=int, default=10,
                        help="rows that compile or cache first render this many steps, timed apart")
     video.add_argument("--vae", default="", help="VAE decode variants on the plain row's latents, e.g. "
@@ -90,6 +91,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     specs = [parse_row(name, args.steps, warmup_steps=args.warmup_steps)
              for name in args.rows.split(",") if name.strip()]
     specs += [parse_row(text, args.steps, warmup_steps=args.warmup_steps) for text in args.row]
+    for spec in specs:
+        spec.frames = args.frames
     if args.compile_cache_dir is not None:
         for spec in specs:
             if spec.settings.get("compile") == "blocks":

@@ -74,6 +74,7 @@ class RowSpec:
     steps: int = 6
     cap_gib: float | None = None
     warmup_steps: int = 0  # render this many steps first (compiles, cache branches) and time it apart
+    frames: int = 49  # the released models' length; fewer for quick runs (capped by the model)
 
     @property
     def is_reference(self) -> bool:
@@ -126,8 +127,12 @@ class References:
     folder: Path | None = None
     rows: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    def get(self, model: str, steps: int) -> tuple[Any, Any] | None:
-        key = f"{model}-{steps}"
+    @staticmethod
+    def key(model: str, steps: int, frames: int = 49) -> str:
+        return f"{model}-{steps}" + (f"-{frames}f" if frames != 49 else "")
+
+    def get(self, model: str, steps: int, frames: int = 49) -> tuple[Any, Any] | None:
+        key = self.key(model, steps, frames)
         if key not in self.rows and self.folder is not None:
             path = self.folder / f"reference-{key}.npz"
             if path.is_file():
@@ -137,8 +142,8 @@ class References:
                 self.rows[key] = (data["latents"], data["frames"])
         return self.rows.get(key)
 
-    def put(self, model: str, steps: int, latents: Any, frames: Any) -> None:
-        key = f"{model}-{steps}"
+    def put(self, model: str, steps: int, latents: Any, frames: Any, count: int = 49) -> None:
+        key = self.key(model, steps, count)
         self.rows[key] = (latents, frames)
         if self.folder is not None:
             import numpy as np
@@ -264,8 +269,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                 sync.reset_peak()
 
         height, width = limits.native_size
-        request = VideoRequest(PROMPT, num_frames=min(49, limits.max_frames), steps=spec.steps, seed=0,
-                               height=height, width=width)
+        request = VideoRequest(PROMPT, num_frames=min(spec.frames, limits.max_frames), steps=spec.steps,
+                               seed=0, height=height, width=width)
         if spec.warmup_steps:
             begin = sync.now()
             generator.generate(VideoRequest(PROMPT, num_frames=request.num_frames, steps=spec.warmup_steps,
@@ -308,11 +313,11 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             "peak_decode_gib": marks.get("decode_peak"),
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
         })
-        reference = refs.get(limits.variant, spec.steps)
+        reference = refs.get(limits.variant, spec.steps, spec.frames)
         new_reference = spec.is_reference and reference is None
         if new_reference:
-            refs.put(limits.variant, spec.steps, marks["latents"], result.frames)
-            reference = refs.get(limits.variant, spec.steps)
+            refs.put(limits.variant, spec.steps, marks["latents"], result.frames, spec.frames)
+            reference = refs.get(limits.variant, spec.steps, spec.frames)
         if reference is not None:
             row["psnr_db"] = round_value(psnr(reference[1], result.frames))
             row["latent_rel_err"] = round_value(relative_error(reference[0], marks["latents"]), 6)

@@ -85,7 +85,7 @@ def test_bench_video_runs_end_to_end_on_the_tiny_model(tiny_2b: Path, tmp_path: 
 
 def test_a_failing_row_is_reported_and_the_rest_still_run(tiny_2b: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1",
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1", "--frames", "9",
                  "--rows", "bad:memory_mode=warp,plain"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert code == 1
@@ -143,7 +143,7 @@ def test_rows_that_compile_or_cache_get_a_warm_up_render() -> None:
 def test_bench_video_cache_and_preset_rows_on_the_tiny_model(tiny_2b: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "8", "--warmup-steps", "2",
-                 "--rows", "plain,pab,preset-fast"])
+                 "--frames", "9", "--rows", "plain,pab,preset-fast"])
     rows = {r["row"]: r for r in (json.loads(line) for line in capsys.readouterr().out.splitlines()
                                   if line.startswith("{"))}
     assert code == 0, rows
@@ -177,3 +177,4 @@ def test_anchors_are_kept_per_model_and_steps(tmp_path: Path) -> None:
     refs.put("2b", 50, np.zeros(3), np.ones(3))
     assert refs.get("5b", 50) is None and References(tmp_path).get("5b", 50) is None
     assert References(tmp_path).get("2b", 50) is not None
+    assert refs.get("2b", 50, frames=9) is None  # a short run has anchors of its own
