@@ -99,8 +99,8 @@ def setup_logging(level: str | None = None, *, stream: TextIO | None = None,
 
     def write(message: str) -> None:
         nonlocal out
-        if out.closed:  # a test's captured stream, gone since: the process's own stderr
-            out = sys.__stderr__ or sys.stderr
+        if out.closed:  # a test's captured stream, gone since: the stderr of the moment
+            out = sys.stderr
         out.write(_redactor.redact(message))
         out.flush()
 
