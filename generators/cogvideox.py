@@ -90,6 +90,8 @@ class ModelLimits:
     max_frames: int
     max_prompt_tokens: int
     frame_step: int = 8
+    attention_heads: int = 30  # what Ulysses splits (video.parallel)
+    spatial_scale: int = 8  # pixels per latent row/column (the VAE's downsampling)
 
     @property
     def released(self) -> bool:
@@ -110,7 +112,8 @@ def model_limits(folder: Path) -> ModelLimits:
     variant = "5b" if transformer.get("use_rotary_positional_embeddings") else "2b"
     sample_frames = int(transformer.get("sample_frames", 49))
     max_frames = sample_frames if native == RELEASED_SIZE else max(sample_frames, 49)
-    return ModelLimits(variant, native, max_frames, int(transformer.get("max_text_seq_length", 226)))
+    return ModelLimits(variant, native, max_frames, int(transformer.get("max_text_seq_length", 226)),
+                       attention_heads=int(transformer.get("num_attention_heads", 30)), spatial_scale=spatial)
 
 
 def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LIMITS,
@@ -163,16 +166,14 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
 
     def split_plan(self, guidance: float | None = None, world_size: int | None = None) -> SplitPlan:
         """How `video.parallel` spreads one video over `ranks` (or `world_size` ranks, to check a
-        setup before starting them); ParallelSplitError if it cannot. Reads config files only."""
+        setup before starting them); ParallelSplitError if it cannot. Needs only the model's limits."""
         world_size = world_size or (self.ranks.world_size if self.ranks is not None else None)
         if world_size is None:
             return SplitPlan("none")
-        transformer = read_component_config(self.locate(), "transformer")
-        spatial = self.limits.native_size[0] // int(transformer.get("sample_height", 60))
         return plan_split(self.config.parallel, world_size,
                           guidance=self.config.sampling.guidance if guidance is None else guidance,
-                          heads=int(transformer.get("num_attention_heads", 30)),
-                          latent_height=self.config.sampling.height // max(1, spatial))
+                          heads=self.limits.attention_heads,
+                          latent_height=self.config.sampling.height // self.limits.spatial_scale)
 
     def build_pipeline(self, pipeline_cls: type, folder: Path, dtype: Any, config: Any) -> Any:
         plan = self.split_plan()
