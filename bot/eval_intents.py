@@ -161,7 +161,8 @@ def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClass
         raise SystemExit("no LLM configured: set OPENAI_API_KEY and/or OPENAI_BASE_URL (or llm.base_url)")
 
     async def by_llm(text: str) -> Intent:
-        return await classify_text(llm, config, text, "妈妈", "（没有更早的消息）")
+        return await classify_text(llm, text, "妈妈", "（没有更早的消息）",
+                                   timeout_s=config.llm.classify_timeout_s)
 
     def close() -> None:
         asyncio.run(llm.close())

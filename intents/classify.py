@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-from bot.config import AppConfig
 from bot.context import Context
 from bot.llm import LLM, ChatMessage
 from intents import Intent
@@ -30,15 +29,16 @@ def parse_label(answer: str) -> Intent:
 
 async def classify(ctx: Context) -> Intent:
     """Ask the LLM for the label of ctx.message; raises LLMUnavailable when it cannot answer."""
-    return await classify_text(ctx.llm, ctx.config, ctx.message.text, ctx.message.sender_name, ctx.transcript)
+    return await classify_text(ctx.llm, ctx.message.text, ctx.message.sender_name, ctx.transcript,
+                               timeout_s=ctx.config.llm.classify_timeout_s)
 
 
-async def classify_text(llm: LLM, config: AppConfig, question: str, sender: str, history: str) -> Intent:
+async def classify_text(llm: LLM, question: str, sender: str, history: str, *, timeout_s: float) -> Intent:
     """The same, for a bare text (`xiaoai eval-intents` has no chat around it)."""
     system, user = render("classify", history=history, sender=sender, question=question)
     answer = await llm.complete(
         [ChatMessage("system", system), ChatMessage("user", user)],
-        timeout_s=config.llm.classify_timeout_s,
+        timeout_s=timeout_s,
         max_tokens=16,
         temperature=0,
     )
