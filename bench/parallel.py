@@ -10,13 +10,13 @@ the math). A row needing more GPUs than visible is reported as skipped, never fa
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
+from bench.report import emit
 from bench.video import PROMPT, environment
 
 LAYOUTS = {  # --parallel -> (row name, ranks, video.parallel)
@@ -145,11 +145,7 @@ def run(folder: Path, mode: str, presets: list[str], steps: int, warmup_steps: i
                 row["latent_rel_err"] = round(relative_error(anchor["latents"], latents), 6)
                 row["psnr_db"] = round(min(psnr(anchor["frames"], frames), 999.0), 2)
                 row["vs_1gpu"] = round(anchor["s_per_step"] / row["s_per_step"], 2)
-            print(json.dumps(row, ensure_ascii=False), flush=True)
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-                with (out / "video-parallel.jsonl").open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            emit(row, out, "video-parallel.jsonl")
             rows.append(row)
     print(f"\n{env['card']} x{gpus or 'CPU'} | torch {env['torch']}\n\n{table(rows)}", flush=True)
     return rows
