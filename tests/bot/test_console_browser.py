@@ -170,8 +170,12 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         await asyncio.to_thread(peer.say, "bob", at() + VIDEO_ASK, room=FAMILY, mention=[BOT])
         await sent_to(peer, lambda m: "bob" in m["mentionIds"] and "排队" in (m["text"] or ""))
         await asyncio.to_thread(click, '#tabs button[data-tab="queue"]')
-        rows = await poll(lambda: (r := driver.execute_script(JOB_ROWS)) and len(r) == 2 and r, 10,
-                          "two jobs")
+        def two_jobs_video_queued() -> list | None:  # accepted -> queued follows the ack by a moment
+            rows = driver.execute_script(JOB_ROWS)
+            queued = [r for r in rows or [] if "视频" in r["text"] and r["state"] == "queued"]
+            return rows if rows and len(rows) == 2 and queued else None
+
+        rows = await poll(two_jobs_video_queued, 10, "two jobs, the video queued")
         video = next(r for r in rows if "视频" in r["text"])
         assert video["state"] == "queued" and "爸爸" in video["text"] and "相亲相爱一家人" in video["text"]
         assert any(r["state"] == "running" and "妈妈" in r["text"] for r in rows)
