@@ -18,17 +18,13 @@ from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, print_table
+from bench.video import PRESETS as VIDEO_PRESETS
 from bench.video import parse_row
 
 PROMPT = "a shiba inu in the snow, golden hour, detailed fur"
-PRESETS: dict[str, str] = {
-    "plain": "",
-    "fp8": "quantization=fp8_dynamic",
-    "compile": "compile=blocks",
-    "fa3": "attention=fa3",
-    "fp8-compile": "quantization=fp8_dynamic,compile=blocks",
-    "fp8-compile-fa3": "quantization=fp8_dynamic,compile=blocks,attention=fa3",
-}
+# the video bench's rows that apply to FLUX too (same switch names, same meaning)
+PRESETS: dict[str, str] = {name: VIDEO_PRESETS[name] for name in (
+    "plain", "fp8", "compile", "fa3", "fp8-compile", "fp8-compile-fa3")}
 BENCH_ONLY = ("compile", "attention")
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from generators.rules import MAX_GUIDANCE, guidance_problem, seed_problem
+
 StepCallback = Callable[[int, int], None]
 """on_step(i, n): step i (1-based) of n finished."""
 
@@ -31,6 +33,15 @@ class GeneratorError(Exception):
         super().__init__(message)
         self.admin_detail = admin_detail
         self.problem = problem or (message if admin_detail else None)
+
+
+def check_guidance_and_seed(guidance: Any, seed: Any, *, guidance_required: bool = False) -> None:
+    """The sampling numbers every generator takes, checked in the asker's words (None: the model's own
+    default, where the model has one)."""
+    if (guidance is not None or guidance_required) and guidance_problem(guidance):
+        raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
+    if seed is not None and seed_problem(seed):
+        raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
 
 
 def not_ready(what: str, detail: str, problem: str) -> GeneratorError:

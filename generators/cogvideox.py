@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
+from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback, check_guidance_and_seed
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
@@ -37,8 +37,6 @@ SOURCES = {
 }
 PREFERRED_DTYPE = {"2b": "float16", "5b": "bfloat16"}
 RELEASED_SIZE = (480, 720)
-MAX_SEED = 2**63 - 1
-MAX_GUIDANCE = 20.0
 
 
 @dataclass(frozen=True)
@@ -132,14 +130,7 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
     steps = request.steps
     if steps_problem(steps, max_steps):
         raise GeneratorError(f"步数必须是 1 到 {max_steps} 之间的整数，收到 {steps!r}。")
-    guidance = request.guidance
-    if isinstance(guidance, bool) or not isinstance(guidance, int | float) \
-            or not 0 <= guidance <= MAX_GUIDANCE:
-        raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
-    seed = request.seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                             or not 0 <= seed <= MAX_SEED):
-        raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
+    check_guidance_and_seed(request.guidance, request.seed, guidance_required=True)
     height, width = request.height, request.width
     for name, value in (("高度", height), ("宽度", width)):
         if side_problem(value, VIDEO_MIN_SIDE):

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback
+from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback, check_guidance_and_seed
 from generators.diffusion import DiffusersGenerator
 from generators.loading import ModelSource, read_component_config
-from generators.rules import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, is_whole, side_problem, steps_problem
+from generators.rules import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, side_problem, steps_problem
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,8 +36,6 @@ MAX_TEXT_TOKENS: dict[Variant, int] = {"schnell": 256, "dev": 512}  # T5 lengths
 PREFERRED_DTYPE = "bfloat16"
 MIN_SIDE, MAX_SIDE = IMAGE_MIN_SIDE, IMAGE_MAX_SIDE
 MAX_PIXELS = 2048 * 2048
-MAX_SEED = 2**63 - 1
-MAX_GUIDANCE = 20.0
 
 
 @dataclass(frozen=True)
@@ -113,13 +111,7 @@ def validate_request(request: ImageRequest, max_steps: int = 60) -> None:
     steps = request.steps
     if steps is not None and steps_problem(steps, max_steps):
         raise GeneratorError(f"步数必须是 1 到 {max_steps} 之间的整数，收到 {steps!r}。")
-    guidance = request.guidance
-    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, int | float)
-                                 or not 0 <= guidance <= MAX_GUIDANCE):
-        raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
-    seed = request.seed
-    if seed is not None and (not is_whole(seed) or not 0 <= seed <= MAX_SEED):
-        raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
+    check_guidance_and_seed(request.guidance, request.seed)
     for name, value in (("高度", request.height), ("宽度", request.width)):
         if side_problem(value, MIN_SIDE, MAX_SIDE):
             raise GeneratorError(

@@ -13,6 +13,8 @@ FRAME_STEP = 8  # CogVideoX's VAE compresses 8 frames into one latent frame, plu
 SIZE_MULTIPLE = 16  # the VAE downsamples 8x, then 2x2 latent patches
 VIDEO_MIN_SIDE = 16
 IMAGE_MIN_SIDE, IMAGE_MAX_SIDE = 64, 2048
+MAX_GUIDANCE = 30.0  # far past any useful scale, but what the config has always accepted
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit number
 
 
 def is_whole(value: Any) -> bool:
@@ -39,4 +41,19 @@ def steps_problem(steps: Any, max_steps: int) -> str | None:
     """Denoising steps: at least 1, at most the configured max_steps."""
     if not is_whole(steps) or not 1 <= steps <= max_steps:
         return f"must be a whole number from 1 to max_steps ({max_steps}), got {steps!r}"
+    return None
+
+
+def guidance_problem(guidance: Any) -> str | None:
+    """Classifier-free guidance: a number from 0 (off) to MAX_GUIDANCE."""
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) \
+            or not 0 <= guidance <= MAX_GUIDANCE:
+        return f"must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}"
+    return None
+
+
+def seed_problem(seed: Any) -> str | None:
+    """A fixed seed for a repeatable render."""
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+        return f"must be a whole number from 0 to 2^63-1, got {seed!r}"
     return None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from generators.rules import (
     IMAGE_MAX_SIDE,
     IMAGE_MIN_SIDE,
+    MAX_GUIDANCE,
     VIDEO_MIN_SIDE,
     frames_problem,
     side_problem,
@@ -94,7 +95,7 @@ class VideoSampling(Settings):
     max_steps: int = Field(default=100, ge=1, le=1000)
     num_frames: int = 49
     steps: int = Field(default=50, ge=1, le=200)
-    guidance: float = Field(default=6.0, ge=0, le=30)
+    guidance: float = Field(default=6.0, ge=0, le=MAX_GUIDANCE)
     fps: int = Field(default=8, ge=1, le=60)
     height: int = 480
     width: int = 720
@@ -117,7 +118,7 @@ class ImageSampling(Settings):
 
     max_steps: int = Field(default=60, ge=1, le=1000)
     steps: int | None = Field(default=None, ge=1, le=200)  # null: schnell 4, dev 28
-    guidance: float | None = Field(default=None, ge=0, le=30)  # null: schnell 0, dev 3.5
+    guidance: float | None = Field(default=None, ge=0, le=MAX_GUIDANCE)  # null: schnell 0, dev 3.5
     height: int = 576
     width: int = 1024
 
