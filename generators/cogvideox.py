@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback, check_guidance_and_seed
-from generators.diffusion import DiffusersGenerator
+from generators.diffusion import DiffusersGenerator, ModelFamily
 from generators.loading import ModelSource, read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
 from generators.presets import resolve_preset
@@ -142,13 +142,9 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
 class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     """CogVideoX-2b/-5b (or any pipeline folder of the same layout), loaded once and kept resident."""
 
-    pipeline_class = "CogVideoXPipeline"
-    display_name = "CogVideoX"
-    what = "视频"
-    sources = SOURCES
-    setting = "video.model.path"
-    tokenizer_folder = "tokenizer"
-    quantized = {"transformer": "diffusers", "text_encoder": "transformers"}
+    family = ModelFamily(
+        "CogVideoXPipeline", "CogVideoX", what="视频", sources=SOURCES, setting="video.model.path",
+        tokenizer_folder="tokenizer", quantized={"transformer": "diffusers", "text_encoder": "transformers"})
 
     def __init__(self, config: Any, env: dict[str, str] | None = None,
                  ranks: RankContext | None = None) -> None:

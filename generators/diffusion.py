@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic
 
@@ -42,17 +43,24 @@ from generators.loading import (
 )
 
 
-class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT]):
-    """A diffusers pipeline folder, loaded lazily once and kept resident. Subclasses set the class
-    attributes and implement `read_limits`, `check_inputs` and `generate` (with `_run`)."""
+@dataclass(frozen=True)
+class ModelFamily:
+    """What sets one diffusers model family apart; everything else about loading and running is shared."""
 
-    pipeline_class: ClassVar[str]  # the diffusers class name, imported lazily
-    display_name: ClassVar[str]  # "CogVideoX", "FLUX"
-    what: ClassVar[str]  # what it makes, as the asker says it: "视频" / "图片"
-    sources: ClassVar[Mapping[str, ModelSource]]  # variant -> where the caches keep it
-    setting: ClassVar[str]  # the config key that points at a folder, named in "not found" messages
-    tokenizer_folder: ClassVar[str]  # the tokenizer whose count the prompt limit is about
-    quantized: ClassVar[Mapping[str, ComponentLibrary]]  # components torchao may quantize
+    pipeline_class: str  # the diffusers class name, imported lazily
+    display_name: str  # "CogVideoX", "FLUX"
+    what: str  # what it makes, as the asker says it: "视频" / "图片"
+    sources: Mapping[str, ModelSource]  # variant -> where the caches keep it
+    setting: str  # the config key that points at a folder, named in "not found" messages
+    tokenizer_folder: str  # the tokenizer whose count the prompt limit is about
+    quantized: Mapping[str, ComponentLibrary]  # components torchao may quantize
+
+
+class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT]):
+    """A diffusers pipeline folder, loaded lazily once and kept resident. Subclasses name their
+    `family` and implement `read_limits`, `check_inputs` and `generate` (with `_run`)."""
+
+    family: ClassVar[ModelFamily]
 
     def __init__(self, config: Any, env: dict[str, str] | None = None) -> None:
         self.config = config
@@ -83,7 +91,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
 
     def build_pipeline(self, pipeline_cls: type, folder: Path, dtype: Any, config: Any) -> Any:
         """The pipeline object from `folder` (a parallel engine may build its own); default: diffusers'."""
-        return load_pipeline(pipeline_cls, folder, dtype, config.model.quantization, self.quantized)
+        return load_pipeline(pipeline_cls, folder, dtype, config.model.quantization, self.family.quantized)
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         """Model-specific setup after placement; returns notes for the log and the status."""
@@ -97,9 +105,10 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
     def locate(self) -> Path:
         """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
         if self._folder is None:
-            order = [self.config.model.variant] + [v for v in self.sources if v != self.config.model.variant]
-            self._folder = find_model(self.config.model.path, [self.sources[v] for v in order], self._env,
-                                      setting=self.setting)
+            family, variant = self.family, self.config.model.variant
+            order = [variant] + [v for v in family.sources if v != variant]
+            self._folder = find_model(self.config.model.path, [family.sources[v] for v in order], self._env,
+                                      setting=family.setting)
         return self._folder
 
     @property
@@ -115,11 +124,11 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         if self._token_counter is None:
             from generators.tokens import token_counter
 
-            self._token_counter = token_counter(self.locate() / self.tokenizer_folder)
+            self._token_counter = token_counter(self.locate() / self.family.tokenizer_folder)
         return self._token_counter(prompt)
 
     def _import_heavy(self) -> None:
-        names = [f"diffusers.{self.pipeline_class}"]
+        names = [f"diffusers.{self.family.pipeline_class}"]
         if getattr(self.config, "quantization", "none") != "none":
             names += ["diffusers.TorchAoConfig", "diffusers.PipelineQuantizationConfig",
                       "transformers.TorchAoConfig"]
@@ -129,7 +138,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
         if tokens > limit:
             raise GeneratorError(
-                f"{self.what}描述太长了：{tokens} 个词元，模型最多 {limit} 个，请说得简短些。")
+                f"{self.family.what}描述太长了：{tokens} 个词元，模型最多 {limit} 个，请说得简短些。")
 
     # -- loading (once) --------------------------------------------------------------------------
     @property
@@ -155,7 +164,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             config, preset_notes = self.resolve_config(on_gpu, mode)
             self.active_config = config
             dtype = resolve_dtype(config.model.dtype, self.preferred_dtype(), on_gpu)
-            pipe = self.build_pipeline(getattr(diffusers, self.pipeline_class), folder, dtype, config)
+            pipe = self.build_pipeline(getattr(diffusers, self.family.pipeline_class), folder, dtype, config)
             apply_memory_mode(pipe, mode, config.model.vae_tiling, config.model.vae_slicing)
             notes = ([note] if note else []) + preset_notes + self.after_load(pipe, on_gpu, mode)
             for line in notes[1 if note else 0:]:
@@ -167,7 +176,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                 vae_tiling=config.model.vae_tiling,
                 load_seconds=time.perf_counter() - started, note="; ".join(notes) or None)
             self._pipe = pipe
-            logger.info("{} loaded: {}", self.display_name, self._info.summary())
+            logger.info("{} loaded: {}", self.family.display_name, self._info.summary())
 
     def unload(self) -> None:
         """Drop the weights (frees GPU memory); the next generate loads again."""
@@ -208,9 +217,9 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                     yield step_end
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
-                section = self.setting.partition(".")[0]
+                section = self.family.setting.partition(".")[0]
                 raise GeneratorError(
-                    f"显卡内存不够，这个{self.what}没做成。管理员可以把 {section}.model.memory_mode "
+                    f"显卡内存不够，这个{self.family.what}没做成。管理员可以把 {section}.model.memory_mode "
                     "改成 model_cpu_offload 再试。") from exc
 
     # -- reporting -------------------------------------------------------------------------------

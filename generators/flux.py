@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback, check_guidance_and_seed
-from generators.diffusion import DiffusersGenerator
+from generators.diffusion import DiffusersGenerator, ModelFamily
 from generators.loading import ModelSource, read_component_config
 from generators.rules import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, side_problem, steps_problem
 
@@ -124,13 +124,10 @@ def validate_request(request: ImageRequest, max_steps: int = 60) -> None:
 class FluxGenerator(DiffusersGenerator[ImageRequest, ImageResult]):
     """FLUX.1-schnell/-dev (or any FluxPipeline folder), loaded once and kept resident."""
 
-    pipeline_class = "FluxPipeline"
-    display_name = "FLUX"
-    what = "图片"
-    sources = SOURCES
-    setting = "image.model.path"
-    tokenizer_folder = "tokenizer_2"  # T5: CLIP only sees the first 77 tokens anyway
-    quantized = {"transformer": "diffusers", "text_encoder_2": "transformers"}
+    family = ModelFamily(
+        "FluxPipeline", "FLUX", what="图片", sources=SOURCES, setting="image.model.path",
+        tokenizer_folder="tokenizer_2",  # T5's: CLIP only sees the first 77 tokens anyway
+        quantized={"transformer": "diffusers", "text_encoder_2": "transformers"})
 
     def read_limits(self, folder: Path) -> FluxLimits:
         return flux_limits(folder)

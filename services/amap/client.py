@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Any
 
 import httpx
@@ -86,6 +87,16 @@ def _parse_date(value: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         return None
+
+
+_READERS: dict[str, Callable[[Any, str], Any]] = {"str": _text, "int | None": _int}
+
+
+def _weather_fields(item: Mapping[str, Any], result: type) -> dict[str, Any]:
+    """AMap's weather answers name each value as our field does, less the underscores (day_temp ->
+    daytemp); fields of other types (a date, the list of days) are the caller's."""
+    return {f.name: _READERS[f.type](item, f.name.replace("_", ""))
+            for f in fields(result) if f.type in _READERS}
 
 
 def _parse_poi(item: Mapping[str, Any]) -> Poi:
@@ -280,15 +291,7 @@ class AmapClient:
         """v3/weather/weatherInfo extensions=base: the weather now."""
         data = await self._get("v3/weather/weatherInfo", {"city": adcode, "extensions": "base"})
         for item in _list(data, "lives"):
-            return LiveWeather(
-                city=_text(item, "city"),
-                weather=_text(item, "weather"),
-                temperature=_text(item, "temperature"),
-                wind_direction=_text(item, "winddirection"),
-                wind_power=_text(item, "windpower"),
-                humidity=_text(item, "humidity"),
-                report_time=_text(item, "reporttime"),
-            )
+            return LiveWeather(**_weather_fields(item, LiveWeather))
         return None
 
     async def forecast(self, adcode: str) -> Forecast | None:
@@ -300,19 +303,8 @@ class AmapClient:
                 date = _parse_date(_text(cast, "date"))
                 if date is None:
                     continue
-                casts.append(DayCast(
-                    date=date,
-                    week=_text(cast, "week"),
-                    day_weather=_text(cast, "dayweather"),
-                    night_weather=_text(cast, "nightweather"),
-                    day_temp=_int(cast, "daytemp"),
-                    night_temp=_int(cast, "nighttemp"),
-                    day_wind=_text(cast, "daywind"),
-                    day_power=_text(cast, "daypower"),
-                    night_wind=_text(cast, "nightwind"),
-                    night_power=_text(cast, "nightpower"),
-                ))
-            return Forecast(_text(item, "city"), _text(item, "reporttime"), tuple(casts))
+                casts.append(DayCast(date=date, **_weather_fields(cast, DayCast)))
+            return Forecast(casts=tuple(casts), **_weather_fields(item, Forecast))
         return None
 
     # -- routes ------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ WUDAOKOU = next(p for p in PLACES if p.name == "五道口")
 
 @pytest.fixture
 async def client(amap: FakeAmap) -> AsyncIterator[AmapClient]:
-    client = AmapClient(AmapConfig(base_url=amap.base_url, timeout_s=1, retries=2), TEST_KEY)
+    client = AmapClient(AmapConfig(base_url=amap.base_url, timeout_s=5, retries=2), TEST_KEY)
     yield client
     await client.close()
 
