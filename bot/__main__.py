@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_playground(args, connect_hint=True, loaded=(config, config_error))
     if not _port_answers(endpoint):
         print(GATEWAY_DOWN_HELP.format(endpoint=endpoint), file=sys.stderr)
-    channel = WechatyChannel.from_config(endpoint, secrets.puppet_token, config.wechaty)
+    channel = WechatyChannel(endpoint, secrets.puppet_token, config.wechaty)
     # the file actually loaded, so edits to it are watched and written back
     app = build_app(config, secrets, channel, config_path=config_path(args.config))
     add_console(app, secrets)

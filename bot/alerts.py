@@ -9,7 +9,6 @@ once per outage; when WeChat is back, the admins also hear it there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import smtplib
 import ssl
@@ -24,6 +23,7 @@ from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from bot.admin_notices import AdminNotices
+from bot.background import cancel_and_wait
 from bot.config import AlertsConfig, AppConfig, SmtpConfig
 from bot.time_text import duration_text
 
@@ -100,11 +100,8 @@ class DisconnectAlerts:
         self._task = asyncio.create_task(self._loop(), name="disconnect-alerts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

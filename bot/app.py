@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from loguru import logger
 from bot.admin import AdminCommands, AdminTools
 from bot.admin_notices import AdminNotices
 from bot.alerts import DisconnectAlerts
+from bot.background import cancel_and_wait
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
@@ -59,25 +60,22 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
+@dataclass(kw_only=True)
 class Application:
     """The wired bot: start the services, serve the channel into the dispatcher, stop in reverse."""
 
-    def __init__(self, *, live_config: LiveConfig, channel: Channel, dispatcher: Dispatcher,
-                 services: Sequence[tuple[str, Service]], llm: LiveLLM, history: History, jobs: JobQueue,
-                 scheduler: Scheduler, config_watcher: ConfigWatcher, alerts: DisconnectAlerts,
-                 notices: AdminNotices) -> None:
-        self.live_config = live_config
-        self.channel = channel
-        self.dispatcher = dispatcher
-        self.services = list(services)
-        self._llm = llm
-        self.history = history
-        self.jobs = jobs
-        self.scheduler = scheduler
-        self.config_watcher = config_watcher
-        self.alerts = alerts
-        self.notices = notices
-        self._stopped = asyncio.Event()
+    live_config: LiveConfig
+    channel: Channel
+    dispatcher: Dispatcher
+    services: list[tuple[str, Service]]
+    live_llm: LiveLLM
+    history: History
+    jobs: JobQueue
+    scheduler: Scheduler
+    config_watcher: ConfigWatcher
+    alerts: DisconnectAlerts
+    notices: AdminNotices
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
     def config(self) -> AppConfig:
@@ -88,7 +86,7 @@ class Application:
 
     @property
     def llm(self) -> LLM:
-        return self._llm()
+        return self.live_llm()
 
     async def run(self) -> None:
         for name, service in self.services:
@@ -100,10 +98,7 @@ class Application:
             await asyncio.wait({channel_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self.channel.stop()
-            for task in (channel_task, stop_task):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(channel_task, stop_task)
             await self.close()
 
     async def close(self) -> None:
@@ -111,7 +106,7 @@ class Application:
         for _name, service in reversed(self.services):
             with contextlib.suppress(Exception):
                 await service.stop()
-        await self._llm.close()
+        await self.live_llm.close()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -219,6 +214,6 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("alerts", alerts),
         ("config watch", watcher),
     ]
-    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services, llm=llm,
-                       history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher, alerts=alerts,
-                       notices=notices)
+    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
+                       live_llm=llm, history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher,
+                       alerts=alerts, notices=notices)

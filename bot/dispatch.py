@@ -13,8 +13,8 @@ classifier sees a clearly different request — with the open question in `ctx.p
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -132,39 +132,27 @@ class LastTurns:
         self._turns[self._key(ctx.message)] = (self._clock(), turn)
 
 
+@dataclass(kw_only=True)
 class Dispatcher:
-    def __init__(
-        self,
-        *,
-        config: LiveConfig,
-        gates: Sequence[Gate],
-        classify_llm: Classify,
-        classify_embedded: Classify,
-        handlers: Mapping[Intent, Handler],
-        reply: ReplyFn,
-        history: History,
-        llm: Callable[[], LLM],
-        jobs: JobQueue,
-        amap: Callable[[AmapConfig], AmapClient],
-        followups: FollowUps,
-        notify_admins: NotifyAdmins,
-    ) -> None:
-        self._config = config
-        self._notify_admins = notify_admins
-        self.gates = list(gates)
-        self.classify_llm = classify_llm
-        self.classify_embedded = classify_embedded
-        self._handlers = handlers
-        self._reply = reply
-        self._history = history
-        self._llm = llm
-        self._jobs = jobs
-        self._amap = amap
-        self.followups = followups
-        self.turns = LastTurns()
+    """A message's way through: the gates in order, then classify and the intent's handler. Holds what
+    a feature's Context is made of; the composition root (bot/app.py) fills it in."""
+
+    config: LiveConfig
+    gates: list[Gate]
+    classify_llm: Classify
+    classify_embedded: Classify
+    handlers: Mapping[Intent, Handler]
+    reply: ReplyFn
+    history: History
+    llm: Callable[[], LLM]
+    jobs: JobQueue
+    amap: Callable[[AmapConfig], AmapClient]
+    followups: FollowUps
+    notify_admins: NotifyAdmins
+    turns: LastTurns = field(default_factory=LastTurns, init=False)
 
     async def on_message(self, msg: IncomingMessage) -> None:
-        turn: Turn | None = Turn(msg, chat_settings(self._config.current, msg.chat, msg.room_topic))
+        turn: Turn | None = Turn(msg, chat_settings(self.config.current, msg.chat, msg.room_topic))
         for gate in self.gates:
             turn = await gate(turn)
             if turn is None:
@@ -175,7 +163,7 @@ class Dispatcher:
         started = time.monotonic()
         reply = await self.handle(self.context(turn))
         if reply is not None:
-            await self._reply(msg, reply)
+            await self.reply(msg, reply)
         logger.info("message {} answered in {:.0f} ms", msg.id, (time.monotonic() - started) * 1000)
 
     def context(self, turn: Turn) -> Context:
@@ -183,14 +171,14 @@ class Dispatcher:
         config = settings.config
 
         async def say(reply: Reply) -> bool:
-            return await self._reply(msg, reply)
+            return await self.reply(msg, reply)
 
-        history = self._history.recent(msg.chat.key, config.history)
+        history = self.history.recent(msg.chat.key, config.history)
         return Context(
             message=msg, settings=settings, config=config, history=history,
-            transcript=transcript(msg, history), llm=self._llm(), jobs=self._jobs,
-            amap=self._amap(config.amap), followups=self.followups, say=say,
-            notify_admins=self._notify_admins,
+            transcript=transcript(msg, history), llm=self.llm(), jobs=self.jobs,
+            amap=self.amap(config.amap), followups=self.followups, say=say,
+            notify_admins=self.notify_admins,
         )
 
     async def handle(self, ctx: Context) -> Reply | None:
@@ -207,7 +195,7 @@ class Dispatcher:
             if not ctx.settings.intent_enabled(intent.module):
                 return Reply(INTENT_OFF_REPLY.format(label=intent.value))
             ctx = replace(ctx, pending=pending)
-            reply = await self._handlers[intent](ctx)
+            reply = await self.handlers[intent](ctx)
             if self.followups.open_question(ctx.message) is None:  # answered, not asked back
                 self.turns.remember(ctx, intent, follow_up)
             return reply

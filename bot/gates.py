@@ -123,30 +123,29 @@ async def addressing(turn: Turn) -> Turn | None:
     return turn
 
 
+@dataclass
 class NonText:
     """Photos and stickers fly around family groups all day: only answer when addressed."""
 
-    def __init__(self, reply: ReplyFn) -> None:
-        self._reply = reply
+    reply: ReplyFn
 
     async def __call__(self, turn: Turn) -> Turn | None:
-        msg = turn.message
-        if msg.kind is MessageKind.TEXT:
+        if turn.message.kind is MessageKind.TEXT:
             return turn
-        if msg.mentioned:
-            await self._reply(msg, Reply(turn.settings.config.bot.non_text_reply))
+        if turn.message.mentioned:
+            await self.reply(turn.message, Reply(turn.settings.config.bot.non_text_reply))
         return None
 
 
+@dataclass
 class Record:
     """Every text line in an allowed chat goes into the history the prompts read, addressed or not."""
 
-    def __init__(self, history: History) -> None:
-        self._history = history
+    history: History
 
     async def __call__(self, turn: Turn) -> Turn | None:
         msg = turn.message
-        self._history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
+        self.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
         return turn
 
 

@@ -75,21 +75,15 @@ class FluxLimits:
 
     variant: Variant
     max_prompt_tokens: int
-
-    @property
-    def default_steps(self) -> int:
-        return DEFAULT_STEPS[self.variant]
-
-    @property
-    def default_guidance(self) -> float:
-        return DEFAULT_GUIDANCE[self.variant]
+    default_steps: int  # what the variant was distilled / tuned for
+    default_guidance: float
 
 
 def flux_limits(folder: Path) -> FluxLimits:
     """dev has a guidance embedding, schnell has none: the transformer config tells them apart."""
     transformer = read_component_config(folder, "transformer")
     variant: Variant = "dev" if transformer.get("guidance_embeds") else "schnell"
-    return FluxLimits(variant, MAX_TEXT_TOKENS[variant])
+    return FluxLimits(variant, MAX_TEXT_TOKENS[variant], DEFAULT_STEPS[variant], DEFAULT_GUIDANCE[variant])
 
 
 def save_image(image: Image.Image, path: Path, fmt: str = "jpeg", quality: int = 92) -> Path:

@@ -219,10 +219,10 @@ class VideoSettings(Settings):
     sampling: VideoSampling = VideoSampling()
     encode: VideoEncode = VideoEncode()
     speed: SpeedSettings = SpeedSettings()
-    remote: RemoteSettings = RemoteSettings()
     # one video on the GPUs of `xiaoai worker --gpus 0,1`: cfg = the two guidance halves on 2 GPUs;
     # cfg+ulysses = also the attention heads, through xDiT (4 or 6 GPUs); none = one GPU per video
     parallel: Parallel = "none"
+    remote: RemoteSettings = RemoteSettings()
 
 
 class ImageSettings(Settings):

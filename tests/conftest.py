@@ -125,8 +125,7 @@ def running_bot(peer: Any, fake_llm: FakeLLM, tmp_path: Path):
         }
         environment.update(env or {})
         secrets = Secrets.from_env({k: v for k, v in environment.items() if v is not None})
-        channel = WechatyChannel.from_config(secrets.puppet_endpoint or "", secrets.puppet_token,
-                                             config.wechaty)
+        channel = WechatyChannel(secrets.puppet_endpoint or "", secrets.puppet_token, config.wechaty)
         app = build_app(config, secrets, channel, config_path=config_path)
         task = asyncio.create_task(app.run())
         try:

@@ -24,6 +24,7 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
+from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.transcript import Transcript
 from bot.config import PlaygroundConfig
@@ -148,9 +149,7 @@ class PlaygroundChannel:
             await self._server.serve(sockets=[self._socket])
         finally:
             self._serving = False
-            ticker.cancel()
-            with contextlib.suppress(BaseException):
-                await ticker
+            await cancel_and_wait(ticker)
             if self._socket is not None:  # free the port for the next start
                 self._socket.close()
                 self._socket = None

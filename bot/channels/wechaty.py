@@ -27,6 +27,7 @@ from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the c
 from wechaty_puppet import FileBox, MessageType  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
+from bot.background import cancel_and_wait
 # isort: on
 
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
@@ -76,22 +77,10 @@ class WechatyChannel:
 
     name = "wechaty"
 
-    def __init__(
-        self,
-        endpoint: str,
-        token: str | None,
-        *,
-        reconnect_initial_s: float = 0.5,
-        reconnect_max_s: float = 3.0,
-        health_interval_s: float = 1.0,
-        plugin_port: int = 0,
-    ) -> None:
+    def __init__(self, endpoint: str, token: str | None, config: WechatyConfig) -> None:
         self.endpoint = endpoint
         self.token = token
-        self._initial = reconnect_initial_s
-        self._max = reconnect_max_s
-        self._health_interval = health_interval_s
-        self._plugin_port = plugin_port
+        self.config = config  # reconnect backoff, health-check interval, the plugin's port
         self._state = State.STOPPED
         self._session: _Session | None = None
         self._self_name: str | None = None
@@ -103,17 +92,6 @@ class WechatyChannel:
         redactor().add(token)
         self._account: str | None = None
         self._login_qr: tuple[str, str, float] | None = None  # (payload, status, when) while logged out
-
-    @classmethod
-    def from_config(cls, endpoint: str, token: str | None, config: WechatyConfig,
-                    ) -> WechatyChannel:
-        return cls(
-            endpoint, token,
-            reconnect_initial_s=config.reconnect_initial_s,
-            reconnect_max_s=config.reconnect_max_s,
-            health_interval_s=config.health_interval_s,
-            plugin_port=config.port,
-        )
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -155,7 +133,7 @@ class WechatyChannel:
         """Serve until `stop()`: connect, serve, and reconnect with capped backoff on any failure."""
         self._on_message = on_message
         self._stopping.clear()
-        delay = self._initial
+        delay = self.config.reconnect_initial_s
         while not self._stopping.is_set():
             self._set_state(State.CONNECTING, self.endpoint)
             started = time.monotonic()
@@ -172,10 +150,10 @@ class WechatyChannel:
                 break
             self._set_state(State.DISCONNECTED, reason)
             if time.monotonic() - started > 30:
-                delay = self._initial  # it had been up for a while: start the backoff afresh
+                delay = self.config.reconnect_initial_s  # up for a while: start the backoff afresh
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, self._max)
+            delay = min(delay * 2, self.config.reconnect_max_s)
         self._set_state(State.STOPPED)
 
     async def _serve_one_session(self) -> None:
@@ -187,7 +165,7 @@ class WechatyChannel:
             puppet_options=PuppetOptions(end_point=self.endpoint, token=self.token),
             endpoint=self.endpoint,
             token=self.token,
-            port=self._plugin_port,
+            port=self.config.port,
         )
         session = _Session(self, options)
         self._session = session
@@ -204,16 +182,13 @@ class WechatyChannel:
             done, _ = await asyncio.wait({stream, watchdog}, return_when=asyncio.FIRST_COMPLETED)
             (stream if stream in done else watchdog).result()
         finally:
-            for task in (stream, watchdog):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(stream, watchdog)
 
     async def _watch(self, host: str, port: int) -> None:
         """End the session when the gateway stops accepting connections (a dead peer may not say so)."""
         failures = 0
         while failures < 2:
-            await asyncio.sleep(self._health_interval)
+            await asyncio.sleep(self.config.health_interval_s)
             try:
                 _r, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
                 writer.close()

@@ -39,8 +39,8 @@ class AppConfig(Section):
     llm: LLMConfig = LLMConfig()
     chat: ChatConfig = ChatConfig()
     history: HistoryConfig = HistoryConfig()
-    wechaty: WechatyConfig = WechatyConfig()
     data_dir: Path = Path("data")  # the database and generated media
+    wechaty: WechatyConfig = WechatyConfig()
     image: ImageConfig = ImageConfig()
     quotas: QuotasConfig = QuotasConfig()
     schedules: SchedulesConfig = SchedulesConfig()

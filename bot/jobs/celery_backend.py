@@ -27,6 +27,7 @@ from typing import Any
 
 from loguru import logger
 
+from bot.background import cancel_and_wait
 from bot.config.jobs import JobsConfig
 from bot.jobs.broker import (
     CANCEL_KEY,
@@ -102,10 +103,7 @@ class CeleryBackend:
         self._monitor = asyncio.create_task(self._watch_workers(), name="jobs-celery-workers")
 
     async def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(BaseException):
-                await self._monitor
+        await cancel_and_wait(self._monitor)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._client.close)

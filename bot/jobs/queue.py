@@ -21,6 +21,7 @@ from typing import Any
 
 from loguru import logger
 
+from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
 from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
@@ -209,11 +210,7 @@ class JobQueue:
         if workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*workers, return_exceptions=True), grace_s)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         for backend in self.backends:
             with contextlib.suppress(Exception):

@@ -29,6 +29,13 @@ class LiveWeather:
 
 
 @dataclass(frozen=True)
+class Forecast:
+    city: str
+    report_time: str
+    casts: tuple[DayCast, ...]
+
+
+@dataclass(frozen=True)
 class DayCast:
     date: dt.date
     week: str
@@ -40,13 +47,6 @@ class DayCast:
     day_power: str
     night_wind: str = ""
     night_power: str = ""
-
-
-@dataclass(frozen=True)
-class Forecast:
-    city: str
-    report_time: str
-    casts: tuple[DayCast, ...]
 
 
 @dataclass(frozen=True)

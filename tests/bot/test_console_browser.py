@@ -107,7 +107,7 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
     secrets = Secrets.from_env({"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "test-key",
                                 "XIAOAI_ADMIN_PASSWORD": PASSWORD})
     config = load(path)
-    channel = WechatyChannel.from_config(peer.endpoint, peer.token, config.wechaty)
+    channel = WechatyChannel(peer.endpoint, peer.token, config.wechaty)
     app = build_app(config, secrets, channel, config_path=path)
     add_console(app, secrets)
     task = asyncio.create_task(app.run())
