@@ -18,6 +18,7 @@ from loguru import logger
 
 # isort: off
 from bot import compat  # noqa: F401  (must precede the wechaty imports below)
+from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
@@ -27,7 +28,6 @@ from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the c
 from wechaty_puppet import FileBox, MessageType  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
-from bot.background import cancel_and_wait
 # isort: on
 
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
