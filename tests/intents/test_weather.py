@@ -94,7 +94,7 @@ async def test_weekend_shows_both_days_or_says_out_of_range(driver, fake_llm):
     fake_llm.classify("周末", Intent.WEATHER.value)
     script_slots(fake_llm, "weather", "周末", {"place": "北京", "day": "周末"})
     text = await driver.say("周末北京下雨吗")
-    today = dt.date.today()
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the bot's day, not this machine's
     weekend = target_days("周末", today) or []
     in_range = [d for d in weekend if (d - today).days <= 3]
     if in_range:
