@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
-from bench.report import GIB, emit, environment, print_table
+from bench.report import emit, environment, print_table
+from bench.timing import Clock, watching_decode
 from bench.video import PRESETS as VIDEO_PRESETS
 from bench.video import parse_row
 
@@ -54,12 +55,13 @@ def use_diffusers_fa3(transformer: Any) -> None:
     transformer.set_attention_backend("_flash_3")
 
 
-def image_config(folder: Path, height: int, width: int, settings: dict[str, Any]) -> Any:
+def image_config(folder: Path, height: int, width: int, settings: dict[str, Any],
+                 memory_mode: str = "gpu") -> Any:
     """The `image:` section a row runs with (settings in their flat spelling, as rows write them)."""
     from bot.config import ImageConfig
     from bot.config.legacy import nest
 
-    flat = {"model_path": folder, "memory_mode": "gpu", "height": height, "width": width, **settings}
+    flat = {"model_path": folder, "memory_mode": memory_mode, "height": height, "width": width, **settings}
     return ImageConfig.model_validate(nest("image", flat))
 
 
@@ -72,9 +74,11 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
     spec = parse_row(text, 0, PRESETS)
     bench = {key: spec.settings.pop(key) for key in BENCH_ONLY if key in spec.settings}
     row: dict[str, Any] = {"row": spec.label, "settings": {**spec.settings, **bench}, **env}
+    clock = Clock()
     generator = None
     try:
-        generator = FluxGenerator(image_config(folder, height, width, spec.settings))
+        memory_mode = "gpu" if clock.cuda else "cpu"  # the CPU runs a tiny model: the bench's own test
+        generator = FluxGenerator(image_config(folder, height, width, spec.settings, memory_mode))
         started = time.perf_counter()
         generator.load()
         pipe = generator.pipeline
@@ -84,42 +88,21 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
             pipe.transformer.compile_repeated_blocks(fullgraph=True)
         row["load_s"] = round(time.perf_counter() - started, 2)
         row["model"] = f"flux-{generator.limits.variant}"
-        request = ImageRequest(PROMPT, steps=steps, seed=0, height=height, width=width)
-        begin = time.perf_counter()
+        request = ImageRequest(PROMPT, steps=spec.steps or steps, seed=0, height=height, width=width)
+        begin = clock.now()
         generator.generate(request)
-        torch.cuda.synchronize()
-        row["warmup_run_s"] = round(time.perf_counter() - begin, 2)
-        marks: dict[str, Any] = {}
+        row["warmup_run_s"] = round(clock.now() - begin, 2)
         ends: list[float] = []
-        original = pipe.vae.decode
-
-        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
-            torch.cuda.synchronize()
-            marks["latents"] = latents.detach().float().cpu().numpy()
-            start = time.perf_counter()
-            out = original(latents, *args, **kwargs)
-            torch.cuda.synchronize()
-            marks["decode_s"] = time.perf_counter() - start
-            return out
-
-        def on_step(_index: int, _total: int) -> None:
-            torch.cuda.synchronize()
-            ends.append(time.perf_counter())
-
-        pipe.vae.decode = timed_decode
-        torch.cuda.reset_peak_memory_stats()
-        try:
-            torch.cuda.synchronize()
-            begin = time.perf_counter()
-            result = generator.generate(request, on_step=on_step)
+        clock.reset_peak()
+        with watching_decode(pipe, clock) as marks:
+            begin = clock.now()
+            result = generator.generate(request, on_step=lambda _i, _n: ends.append(clock.now()))
             row["total_s"] = round(time.perf_counter() - begin, 3)
-        finally:
-            pipe.vae.decode = original
         gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
         per_step = statistics.fmean(gaps) if gaps else ends[0] - begin
         row.update({"steps": result.steps, "s_per_step": round(per_step, 4),
                     "denoise_s": round(ends[-1] - begin, 3), "vae_decode_s": round(marks["decode_s"], 3),
-                    "peak_gib": round(torch.cuda.max_memory_allocated() / GIB, 2)})
+                    "peak_gib": clock.peak_gib()})
         import numpy as np
 
         pixels = np.asarray(result.image)
@@ -136,7 +119,8 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
             generator.unload()
         del generator
         gc.collect()
-        torch.cuda.empty_cache()
+        if clock.cuda:
+            torch.cuda.empty_cache()
         torch._dynamo.reset()
     return row
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import emit
+from bench.timing import Clock, watching_decode
 from bench.video import PROMPT, environment
 
 LAYOUTS = {  # --parallel -> (row name, ranks, video.parallel)
@@ -56,43 +57,27 @@ def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, pres
         def request(count: int, seed: int) -> Any:
             return VideoRequest(PROMPT, num_frames=frames, steps=count, seed=seed, height=height, width=width)
 
-        def sync() -> float:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            return time.perf_counter()
-
+        clock = Clock()
         leader = ranks is None or ranks.leader
         if warmup_steps:
-            begin = sync()
+            begin = clock.now()
             warmup = request(warmup_steps, 1)
             generator.generate(warmup) if leader else generator.follow(warmup)
-            row["warmup_run_s"] = round(sync() - begin, 2)
+            row["warmup_run_s"] = round(clock.now() - begin, 2)
         if not leader:
             generator.follow(request(steps, 0))
             results.put(row)
             return
-        marks: dict[str, Any] = {}
-        pipe = generator.pipeline
-        decode = pipe.vae.decode
-
-        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
-            marks["latents"] = latents.detach().float().cpu().numpy()
-            begin_decode = sync()
-            out = decode(latents, *args, **kwargs)
-            marks["decode_s"] = sync() - begin_decode
-            return out
-
         ends: list[float] = []
-        pipe.vae.decode = timed_decode
-        begin = sync()
-        result = generator.generate(request(steps, 0), on_step=lambda i, n: ends.append(sync()))
+        with watching_decode(generator.pipeline, clock) as marks:
+            begin = clock.now()
+            result = generator.generate(request(steps, 0), on_step=lambda i, n: ends.append(clock.now()))
         gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
         per_step = statistics.fmean(gaps) if gaps else ends[0] - begin
         row.update({"s_per_step": round(per_step, 4), "denoise_s": round(ends[-1] - begin, 3),
                     "est_denoise_50_s": round(per_step * 50, 2), "vae_decode_s": round(marks["decode_s"], 3),
                     "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
-                    "peak_denoise_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2)
-                    if torch.cuda.is_available() else None,
+                    "peak_denoise_gib": clock.peak_gib(),
                     "latents": marks["latents"], "frames_array": result.frames})
     except Exception as exc:  # noqa: BLE001 - a failing row is a result: report it
         row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"

@@ -8,14 +8,15 @@ from typing import Any
 
 from bench.fidelity import psnr
 from bench.report import GIB, round_value
-from bench.video import _frames_uint8, _Sync
+from bench.timing import Clock
+from bench.video import _frames_uint8
 
 VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16",
                 "cudnn_benchmark", "untiled+cudnn_benchmark", "compile+untiled")
 
 
 def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, ...], base: dict[str, Any],
-                     sync: _Sync) -> list[dict[str, Any]]:
+                     sync: Clock) -> list[dict[str, Any]]:
     """Decode the plain row's latents again per VAE variant: time, working memory, PSNR vs production."""
     import torch
 

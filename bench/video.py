@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, print_table, round_value
+from bench.timing import Clock, watching_decode
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
@@ -168,26 +169,6 @@ def build_model(variant: str, size: str, folder: Path, text_layers: int | None) 
                                   text_layers=text_layers)
 
 
-class _Sync:
-    def __init__(self) -> None:
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        self.torch = torch
-
-    def now(self) -> float:
-        if self.cuda:
-            self.torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def peak_gib(self) -> float | None:
-        return round(self.torch.cuda.max_memory_allocated() / GIB, 2) if self.cuda else None
-
-    def reset_peak(self) -> None:
-        if self.cuda:
-            self.torch.cuda.reset_peak_memory_stats()
-
-
 @contextlib.contextmanager
 def recording_cache_decisions(store: list[float]) -> Iterator[None]:
     """Record first-block cache's measure (relative change of the first block's residual since the last
@@ -228,7 +209,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     from bot.config.legacy import nest
     from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
 
-    sync = _Sync()
+    sync = Clock()
     limits = model_limits(folder)
     row: dict[str, Any] = {"row": spec.label, "model": limits.variant, "settings": spec.settings,
                            "steps": spec.steps, "cap_gib": spec.cap_gib, **env}
@@ -251,21 +232,12 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         row["note"] = generator.info.note if generator.info else None
         row["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2) if sync.cuda else None
         pipe = generator.pipeline
-        marks: dict[str, Any] = {}
-        original_decode = pipe.vae.decode
-
-        def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
-            marks["latents"] = latents.detach().float().cpu().numpy()
-            begin = sync.now()
-            out = original_decode(latents, *args, **kwargs)
-            marks["decode_s"] = sync.now() - begin
-            marks["decode_peak"] = sync.peak_gib()
-            return out
+        denoise_peak: list[float | None] = []
 
         def on_step(index: int, total_steps: int) -> None:
             step_ends.append(sync.now())
             if index == total_steps:
-                marks["denoise_peak"] = sync.peak_gib()
+                denoise_peak.append(sync.peak_gib())
                 sync.reset_peak()
 
         height, width = limits.native_size
@@ -281,18 +253,14 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         speed = active.speed
         row["active"] = {"quantization": active.model.quantization, "compile": speed.compile,
                          "attention": speed.attention, "cache": speed.cache, "vae_compile": speed.vae_compile}
-        pipe.vae.decode = timed_decode
         sync.reset_peak()
         cache_changes: list[float] = []
         recorder = (recording_cache_decisions(cache_changes) if spec.settings.get("step_cache")
                     else contextlib.nullcontext())
-        try:
-            with recorder:
-                begin = sync.now()
-                result = generator.generate(request, on_step=on_step)
-                row["total_s"] = round(time.perf_counter() - begin, 3)
-        finally:
-            pipe.vae.decode = original_decode
+        with watching_decode(pipe, sync) as marks, recorder:
+            begin = sync.now()
+            result = generator.generate(request, on_step=on_step)
+            row["total_s"] = round(time.perf_counter() - begin, 3)
         if cache_changes:
             threshold = float(spec.settings["step_cache"])
             row["cache_changes"] = cache_changes
@@ -309,7 +277,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             "est_denoise_50_s": round(per_step * 50, 2),
             "vae_decode_s": round(marks["decode_s"], 3),
             "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
-            "peak_denoise_gib": marks.get("denoise_peak"),
+            "peak_denoise_gib": denoise_peak[-1] if denoise_peak else None,
             "peak_decode_gib": marks.get("decode_peak"),
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
         })

@@ -15,7 +15,7 @@ from bench.video import References, RowSpec, parse_row
 from bot.__main__ import main
 from bot.config import VideoConfig
 from generators.cogvideox import CogVideoXGenerator, VideoRequest
-from tests.support.tiny_models import build_cogvideox_folder
+from tests.support.tiny_models import build_cogvideox_folder, build_flux_folder
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,21 @@ def test_anchors_are_kept_per_model_and_steps(tmp_path: Path) -> None:
     assert refs.get("5b", 50) is None and References(tmp_path).get("5b", 50) is None
     assert References(tmp_path).get("2b", 50) is not None
     assert refs.get("2b", 50, frames=9) is None  # a short run has anchors of its own
+
+
+def test_bench_image_runs_end_to_end_on_a_tiny_flux(tmp_path: Path) -> None:
+    """The FLUX bench on the CPU: the plain row is its anchor, a changed row is measured against it."""
+    from bench.image import run
+
+    folder = build_flux_folder(tmp_path / "FLUX.1-schnell")
+    rows = run(["plain", "short:steps=1", "bf16:dtype=bfloat16"], folder, 2, 64, 64, tmp_path)
+    by_name = {row["row"]: row for row in rows}
+    assert not [row["error"] for row in rows if "error" in row]
+    plain = by_name["plain"]
+    assert plain["model"] == "flux-schnell" and plain["steps"] == 2
+    assert plain["s_per_step"] > 0 and plain["vae_decode_s"] > 0 and plain["peak_gib"] is None  # no CUDA
+    assert math.isinf(plain["psnr_db"]) and plain["latent_rel_err"] == 0
+    assert by_name["short"]["steps"] == 1  # a row's own steps win; 1 step is an anchor of its own
+    bf16 = by_name["bf16"]
+    assert bf16["steps"] == 2 and 0 < bf16["latent_rel_err"] < 1 and not math.isinf(bf16["psnr_db"])
+    assert len((tmp_path / "image.jsonl").read_text().splitlines()) == 3

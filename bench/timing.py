@@ -1,0 +1,55 @@
+"""Timing a render from outside the pipeline: a clock that waits for the GPU, and the VAE decode watched
+for one render (its input latents, its time, the memory peak) with the pipeline restored after."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from bench.report import GIB
+
+
+class Clock:
+    """perf_counter after the queued GPU work is done; peaks in GiB (None without CUDA)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self.torch = torch
+
+    def now(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def peak_gib(self) -> float | None:
+        return round(self.torch.cuda.max_memory_allocated() / GIB, 2) if self.cuda else None
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+
+
+@contextlib.contextmanager
+def watching_decode(pipe: Any, clock: Clock) -> Iterator[dict[str, Any]]:
+    """Within the block `pipe.vae.decode` fills the yielded dict: `latents` (what it decoded, as numpy),
+    `decode_s` and `decode_peak`; the pipeline's own decode is back afterwards."""
+    marks: dict[str, Any] = {}
+    original = pipe.vae.decode
+
+    def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        marks["latents"] = latents.detach().float().cpu().numpy()
+        begin = clock.now()
+        out = original(latents, *args, **kwargs)
+        marks["decode_s"] = clock.now() - begin
+        marks["decode_peak"] = clock.peak_gib()
+        return out
+
+    pipe.vae.decode = timed_decode
+    try:
+        yield marks
+    finally:
+        pipe.vae.decode = original
