@@ -4,6 +4,7 @@ for one render (its input latents, its time, the memory peak) with the pipeline 
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,17 @@ class Clock:
     def reset_peak(self) -> None:
         if self.cuda:
             self.torch.cuda.reset_peak_memory_stats()
+
+
+def collect_previous_row() -> None:
+    """Free what the last row left behind before this one measures anything. A diffusers pipeline sits in
+    reference cycles, so the weights of a row outlive its function until the next collection: without
+    this, a row's resident and peak memory included the previous row's weights."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager
