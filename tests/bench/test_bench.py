@@ -93,6 +93,30 @@ def test_a_failing_row_is_reported_and_the_rest_still_run(tiny_2b: Path,
     assert "error" not in rows[1] and rows[1]["s_per_step"] > 0
 
 
+def test_a_row_measures_no_weights_of_the_row_before(tiny_2b: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A pipeline sits in reference cycles: unless the bench collects, the previous row's weights are
+    still allocated while the next row loads and counts memory."""
+    import weakref
+
+    earlier: list[weakref.ref] = []
+    alive_at_load: list[int] = []
+    load = CogVideoXGenerator.load
+
+    def watched_load(self: CogVideoXGenerator) -> None:
+        if self.loaded:  # generate() calls load() again
+            return
+        alive_at_load.append(sum(ref() is not None for ref in earlier))
+        load(self)
+        earlier.append(weakref.ref(self.pipeline.transformer))
+
+    monkeypatch.setattr(CogVideoXGenerator, "load", watched_load)
+    assert main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1", "--frames", "9",
+                 "--rows", "plain,fused,plain"]) == 0
+    capsys.readouterr()
+    assert alive_at_load == [0, 0, 0]
+
+
 def test_gpu_switches_on_cpu_are_skipped_with_a_clear_note(tiny_2b: Path) -> None:
     generator = CogVideoXGenerator(VideoConfig(model={"path": tiny_2b, "memory_mode": "auto"},
                                                speed={"compile": "blocks", "attention": "sage"}))
