@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     image.add_argument("--model-dir", type=Path, default=None, help="--build: where")
     image.add_argument("--text-layers", type=int, default=2, help="--build: T5-XXL depth (default 2)")
     image.add_argument("--rows", default="plain,fp8-compile-fa3", help="comma-separated rows: "
-                       "plain, fp8, compile, fa3, fp8-compile, fp8-compile-fa3 (or NAME:key=value,...)")
+                       "plain, int8, fp8, compile, fa3, fp8-compile, fp8-compile-fa3 (or NAME:key=value,...)")
     image.add_argument("--steps", type=int, default=None, help="default: schnell 4, dev 28")
     image.add_argument("--size", default="1024x576", help="WIDTHxHEIGHT (default 1024x576)")
     image.add_argument("--out", type=Path, default=None, help="append image.jsonl here")

@@ -25,7 +25,7 @@ from bench.video import parse_row
 PROMPT = "a shiba inu in the snow, golden hour, detailed fur"
 # the video bench's rows that apply to FLUX too (same switch names, same meaning)
 PRESETS: dict[str, str] = {name: VIDEO_PRESETS[name] for name in (
-    "plain", "fp8", "compile", "fa3", "fp8-compile", "fp8-compile-fa3")}
+    "plain", "int8", "fp8", "compile", "fa3", "fp8-compile", "fp8-compile-fa3")}
 BENCH_ONLY = ("compile", "attention")
 
 

@@ -51,6 +51,7 @@ def watching_decode(pipe: Any, clock: Clock) -> Iterator[dict[str, Any]]:
     `decode_s` and `decode_peak`; the pipeline's own decode is back afterwards."""
     marks: dict[str, Any] = {}
     original = pipe.vae.decode
+    own = "decode" in vars(pipe.vae)  # usually the class's method: then restoring is deleting ours
 
     def timed_decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
         marks["latents"] = latents.detach().float().cpu().numpy()
@@ -64,4 +65,7 @@ def watching_decode(pipe: Any, clock: Clock) -> Iterator[dict[str, Any]]:
     try:
         yield marks
     finally:
-        pipe.vae.decode = original
+        if own:
+            pipe.vae.decode = original
+        else:
+            del pipe.vae.decode  # assigning the bound method back would tie the VAE to itself

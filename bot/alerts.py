@@ -100,8 +100,10 @@ class DisconnectAlerts:
         self._task = asyncio.create_task(self._loop(), name="disconnect-alerts")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        try:
+            await cancel_and_wait(self._task)
+        finally:
+            self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -98,8 +98,10 @@ class Application:
             await asyncio.wait({channel_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self.channel.stop()
-            await cancel_and_wait(channel_task, stop_task)
-            await self.close()
+            try:
+                await cancel_and_wait(channel_task, stop_task)
+            finally:
+                await self.close()
 
     async def close(self) -> None:
         """Stop the services in reverse order and close the LLM client (also for apps never run)."""

@@ -149,11 +149,13 @@ class PlaygroundChannel:
             await self._server.serve(sockets=[self._socket])
         finally:
             self._serving = False
-            await cancel_and_wait(ticker)
-            if self._socket is not None:  # free the port for the next start
-                self._socket.close()
-                self._socket = None
-            self._served.set()
+            try:
+                await cancel_and_wait(ticker)
+            finally:
+                if self._socket is not None:  # free the port for the next start
+                    self._socket.close()
+                    self._socket = None
+                self._served.set()
 
     async def stop(self) -> None:
         self._stopping = True  # from now on posts are refused with 503, so the page keeps and resends them

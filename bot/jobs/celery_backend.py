@@ -103,10 +103,12 @@ class CeleryBackend:
         self._monitor = asyncio.create_task(self._watch_workers(), name="jobs-celery-workers")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._monitor)
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._client.close)
+        try:
+            await cancel_and_wait(self._monitor)
+        finally:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._client.close)
 
     async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
         await asyncio.to_thread(kind.check, params)  # the bot has the config; the tokenizer files

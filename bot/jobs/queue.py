@@ -210,12 +210,14 @@ class JobQueue:
         if workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*workers, return_exceptions=True), grace_s)
-        await cancel_and_wait(*self._tasks)
-        self._tasks = []
-        for backend in self.backends:
-            with contextlib.suppress(Exception):
-                await backend.stop()
-        self.store.close()
+        try:
+            await cancel_and_wait(*self._tasks)
+        finally:
+            self._tasks = []
+            for backend in self.backends:
+                with contextlib.suppress(Exception):
+                    await backend.stop()
+            self.store.close()
 
     # -- internals ------------------------------------------------------------------------------
     def _slots(self) -> int:

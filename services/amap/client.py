@@ -92,11 +92,12 @@ def _parse_date(value: str) -> dt.date | None:
 _READERS: dict[str, Callable[[Any, str], Any]] = {"str": _text, "int | None": _int}
 
 
-def _weather_fields(item: Mapping[str, Any], result: type) -> dict[str, Any]:
+def _weather_fields(item: Mapping[str, Any], result: type, besides: tuple[str, ...] = ()) -> dict[str, Any]:
     """AMap's weather answers name each value as our field does, less the underscores (day_temp ->
-    daytemp); fields of other types (a date, the list of days) are the caller's."""
-    return {f.name: _READERS[f.type](item, f.name.replace("_", ""))
-            for f in fields(result) if f.type in _READERS}
+    daytemp). `besides`: the fields the caller fills itself; any other field of a type without a reader
+    is a KeyError here, not a value silently left at its default."""
+    return {f.name: _READERS[str(f.type)](item, f.name.replace("_", ""))
+            for f in fields(result) if f.name not in besides}
 
 
 def _parse_poi(item: Mapping[str, Any]) -> Poi:
@@ -303,8 +304,8 @@ class AmapClient:
                 date = _parse_date(_text(cast, "date"))
                 if date is None:
                     continue
-                casts.append(DayCast(date=date, **_weather_fields(cast, DayCast)))
-            return Forecast(casts=tuple(casts), **_weather_fields(item, Forecast))
+                casts.append(DayCast(date=date, **_weather_fields(cast, DayCast, besides=("date",))))
+            return Forecast(casts=tuple(casts), **_weather_fields(item, Forecast, besides=("casts",)))
         return None
 
     # -- routes ------------------------------------------------------------------------------------
