@@ -10,15 +10,14 @@ The row without settings is the anchor the others are compared with (PSNR of the
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
-from bench.report import emit, environment, print_table
-from bench.timing import Clock, collect_previous_row, watching_decode
+from bench.report import emit, environment, error_text, print_table
+from bench.timing import Clock, collect_previous_row, end_row, watching_decode
 from bench.video import PRESETS as VIDEO_PRESETS
 from bench.video import parse_row
 
@@ -67,7 +66,6 @@ def image_config(folder: Path, height: int, width: int, settings: dict[str, Any]
 
 def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
             refs: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
-    import torch
 
     from generators.flux import FluxGenerator, ImageRequest
 
@@ -114,15 +112,9 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
             row["psnr_db"] = round(psnr(refs[key][1], pixels), 2)
             row["latent_rel_err"] = round(relative_error(refs[key][0], marks["latents"]), 6)
     except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
-        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        row["error"] = error_text(exc)
     finally:
-        if generator is not None:
-            generator.unload()
-        del generator
-        gc.collect()
-        if clock.cuda:
-            torch.cuda.empty_cache()
-        torch._dynamo.reset()
+        end_row(generator, clock)
     return row
 
 

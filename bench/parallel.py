@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
-from bench.report import emit
+from bench.report import emit, error_text
 from bench.timing import Clock, watching_decode
 from bench.video import PROMPT, environment
 
@@ -80,7 +80,7 @@ def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, pres
                     "peak_denoise_gib": clock.peak_gib(),
                     "latents": marks["latents"], "frames_array": result.frames})
     except Exception as exc:  # noqa: BLE001 - a failing row is a result: report it
-        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        row["error"] = error_text(exc)
     results.put(row)
 
 

@@ -27,6 +27,11 @@ def environment() -> dict[str, Any]:
     return info
 
 
+def error_text(exc: BaseException) -> str:
+    """A failed row's `error` cell: the type and the first 300 characters on one line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def round_value(value: float, digits: int = 2) -> float | str:
     return "inf" if math.isinf(value) else round(value, digits)
 

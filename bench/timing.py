@@ -45,6 +45,17 @@ def collect_previous_row() -> None:
         torch.cuda.empty_cache()
 
 
+def end_row(generator: Any, clock: Clock) -> None:
+    """Whatever the row did: its model unloaded, the memory cap lifted, compiled graphs dropped."""
+    if generator is not None:
+        generator.unload()
+    gc.collect()
+    if clock.cuda:
+        clock.torch.cuda.empty_cache()
+        clock.torch.cuda.set_per_process_memory_fraction(1.0)  # a `cap_gib` row set it
+    clock.torch._dynamo.reset()
+
+
 @contextlib.contextmanager
 def watching_decode(pipe: Any, clock: Clock) -> Iterator[dict[str, Any]]:
     """Within the block `pipe.vae.decode` fills the yielded dict: `latents` (what it decoded, as numpy),

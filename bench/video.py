@@ -13,7 +13,6 @@ are noise: fidelity numbers say how far the math moved, not how a real video loo
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import statistics
@@ -24,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
-from bench.report import GIB, emit, environment, print_table, round_value
-from bench.timing import Clock, collect_previous_row, watching_decode
+from bench.report import GIB, emit, environment, error_text, print_table, round_value
+from bench.timing import Clock, collect_previous_row, end_row, watching_decode
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
@@ -295,17 +294,10 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
 
             extra_rows = run_vae_variants(pipe, marks["latents"], result.frames, vae_variants, row, sync)
     except Exception as exc:  # noqa: BLE001 - a failing switch is a result: report it, go on
-        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        row["error"] = error_text(exc)
         row["steps_done"] = len(step_ends)
     finally:
-        if generator is not None:
-            generator.unload()
-        del generator
-        gc.collect()
-        if sync.cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.set_per_process_memory_fraction(1.0)
-            torch._dynamo.reset()
+        end_row(generator, sync)
     return [row, *extra_rows]
 
 
