@@ -60,7 +60,7 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False, repr=False)  # one object, compared by identity, never printed whole
 class Application:
     """The wired bot: start the services, serve the channel into the dispatcher, stop in reverse."""
 

@@ -132,7 +132,7 @@ class LastTurns:
         self._turns[self._key(ctx.message)] = (self._clock(), turn)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False, repr=False)  # one object, compared by identity, never printed whole
 class Dispatcher:
     """A message's way through: the gates in order, then classify and the intent's handler. Holds what
     a feature's Context is made of; the composition root (bot/app.py) fills it in."""
