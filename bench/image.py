@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import emit, environment, error_text, print_table
-from bench.timing import Clock, collect_previous_row, end_row, watching_decode
+from bench.timing import Clock, end_row, watching_decode
 from bench.video import PRESETS as VIDEO_PRESETS
 from bench.video import parse_row
 
@@ -73,7 +73,7 @@ def run_row(text: str, folder: Path, steps: int | None, height: int, width: int,
     bench = {key: spec.settings.pop(key) for key in BENCH_ONLY if key in spec.settings}
     row: dict[str, Any] = {"row": spec.label, "settings": {**spec.settings, **bench}, **env}
     clock = Clock()
-    collect_previous_row()
+    clock.collect_previous_row()
     generator = None
     try:
         memory_mode = "gpu" if clock.cuda else "cpu"  # the CPU runs a tiny model: the bench's own test

@@ -34,24 +34,22 @@ class Clock:
             self.torch.cuda.reset_peak_memory_stats()
 
 
-def collect_previous_row() -> None:
-    """Free what the last row left behind before this one measures anything. A diffusers pipeline sits in
-    reference cycles, so the weights of a row outlive its function until the next collection: without
-    this, a row's resident and peak memory included the previous row's weights."""
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def collect_previous_row(self) -> None:
+        """Free what the last row left behind before this one measures anything. A diffusers pipeline
+        sits in reference cycles, so a row's weights outlive its function (and the collection its
+        `unload` ran while the row still held the pipeline) until the next collection: without this, a
+        row's resident and peak memory included the previous row's weights."""
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
 
 
 def end_row(generator: Any, clock: Clock) -> None:
-    """Whatever the row did: its model unloaded, the memory cap lifted, compiled graphs dropped."""
+    """Whatever the row did: its model unloaded, the memory cap lifted, compiled graphs dropped. The
+    memory itself is collected by the next row's `collect_previous_row`, once this row's locals are gone."""
     if generator is not None:
         generator.unload()
-    gc.collect()
     if clock.cuda:
-        clock.torch.cuda.empty_cache()
         clock.torch.cuda.set_per_process_memory_fraction(1.0)  # a `cap_gib` row set it
     clock.torch._dynamo.reset()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, error_text, print_table, round_value
-from bench.timing import Clock, collect_previous_row, end_row, watching_decode
+from bench.timing import Clock, end_row, watching_decode
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
@@ -209,7 +209,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
 
     sync = Clock()
-    collect_previous_row()
+    sync.collect_previous_row()
     limits = model_limits(folder)
     row: dict[str, Any] = {"row": spec.label, "model": limits.variant, "settings": spec.settings,
                            "steps": spec.steps, "cap_gib": spec.cap_gib, **env}
