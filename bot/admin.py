@@ -159,6 +159,7 @@ def _model_lines(jobs: JobQueue) -> list[str]:
 
 
 async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    from bot.jobs.video_api import video_status_lines  # the video backend and spend lines
     config, watcher = tools.config(), tools.watcher
     lines = [
         f"{config.bot.name} 状态",
@@ -167,6 +168,7 @@ async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> s
         *_queue_lines(tools.jobs),
         *_worker_lines(tools.workers, tools.jobs),
         *_model_lines(tools.jobs),
+        *video_status_lines(tools.jobs),  # where videos are made (auto resolved), today's API spend
         _gpu_line(),
         f"LLM：{tools.llm()}",
         f"定时任务：{len(tools.scheduler.jobs())} 个",

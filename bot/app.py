@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,8 @@ from bot.gates import (
 )
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
+from bot.jobs.video_api import ApiVideoBackend
+from bot.jobs.video_choice import VideoChoice, choose
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
 from bot.progress import LibraryWarmup
@@ -125,6 +128,11 @@ def add_console(app: Application, secrets: Secrets) -> None:
         app.services.append(("console", console))
 
 
+def video_choice_for(live: LiveConfig, secrets: Secrets) -> Callable[[], VideoChoice]:
+    """Where videos go now (`video.backend`, with `auto` resolved), read from the current config."""
+    return lambda: choose(live.current.video, secrets.video_api_keys())
+
+
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
@@ -138,8 +146,15 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     # the job queue: videos, and pictures with priority so they don't starve behind long videos;
     # with jobs.backend celery both go to the GPU workers; else video jobs go to the serve-video host
-    # while video.backend is remote, and everything else runs here
-    backends: list[WorkerBackend] = [RemoteBackend(lambda: live.current.video, video_token), LocalBackend()]
+    # while video.backend is remote, to a hosted API while it is api (or auto found no GPU but a key),
+    # and everything else runs here
+    store = JobStore(config.data_dir / "jobs.sqlite3")
+    video_choice = video_choice_for(live, secrets)
+    backends: list[WorkerBackend] = [
+        RemoteBackend(lambda: live.current.video, video_token),
+        ApiVideoBackend(lambda: live.current.video, store, secrets.video_api_keys, video_choice),
+        LocalBackend(),
+    ]
     gpu_workers = None
     if config.jobs.backend == "celery":
         from bot.jobs.celery_backend import CeleryBackend
@@ -147,13 +162,13 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         gpu_workers = CeleryBackend(lambda: live.current.jobs, tell_admins=notices.tell)
         backends.insert(0, gpu_workers)
     jobs = JobQueue(
-        JobStore(config.data_dir / "jobs.sqlite3"),
+        store,
         backends,
         media_dir=config.data_dir / "media",
         outbox=Outbox(sender.send, is_connected=lambda: channel.connected, tell_admins=notices.tell),
         timezone=lambda: live.current.schedules.timezone,
     )
-    video_kind = VideoKind(lambda: live.current.video)
+    video_kind = VideoKind(lambda: live.current.video, backend=lambda: video_choice().backend)
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,

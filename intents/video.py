@@ -18,6 +18,7 @@ REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文�
 ACK = "收到，排队第 {position} 位，预计 {eta} 秒。"
 ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始做。"
 CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
+API_CAPTION = "你要的视频做好啦🎬"  # a hosted API has no seed to repeat
 
 
 class VideoIntent(GenerationIntent):
@@ -39,8 +40,15 @@ class VideoIntent(GenerationIntent):
         template = ACK if receipt.live_workers else ACK_NO_WORKER
         return template.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
 
+    def section(self, ctx: Any) -> Any:
+        """The video section, its backend the one jobs go to now (`auto` resolved to `api`)."""
+        section = super().section(ctx)
+        if ctx.jobs.backend_for(self.kind).name == "api":
+            return section.model_copy(update={"backend": "api"})
+        return section
+
     def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION.format(seed=seed) + shown
+        return (API_CAPTION if section.backend == "api" else CAPTION.format(seed=seed)) + shown
 
 
 _intent = VideoIntent()

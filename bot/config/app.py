@@ -70,6 +70,12 @@ class Secrets:
     puppet_endpoint: str | None
     puppet_token: str | None
     admin_password: str | None = None  # the admin console's login
+    zhipuai_api_key: str | None = None  # 智谱 BigModel: videos through video.backend api / auto
+    dashscope_api_key: str | None = None  # Alibaba DashScope 通义万相: the same
+
+    def video_api_keys(self) -> dict[str, str | None]:
+        """{provider: key} for the hosted video APIs."""
+        return {"zhipu": self.zhipuai_api_key, "dashscope": self.dashscope_api_key}
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
@@ -80,4 +86,6 @@ class Secrets:
             puppet_endpoint=env.get("WECHATY_PUPPET_SERVICE_ENDPOINT") or None,
             puppet_token=env.get("WECHATY_PUPPET_SERVICE_TOKEN") or None,
             admin_password=env.get("XIAOAI_ADMIN_PASSWORD") or None,
+            zhipuai_api_key=env.get("ZHIPUAI_API_KEY") or None,
+            dashscope_api_key=env.get("DASHSCOPE_API_KEY") or None,
         )

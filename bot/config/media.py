@@ -34,9 +34,11 @@ _IMAGE_QUEUE = {"max_pending_per_user": 3, "seconds_per_job": 20}
 
 
 class VideoConfig(VideoSettings):
-    """CogVideoX video generation: in this process (`local`) or on a `serve-video` host (`remote`)."""
+    """Video generation: CogVideoX in this process (`local`), on a `serve-video` host (`remote`), a hosted
+    API (`api`: 智谱 or 通义万相), or `auto`:
+    local with weights and a GPU, else the API when its key is set."""
 
-    backend: Literal["local", "remote"] = "local"
+    backend: Literal["auto", "local", "remote", "api"] = "auto"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first video
     queue: _queue(**_VIDEO_QUEUE) = QueueSettings(**_VIDEO_QUEUE)  # type: ignore[valid-type]
     show_prompt: bool = True  # show the English prompt in the ack and with the video
@@ -45,6 +47,11 @@ class VideoConfig(VideoSettings):
     def _remote_needs_url(self) -> VideoConfig:
         if self.backend == "remote" and not self.remote.url:
             raise ValueError("video.backend remote needs video.remote.url (the serve-video address)")
+        if self.backend in ("api", "auto"):
+            for photo in (False, True):
+                if self.api.price_yuan(photo) is None:
+                    raise ValueError(f"video.api model {self.api.model_for(photo)} has no price: add it to "
+                                     "video.api.prices_yuan (per video) or prices_yuan_per_second")
         return self
 
 

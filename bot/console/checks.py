@@ -189,12 +189,14 @@ class StatusChecks:
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
+        from bot.console.video_backend import video_backend_check  # the video backend line (auto resolved)
         config = self.config()
         checks: Sequence[Check | None] = [
             llm_check(config, self.secrets),
             amap_check(os.environ if self.env is None else self.env), *weights_checks(config),
             gpu_check(config), memory_check(), disk_check(config.data_dir),
             workers_check(config, self.live_workers), console_check(config, self.secrets),
+            video_backend_check(config, self.secrets),  # where videos are made (auto resolved) and why
         ]
         return [check for check in checks if check is not None]
 

@@ -112,6 +112,7 @@ class JobQueue:
         """Raise QueueLimitReached if a job would be refused now (before costly work such as the LLM);
         counts nothing: `submit` applies the same rules again when it writes the job."""
         since, _day = day_start(self._clock(), self._timezone())
+        limits = self._priced(kind, {}, limits)
         refused = await asyncio.to_thread(self.store.refusal, kind, asker_id, chat, limits, since=since,
                                           label=self.label(kind))
         if refused is not None:
@@ -123,6 +124,7 @@ class JobQueue:
         transaction that writes the job. `on_accepted` (the acknowledgement) runs before the job can
         start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
         await self.check(request.kind, request.params)
+        limits = self._priced(request.kind, request.params, limits)
         now = self._clock()
         since, day = day_start(now, self._timezone())
         try:
@@ -145,6 +147,20 @@ class JobQueue:
         logger.info("jobs: accepted #{} {} for {} (position {}, eta {:.0f}s)",
                     job.id, job.name, request.asker_name, receipt.position, receipt.eta_s)
         return receipt
+
+    def _priced(self, kind: str, params: Mapping[str, Any], limits: Limits) -> Limits:
+        """`limits` with the job's price and the daily budget when its backend charges money (a hosted
+        API), so the budget is checked in the same transaction as the quotas."""
+        price = getattr(self.backend_for(kind), "price", None)
+        if price is None:
+            return limits
+        cost, budget = price(params)
+        return replace(limits, cost_yuan=cost, daily_budget_yuan=budget)
+
+    def spent_today(self, kind: str) -> float:
+        """Money the kind's jobs cost today (paid, plus pending jobs at list price); SQLite: use a thread."""
+        since, _day = day_start(self._clock(), self._timezone())
+        return self.store.spent_since(kind, since)
 
     def get(self, job_id: int) -> Job | None:
         job = self.store.get(job_id)
