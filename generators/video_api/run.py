@@ -118,6 +118,8 @@ class VideoApiRender:
             try:
                 answer = await self.client.call("POST", provider.create_path(), body)
             except ApiFailure as exc:
+                if exc.failure is Failure.BAD_ANSWER:  # a 2xx we cannot read: a task may have been made
+                    raise ApiFailure(Failure.UNCONFIRMED, f"{exc} (request_id {record.request_id})") from exc
                 if exc.failure is not Failure.UNCONFIRMED:
                     await ledger.not_created()
                 raise
@@ -152,8 +154,7 @@ class VideoApiRender:
                     should_stop: ShouldStop) -> str:
         provider, path = self.client.provider, self.client.provider.poll_path(record.task_id or "")
         while True:
-            answer = await self.client.retrying(lambda: self.client.call("GET", path), deadline, should_stop,
-                                                "poll")
+            answer = await self.client.retrying(lambda: self._read(path), deadline, should_stop, "poll")
             status = provider.status(answer)
             if status.state == "succeeded" and status.video_url:
                 await ledger.succeeded(status.video_url)
@@ -165,6 +166,15 @@ class VideoApiRender:
                 raise GenerationCancelled(f"stopped while following task {record.task_id}")
             if time.time() >= deadline:
                 raise TimeoutError
+
+    async def _read(self, path: str) -> dict:
+        """One poll; an answer that is not JSON (a proxy's error page) is read again like a busy one."""
+        try:
+            return await self.client.call("GET", path)
+        except ApiFailure as exc:
+            if exc.failure is Failure.BAD_ANSWER:
+                raise ApiFailure(Failure.BUSY, str(exc), status=exc.status) from exc
+            raise
 
     async def _fetch(self, url: str, output: Path, record: TaskRecord, should_stop: ShouldStop) -> Path:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -66,9 +66,8 @@ def small_mp4(frames: int = 16, height: int = 64, width: int = 96, fps: int = 8,
     if noise:
         array = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
     else:
-        base = np.linspace(0, 255, width, dtype=np.uint8)[None, None, :, None]
-        array = np.stack([np.roll(np.broadcast_to(base, (height, width, 3)), 4 * i, axis=1)
-                          for i in range(frames)])
+        base = np.broadcast_to(np.linspace(0, 255, width, dtype=np.uint8)[None, :, None], (height, width, 3))
+        array = np.stack([np.roll(base, 4 * i, axis=1) for i in range(frames)])
     with tempfile.TemporaryDirectory() as folder:
         path = encode_mp4(array, Path(folder) / "fake.mp4", fps, 20000 if noise else 400, 200_000_000)
         return path.read_bytes()
