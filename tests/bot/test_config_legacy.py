@@ -34,7 +34,11 @@ def warnings() -> Iterator[list[str]]:
 
 def test_the_first_releases_file_loads_unchanged_and_means_what_the_new_template_means(warnings) -> None:
     old = load(RELEASE_0_1)
-    assert old == load(REPO / "config.yaml")  # the shipped template, rewritten nested, says the same
+    template = load(REPO / "config.yaml")
+    # the template now says video.backend auto; a file that chose local keeps local
+    assert (old.video.backend, template.video.backend) == ("local", "auto")
+    local = template.model_copy(update={"video": template.video.model_copy(update={"backend": "local"})})
+    assert old == local  # the shipped template, rewritten nested, says the same
     flat = YAML(typ="safe").load(RELEASE_0_1.read_text(encoding="utf-8"))
     moved = [(section, key) for section in ("video", "image") for key in flat[section]
              if key in LEGACY_KEYS[section]]
