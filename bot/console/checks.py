@@ -85,7 +85,7 @@ def weights_checks(config: AppConfig) -> list[Check]:
     from generators.flux import SOURCES as IMAGE_SOURCES
 
     checks = []
-    if config.video.backend == "local":
+    if config.video.backend in ("local", "auto"):  # auto without weights: the API or the demo model
         checks.append(_weights_check("video weights", config.video, "video.model.path", VIDEO_SOURCES))
     if config.image.backend == "local":
         checks.append(_weights_check("image weights", config.image, "image.model.path", IMAGE_SOURCES))
@@ -186,6 +186,7 @@ class StatusChecks:
     secrets: Secrets
     live_workers: Callable[[], int] | None = None
     env: Any = None  # the environment to read keys from; None = os.environ
+    jobs: Any = None  # the job queue, for the video backend line's spend today (bot.jobs.JobQueue)
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
@@ -196,7 +197,7 @@ class StatusChecks:
             amap_check(os.environ if self.env is None else self.env), *weights_checks(config),
             gpu_check(config), memory_check(), disk_check(config.data_dir),
             workers_check(config, self.live_workers), console_check(config, self.secrets),
-            video_backend_check(config, self.secrets),  # where videos are made (auto resolved) and why
+            video_backend_check(config, self.secrets, self.jobs),  # videos: where (auto resolved), why, spend
         ]
         return [check for check in checks if check is not None]
 

@@ -89,7 +89,7 @@ def attach_console(channel: Channel, *, config: Callable[[], AppConfig], secrets
     settings = config().console
     if not settings.enabled:
         return None
-    checks = StatusChecks(config, secrets, live_workers)
+    checks = StatusChecks(config, secrets, live_workers, jobs=jobs)
     rooms: Callable[[], Awaitable[list]] = channel.rooms
     deps = ConsoleDeps(config=config, login_status=channel.login_status, rooms=rooms, jobs=jobs,
                        watcher=watcher, checks=checks.run_async)

@@ -155,12 +155,23 @@ class ApiVideoBackend:
             client = VideoApiClient(provider, key, settings.base_url, timeout_s=min(60.0, settings.timeout_s))
             try:
                 render = VideoApiRender(client, settings, config.encode)
-                return await render.render(request, StoreLedger(self._store, job.id),
+                path = await render.render(request, StoreLedger(self._store, job.id),
                                            output_stem.with_suffix(".mp4"), should_stop)
             except ApiFailure as exc:
                 raise self._worded(exc, provider.label, provider_name, key, job) from exc
             finally:
                 await client.close()
+        await self._log_spend(job)
+        return path
+
+    async def _log_spend(self, job: Job) -> None:
+        """One log line per paid video: its price and the day's total so far."""
+        days = await asyncio.to_thread(self._store.spend_by_day, self._kind, job.created_at - 86400)
+        task = await asyncio.to_thread(self._store.api_task, job.id)
+        if days and task is not None:
+            day, yuan, count = days[-1]
+            logger.info("video api: #{} paid ({} {}); {} spent {:.2f} yuan on {} videos", job.id,
+                        task["provider"], task["model"], day, yuan, count)
 
     def choice(self) -> VideoChoice:
         """Which backend videos go to now, and why (#状态, the console)."""
