@@ -11,6 +11,7 @@ problem (the outbox's `tell_admins_about`). Prices and the daily budget feed the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,6 @@ class StoreLedger:
         await asyncio.to_thread(self._store.api_task_not_created, self._job_id)
 
     async def succeeded(self, video_url: str) -> None:
-        import time
-
         await asyncio.to_thread(self._store.api_task_succeeded, self._job_id, video_url, time.time())
 
 
@@ -206,7 +205,9 @@ def video_status_lines(jobs: Any, kind: str = "video") -> list[str]:
     backend = next((b for b in jobs.backends if isinstance(b, ApiVideoBackend)), None)
     if backend is None:
         return []
-    choice = backend.choice()
+    choice, active = backend.choice(), jobs.backend_for(kind)
+    if active.name == "celery":  # jobs.backend celery sends videos to the GPU workers, whatever auto says
+        return ["视频：GPU 工作进程（jobs.backend: celery）"]
     where = {"api": f"云端 {provider_for(choice.provider or 'zhipu').label}", "local": "本机",
              "remote": "视频服务主机"}.get(choice.backend, choice.backend)
     lines = [f"视频：{where}（{choice.reason_zh}）"]

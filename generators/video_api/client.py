@@ -65,8 +65,9 @@ class VideoApiClient:
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]], deadline: float,
                        should_stop: Callable[[], bool], what: str) -> T:
-        """`attempt()` again after each BUSY, backing off (1 s doubling to 30 s, jittered), until the
-        wall-clock `deadline`; then the last failure as TIMEOUT-free BUSY for the caller to report."""
+        """`attempt()` again after each BUSY, backing off (1 s doubling to 30 s, jittered), while the
+        wall-clock `deadline` allows; then the last BUSY failure is raised. A create is retried with the
+        same request id (zhipu's idempotency field) and only after an answer that says nothing was made."""
         delay = FIRST_BACKOFF_S
         while True:
             try:
