@@ -50,7 +50,6 @@ class LocalBackend:
 
     def __init__(self, slots: int = 1) -> None:
         self.slots = slots
-        self._running = asyncio.Semaphore(slots)  # the queue may run more workers (for a hosted API)
 
     def handles(self, kind: str) -> bool:
         return True  # every registered kind can run here
@@ -70,5 +69,4 @@ class LocalBackend:
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:
-        async with self._running:
-            return await asyncio.to_thread(kind.run, job.request, output_stem, on_progress, should_stop)
+        return await asyncio.to_thread(kind.run, job.request, output_stem, on_progress, should_stop)

@@ -78,6 +78,7 @@ class JobQueue:
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stop_flags: dict[int, threading.Event] = {}  # claimed/running job id -> should_stop
+        self._claimed_on: dict[int, WorkerBackend] = {}  # claimed/running job id -> the backend it holds
         self._cancelled_by_asker: set[int] = set()  # running jobs stopped by cancel(), not by a shutdown
         self._shutting_down = False
         self._progress: dict[int, tuple[int, int]] = {}
@@ -292,10 +293,18 @@ class JobQueue:
         eta = await asyncio.to_thread(self._eta, ahead, job.request.kind, seconds_per_job, workers)
         return Receipt(job=job, position=len(ahead) + 1, eta_s=eta, duplicate=duplicate, live_workers=workers)
 
+    def _has_room(self, job: Job) -> bool:
+        """Whether the backend that would run `job` runs fewer than its `slots` jobs now (one GPU runs one
+        job; a hosted API runs `max_in_flight`), so a claimed job is always really running."""
+        backend = self.backend_for(job.request.kind)
+        return sum(b is backend for b in self._claimed_on.values()) < backend.slots
+
     async def _claim(self) -> Job | None:
-        """Take the next queued job per `run_order` and mark it running (one claim at a time)."""
+        """Take the next queued job per `run_order` whose backend has room, and mark it running (one
+        claim at a time)."""
         while True:
-            queued = [j for j in await asyncio.to_thread(self.store.pending) if j.state is JobState.QUEUED]
+            queued = [j for j in await asyncio.to_thread(self.store.pending)
+                      if j.state is JobState.QUEUED and self._has_room(j)]
             if not queued:
                 return None
             job, overtakes = pick_next(queued, self.priority, self._overtakes, self.max_overtakes)
@@ -303,6 +312,7 @@ class JobQueue:
             flag = threading.Event()
             if self._stop_flags.setdefault(job.id, flag) is not flag:
                 continue  # another worker is claiming it right now
+            self._claimed_on[job.id] = self.backend_for(job.request.kind)
             claimed = await asyncio.to_thread(
                 self.store.set_state, job.id, JobState.RUNNING, only_from=("queued",),
                 started_at=time.time(), attempts=job.attempts + 1)
@@ -310,6 +320,7 @@ class JobQueue:
                 self._overtakes = overtakes
                 return await asyncio.to_thread(self.store.get, job.id)
             self._stop_flags.pop(job.id, None)
+            self._claimed_on.pop(job.id, None)
 
     async def _worker(self) -> None:
         while not self._shutting_down:
@@ -372,6 +383,8 @@ class JobQueue:
         finally:
             progress.close()
             self._stop_flags.pop(job.id, None)
+            self._claimed_on.pop(job.id, None)
+            self._work.set()  # a slot is free: an idle worker may take a job that waited for it
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)
 
