@@ -25,7 +25,14 @@ from typing import Any
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, error_text, print_table, round_value
 from bench.timing import Clock, end_row, watching_decode
-from bench.whole import deliver, enable_cachedit, watching_text_encode, whole_figures, write_whole_summary
+from bench.whole import (
+    deliver,
+    enable_cachedit,
+    enable_taylorseer,
+    watching_text_encode,
+    whole_figures,
+    write_whole_summary,
+)
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
@@ -218,6 +225,7 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
     settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
     cachedit_skip = settings.pop("cachedit", None)  # bench only: cache-dit on a fixed schedule
+    taylorseer_interval = settings.pop("taylorseer", None)  # bench only: diffusers' TaylorSeer, eager
     generator = None
     step_ends: list[float] = []
     try:
@@ -236,6 +244,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         pipe = generator.pipeline
         if cachedit_skip:
             enable_cachedit(pipe, spec.steps, skip=int(cachedit_skip))
+        if taylorseer_interval:
+            enable_taylorseer(pipe, int(taylorseer_interval))
         denoise_peak: list[float | None] = []
 
         def on_step(index: int, total_steps: int) -> None:

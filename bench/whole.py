@@ -90,6 +90,21 @@ def fixed_schedule(steps: int, warmup: int = 8, skip: int = 2) -> list[int]:
     return [1 if i < warmup or (i - warmup) % skip == skip - 1 or i == steps - 1 else 0 for i in range(steps)]
 
 
+COGVIDEOX_ATTENTION = r"transformer_blocks\.\d+\.attn1"  # diffusers' default TaylorSeer patterns miss `attn1`
+
+
+def enable_taylorseer(pipe: Any, interval: int, warmup: int = 3) -> None:
+    """diffusers' TaylorSeer hook on every CogVideoX attention layer (bench only, eager): after `warmup`
+    full steps, attention is computed every `interval`-th step and extrapolated (first order) in between.
+    Its default module patterns match nothing in CogVideoX (BENCHMARKS.md, round 3): name the layers."""
+    from diffusers import TaylorSeerCacheConfig
+
+    transformer = pipe.transformer
+    transformer.enable_cache(TaylorSeerCacheConfig(
+        cache_interval=interval, disable_cache_before_step=warmup, max_order=1,
+        taylor_factors_dtype=transformer.dtype, cache_identifiers=[COGVIDEOX_ATTENTION]))
+
+
 def enable_cachedit(pipe: Any, steps: int, warmup: int = 8, skip: int = 2, order: int = 1) -> None:
     """cache-dit's DBCache on a fixed schedule (bench only, `pip install cache-dit`): `fixed_schedule`
     decides the steps; a reused step runs block 1 only and adds the other blocks' cached residual,

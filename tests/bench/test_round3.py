@@ -3,6 +3,7 @@ the kernels are missing, cache-dit's fixed schedule, and a cache-dit row without
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -73,13 +74,34 @@ def test_the_whole_video_summary_merges_across_processes(tmp_path: Path) -> None
                        "preset-fast": {"model": "2b", "whole_s": 17.7}}
 
 
-def test_a_cachedit_row_without_the_package_is_a_reported_error(tmp_path: Path,
+@pytest.fixture(scope="module")
+def tiny_2b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cogvideox_folder(tmp_path_factory.mktemp("round3") / "CogVideoX-2b", "2b")
+
+
+def test_fixed_schedule_caches_change_the_video_on_the_tiny_model(tiny_2b: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """TaylorSeer must hook CogVideoX's attention (its default patterns matched nothing: identical latents)
+    and cache-dit must skip steps; both then move the latents a little, never crash."""
+    rows_arg = "plain,ts:taylorseer=2"
+    has_cachedit = importlib.util.find_spec("cache_dit") is not None
+    if has_cachedit:
+        rows_arg += ",cd:cachedit=2"
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "12", "--frames", "9",
+                 "--rows", rows_arg])
+    rows = {r["row"]: r for r in (json.loads(line) for line in capsys.readouterr().out.splitlines()
+                                  if line.startswith("{"))}
+    assert code == 0, rows
+    assert 0 < rows["ts"]["latent_rel_err"] < 1
+    if has_cachedit:
+        assert 0 < rows["cd"]["latent_rel_err"] < 1
+
+
+def test_a_cachedit_row_without_the_package_is_a_reported_error(tiny_2b: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("diffusers")
-    if __import__("importlib").util.find_spec("cache_dit") is not None:
+    if importlib.util.find_spec("cache_dit") is not None:
         pytest.skip("cache-dit is installed here")
-    folder = build_cogvideox_folder(tmp_path / "CogVideoX-2b", "2b")
-    code = main(["bench", "video", "--model-path", str(folder), "--steps", "1", "--frames", "9",
+    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1", "--frames", "9",
                  "--rows", "cd:cachedit=2"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert code == 1 and "cache_dit" in rows[0]["error"]
