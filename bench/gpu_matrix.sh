@@ -60,7 +60,7 @@ for phase in "$@"; do
     round3-2b)  # BENCHMARKS.md round 3: anchor, presets, caches on a fixed schedule, 2x2 VAE tiles
         run 480 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 400 --rows plain,preset-default \
           --row preset-fast:preset=fast --row taylorseer2:taylorseer=2 --row cachedit2:cachedit=2 \
-          --vae tile=288x480
+          --row cachedit2-default:preset=default,cachedit=2 --vae tile=288x480
         echo "== the first video after a restart, one process per preset (inductor's cache from above)"
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-default:preset=default,warmup_steps=0 ;;

@@ -242,10 +242,6 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         row["note"] = generator.info.note if generator.info else None
         row["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2) if sync.cuda else None
         pipe = generator.pipeline
-        if cachedit_skip:
-            enable_cachedit(pipe, spec.steps, skip=int(cachedit_skip))
-        if taylorseer_interval:
-            enable_taylorseer(pipe, int(taylorseer_interval))
         denoise_peak: list[float | None] = []
 
         def on_step(index: int, total_steps: int) -> None:
@@ -263,6 +259,11 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                                             seed=1, height=height, width=width))
             row["warmup_run_s"] = round(sync.now() - begin, 2)
             row["warmup_steps"] = spec.warmup_steps
+        # after the warm-up: the schedule is for this render's steps, and compiled blocks stay as compiled
+        if cachedit_skip:
+            enable_cachedit(pipe, spec.steps, skip=int(cachedit_skip))
+        if taylorseer_interval:
+            enable_taylorseer(pipe, int(taylorseer_interval))
         active = generator.active_config
         speed = active.speed
         row["active"] = {"quantization": active.model.quantization, "compile": speed.compile,
