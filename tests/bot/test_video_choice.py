@@ -61,7 +61,7 @@ def test_an_explicit_backend_is_kept(tmp_path):
 
 def test_the_playground_demo_model_is_not_built_when_the_api_makes_videos(tmp_path):
     from bot.config import AppConfig
-    from bot.playground import with_demo_models
+    from bot.runtime.playground import with_demo_models
 
     config = AppConfig(data_dir=tmp_path, video={"model": {"path": str(tmp_path / "none")}},
                        image={"backend": "api"})
