@@ -60,7 +60,10 @@ def _resized(image, rules: PhotoRules):  # noqa: ANN001, ANN202
 
 def fit_photo(photo: bytes | Path, rules: PhotoRules) -> tuple[str, str]:
     """(mime type, base64) of the photo as the provider accepts it. Blocking (Pillow): run in a thread."""
-    data = Path(photo).read_bytes() if isinstance(photo, Path) else photo
+    try:
+        data = Path(photo).read_bytes() if isinstance(photo, Path) else photo
+    except OSError as exc:  # the photo was cleaned up (retention) or never saved
+        raise PhotoUnreadable(f"the photo cannot be read: {exc}") from exc
     original, image = _open(data)
     width, height = image.size
     fits = (original.format in rules.formats and len(data) <= rules.max_bytes and image is original

@@ -249,3 +249,9 @@ def test_prices_follow_the_models():
     assert VideoApiSettings(provider="dashscope").price_yuan() == pytest.approx(1.2)  # 0.24 x 5 s
     assert VideoApiSettings(provider="dashscope", photo_model="wanx2.1-i2v-plus").price_yuan(True) == 3.5
     assert VideoApiSettings(model="cogvideox-9").price_yuan() is None
+
+
+def test_a_photo_file_that_is_gone_is_bad_photo(fake, tmp_path):
+    with pytest.raises(ApiFailure) as caught:
+        render(fake, tmp_path, VideoApiRequest("Move.", photo=tmp_path / "cleaned-up.jpg"))
+    assert caught.value.failure is Failure.BAD_PHOTO and fake.creates == []
