@@ -176,3 +176,18 @@ async def test_a_photo_job_sends_the_photo(fake, tmp_path):
         assert fake.tasks["task-1"]["photo"] and not fake.violations
     finally:
         await harness.queue.stop()
+
+
+async def test_a_create_cut_off_before_its_answer_is_never_sent_again(fake, tmp_path):
+    harness = Harness(tmp_path, fake)
+    receipt = await harness.submit("lost")  # stored, not started: the queue is not running yet
+    # the crash: the create call had been sent, its answer never written
+    harness.queue.store.api_task_creating(receipt.job.id, fake.provider, "cogvideox-flash", "req-lost-1", 1)
+    await harness.queue.start()
+    try:
+        await harness.delivered(1)
+        assert FAILURE_REPLIES[Failure.UNCONFIRMED] in harness.recorder.sent[0][1].text
+        assert fake.creates == []  # not sent a second time
+        assert any("req-lost-1" in text for text, _key in harness.admin_notes)  # to look up and check
+    finally:
+        await harness.queue.stop()
