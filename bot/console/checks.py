@@ -190,12 +190,12 @@ class StatusChecks:
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
-        from bot.console.video_backend import video_backend_check  # the video backend line (auto resolved)
+        from bot.console.video_backend import gpu_or_api_check, video_backend_check  # videos: API or GPU
         config = self.config()
         checks: Sequence[Check | None] = [
             llm_check(config, self.secrets),
             amap_check(os.environ if self.env is None else self.env), *weights_checks(config),
-            gpu_check(config), memory_check(), disk_check(config.data_dir),
+            gpu_or_api_check(config, self.secrets), memory_check(), disk_check(config.data_dir),
             workers_check(config, self.live_workers), console_check(config, self.secrets),
             video_backend_check(config, self.secrets, self.jobs),  # videos: where (auto resolved), why, spend
         ]
