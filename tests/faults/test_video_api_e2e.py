@@ -71,6 +71,7 @@ def test_text_to_video_through_the_peer(bot_process, peer, fake_llm, fake):
     assert "paid (" in bot.log()  # the day's spend is in the log
 
 
+@pytest.mark.slow
 def test_sigkill_between_create_and_success_pays_and_posts_once(bot_process, peer, fake_llm, fake):
     script(fake_llm, "狗的视频", DOG)
     fake.script(tasks=["stuck"])
@@ -103,6 +104,7 @@ SCENARIOS = [  # (what the asker says, the fake's script, creates it sees, what 
 MAX_MP4_BYTES = 300_000
 
 
+@pytest.mark.slow
 def test_each_failure_is_a_kind_reply_or_a_retry(bot_process, peer, fake_llm, fake):
     noise = small_mp4(frames=24, height=240, width=320, noise=True)  # ~1 MB: over the 0.3 MB cap
     results = {"太大的视频": noise, "巨大的视频": bytes(4_000_000)}  # the second over max_download_mb 3
