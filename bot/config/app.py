@@ -1,5 +1,5 @@
 """The whole configuration (`AppConfig`) and the secrets that only ever come from the environment
-(`Secrets`)."""
+(`Secrets`, in secret_store.py)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ async def test_rewriter_answering_chinese_is_retried_once_with_the_reason(fake_l
 
 async def test_rewriter_failing_twice_gives_a_clear_reply(fake_llm, llm):
     fake_llm.add("CogVideoX prompt writer", "好的！这是提示词：一只熊猫。")
-    with pytest.raises(UserInputError, match="没能把你的描述写成合格的英文视频提示词"):
+    with pytest.raises(UserInputError, match="没能理解好你想要的画面"):
         await rewrite_prompt(context(llm), 226, estimate_tokens)
     assert len(fake_llm.calls()) == 2
 
