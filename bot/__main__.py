@@ -153,7 +153,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     load(args.path)
-    print(f"{args.path}: OK")
+    print(f"{args.path}：没有问题")
     return 0
 
 
@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     playground.set_defaults(func=cmd_playground)
     doctor = sub.add_parser("doctor", help="check LLM, AMap, weights, GPU, memory, disk, workers, console")
     doctor.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
-    doctor.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the report (default zh)")
+    doctor.add_argument("--lang", choices=("zh", "en"), default="zh",
+                        help="language of the report (default zh)")
     doctor.set_defaults(func=cmd_doctor)
     evaluate = sub.add_parser("eval-intents", help="accuracy and confusion table of an intent classifier")
     evaluate.add_argument("--classifier", choices=("embedded", "llm"), default="embedded")
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(f"配置有错误：{exc}", file=sys.stderr)
         return 2
     except DataDirInUse as exc:
         logger.error("{}", exc)

@@ -252,7 +252,8 @@ class GenerationIntent:
                     raise
                 prompt = fit_tokens(own, limit, count) if limit is not None else own
                 note = OWN_WORDS_NOTE
-            shown = (ADMIN_DETAILS.format(seed=seed, prompt=prompt) if self.wants_details(ctx, section) else "") + note
+            details = self.wants_details(ctx, section)
+            shown = (ADMIN_DETAILS.format(seed=seed, prompt=prompt) if details else "") + note
             params = self.request(prompt, section, **overrides).to_dict()
             params.pop("seed", None)
             request = JobRequest(

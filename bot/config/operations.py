@@ -33,7 +33,7 @@ class ScheduleEntry(Section):
     @classmethod
     def _hh_mm(cls, value: str) -> str:
         if not _HH_MM.match(value):
-            raise ValueError(f"time must be HH:MM (24 h), got {value!r}")
+            raise ValueError(f"时间要写成 HH:MM（24 小时制，如 07:30），现在写的是 {value!r}")
         return value
 
     @field_validator("days")
@@ -81,7 +81,7 @@ class SchedulesConfig(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use a name like Asia/Shanghai)") from exc
+            raise ValueError(f"没有这个时区 {value!r}（写成 Asia/Shanghai 这样的名字）") from exc
         return value
 
     @field_validator("jobs")
@@ -90,7 +90,7 @@ class SchedulesConfig(Section):
         names = [job.name for job in value]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"schedule names must be unique: {', '.join(duplicates)}")
+            raise ValueError(f"定时任务的名字不能重复：{'、'.join(duplicates)}")
         return value
 
 

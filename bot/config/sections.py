@@ -63,7 +63,7 @@ class RoomSettings(Section):
     def _known_intents(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         unknown = [name for name in value or () if name not in INTENT_NAMES]
         if unknown:
-            raise ValueError(f"unknown intent {', '.join(unknown)}; use any of {', '.join(INTENT_NAMES)}")
+            raise ValueError(f"没有这个功能：{'、'.join(unknown)}；可以用 {'、'.join(INTENT_NAMES)}")
         return value
 
 

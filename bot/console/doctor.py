@@ -31,8 +31,8 @@ async def probe_gateway(endpoint: str, token: str | None, config: AppConfig, wit
     status = channel.login_status()
     while time.monotonic() < deadline and not task.done():
         status = channel.login_status()
-        settled = status.state in ("serving", "disconnected") or (status.state == "connected" and status.qr_code)
-        if settled:
+        waiting_for_scan = status.state == "connected" and status.qr_code
+        if status.state in ("serving", "disconnected") or waiting_for_scan:
             break
         await asyncio.sleep(0.1)
     await channel.stop()

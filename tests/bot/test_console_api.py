@@ -203,7 +203,7 @@ async def test_room_save_keeps_comments_and_applies_at_once(console: Console) ->
 @pytest.mark.parametrize(("body", "message"), [
     ({"quotas": {"user_videos_per_day": "-1"}}, "greater than or equal to 0"),
     ({"quotas": {"user_videos_per_day": "many"}}, "whole number"),
-    ({"intents": ["video", "dance"]}, "unknown intent dance"),
+    ({"intents": ["video", "dance"]}, "没有这个功能：dance"),
     ({"quotas": {"videos_forever": "1"}}, "unknown quota videos_forever"),
 ])
 async def test_invalid_room_value_is_refused_with_the_validators_message(console: Console, body: dict,
@@ -226,7 +226,7 @@ async def test_settings_save_validates_and_never_shows_secrets(console: Console,
     before = console.path.read_bytes()
     bad = await console.client.post("/admin/api/settings", headers={CSRF_HEADER: csrf},
                                     json={"values": {"schedules.timezone": "Mars/Base"}})
-    assert bad.status_code == 422 and "unknown time zone" in bad.json()["detail"]
+    assert bad.status_code == 422 and "没有这个时区" in bad.json()["detail"]
     secret = await console.client.post("/admin/api/settings", json={"values": {"llm.api_key": "x"}},
                                        headers={CSRF_HEADER: csrf})
     assert secret.status_code == 422 and console.path.read_bytes() == before

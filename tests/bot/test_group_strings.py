@@ -138,7 +138,8 @@ def test_reply_constants_are_plain() -> None:
 def test_messages_raised_for_askers_are_plain() -> None:
     messages = raised_messages()
     assert len(messages) > 40
-    bad = [f"{where}: {text!r}" for where, text, _ in messages if FORBIDDEN.search(text) or JARGON.search(text)]
+    bad = [f"{where}: {text!r}" for where, text, _ in messages
+           if FORBIDDEN.search(text) or JARGON.search(text)]
     leaky = [f"{where}: formats {values}" for where, _, values in messages
              if any(LEAKY_VALUES.search(v) and v not in SAFE_VALUES for v in values)]
     assert not bad + leaky, "messages for askers naming internals:\n" + "\n".join(bad + leaky)
