@@ -148,7 +148,7 @@ def _model_lines(jobs: JobQueue) -> list[str]:
             lines.append(f"{jobs.label(name)}：不可用（{exc}）")
             continue
         if generator is None:
-            lines.append(f"{jobs.label(name)}：由视频服务生成")
+            lines.append(jobs.label(name))
             continue
         variant = getattr(getattr(generator, "config", None), "variant", "")
         loaded = getattr(generator, "loaded", None)

@@ -13,7 +13,11 @@ REFUSED_WORDS = ("unauthenticated", "token")
 
 
 def login_status(channel: Channel) -> LoginStatus:
-    return channel.login_status()
+    """The channel's login state; a channel without one is described by whether it is connected."""
+    own = getattr(channel, "login_status", None)
+    if own is not None:
+        return own()
+    return LoginStatus(state="serving" if getattr(channel, "connected", False) else "disconnected", since=0.0)
 
 
 def phase(status: LoginStatus) -> tuple[str, Text]:
