@@ -21,9 +21,9 @@ from bot.channels.base import LoginStatus, RoomInfo
 from bot.config import AppConfig, Secrets, load
 from bot.config_watch import ConfigWatcher
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, is_loopback
+from bot.console.channel_link import phase
 from bot.console.checks import StatusChecks, llm_summary
 from bot.console.server import ConsoleServer
-from bot.console.channel_link import phase
 from bot.console.web import ConsoleDeps, build_console
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
 from bot.live_config import LiveConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.channels.base import LoginStatus
 from bot.config import AppConfig, Secrets
-from bot.console.checks import weights_checks, wechat_check
+from bot.console.checks import wechat_check, weights_checks
 from bot.console.doctor import doctor_checks
 from bot.logs import redactor
 from tests.bot.test_console_api import Console
@@ -47,7 +47,8 @@ def test_doctor_and_the_playground_console_agree_on_the_demo_models(tmp_path: Pa
     assert labels, "the demo models were built"
     for key in ("video_weights", "image_weights"):
         assert doctor[key].ok and console[key].ok
-        assert "演示模型" in doctor[key].as_dict()["detail"] and "演示模型" in console[key].as_dict()["detail"]
+        assert "演示模型" in doctor[key].as_dict()["detail"]
+        assert "演示模型" in console[key].as_dict()["detail"]
 
 
 async def test_the_console_never_shows_the_gateway_token(tmp_path: Path) -> None:
