@@ -54,7 +54,7 @@ async def test_amap(config: AppConfig, secrets: Secrets) -> TestResult:
         return TestResult(False, ("还没有填高德地图的密钥", "no AMap key yet"))
     async with httpx.AsyncClient() as http:
         try:
-            found = await AmapClient(config.amap, key, http).geocode("北京市天安门")
+            found = await AmapClient(config.amap, key, http).geocode("天安门", "北京")
         except AmapError as exc:
             return TestResult(False, (f"没成功：{explain(exc)}", f"failed: {type(exc).__name__}"))
     if found is None:
