@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import shutil
+import subprocess
 import time
 from typing import Any
 
+import pytest
 from loguru import logger
 
 from bot.app import add_console, build_app
@@ -60,9 +64,19 @@ return clone.innerText"""
 PAGES = ("status", "queue", "groups", "settings", "keys", "logs")
 
 
+def cjk_font_or_skip() -> None:
+    """The pages are Chinese: without a CJK font Chromium draws boxes (`make browser` installs one)."""
+    found = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False).stdout \
+        if shutil.which("fc-list") else ""
+    if not found.strip():
+        reason = "no Chinese font (fc-list :lang=zh is empty): `make browser` installs fonts-wqy-zenhei"
+        pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
+
+
 async def test_keys_logs_reconnect_and_every_page_in_chinese(tmp_path, fake_llm, amap_server,
                                                              monkeypatch) -> None:
     browser_or_skip()
+    cjk_font_or_skip()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
