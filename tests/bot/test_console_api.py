@@ -343,3 +343,16 @@ async def test_keys_are_saved_0600_never_shown_back_and_the_environment_wins(con
     assert cleared.status_code == 200 and console.secrets.get("AMAP_KEY") is None
     forged = await console.client.post("/admin/api/keys", json={"values": {"AMAP_KEY": "x"}})
     assert forged.status_code == 403
+
+
+async def test_the_settings_form_shows_the_files_value_not_what_the_playground_fills_in(console: Console
+                                                                                         ) -> None:
+    running = console.live.current
+    demo = running.video.model.model_copy(update={"path": Path("/data/demo-models/cogvideox-random")})
+    quotas = running.quotas.model_copy(update={"user_videos_per_day": None})
+    console.live.apply(running.model_copy(update={"video": running.video.model_copy(update={"model": demo}),
+                                                  "quotas": quotas}))
+    await console.login()
+    fields = {f["path"]: f["value"] for f in (await console.client.get("/admin/api/settings")).json()["fields"]}
+    assert fields["video.model.path"] is None  # the file says nothing (null): not the demo model's folder
+    assert fields["quotas.user_videos_per_day"] == "3"  # the file's default, not the playground's lifted one

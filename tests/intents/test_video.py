@@ -104,7 +104,7 @@ async def test_rewriter_without_llm_says_so(fake_llm):
     assert str(caught.value) == NO_LLM_REPLY
     fake_llm.fail_all(500)
     broken = LLM(LLMConfig(timeout_s=2, retries=0), Secrets(None, fake_llm.base_url, None, None))
-    with pytest.raises(UserInputError, match="语言模型现在连不上"):
+    with pytest.raises(UserInputError, match="忙不过来"):
         await rewrite_prompt(context(broken), 226, estimate_tokens)
     await broken.close()
     await unconfigured.close()
