@@ -51,14 +51,16 @@ SETTABLE: tuple[SecretSetting, ...] = (
                   "disconnect alerts: SMTP password"),
 )
 SETTABLE_NAMES = frozenset(s.name for s in SETTABLE)
+NOT_SECRET = frozenset({"OPENAI_BASE_URL", "WECHATY_PUPPET_SERVICE_ENDPOINT"})  # addresses: shown, not masked
 _AT_START = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WECHATY_PUPPET_SERVICE_ENDPOINT",
              "WECHATY_PUPPET_SERVICE_TOKEN", "XIAOAI_ADMIN_PASSWORD")  # Secrets' constructor, in order
 
 
-def _redact_too(*values: str | None) -> None:
+def _redact_too(values: Mapping[str, str | None]) -> None:
+    """Mask these values wherever the log (and so the console) would show them; addresses stay readable."""
     from bot.logs import redactor
 
-    redactor().add(*values)
+    redactor().add(*(value for name, value in values.items() if name not in NOT_SECRET))
 
 
 class SecretFile:
@@ -86,7 +88,7 @@ class SecretFile:
             data = data if isinstance(data, dict) else {}
             self._values = {k: v for k, v in data.items() if k in SETTABLE_NAMES and isinstance(v, str) and v}
             self._seen = (stat.st_mtime_ns, stat.st_size)
-            _redact_too(*self._values.values())
+            _redact_too(self._values)
         return self._values
 
     def set(self, name: str, value: str | None) -> None:
@@ -97,7 +99,7 @@ class SecretFile:
         value = (value or "").strip()
         if value:
             values[name] = value
-            _redact_too(value)
+            _redact_too({name: value})
         else:
             values.pop(name, None)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,7 @@ class Secrets:
                  "WECHATY_PUPPET_SERVICE_TOKEN": puppet_token, "XIAOAI_ADMIN_PASSWORD": admin_password}
         self._given = {name: value or None for name, value in given.items()}
         self.file: SecretFile | None = None
-        _redact_too(*given.values())
+        _redact_too(given)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Secrets:

@@ -353,6 +353,19 @@ async def test_the_settings_form_shows_the_files_value_not_what_the_playground_f
     console.live.apply(running.model_copy(update={"video": running.video.model_copy(update={"model": demo}),
                                                   "quotas": quotas}))
     await console.login()
-    fields = {f["path"]: f["value"] for f in (await console.client.get("/admin/api/settings")).json()["fields"]}
+    page = (await console.client.get("/admin/api/settings")).json()
+    fields = {f["path"]: f["value"] for f in page["fields"]}
     assert fields["video.model.path"] is None  # the file says nothing (null): not the demo model's folder
     assert fields["quotas.user_videos_per_day"] == "3"  # the file's default, not the playground's lifted one
+
+
+def test_keys_are_masked_in_the_log_but_addresses_stay_readable(tmp_path: Path) -> None:
+    from bot.logs import redactor
+
+    secrets = Secrets(openai_api_key="sk-live-key-for-the-log-42",
+                      openai_base_url="http://10.1.2.3:11434/v1",
+                      puppet_endpoint="10.9.8.7:8788", puppet_token="gateway-token-for-the-log-42")
+    secrets.use_file(tmp_path / "secrets.json").set("AMAP_KEY", "amap-key-for-the-log-42")
+    line = redactor().redact("sk-live-key-for-the-log-42 gateway-token-for-the-log-42 "
+                             "amap-key-for-the-log-42 http://10.1.2.3:11434/v1 10.9.8.7:8788")
+    assert line == "*** *** *** http://10.1.2.3:11434/v1 10.9.8.7:8788"
