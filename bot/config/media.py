@@ -44,7 +44,7 @@ class VideoConfig(VideoSettings):
     @model_validator(mode="after")
     def _remote_needs_url(self) -> VideoConfig:
         if self.backend == "remote" and not self.remote.url:
-            raise ValueError("video.backend remote needs video.remote.url (the serve-video address)")
+            raise ValueError("video.backend 是 remote 时，还要写 video.remote.url（serve-video 的地址）")
         return self
 
 

@@ -135,7 +135,7 @@ def test_a_bad_value_under_an_old_key_names_the_key_and_line_as_written() -> Non
         parse("llm:\n  model: m\nvideo:\n  steps: 0\n  vae_tile_size: [100, 100]\n")
     message = str(caught.value)
     assert "video.steps（第 4 行）" in message and "不能小于 1" in message
-    assert "video.vae_tile_size（第 5 行）" in message and "multiple of 48" in message
+    assert "video.vae_tile_size（第 5 行）" in message and "48 的倍数" in message
 
 
 def test_a_remote_backend_without_its_url_is_refused_in_either_layout() -> None:

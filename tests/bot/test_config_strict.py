@@ -43,7 +43,7 @@ def test_video_frames_of_the_form_eight_k_plus_one_pass(frames: int) -> None:
                                          ("image", "height"), ("image", "width")])
 def test_sizes_must_be_multiples_of_16(section: str, key: str) -> None:
     message = problem(f"{section}:\n  sampling:\n    {key}: 470\n")
-    assert f"{section}.sampling.{key}（第 3 行）" in message and "multiple of 16" in message
+    assert f"{section}.sampling.{key}（第 3 行）" in message and "16 的倍数" in message
 
 
 @pytest.mark.parametrize("section", ["video", "image"])

@@ -56,12 +56,12 @@ def test_weekdays_only() -> None:
 @pytest.mark.parametrize("bad, reason", [
     ('{name: a, kind: text, at: "7.30", room: r, text: t}', "时间要写成 HH:MM"),
     ('{name: a, kind: text, at: "25:00", room: r, text: t}', "时间要写成 HH:MM"),
-    ("{name: a, kind: weather, at: '07:00', room: r}", "needs city"),
-    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days must be"),
-    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "inside data_dir"),
+    ("{name: a, kind: weather, at: '07:00', room: r}", "还要写 city"),
+    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "data_dir 里面"),
     # a range that wraps the week passed the pattern, then broke the scheduler (build_app raised)
-    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days must be"),
-    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days must be"),
+    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days 要写"),
     ("{name: a, kind: alarm, at: '03:00'}", "schedules.jobs.0.kind"),
 ])
 def test_bad_entries_are_named(bad: str, reason: str) -> None:
