@@ -264,8 +264,8 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         """Validated, comment-keeping write; the validator's message as a 422 when refused."""
         try:
             return await deps.watcher.update(make_edit(*args))
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except ConfigError as exc:  # the form is about this file: its path would only be noise here
+            raise HTTPException(422, str(exc).removeprefix(f"{deps.watcher.path}：")) from None
 
     return app
 
