@@ -18,7 +18,7 @@ PROBE_S = 8.0  # long enough for the gateway to accept or refuse the token
 async def probe_gateway(endpoint: str, token: str | None, config: AppConfig, within: float = PROBE_S
                         ) -> LoginStatus:
     """Connect once as the bot would and report where the login got to (then disconnect)."""
-    from bot.channels.wechaty import WechatyChannel
+    from bot.channels.wechaty.channel import WechatyChannel
 
     wechat = config.wechaty.model_copy(update={"reconnect_initial_s": within, "reconnect_max_s": within})
     channel = WechatyChannel(endpoint, token, wechat)

@@ -40,7 +40,7 @@ from bot.console.forms import (
 from bot.console.words import INTENT_LABELS, LANG_COOKIE, QUOTA_LABELS, error, lang_of, pick
 
 if TYPE_CHECKING:
-    from bot.config_watch import ConfigWatcher
+    from bot.config.watch import ConfigWatcher
     from bot.jobs import JobQueue
 
 FINISHED_WINDOW_S = 24 * 3600

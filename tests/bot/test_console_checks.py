@@ -38,7 +38,7 @@ def test_doctor_says_refused_when_the_gateway_refuses_the_token(tmp_path: Path) 
 
 
 def test_doctor_and_the_playground_console_agree_on_the_demo_models(tmp_path: Path) -> None:
-    from bot.playground import with_demo_models
+    from bot.runtime.playground import with_demo_models
 
     file_config = _config(tmp_path)
     doctor = {c.key: c for c in doctor_checks(file_config, Secrets())}

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from bot.app import add_console, build_app
-from bot.channels.wechaty import WechatyChannel
+from bot.channels.wechaty.channel import WechatyChannel
 from bot.config import Secrets, load
+from bot.runtime.app import add_console, build_app
 from intents import Intent
 from tests.bot.test_console_browser import screenshot, sent_to
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium

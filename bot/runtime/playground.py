@@ -10,11 +10,11 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.app import Application, add_console, build_app
-from bot.channels.playground import PlaygroundChannel, job_status_of
-from bot.channels.transcript import Transcript
+from bot.channels.playground.channel import PlaygroundChannel, job_status_of
+from bot.channels.playground.transcript import Transcript
 from bot.config import AppConfig, Secrets
 from bot.config.secret_store import FILE_NAME as SECRETS_FILE
+from bot.runtime.app import Application, add_console, build_app
 
 NO_LLM_NOTICE = ("还没有接上语言模型：不能闲聊，画图和视频直接照原话做，其它功能照常"
                  "（在管理台「密钥」页填写后马上生效）。")
