@@ -41,17 +41,17 @@ class VideoConfig(VideoSettings):
     backend: Literal["auto", "local", "remote", "api"] = "auto"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first video
     queue: _queue(**_VIDEO_QUEUE) = QueueSettings(**_VIDEO_QUEUE)  # type: ignore[valid-type]
-    show_prompt: bool = True  # show the English prompt in the ack and with the video
+    show_prompt: bool = False  # everyone sees the seed and English text (else admins and "#详情")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> VideoConfig:
         if self.backend == "remote" and not self.remote.url:
-            raise ValueError("video.backend remote needs video.remote.url (the serve-video address)")
+            raise ValueError("video.backend 是 remote 时，还要写 video.remote.url（serve-video 的地址）")
         if self.backend in ("api", "auto"):
             for photo in (False, True):
                 if self.api.price_yuan(photo) is None:
-                    raise ValueError(f"video.api model {self.api.model_for(photo)} has no price: add it to "
-                                     "video.api.prices_yuan (per video) or prices_yuan_per_second")
+                    raise ValueError(f"video.api 的模型 {self.api.model_for(photo)} 没有价格：请写在 "
+                                     "video.api.prices_yuan（每个视频）或 prices_yuan_per_second（每秒）里")
         return self
 
 
@@ -61,4 +61,4 @@ class ImageConfig(ImageSettings):
     backend: Literal["local", "api"] = "local"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first picture
     queue: _queue(**_IMAGE_QUEUE) = QueueSettings(**_IMAGE_QUEUE)  # type: ignore[valid-type]
-    show_prompt: bool = True  # show the English prompt with the picture
+    show_prompt: bool = False  # everyone sees the seed and English text (else admins and "#详情")

@@ -198,21 +198,3 @@ class ApiVideoBackend:
         return GeneratorError(reply, admin_detail=f"任务 #{job.id}：{admin}",
                               problem=f"video-api:{exc.failure.value}:{provider}")
 
-
-def video_status_lines(jobs: Any, kind: str = "video") -> list[str]:
-    """#状态 / console: where videos are made and why, and today's money when a hosted API makes them.
-    Blocking (SQLite): call from a thread or where the store is quick."""
-    backend = next((b for b in jobs.backends if isinstance(b, ApiVideoBackend)), None)
-    if backend is None:
-        return []
-    choice, active = backend.choice(), jobs.backend_for(kind)
-    if active.name == "celery":  # jobs.backend celery sends videos to the GPU workers, whatever auto says
-        return ["视频：GPU 工作进程（jobs.backend: celery）"]
-    where = {"api": f"云端 {provider_for(choice.provider or 'zhipu').label}", "local": "本机",
-             "remote": "视频服务主机"}.get(choice.backend, choice.backend)
-    lines = [f"视频：{where}（{choice.reason_zh}）"]
-    if choice.backend == "api":
-        _cost, budget = backend.price({})
-        limit = f" / 预算 {budget:g} 元" if budget is not None else "（不限预算）"
-        lines.append(f"视频花费：今天 {jobs.spent_today(kind):.2f} 元{limit}")
-    return lines

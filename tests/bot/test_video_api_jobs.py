@@ -16,7 +16,7 @@ import pytest
 from bot.config import VideoConfig
 from bot.jobs import JobQueue, JobRequest, JobStore, LocalBackend, Outbox, QueueLimitReached
 from bot.jobs.kinds import VideoKind
-from bot.jobs.video_api import FAILURE_REPLIES, ApiVideoBackend, video_status_lines
+from bot.jobs.video_api import FAILURE_REPLIES, ApiVideoBackend
 from bot.jobs.video_choice import choose
 from bot.messages import ChatRef
 from generators.video_api import Failure
@@ -106,8 +106,12 @@ async def test_a_restart_follows_the_stored_task_one_create_one_mp4(fake, tmp_pa
     assert fake.downloads == 1 and len(fake.creates) == 1 and third.recorder.sent == []
 
 
-async def test_the_daily_budget_refuses_kindly_and_a_refusal_costs_nothing(tmp_path):
-    with FakeVideoApi("dashscope") as fake:  # 0.24 元/s x 5 s = 1.2 元 a video
+async def test_the_daily_budget_refuses_kindly_and_a_refusal_costs_nothing(tmp_path, monkeypatch):
+    from bot.config import AppConfig, Secrets
+    from bot.console.video_backend import video_check
+
+    with FakeVideoApi("dashscope") as fake:
+        monkeypatch.setenv("DASHSCOPE_API_KEY", fake.key)  # 0.24 元/s x 5 s = 1.2 元 a video
         harness = Harness(tmp_path, fake, daily_budget_yuan=2.0)
         await harness.queue.start()
         try:
@@ -123,9 +127,11 @@ async def test_the_daily_budget_refuses_kindly_and_a_refusal_costs_nothing(tmp_p
             await wait_until(lambda: harness.queue.store.api_task(2) is not None
                              and harness.queue.store.api_task(2)["paid_at"] is not None)
             assert harness.queue.spent_today("video") == pytest.approx(1.2)
-            lines = await asyncio.to_thread(video_status_lines, harness.queue)
-            assert lines[0].startswith("视频：云端 通义万相")
-            assert lines[1] == "视频花费：今天 1.20 元 / 预算 2 元"
+            config = AppConfig(data_dir=tmp_path, video=harness.video)
+            check = await asyncio.to_thread(video_check, config, Secrets(), harness.queue)
+            line = check.status_line()  # as #状态 and the console show it
+            assert line.startswith("✅ 视频：云端 通义万相（配置文件指定）")
+            assert line.endswith("今天花了 1.20 元 / 预算 2 元")
             since = time.time() - 86400
             assert [n for _day, _yuan, n in harness.queue.store.spend_by_day("video", since)] == [1]
         finally:

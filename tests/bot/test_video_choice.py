@@ -79,8 +79,13 @@ def test_doctor_says_where_videos_go_and_why(tmp_path, monkeypatch, capsys):
                     encoding="utf-8")
     main(["doctor", "--config", str(path)])
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if "video backend" in line)
-    assert line.startswith("[OK ] video backend: auto -> api (zhipu): no CogVideoX weights")
-    assert "ZHIPUAI_API_KEY is set" in line and ZHIPU["zhipu"] not in out
-    if not video_choice.cuda_gpu_present():  # no GPU is no problem when the API makes the videos
-        assert "[OK ] GPU: none here; videos are made by the hosted API (zhipu)" in out
+    line = next(line for line in out.splitlines() if line.startswith("[OK ] 视频:"))
+    assert line.startswith("[OK ] 视频: 云端 智谱 CogVideoX（没有模型权重")
+    assert "已设置 ZHIPUAI_API_KEY" in line and ZHIPU["zhipu"] not in out
+    assert "视频模型文件" not in out  # the API makes the videos: missing weights are no problem
+    if not video_choice.cuda_gpu_present():  # nor is the missing GPU
+        assert "[OK ] 显卡: 这台机器没有，视频在别处生成" in out
+    main(["doctor", "--config", str(path), "--lang", "en"])
+    english = capsys.readouterr().out
+    assert "[OK ] videos: auto -> api (zhipu): no CogVideoX weights" in english
+    assert "ZHIPUAI_API_KEY is set" in english

@@ -62,11 +62,11 @@ def test_text_to_video_through_the_peer(bot_process, peer, fake_llm, fake):
     sent = fake.creates[0].get("prompt") or fake.creates[0]["input"]["prompt"]
     assert sent == CAT
     peer.say(ADMIN, "#状态")  # the admins read where videos go, why, and what they cost today
-    status = wait_sent(peer, lambda m: "视频花费" in (m.get("text") or ""))["text"]
+    status = wait_sent(peer, lambda m: "今天花了" in (m.get("text") or ""))["text"]
     label = "智谱 CogVideoX" if fake.provider == "zhipu" else "通义万相"
-    assert f"视频：云端 {label}（没有模型权重" in status and f"已设置 {KEY_ENV[fake.provider]}" in status
+    assert f"✅ 视频：云端 {label}（没有模型权重" in status and f"已设置 {KEY_ENV[fake.provider]}" in status
     price = "0.00" if fake.provider == "zhipu" else "1.20"  # cogvideox-flash is free; wanx 0.24 元/s x 5 s
-    assert f"视频花费：今天 {price} 元 / 预算 10 元" in status
+    assert f"今天花了 {price} 元 / 预算 10 元" in status
     assert fake.key not in bot.log()  # the key is redacted from every log line
     assert "paid (" in bot.log()  # the day's spend is in the log
 
