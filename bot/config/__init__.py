@@ -15,7 +15,8 @@ from bot.config.operations import AlertsConfig, ScheduleEntry, SchedulesConfig, 
 from bot.config.sections import *  # noqa: F403 - the sections, listed in sections.__all__
 
 __all__ = [
-    "AlertsConfig", "AppConfig", "ConfigError", "ImageConfig", "JobsConfig", "QueueSettings", "ScheduleEntry",
+    "AlertsConfig", "AppConfig", "ConfigError", "ImageConfig", "JobsConfig", "QueueSettings",
+    "ScheduleEntry",
     "SchedulesConfig", "Secrets", "SmtpConfig", "VideoConfig", "last_good_path", "load", "load_resilient",
     "parse", "remember_good", *sections.__all__,
 ]

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from bot.channels.base import LoginStatus, RoomInfo
-from bot.config import INTENT_NAMES, AppConfig, ConfigError
+from bot.config import AppConfig, ConfigError
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, LockedOut, Session
 from bot.console.checks import Check
 from bot.console.forms import (
@@ -53,6 +53,7 @@ class ConsoleDeps:
     jobs: JobQueue
     watcher: ConfigWatcher
     checks: Callable[[], Awaitable[list[Check]]]
+    intents: tuple[str, ...]  # the names of the intents this bot has (the registry), for the switches
 
 
 class LoginBody(BaseModel):
@@ -233,7 +234,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "quotas": {k: getattr(entry.quotas, k) for k in entry.quotas.model_fields_set}
                 if entry and entry.quotas else {},
             })
-        return {"rooms": rows, "intents": list(INTENT_NAMES), "quota_keys": list(ROOM_QUOTAS),
+        return {"rooms": rows, "intents": list(deps.intents), "quota_keys": list(ROOM_QUOTAS),
                 "writable": deps.watcher.path is not None}
 
     @app.post("/api/rooms", dependencies=[Depends(changing)])
@@ -241,7 +242,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
         key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
-        config = await _update(room_edit, form, key)
+        config = await _update(room_edit, form, key, deps.intents)
         applied = config.for_chat(_chat(body.room_id), body.topic)
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}

@@ -26,6 +26,7 @@ from bot.console.web import ConsoleDeps, build_console, phase
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
 from bot.messages import ChatRef
 from bot.ops.notices import AdminNotices
+from bot.plugin import load_intents
 from tests.bot.test_admin import IdleKind
 
 PASSWORD = "correct horse battery staple"
@@ -72,7 +73,7 @@ class Console:
 
         checks = StatusChecks(self.live, Secrets.from_env({})).run_async
         deps = ConsoleDeps(config=self.live, login_status=lambda: self.status, rooms=rooms, jobs=self.jobs,
-                           watcher=self.watcher, checks=checks)
+                           watcher=self.watcher, checks=checks, intents=load_intents().names)
         self.auth = Auth(password)
         root = build_console(deps, self.auth)
         from fastapi import FastAPI
