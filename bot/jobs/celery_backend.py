@@ -200,7 +200,7 @@ class CeleryBackend:
     def _resume_or_submit(self, task_id: str, job: Job) -> str:
         """Follow a job Redis still knows (rendered, rendering, queued); otherwise submit it."""
         token = self._client.get(TOKEN_KEY + task_id)
-        status, _result, _ = self._poll(task_id)
+        status, *_ = self._poll(task_id)
         if token is not None and (status in ("SUCCESS", "PROGRESS") or self._queued(task_id, job)):
             logger.info("jobs: following {} ({})", task_id, status.lower())
             return token.decode()

@@ -118,7 +118,7 @@ def test_a_worker_whose_first_heartbeat_is_slow_is_not_lost_before_worker_lost_s
 
 def test_a_render_that_finishes_after_its_job_was_given_up_is_kept_for_the_admins(deploy, peer, fake_llm,
                                                                                     redis_server):
-    deployment = deploy(steps=150, worker_lost_s=3)
+    deployment = deploy(steps=100, worker_lost_s=3)
     deployment.start_bot()
     # two workers whose heartbeats never get through: both count as lost while they still render
     deployment.start_workers(2, broker_url=heartbeats_refused(redis_server))
