@@ -106,7 +106,7 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:  # a loaded CI machine loads slowly
         deadline = time.monotonic() + timeout
         while "ready." not in self.output():
             if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
