@@ -26,6 +26,7 @@ from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_
 from bot.jobs.backends import LocalBackend, WorkerBackend
 from bot.jobs.late_results import LateOutcome
 from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
+from bot.jobs.progress import StepProgress
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.types import (
@@ -39,7 +40,6 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
-from bot.progress import StepProgress
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 
