@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,11 +22,13 @@ from bot.background import cancel_and_wait
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config.live import LiveConfig
+from bot.config.secret_store import FILE_NAME as SECRETS_FILE
 from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
-from bot.console.checks import llm_summary
+from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
+from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
 from bot.jobs.progress import LibraryWarmup
 from bot.llm import LLM, LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
@@ -52,6 +55,7 @@ from intents import weather
 from nlu.classify import LLMClassifier
 from nlu.embedded import EmbeddedClassifier
 from services.amap import AmapConnections
+from services.amap.errors import KEY_ENV as AMAP_KEY_ENV
 
 if TYPE_CHECKING:
     from bot.jobs.celery_backend import CeleryBackend
@@ -147,7 +151,8 @@ def add_console(app: Application, secrets: Secrets) -> None:
     the playground's page server, else its own small web server started with the other services."""
     jobs = app.jobs
     console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
-                             watcher=app.config_watcher, intents=app.dispatcher.intents.names,
+                             watcher=app.config_watcher,
+                             intents=[(i.name, i.label) for i in app.dispatcher.intents.specs],
                              live_workers=lambda: jobs.backend_for("video").live_workers())
     if console is not None:
         app.services.append(("console", console))
@@ -159,6 +164,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     a family, and the dispatcher with its gates."""
     live = LiveConfig(config)
     intents = load_intents(config.plugins.dirs)  # built-ins, plugin folders, entry points; read at start
+    if secrets.file is None:  # keys typed into the console, for what the environment does not set
+        secrets.use_file(config.data_dir / SECRETS_FILE)
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)
@@ -186,13 +193,13 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,
-                           api_key=lambda: image_api_key() or secrets.openai_api_key,
+                           api_key=lambda: secrets.get(IMAGE_KEY_ENV) or secrets.openai_api_key,
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
 
-    amap = AmapConnections()
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
@@ -238,18 +245,11 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: getattr(channel, "state", None), notices=notices)
+                              state=lambda: getattr(channel, "state", None), notices=notices, env=secrets)
     started_at = time.time()
-
-    def connection() -> str:
-        if channel.name == "playground":
-            return "未接入（这是本地试玩页面）"
-        state = getattr(channel, "state", None)
-        return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
-
+    checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
-                                     watcher=watcher, connection=connection, started_at=started_at,
-                                     llm=lambda: llm_summary(live.current, secrets),
+                                     watcher=watcher, started_at=started_at, checks=checks.run_async,
                                      workers=gpu_workers.workers if gpu_workers else None,
                                      intents=tuple((i.name, i.label) for i in intents)))
     return scheduler, watcher, alerts, admin

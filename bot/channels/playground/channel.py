@@ -55,7 +55,7 @@ class PlaygroundChannel:
         bot_name: Callable[[], str],
         *,
         job_status: JobStatus | None = None,
-        notice: str = "",
+        notice: Callable[[], str] | str = "",
         media_labels: dict[str, str] | None = None,
         transcript: Transcript | None = None,
     ) -> None:
@@ -63,7 +63,7 @@ class PlaygroundChannel:
         self.media_dir = Path(media_dir)
         self._bot_name = bot_name
         self.job_status = job_status
-        self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
+        self.notice = notice  # shown above the chat (or what gives it), e.g. "还没有接上语言模型…"
         self.media_labels = media_labels or {}  # media kind -> line added to such replies ("演示模型：噪声")
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}
@@ -320,7 +320,8 @@ class PlaygroundChannel:
         """The room the page draws: topic, the bot, the members, the notice and the admin hint."""
         return {"topic": self.config.room_topic, "bot": {"id": BOT_ID, "name": self._bot_name()},
                 "members": [{"id": i, "name": n} for i, n in self._members.items()],
-                "notice": self.notice, "admin_hint": ADMIN_HINT.format(id=next(iter(self._members)))}
+                "notice": self.notice() if callable(self.notice) else self.notice,
+                "admin_hint": ADMIN_HINT.format(id=next(iter(self._members)))}
 
     @property
     def stopping(self) -> bool:
