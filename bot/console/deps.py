@@ -3,7 +3,7 @@ modules (web.py, actions.py) all import it from here and never each other."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,6 @@ class ConsoleDeps:
     jobs: JobQueue
     watcher: ConfigWatcher
     checks: Callable[[], Awaitable[list[Check]]]
-    # (name, label) of every intent this bot has (the registry), for the switches
-    intents: tuple[tuple[str, str], ...] = ()
+    intents: Mapping[str, str]  # the intents this bot has (the registry): name -> label, for the switches
     secrets: Secrets | None = None  # keys set in the console (None: the keys page is read-only)
     channel: Channel | None = None  # for the reconnect button

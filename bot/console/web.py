@@ -211,8 +211,8 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "quotas": {k: getattr(entry.quotas, k) for k in entry.quotas.model_fields_set}
                 if entry and entry.quotas else {},
             })
-        return {"rooms": rows, "intents": [name for name, _label in deps.intents],
-                "intent_labels": {name: name if language == "en" else label for name, label in deps.intents},
+        return {"rooms": rows, "intents": list(deps.intents), "quota_keys": list(ROOM_QUOTAS),
+                "intent_labels": dict(deps.intents),
                 "quota_labels": {k: pick(QUOTA_LABELS[k], language) for k in ROOM_QUOTAS},
                 "writable": deps.watcher.path is not None}
 
@@ -221,7 +221,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
         key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
-        config = await _update(room_edit, form, key, [name for name, _label in deps.intents])
+        config = await _update(room_edit, form, key, list(deps.intents))
         applied = config.for_chat(_chat(body.room_id), body.topic)
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}

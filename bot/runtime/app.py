@@ -150,9 +150,9 @@ def add_console(app: Application, secrets: Secrets) -> None:
     """The admin console (/admin) for a bot that is run for real (`xiaoai run` / playground): mounted on
     the playground's page server, else its own small web server started with the other services."""
     jobs = app.jobs
+    intents = {i.name: i.label for i in app.dispatcher.intents}
     console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
-                             watcher=app.config_watcher,
-                             intents=[(i.name, i.label) for i in app.dispatcher.intents.specs],
+                             watcher=app.config_watcher, intents=intents,
                              live_workers=lambda: jobs.backend_for("video").live_workers())
     if console is not None:
         app.services.append(("console", console))
@@ -163,9 +163,9 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
     a family, and the dispatcher with its gates."""
     live = LiveConfig(config)
-    intents = load_intents(config.plugins.dirs)  # built-ins, plugin folders, entry points; read at start
     if secrets.file is None:  # keys typed into the console, for what the environment does not set
         secrets.use_file(config.data_dir / SECRETS_FILE)
+    intents = load_intents(config.plugins.dirs)  # built-ins, plugin folders, entry points; read at start
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)

@@ -79,7 +79,7 @@ class Console:
         checks = StatusChecks(self.live, self.secrets).run_async
         deps = ConsoleDeps(config=self.live, login_status=lambda: self.status, rooms=rooms, jobs=self.jobs,
                            watcher=self.watcher, checks=checks, secrets=self.secrets,
-                           intents=tuple((i.name, i.label) for i in load_intents()))
+                           intents={i.name: i.label for i in load_intents()})
         self.auth = Auth(password)
         root = build_console(deps, self.auth)
         from fastapi import FastAPI
