@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -200,8 +201,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
 
-    # running it for a family: schedules, the config file, disconnect alerts
-    amap = AmapConnections(key=lambda: (secrets.get(AMAP_KEY_ENV) or "").strip() or None)
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
