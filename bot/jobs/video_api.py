@@ -104,7 +104,9 @@ class ApiVideoBackend:
         self._keys = keys
         self._choice = choice
         self._kind = kind
-        self.slots = config().api.max_in_flight  # the queue runs at most this many here at once
+        # the queue runs at most this many here at once; read at start, and only when videos go to the API
+        # then (extra queue workers are for the provider, never for the one GPU)
+        self.slots = config().api.max_in_flight if choice().backend == "api" else 1
 
     # -- WorkerBackend --------------------------------------------------------------------------
     def handles(self, kind: str) -> bool:
