@@ -201,7 +201,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
 
-    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))
+    secrets.on_change(amap.reread_key)  # a key saved in the console reaches the next message
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
