@@ -48,7 +48,7 @@ class AdminTools:
     jobs: JobQueue
     scheduler: Scheduler
     watcher: ConfigWatcher
-    connection: Callable[[], str]  # the channel's state in words, e.g. "已连接（serving）"
+    connection: Callable[[], str]  # the login state in words: "已登录（小爱 (wxid_1)），正常收发"
     started_at: float
     llm: Callable[[], str]  # the LLM in words: the model only when one is configured
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)

@@ -21,6 +21,7 @@ from bot.admin_notices import AdminNotices
 from bot.alerts import DisconnectAlerts
 from bot.background import cancel_and_wait
 from bot.channels.base import Channel
+from bot.channels.login_state import state_text_zh
 from bot.config import AppConfig, Secrets
 from bot.config_watch import ConfigWatcher
 from bot.console import attach_console
@@ -182,14 +183,11 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: getattr(channel, "state", None), notices=notices)
+                              state=channel.login_status, notices=notices)
     started_at = time.time()
 
     def connection() -> str:
-        if channel.name == "playground":
-            return "未接入（这是本地试玩页面）"
-        state = getattr(channel, "state", None)
-        return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
+        return state_text_zh(channel.login_status())
 
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, connection=connection, started_at=started_at,

@@ -87,7 +87,7 @@ def phase(status: LoginStatus) -> tuple[str, str]:
         return "serving", "serving"
     if status.state == "playground":
         return "playground", "no WeChat: this is the local playground"
-    if status.state == "connected":
+    if status.state == "logged_out":  # the gateway is there, no account logged in
         if status.reason == "logged out":
             return "logged_out", "logged out, scan again"
         if status.qr_status == "scanned":
