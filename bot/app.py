@@ -183,7 +183,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=channel.login_status, notices=notices)
+                              state=lambda: channel.login_status(), notices=notices)
     started_at = time.time()
 
     def connection() -> str:

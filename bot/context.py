@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.admin_notices import Told
 from bot.config import AppConfig, ChatSettings
 from bot.conversation import HistoryEntry
 from bot.llm import LLM
@@ -35,7 +36,7 @@ class Context:
     followups: FollowUps
     say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
     # a private note with the exact fix to the admins, once per `key` (what the group hears stays plain)
-    notify_admins: Callable[..., Awaitable[int]]
+    notify_admins: Callable[..., Awaitable[Told]]  # Told.YES once an admin has it
     pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
     slots_used: dict[str, str] = field(default_factory=dict)  # what an AMap handler answered with
 

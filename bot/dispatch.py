@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from bot.admin_notices import ADMINS_TOLD, Told, honest
 from bot.config import AmapConfig, chat_settings
 from bot.context import Context
 from bot.conversation import History, HistoryEntry
@@ -35,11 +36,11 @@ if TYPE_CHECKING:
     from services.amap import AmapClient
 
 LLM_DOWN_REPLY = "抱歉，我的大脑（语言模型）暂时连不上，稍后再@我试试吧🙏"
-NO_LLM_REPLY = ("闲聊问答要用大模型，这里还没接上，我已经告诉管理员了。"
+NO_LLM_REPLY = (f"闲聊问答要用大模型，这里还没接上，{ADMINS_TOLD}。"
                 "查天气、问路线、找地方、画图、做视频，照样可以@我～")
 NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置大模型：设置环境变量 OPENAI_API_KEY（本地模型用 OPENAI_BASE_URL，"
               "如 Ollama 的 http://localhost:11434/v1，再在配置里写 llm.model）后重启小爱。")
-NotifyAdmins = Callable[..., Awaitable[int]]
+NotifyAdmins = Callable[..., Awaitable[Told]]
 APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
 INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"
 
@@ -200,26 +201,26 @@ class Dispatcher:
                 self.turns.remember(ctx, intent, follow_up)
             return reply
         except UserInputError as exc:
-            if exc.admin_detail:
-                await self.tell_admins(ctx, exc.admin_detail, exc.problem)
-            return Reply(str(exc))
+            if not exc.admin_detail:
+                return Reply(str(exc))
+            return Reply(honest(str(exc), await self.tell_admins(ctx, exc.admin_detail, exc.problem)))
         except LLMUnavailable as exc:
             logger.warning("message {}: LLM unavailable: {}", ctx.message.id, exc)
             if ctx.llm.configured:
                 return Reply(LLM_DOWN_REPLY)
-            await self.tell_admins(ctx, NO_LLM_FIX, "llm:not-configured")
-            return Reply(NO_LLM_REPLY)
+            return Reply(honest(NO_LLM_REPLY, await self.tell_admins(ctx, NO_LLM_FIX, "llm:not-configured")))
         except Exception:  # noqa: BLE001 - the one place unexpected errors end up
             logger.exception("message {}: handler failed", ctx.message.id)
             return Reply(APOLOGY_REPLY)
 
-    async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> None:
-        """The other audience of a problem the group was told about in plain words."""
+    async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> Told:
+        """The other audience of a problem the group is told about in plain words."""
         logger.error("message {}: {}", ctx.message.id, detail)
         try:
-            await ctx.notify_admins(detail, key=problem)
+            return await ctx.notify_admins(detail, key=problem)
         except Exception:  # noqa: BLE001 - the asker's reply must still go out
             logger.exception("message {}: telling the admins failed", ctx.message.id)
+            return Told.NOT_REACHED
 
     async def classify(self, ctx: Context) -> Intent:
         """The LLM when one is configured and answers; the embedded classifier otherwise.

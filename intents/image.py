@@ -17,6 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from bot.admin_notices import ADMINS_TOLD
 from bot.jobs import Receipt
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
@@ -28,7 +29,7 @@ NO_LLM_REPLY = "画图要先把你的描述改写成英文提示词，可我的�
 REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文画图提示词（{reason}），换个说法再试一次吧～"
 LOST_SUBJECT_REPLY = ("抱歉，我写的英文提示词两次都把「{words}」弄丢了，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
-MODEL_MISSING_REPLY = "画图的模型还没有装好，暂时画不了图，我已经告诉管理员了。"
+MODEL_MISSING_REPLY = f"画图的模型还没有装好，暂时画不了图，{ADMINS_TOLD}。"
 ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
 ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
 ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始画。"

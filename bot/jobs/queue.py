@@ -21,6 +21,7 @@ from typing import Any
 
 from loguru import logger
 
+from bot.admin_notices import Told, honest
 from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
@@ -336,11 +337,12 @@ class JobQueue:
             await self._finish(job.id, JobState.FAILED, error=str(exc))
         except GeneratorError as exc:
             logger.warning("jobs: #{} failed: {}", job.id, exc)
-            await self._finish(job.id, JobState.FAILED, error=str(exc))
-            if exc.admin_detail:
+            told = Told.NO_ADMINS
+            if exc.admin_detail:  # told first: the asker's sentence says whether they were
                 logger.error("jobs: #{}: {}", job.id, exc.admin_detail)
                 if self.outbox is not None:
-                    await self.outbox.tell_admins_about(exc)
+                    told = await self.outbox.tell_admins_about(exc)
+            await self._finish(job.id, JobState.FAILED, error=honest(str(exc), told))
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue

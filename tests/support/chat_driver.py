@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.admin_notices import Told
 from bot.app import Application, build_app
 from bot.config import AppConfig, Secrets
 from bot.context import Context
@@ -35,8 +36,8 @@ def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = No
     async def say(reply: Reply) -> bool:
         return True
 
-    async def notify_admins(text: str, key: str | None = None) -> int:
-        return 0
+    async def notify_admins(text: str, key: str | None = None) -> Told:
+        return Told.NO_ADMINS  # the default config has no bot.admins
 
     return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), config=config, history=history,
                    transcript=transcript(msg, history), llm=llm, jobs=jobs,
