@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 
 from bot.admin_notices import ADMINS_TOLD
 from bot.jobs import Receipt
+from bot.time_text import eta_text
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
 
@@ -30,8 +31,8 @@ REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文�
 LOST_SUBJECT_REPLY = ("抱歉，我写的英文提示词两次都把「{words}」弄丢了，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
 MODEL_MISSING_REPLY = f"画图的模型还没有装好，暂时画不了图，{ADMINS_TOLD}。"
-ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
-ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
+ACK_FIRST = "收到，马上画～{eta}"
+ACK_QUEUED = "收到，排队第 {position} 位。{eta}"
 ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始画。"
 CAPTION = "你要的图画好啦🎨"
 SEED_NOTE = "（种子 {seed}）"
@@ -146,7 +147,7 @@ class ImageIntent(GenerationIntent):
         template = ACK_FIRST if receipt.position <= 1 else ACK_QUEUED
         if not receipt.live_workers:
             template = ACK_NO_WORKER
-        return template.format(position=receipt.position, eta=max(1, int(receipt.eta_s)))
+        return template.format(position=receipt.position, eta=eta_text(receipt.eta_s))
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION + (SEED_NOTE.format(seed=seed) if section.backend == "local" else "") + shown

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from bot.jobs import Receipt
+from bot.time_text import eta_text
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
 NO_LLM_REPLY = "做视频要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
 REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文视频提示词（{reason}），换个说法再试一次吧～"
-ACK = "收到，排队第 {position} 位，预计 {eta} 秒。"
+ACK = "收到，排队第 {position} 位。{eta}"
 ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始做。"
 CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
 
@@ -37,7 +38,7 @@ class VideoIntent(GenerationIntent):
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK if receipt.live_workers else ACK_NO_WORKER
-        return template.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
+        return template.format(position=receipt.position, eta=eta_text(receipt.eta_s)) + shown
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION.format(seed=seed) + shown
