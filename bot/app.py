@@ -195,7 +195,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
                                      workers=gpu_workers.workers if gpu_workers else None))
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
-    embedded = EmbeddedClassifier(config=config.offline.classifier)
+    embedded = EmbeddedClassifier(config=config.offline.classifier, cache_dir=config.data_dir / "cache")
     gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
              NonText(sender.reply), Record(history), mention_only, RateLimit(sender.reply)]
     dispatcher = Dispatcher(

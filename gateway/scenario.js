@@ -26,9 +26,12 @@ export const CONTACTS = [
   { id: 'bob', name: '爸爸' },
   { id: 'carol', name: '奶奶' },
 ]
+// XIAOAI_SCENARIO_ROOMS=N adds rooms room1@chatroom .. roomN@chatroom (群1 .. 群N), e.g. for a flood bench
+const EXTRA_ROOMS = Math.max(0, Number(process.env.XIAOAI_SCENARIO_ROOMS || 0) | 0)
 export const ROOMS = [
   { id: 'family@chatroom', topic: '相亲相爱一家人', aliases: { [BOT_ID]: '小爱同学' } },
   { id: 'other@chatroom', topic: '工作群', aliases: {} },
+  ...Array.from({ length: EXTRA_ROOMS }, (_, i) => ({ id: `room${i + 1}@chatroom`, topic: `群${i + 1}`, aliases: {} })),
 ]
 
 export const WAIT_FOR_SCAN = process.env.XIAOAI_SCENARIO_LOGIN === 'scan'
