@@ -17,8 +17,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from bot.admin_notices import ADMINS_TOLD
 from bot.jobs import Receipt
+from bot.ops.notices import ADMINS_TOLD
 from bot.time_text import eta_text
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR

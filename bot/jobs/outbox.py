@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 
 from loguru import logger
 
-from bot.admin_notices import Told
 from bot.jobs.store import JobStore
 from bot.jobs.types import Job, JobState
 from bot.messages import ChatRef, Reply
+from bot.ops.notices import Told
 from generators.base import GeneratorError
 
 Deliver = Callable[[ChatRef, Reply], Awaitable[bool]]

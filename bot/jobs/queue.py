@@ -21,11 +21,11 @@ from typing import Any
 
 from loguru import logger
 
-from bot.admin_notices import Told, honest
 from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
 from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
+from bot.jobs.progress import StepProgress
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.types import (
@@ -39,7 +39,7 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
-from bot.progress import StepProgress
+from bot.ops.notices import Told, honest
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 

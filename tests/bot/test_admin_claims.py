@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.admin_notices import ADMINS_TOLD
+from bot.ops.notices import ADMINS_TOLD
 from intents import Intent
 from tests.support.peer import BOT, CAROL, FAMILY, at
 

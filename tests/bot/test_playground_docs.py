@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.config import load
-from bot.playground import without_daily_quotas
+from bot.runtime.playground import without_daily_quotas
 
 ROOT = Path(__file__).resolve().parents[2]
 

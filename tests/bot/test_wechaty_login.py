@@ -9,7 +9,7 @@ import time
 
 from loguru import logger
 
-from bot.channels.wechaty import ChannelUnavailable
+from bot.channels.wechaty.channel import ChannelUnavailable
 from bot.messages import ChatRef, Reply
 from tests.bot.ops_doubles import WebhookServer
 from tests.conftest import wait_until

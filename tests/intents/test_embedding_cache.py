@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from intents import Intent
-from intents import embedded as embedded_module
-from intents.embedded import EmbeddedClassifier
-from intents.embedding_cache import cache_key
+from nlu import embedded as embedded_module
+from nlu.embedded import EmbeddedClassifier
+from nlu.embedding_cache import cache_key
 
 PHRASES = {"weather": "明天上海天气怎么样", "walk": "走路去公园要多久", "cycle": "骑车去西湖怎么走",
            "drive": "开车去机场怎么走", "transit": "坐地铁去天安门怎么走", "places": "附近有什么好吃的",

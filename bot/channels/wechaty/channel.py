@@ -23,7 +23,7 @@ from enum import StrEnum
 from loguru import logger
 
 # isort: off
-from bot import compat  # noqa: F401  (must precede the wechaty imports below)
+from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty imports below)
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.login_state import state_text
