@@ -1,6 +1,8 @@
 """Which of the eight intents (or chat) the latest message asks for, judged by the LLM.
 
 The answer is parsed defensively: the exact label, else the one label contained in the answer, else chat.
+A places label for a question that asks the way to one place ("去颐和园怎么走") is read as a route question,
+so the missing origin is asked for instead of searching for places named like the question.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import re
 from bot.llm import LLM, ChatMessage
 from bot.pipeline.context import Context
 from intents import Intent
+from nlu.embedded import load_examples, named_route_mode
+from nlu.rule_slots import asks_the_way
 from prompts import render
 
 _NOISE = re.compile(r"[\s\"'“”‘’「」『』【】\[\]<>《》.。,，:：!！?？`*#-]+")
@@ -42,4 +46,12 @@ async def classify_text(llm: LLM, question: str, sender: str, history: str, *, t
         max_tokens=16,
         temperature=0,
     )
-    return parse_label(answer)
+    return way_not_places(parse_label(answer), question)
+
+
+def way_not_places(intent: Intent, question: str) -> Intent:
+    """A route intent (the travel mode the question names, else public transport) for a places label
+    on a question that asks the way ("去颐和园怎么走"); any other label as it is."""
+    if intent is not Intent.PLACES or not asks_the_way(question):
+        return intent
+    return named_route_mode(question.lower(), load_examples().route_modes) or Intent.TRANSIT

@@ -196,10 +196,11 @@ class Dispatcher:
             if not ctx.settings.intent_enabled(intent.module):
                 return Reply(INTENT_OFF_REPLY.format(label=intent.value))
             ctx = replace(ctx, pending=pending)
-            reply = await self.handlers[intent](ctx)
-            if self.followups.open_question(ctx.message) is None:  # answered, not asked back
-                self.turns.remember(ctx, intent, follow_up)
-            return reply
+            try:
+                return await self.handlers[intent](ctx)
+            finally:  # answered or failed, a follow-up ("那上海呢") means the same request again
+                if self.followups.open_question(ctx.message) is None:  # not asked back
+                    self.turns.remember(ctx, intent, follow_up)
         except UserInputError as exc:
             if not exc.admin_detail:
                 return Reply(str(exc))
