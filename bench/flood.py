@@ -55,7 +55,7 @@ def _config(root: Path, phase: str, model: Path | None) -> Path:
     }
     if phase == "render" and model is not None:
         data["video"] = {"model": {"path": str(model)},
-                         "sampling": {"num_frames": 33, "steps": 400, "max_steps": 1000, "height": 64,
+                         "sampling": {"num_frames": 33, "steps": 200, "max_steps": 1000, "height": 64,
                                       "width": 96}}
     out = io.StringIO()
     YAML(typ="safe", pure=True).dump(data, out)
