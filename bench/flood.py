@@ -134,6 +134,12 @@ def run_phase(phase: str, root: Path, peer: Any, llm: Any, model: Path | None) -
     env.update({"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "bench-key",
                 "WECHATY_PUPPET_SERVICE_ENDPOINT": peer.endpoint, "WECHATY_PUPPET_SERVICE_TOKEN": peer.token,
                 "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"})
+    if phase != "start-cold" and not (root / "data" / "cache").exists():  # a later start: a filled cache
+        primer = _Bot(root, config, env)
+        try:
+            primer.wait_log("examples ready", timeout=180)
+        finally:
+            primer.stop()
     launched = time.monotonic()
     bot = _Bot(root, config, env)
     try:
