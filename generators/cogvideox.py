@@ -136,7 +136,7 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
         if side_problem(value, VIDEO_MIN_SIDE):
             raise GeneratorError(f"视频{name}必须是 16 的倍数（至少 16），收到 {value!r}。")
     if limits.released and (height, width) != RELEASED_SIZE:
-        raise GeneratorError(f"这个模型只支持 480x720（高x宽），收到 {height}x{width}。")
+        raise GeneratorError(f"现在的视频只能做 480x720（高x宽）的，收到 {height}x{width}。")
 
 
 class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
@@ -254,6 +254,7 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
             video = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
             elapsed = time.perf_counter() - started
         if video.shape[0] != request.num_frames:
-            raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
+            raise GeneratorError(f"做出来的视频有 {video.shape[0]} 帧，应该是 {request.num_frames} 帧，"
+                                 "这次没做成。")
         return VideoResult(frames=video, fps=self.config.sampling.fps, seed=seed, steps=request.steps,
                            seconds=elapsed)

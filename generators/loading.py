@@ -154,7 +154,7 @@ def read_component_config(folder: Path, component: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GeneratorError("模型文件不完整，暂时做不了，我已经告诉管理员了。",
+        raise GeneratorError("需要的文件不完整，暂时做不了，我已经告诉管理员了。",
                              admin_detail=f"模型文件夹不完整: 读不了 {path} ({exc})",
                              problem=f"model-broken:{folder}") from exc
 
@@ -302,7 +302,7 @@ def _root_cause(exc: BaseException) -> str:
 
 def broken_model(folder: Path, exc: BaseException) -> GeneratorError:
     """Weights that exist but do not load (truncated download, corrupt file): the fix is the admin's."""
-    return GeneratorError("模型文件坏了，暂时做不了，我已经告诉管理员了。",
+    return GeneratorError("需要的文件坏了，暂时做不了，我已经告诉管理员了。",
                           admin_detail=(f"模型文件夹 {folder} 加载失败（文件不完整或损坏？请重新下载）: "
                                         f"{_root_cause(exc)}"),
                           problem=f"model-broken:{folder}")

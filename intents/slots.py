@@ -60,7 +60,8 @@ def admin_fix(exc: amap.AmapError) -> str | None:
     """The exact fix for an AMap failure only the admin can repair (no key, key refused), else None."""
     if isinstance(exc, amap.AmapNoKey):
         return ("有人问天气/路线/地点，但没有配置高德地图：在高德开放平台（lbs.amap.com）申请"
-                f"「Web服务」类型的 Key，设置环境变量 {amap.KEY_ENV}=你的Key 后重启小爱。")
+                f"「Web服务」类型的 Key，填在管理台「密钥」页（保存后马上生效），"
+                f"或设置环境变量 {amap.KEY_ENV}。")
     if isinstance(exc, amap.AmapKeyRejected):
         return (f"高德地图拒绝了 Key（infocode {exc.infocode}: {exc.info}）：请检查环境变量 {amap.KEY_ENV} "
                 "是否填对、是不是「Web服务」类型、有没有开通这项服务。")

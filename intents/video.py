@@ -14,11 +14,11 @@ from bot.time_text import eta_text
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
-NO_LLM_REPLY = "做视频要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
-REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文视频提示词（{reason}），换个说法再试一次吧～"
+NO_LLM_REPLY = "做视频前我要先把你的描述整理一下，可我这会儿忙不过来，稍后再@我试试吧🙏"
+REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
 ACK = "收到，排队第 {position} 位。{eta}"
-ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始做。"
-CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
+ACK_NO_WORKER = "收到，排队第 {position} 位。负责做视频的机器现在不在线，等它恢复后就开始做。"
+CAPTION = "你要的视频做好啦🎬"
 
 
 class VideoIntent(GenerationIntent):
@@ -41,7 +41,7 @@ class VideoIntent(GenerationIntent):
         return template.format(position=receipt.position, eta=eta_text(receipt.eta_s)) + shown
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION.format(seed=seed) + shown
+        return CAPTION + shown
 
 
 _intent = VideoIntent()

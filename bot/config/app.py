@@ -1,10 +1,8 @@
 """The whole configuration (`AppConfig`) and the secrets that only ever come from the environment
-(`Secrets`)."""
+(`Secrets`, in secret_store.py)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,25 +57,3 @@ class AppConfig(Section):
     def for_chat(self, chat: ChatRef, topic: str | None = None) -> ChatSettings:
         """What applies in one chat: global defaults with the room's `groups.rooms` overrides on top."""
         return chat_settings(self, chat, topic)
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Values that must come from the environment, never from config.yaml."""
-
-    openai_api_key: str | None
-    openai_base_url: str | None
-    puppet_endpoint: str | None
-    puppet_token: str | None
-    admin_password: str | None = None  # the admin console's login
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
-        env = dict(os.environ) if env is None else env
-        return cls(
-            openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_base_url=env.get("OPENAI_BASE_URL") or None,
-            puppet_endpoint=env.get("WECHATY_PUPPET_SERVICE_ENDPOINT") or None,
-            puppet_token=env.get("WECHATY_PUPPET_SERVICE_TOKEN") or None,
-            admin_password=env.get("XIAOAI_ADMIN_PASSWORD") or None,
-        )

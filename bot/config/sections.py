@@ -63,7 +63,7 @@ class RoomSettings(Section):
     def _known_intents(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         unknown = [name for name in value or () if name not in INTENT_NAMES]
         if unknown:
-            raise ValueError(f"unknown intent {', '.join(unknown)}; use any of {', '.join(INTENT_NAMES)}")
+            raise ValueError(f"没有这个功能：{'、'.join(unknown)}；可以用 {'、'.join(INTENT_NAMES)}")
         return value
 
 
@@ -167,16 +167,16 @@ class PlaygroundConfig(Section):
     @classmethod
     def _loopback_only(cls, value: str) -> str:
         if value not in ("localhost", "::1") and not value.startswith("127."):
-            raise ValueError("the playground has no login: it only listens on 127.0.0.1 / localhost / ::1")
+            raise ValueError("试玩页面没有登录，只能开在 127.0.0.1 / localhost / ::1 上")
         return value
 
     @field_validator("members")
     @classmethod
     def _some_members(cls, value: tuple[PlaygroundMember, ...]) -> tuple[PlaygroundMember, ...]:
         if not value:
-            raise ValueError("at least one member is needed to type as")
+            raise ValueError("至少要有一个成员")
         if len({m.id for m in value}) != len(value):
-            raise ValueError("member ids must be unique")
+            raise ValueError("成员 id 不能重复")
         return value
 
 

@@ -48,9 +48,8 @@ class AdminTools:
     jobs: JobQueue
     scheduler: Scheduler
     watcher: ConfigWatcher
-    connection: Callable[[], str]  # the login state in words: "已登录（小爱 (wxid_1)），正常收发"
     started_at: float
-    llm: Callable[[], str]  # the LLM in words: the model only when one is configured
+    checks: Callable[[], Awaitable[list[Any]]]  # the console's checks (WeChat, LLM, AMap ...): one source
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
 
 
@@ -146,33 +145,36 @@ def _model_lines(jobs: JobQueue) -> list[str]:
         try:
             generator = getattr(kind, "generator", None)
         except Exception as exc:  # noqa: BLE001 - building a generator may fail on bad config
-            lines.append(f"模型 {name}：不可用（{exc}）")
+            lines.append(f"{jobs.label(name)}：不可用（{exc}）")
             continue
         if generator is None:
-            lines.append(f"模型 {name}")
+            lines.append(jobs.label(name))
             continue
         variant = getattr(getattr(generator, "config", None), "variant", "")
         loaded = getattr(generator, "loaded", None)
         state = "状态未知" if loaded is None else ("已加载" if loaded else "未加载（首次使用时加载）")
-        lines.append(f"模型 {name}：{type(generator).__name__} {variant}，{state}".replace(" ，", "，"))
+        lines.append(f"{jobs.label(name)}：{variant}，{state}".replace("：，", "："))
     return lines or ["模型：无"]
 
 
 async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    from bot.logs import redactor
+
     config, watcher = tools.config(), tools.watcher
+    checks = [check.status_line() for check in await tools.checks()]  # the same list as the console's
     lines = [
         f"{config.bot.name} 状态",
         f"运行：{duration_text(time.time() - tools.started_at)}",
-        f"微信：{tools.connection()}",
         *_queue_lines(tools.jobs),
         *_worker_lines(tools.workers, tools.jobs),
         *_model_lines(tools.jobs),
         _gpu_line(),
-        f"LLM：{tools.llm()}",
         f"定时任务：{len(tools.scheduler.jobs())} 个",
         f"配置：{watcher.path or '内置默认设置'}（已热更新 {watcher.reloads} 次）",
+        "检查：",
+        *checks,
     ]
-    return "\n".join(lines)
+    return redactor().redact("\n".join(lines))
 
 
 # -- #队列 #取消 --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from bot.config import AmapConfig, chat_settings
 from bot.config.live import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
-from bot.ops.notices import ADMINS_TOLD, Told, honest
+from bot.ops.notices import Told, honest
 from bot.pipeline.context import Context
 from bot.pipeline.conversation import History, HistoryEntry
 from bot.pipeline.gates import Gate, ReplyFn, Turn
@@ -35,11 +35,12 @@ if TYPE_CHECKING:
     from bot.jobs import JobQueue
     from services.amap import AmapClient
 
-LLM_DOWN_REPLY = "抱歉，我的大脑（语言模型）暂时连不上，稍后再@我试试吧🙏"
-NO_LLM_REPLY = (f"闲聊问答要用大模型，这里还没接上，{ADMINS_TOLD}。"
-                "查天气、问路线、找地方、画图、做视频，照样可以@我～")
-NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置大模型：设置环境变量 OPENAI_API_KEY（本地模型用 OPENAI_BASE_URL，"
-              "如 Ollama 的 http://localhost:11434/v1，再在配置里写 llm.model）后重启小爱。")
+LLM_DOWN_REPLY = "抱歉，我这会儿脑子转不过来，稍后再@我试试吧🙏"
+NO_LLM_REPLY = ("我现在还不会陪你聊天，不过这些我都能帮你：查天气、问路线、找地方、画图、做视频。"
+                "比如@我说「明天北京下雨吗」「画一只在雪地里的柴犬」～")
+NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置语言模型：在管理台「密钥」页填语言模型的密钥（本地模型填服务地址，"
+              "如 Ollama 的 http://localhost:11434/v1，再在「设置」里写模型名），保存后马上生效，不用重启。"
+              "也可以设置环境变量 OPENAI_API_KEY / OPENAI_BASE_URL。")
 NotifyAdmins = Callable[..., Awaitable[Told]]
 APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
 INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"

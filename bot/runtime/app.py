@@ -18,14 +18,15 @@ from loguru import logger
 
 from bot.background import cancel_and_wait
 from bot.channels.base import Channel
-from bot.channels.login_state import state_text_zh
 from bot.config import AppConfig, Secrets
 from bot.config.live import LiveConfig
+from bot.config.secret_store import FILE_NAME as SECRETS_FILE
 from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
-from bot.console.checks import llm_summary
+from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
+from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
 from bot.jobs.progress import LibraryWarmup
 from bot.llm import LLM, LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
@@ -51,6 +52,7 @@ from intents import REGISTRY, weather
 from nlu.classify import classify
 from nlu.embedded import EmbeddedClassifier
 from services.amap import AmapConnections
+from services.amap.errors import KEY_ENV as AMAP_KEY_ENV
 
 
 class Service(Protocol):
@@ -131,6 +133,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
     a family, and the dispatcher with its gates."""
     live = LiveConfig(config)
+    if secrets.file is None:  # keys typed into the console, for what the environment does not set
+        secrets.use_file(config.data_dir / SECRETS_FILE)
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)
@@ -158,14 +162,14 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,
-                           api_key=lambda: image_api_key() or secrets.openai_api_key,
+                           api_key=lambda: secrets.get(IMAGE_KEY_ENV) or secrets.openai_api_key,
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
 
     # running it for a family: schedules, the config file, disconnect alerts
-    amap = AmapConnections()
+    amap = AmapConnections(key=lambda: (secrets.get(AMAP_KEY_ENV) or "").strip() or None)
     rooms = RoomDirectory()
 
     async def resolve_room(room: str) -> str:
@@ -183,15 +187,11 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: channel.login_status(), notices=notices)
+                              state=lambda: channel.login_status(), notices=notices, env=secrets)
     started_at = time.time()
-
-    def connection() -> str:
-        return state_text_zh(channel.login_status())
-
+    checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
-                                     watcher=watcher, connection=connection, started_at=started_at,
-                                     llm=lambda: llm_summary(live.current, secrets),
+                                     watcher=watcher, started_at=started_at, checks=checks.run_async,
                                      workers=gpu_workers.workers if gpu_workers else None))
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent

@@ -84,8 +84,8 @@ async def test_queue_and_status(tmp_path: Path) -> None:
     assert channel.private_texts(ADMIN)[-1] == f"#{job_id} 视频 爸爸 排队中"
     await app.dispatcher.on_message(message("#状态", sender=ADMIN, room=None))
     status = channel.private_texts(ADMIN)[-1]
-    for part in ("运行：", "微信：已登录（小爱 (xiaoai)），正常收发", "队列：0 个生成中（无），1 个排队",
-                 "显存：", "配置："):
+    for part in ("运行：", "✅ 微信：已登录，正在服务",
+                 "队列：0 个生成中（无），1 个排队", "显存：", "配置："):
         assert part in status
     app.jobs.store.close()
 

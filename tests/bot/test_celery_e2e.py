@@ -79,7 +79,7 @@ def test_no_worker_alive_ack_says_so_and_admin_is_told(deploy, peer, fake_llm):
     deployment.start_bot()
     ask(peer, fake_llm, "alice", "做一个熊猫弹吉他的视频")
     ack = peer.wait_for_sent(lambda m: "排队第" in (m.get("text") or ""), timeout=30)
-    assert "没有在线的 GPU" in ack["text"]
+    assert "机器现在不在线" in ack["text"]
     notice = peer.wait_for_sent(
         lambda m: not m.get("room") and "没有 GPU 工作进程在线" in (m.get("text") or ""), timeout=20)
     assert notice["to"] == ADMIN

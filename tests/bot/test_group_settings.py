@@ -55,7 +55,7 @@ def test_for_chat_merges_room_over_global() -> None:
 
 
 def test_unknown_intent_is_named_with_its_line() -> None:
-    with pytest.raises(ConfigError, match=r"groups\.rooms\.x\.intents \(line 4\): .*unknown intent movie"):
+    with pytest.raises(ConfigError, match=r"groups\.rooms\.x\.intents（第 4 行）：.*没有这个功能：movie"):
         parse("groups:\n  rooms:\n    x:\n      intents: [chat, movie]\n")
 
 

@@ -54,14 +54,14 @@ def test_weekdays_only() -> None:
 
 
 @pytest.mark.parametrize("bad, reason", [
-    ('{name: a, kind: text, at: "7.30", room: r, text: t}', "time must be HH:MM"),
-    ('{name: a, kind: text, at: "25:00", room: r, text: t}', "time must be HH:MM"),
-    ("{name: a, kind: weather, at: '07:00', room: r}", "needs city"),
-    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days must be"),
-    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "inside data_dir"),
+    ('{name: a, kind: text, at: "7.30", room: r, text: t}', "时间要写成 HH:MM"),
+    ('{name: a, kind: text, at: "25:00", room: r, text: t}', "时间要写成 HH:MM"),
+    ("{name: a, kind: weather, at: '07:00', room: r}", "还要写 city"),
+    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "data_dir 里面"),
     # a range that wraps the week passed the pattern, then broke the scheduler (build_app raised)
-    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days must be"),
-    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days must be"),
+    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days 要写"),
     ("{name: a, kind: alarm, at: '03:00'}", "schedules.jobs.0.kind"),
 ])
 def test_bad_entries_are_named(bad: str, reason: str) -> None:
@@ -70,9 +70,9 @@ def test_bad_entries_are_named(bad: str, reason: str) -> None:
 
 
 def test_bad_zone_and_duplicate_names() -> None:
-    with pytest.raises(ConfigError, match="unknown time zone"):
+    with pytest.raises(ConfigError, match="没有这个时区"):
         parse("schedules:\n  timezone: Mars/Base\n")
-    with pytest.raises(ConfigError, match="unique: a"):
+    with pytest.raises(ConfigError, match="不能重复：a"):
         parse("schedules:\n  jobs:\n    - {name: a, kind: cleanup, at: '03:00'}\n"
               "    - {name: a, kind: cleanup, at: '04:00'}\n")
 

@@ -55,7 +55,7 @@ def test_check_config_rejects_an_empty_file(tmp_path, text):
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
     result = check_config(path)
-    assert result.returncode != 0 and "empty" in result.stderr.lower(), result.stdout + result.stderr
+    assert result.returncode != 0 and "文件是空的" in result.stderr, result.stdout + result.stderr
 
 
 def _edit_is_rejected_and_admins_kept(bot_process, peer, fake_llm, tmp_path, bad_text: str) -> None:

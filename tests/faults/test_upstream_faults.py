@@ -12,7 +12,7 @@ from tests.faults.conftest import wait_sent
 from tests.support.fake_amap import FakeAmap, script_slots
 from tests.support.peer import BOT, FAMILY, at, free_port
 
-LLM_DOWN = "大脑（语言模型）暂时连不上"
+LLM_DOWN = "脑子转不过来"
 # llm.timeout_s 3 and classify_timeout_s 2 in the test config: classify, the embedded fallback, chat
 ANSWER_WITHIN_S = 20
 

@@ -190,7 +190,7 @@ async def test_rewriter_answering_chinese_is_handled(running_bot, peer, fake_llm
         peer.say("alice", at() + "生成一个熊猫弹吉他的视频", room=FAMILY, mention=[BOT])
         await wait_videos(peer, 1)
         peer.say("bob", at() + "生成一个小猫跳舞的视频", room=FAMILY, mention=[BOT])
-        refusal = await wait_sent(peer, lambda m: "没能把你的描述" in (m.get("text") or ""))
+        refusal = await wait_sent(peer, lambda m: "没能理解好你想要的画面" in (m.get("text") or ""))
     assert refusal["mentionIds"] == ["bob"]
     assert len(videos(peer)) == 1
 

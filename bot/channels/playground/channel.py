@@ -69,7 +69,7 @@ class PlaygroundChannel:
         bot_name: Callable[[], str],
         *,
         job_status: JobStatus | None = None,
-        notice: str = "",
+        notice: Callable[[], str] | str = "",
         media_labels: dict[str, str] | None = None,
         transcript: Transcript | None = None,
     ) -> None:
@@ -77,7 +77,7 @@ class PlaygroundChannel:
         self.media_dir = Path(media_dir)
         self._bot_name = bot_name
         self.job_status = job_status
-        self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
+        self.notice = notice  # shown above the chat (or what gives it), e.g. "还没有接上语言模型…"
         self.media_labels = media_labels or {}  # media kind -> line added to such replies ("演示模型：噪声")
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}

@@ -34,7 +34,7 @@ def web_app(channel: PlaygroundChannel) -> Any:
     async def room() -> dict[str, Any]:
         return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": channel._bot_name()},
                 "members": [{"id": i, "name": n} for i, n in channel._members.items()],
-                "notice": channel.notice,
+                "notice": channel.notice() if callable(channel.notice) else channel.notice,
                 "admin_hint": ADMIN_HINT.format(id=next(iter(channel._members)))}
 
     @app.post("/api/messages")
