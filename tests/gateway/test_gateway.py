@@ -194,6 +194,9 @@ def test_logout_and_login_are_simulated(peer):
     peer.logout()
     peer.login(OTHER_ACCOUNT)
     assert peer.health()["botId"] == OTHER_ACCOUNT
+    peer.logout()
+    peer.login()  # the module's peer goes on as the bot's own account
+    assert peer.health()["botId"] == BOT
 
 
 # --------------------------------------------------------------------------------------------- over gRPC
