@@ -173,7 +173,7 @@ def run_phase(phase: str, root: Path, peer: Any, llm: Any, model: Path | None) -
 
 def run(phases: list[str]) -> list[dict[str, Any]]:
     from generators.random_models import build_cogvideox_folder
-    from intents import Intent
+    from tests.support.builtin_intents import BUILTIN
     from tests.support.fake_llm import FakeLLM, is_classify
     from tests.support.peer import NodePeer
 
@@ -182,10 +182,10 @@ def run(phases: list[str]) -> list[dict[str, Any]]:
     rows = []
     with NodePeer(env={"XIAOAI_SCENARIO_ROOMS": str(ROOMS)}) as peer, FakeLLM() as llm:
         llm.add(lambda req: is_classify(req) and "猫的视频" in str(req["messages"][-1].get("content", "")),
-                Intent.VIDEO.value, delay=LLM_DELAY_S)
+                BUILTIN.with_follow_up("clip")[0].label, delay=LLM_DELAY_S)
         llm.add(lambda req: not is_classify(req), "A small cat plays in the sun.", delay=LLM_DELAY_S)
         llm.add(lambda req: is_classify(req) and "第" in str(req["messages"][-1].get("content", "")),
-                Intent.CHAT.value, delay=LLM_DELAY_S)
+                BUILTIN.fallback.label, delay=LLM_DELAY_S)
         llm.add(lambda req: not is_classify(req) and bool(NUMBERED.search(
             str(req["messages"][-1].get("content", "")))), _answer, delay=LLM_DELAY_S)
         for phase in phases:

@@ -201,12 +201,6 @@ def recording_cache_decisions(store: list[float]) -> Iterator[None]:
         hook_class._should_compute_remaining_blocks = original
 
 
-def _frames_uint8(video: Any) -> Any:
-    import numpy as np
-
-    return np.clip(np.rint(np.asarray(video) * 255.0), 0, 255).astype(np.uint8)
-
-
 def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             vae_variants: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Render once with `spec` through the production generator; returns its row (plus VAE rows)."""

@@ -312,38 +312,6 @@ def broken_model(folder: Path, exc: BaseException) -> GeneratorError:
 
 
 @dataclass(frozen=True)
-class GpuMemory:
-    """One CUDA device's name and memory, in GiB (for the admin status command and benchmarks)."""
-
-    name: str
-    total_gib: float
-    allocated_gib: float
-    reserved_gib: float
-    peak_allocated_gib: float
-
-    def summary(self) -> str:
-        return (f"{self.name}: 已用 {self.allocated_gib:.1f} GiB（保留 {self.reserved_gib:.1f}，"
-                f"峰值 {self.peak_allocated_gib:.1f}）/ 共 {self.total_gib:.0f} GiB")
-
-
-def gpu_memory(device: int = 0) -> GpuMemory | None:
-    """Current memory of CUDA device `device`, or None without a GPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    gib = 1024**3
-    props = torch.cuda.get_device_properties(device)
-    return GpuMemory(
-        name=props.name,
-        total_gib=props.total_memory / gib,
-        allocated_gib=torch.cuda.memory_allocated(device) / gib,
-        reserved_gib=torch.cuda.memory_reserved(device) / gib,
-        peak_allocated_gib=torch.cuda.max_memory_allocated(device) / gib,
-    )
-
-
-@dataclass(frozen=True)
 class LoadedModel:
     """What was loaded and how: the answer to "which model is running?"."""
 

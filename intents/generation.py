@@ -162,7 +162,6 @@ class GenerationIntent:
     """One generation intent: subclasses fill in the class attributes and the hooks below."""
 
     kind: ClassVar[str]  # the job kind on the queue, and the config section (`video` / `image`)
-    feature: ClassVar[str]  # the label users see
     probe_prompt: ClassVar[str]  # stands in for the prompt in the early parameter check
     model_missing_reply: ClassVar[str | None] = None  # None: show the generator's own message
     # the rewriter: prompts/<rewriter>.md, the length it asks for, and the replies when it cannot help
@@ -216,7 +215,7 @@ class GenerationIntent:
     async def handle(self, ctx: Context) -> Reply | None:
         jobs = ctx.jobs
         if self.kind not in jobs.kinds:
-            return Reply(not_enabled(self.feature))
+            return Reply(not_enabled(ctx.intent.label if ctx.intent else self.kind))
         section = self.section(ctx)
         kind = jobs.kinds[self.kind]
         msg = ctx.message

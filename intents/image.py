@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 
 from bot.jobs import Receipt
 from bot.ops.notices import ADMINS_TOLD
+from bot.plugin import IntentSpec
 from bot.time_text import eta_text
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
@@ -113,7 +114,6 @@ def requested_image_overrides(text: str, height: int, width: int) -> dict[str, i
 
 class ImageIntent(GenerationIntent):
     kind = "image"
-    feature = "图片生成"
     probe_prompt = "A Shiba Inu sitting in the snow."
     model_missing_reply = MODEL_MISSING_REPLY
     rewriter = "image_rewrite"
@@ -154,3 +154,7 @@ class ImageIntent(GenerationIntent):
 
 _intent = ImageIntent()
 handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
+
+
+INTENT = IntentSpec(name="image", label="图片生成", handler=handle, follow_up="picture",
+                    describe="要求画一张图、生成一张图片或照片")

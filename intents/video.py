@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.jobs import Receipt
+from bot.plugin import IntentSpec
 from bot.time_text import eta_text
 from intents.generation import GenerationIntent
 
@@ -23,7 +24,6 @@ CAPTION = "你要的视频做好啦🎬"
 
 class VideoIntent(GenerationIntent):
     kind = "video"
-    feature = "视频生成"
     probe_prompt = "A panda playing a guitar in a bamboo forest."
     rewriter = "video_rewrite"
     words = (MIN_WORDS, MAX_WORDS)
@@ -46,3 +46,7 @@ class VideoIntent(GenerationIntent):
 
 _intent = VideoIntent()
 handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
+
+
+INTENT = IntentSpec(name="video", label="视频生成", handler=handle, follow_up="clip",
+                    describe="要求生成、制作一段视频或动画")

@@ -16,7 +16,8 @@ from bot.config.secret_store import Secrets
 from bot.config.sections import *  # noqa: F403 - the sections, listed in sections.__all__
 
 __all__ = [
-    "AlertsConfig", "AppConfig", "ConfigError", "ImageConfig", "JobsConfig", "QueueSettings", "ScheduleEntry",
+    "AlertsConfig", "AppConfig", "ConfigError", "ImageConfig", "JobsConfig", "QueueSettings",
+    "ScheduleEntry",
     "SchedulesConfig", "Secrets", "SmtpConfig", "VideoConfig", "last_good_path", "load", "load_resilient",
     "parse", "remember_good", *sections.__all__,
 ]

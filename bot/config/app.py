@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator
 
@@ -21,6 +21,7 @@ from bot.config.sections import (
     HistoryConfig,
     LLMConfig,
     OfflineConfig,
+    PluginsConfig,
     QuotasConfig,
     Section,
     WechatyConfig,
@@ -48,6 +49,15 @@ class AppConfig(Section):
     video: VideoConfig = VideoConfig()
     jobs: JobsConfig = JobsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    plugins: PluginsConfig = PluginsConfig()
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, context: dict[str, Any] | None = None, **kwargs: Any) -> AppConfig:
+        """Validate, with the plugin folders this config names in the context, so a room's `intents:`
+        may list a plugin's intent (RoomSettings checks the names)."""
+        if context is None and isinstance(obj, dict):
+            context = {"plugin_dirs": plugin_dirs(obj)}
+        return super().model_validate(obj, context=context, **kwargs)
 
     @field_validator("data_dir")
     @classmethod
@@ -55,5 +65,12 @@ class AppConfig(Section):
         return value.expanduser()
 
     def for_chat(self, chat: ChatRef, topic: str | None = None) -> ChatSettings:
-        """What applies in one chat: global defaults with the room's `groups.rooms` overrides on top."""
+        """What applies in one chat (`chat_settings`)."""
         return chat_settings(self, chat, topic)
+
+
+def plugin_dirs(data: dict[str, Any]) -> tuple[str, ...]:
+    """`plugins.dirs` as written in raw config data (before validation)."""
+    plugins = data.get("plugins")
+    dirs = plugins.get("dirs") if isinstance(plugins, dict) else None
+    return tuple(str(d) for d in dirs) if isinstance(dirs, list | tuple) else ()

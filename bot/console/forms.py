@@ -9,7 +9,7 @@ among the fields: they have their own page (bot/config/secret_store.py). Labels 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from bot.config import INTENT_NAMES, AppConfig, ConfigError, QuotasConfig, load
+from bot.config import AppConfig, ConfigError, QuotasConfig, load
 from bot.console.words import QUOTA_LABELS, Text
 from bot.ops.admin import _set_room
 from generators.settings import SpeedSettings
@@ -168,10 +168,11 @@ class RoomForm:
     quotas: Mapping[str, str] | None = None  # quota key -> text; "" = the global value
 
 
-def room_edit(form: RoomForm, existing_key: str | None) -> Any:
-    """Switch the room on or off (as #允许本群 / #禁用本群 do) and write its `groups.rooms` entry."""
+def room_edit(form: RoomForm, existing_key: str | None, all_intents: Sequence[str]) -> Any:
+    """Switch the room on or off (as #允许本群 / #禁用本群 do) and write its `groups.rooms` entry; every
+    intent this bot has switched on is written as "all" (no `intents:` list)."""
     key = existing_key or form.topic or form.room_id
-    intents = None if form.intents is None or set(form.intents) >= set(INTENT_NAMES) else list(form.intents)
+    intents = None if form.intents is None or set(form.intents) >= set(all_intents) else list(form.intents)
     quotas = {name: coerce("number", text) for name, text in (form.quotas or {}).items()}
     unknown = [name for name in quotas if name not in ROOM_QUOTAS]
     if unknown:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from loguru import logger
@@ -84,7 +84,8 @@ class ConsoleServer:
 
 
 def attach_console(channel: Channel, *, config: Callable[[], AppConfig], secrets: Secrets, jobs: Any,
-                   watcher: Any, live_workers: Callable[[], int] | None = None) -> ConsoleServer | None:
+                   watcher: Any, intents: Mapping[str, str],
+                   live_workers: Callable[[], int] | None = None) -> ConsoleServer | None:
     """Build the console for `channel`: mounted on the channel's page server when it has one (the
     playground), else a ConsoleServer to run as a service. None when `console.enabled` is false."""
     settings = config().console
@@ -93,7 +94,8 @@ def attach_console(channel: Channel, *, config: Callable[[], AppConfig], secrets
     checks = checks_for(channel, config, secrets, live_workers)
     rooms: Callable[[], Awaitable[list]] = channel.rooms
     deps = ConsoleDeps(config=config, login_status=lambda: login_status(channel), rooms=rooms, jobs=jobs,
-                       watcher=watcher, checks=checks.run_async, secrets=secrets, channel=channel)
+                       watcher=watcher, checks=checks.run_async, intents=dict(intents), secrets=secrets,
+                       channel=channel)
     auth = Auth(secrets.admin_password)
     app = build_console(deps, auth)
     mount = getattr(channel, "mount", None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from bot.channels.base import Channel, LoginStatus, RoomInfo
-from bot.config import INTENT_NAMES, AppConfig, ConfigError, Secrets
+from bot.config import AppConfig, ConfigError, Secrets
 from bot.console.actions import add_actions
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, LockedOut, Session
 from bot.console.channel_link import phase
@@ -37,7 +37,7 @@ from bot.console.forms import (
     room_edit,
     settings_edit,
 )
-from bot.console.words import INTENT_LABELS, LANG_COOKIE, QUOTA_LABELS, error, lang_of, pick
+from bot.console.words import LANG_COOKIE, QUOTA_LABELS, error, lang_of, pick
 
 if TYPE_CHECKING:
     from bot.config.watch import ConfigWatcher
@@ -57,6 +57,7 @@ class ConsoleDeps:
     jobs: JobQueue
     watcher: ConfigWatcher
     checks: Callable[[], Awaitable[list[Check]]]
+    intents: Mapping[str, str]  # the intents this bot has (the registry): name -> label, for the switches
     secrets: Secrets | None = None  # keys set in the console (None: the keys page is read-only)
     channel: Channel | None = None  # for the reconnect button
 
@@ -228,8 +229,8 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "quotas": {k: getattr(entry.quotas, k) for k in entry.quotas.model_fields_set}
                 if entry and entry.quotas else {},
             })
-        return {"rooms": rows, "intents": list(INTENT_NAMES), "quota_keys": list(ROOM_QUOTAS),
-                "intent_labels": {k: pick(INTENT_LABELS[k], language) for k in INTENT_NAMES},
+        return {"rooms": rows, "intents": list(deps.intents), "quota_keys": list(ROOM_QUOTAS),
+                "intent_labels": dict(deps.intents),
                 "quota_labels": {k: pick(QUOTA_LABELS[k], language) for k in ROOM_QUOTAS},
                 "writable": deps.watcher.path is not None}
 
@@ -238,7 +239,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
         key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
-        config = await _update(room_edit, form, key)
+        config = await _update(room_edit, form, key, deps.intents)
         applied = config.for_chat(_chat(body.room_id), body.topic)
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}

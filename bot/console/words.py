@@ -17,13 +17,6 @@ def lang_of(cookie: str | None) -> str:
     return cookie if cookie in LANGS else "zh"
 
 
-INTENT_LABELS: dict[str, Text] = {
-    "weather": ("天气", "weather"), "walk": ("步行路线", "walking route"),
-    "cycle": ("骑行路线", "cycling route"),
-    "drive": ("开车路线", "driving route"), "transit": ("公交地铁", "public transport"),
-    "places": ("找地方", "places"), "image": ("画图", "pictures"), "video": ("做视频", "videos"),
-    "chat": ("闲聊", "chat"),
-}
 QUOTA_LABELS: dict[str, Text] = {
     "user_messages_per_minute": ("每人每分钟消息数", "messages per person per minute"),
     "group_messages_per_minute": ("每群每分钟消息数", "messages per group per minute"),

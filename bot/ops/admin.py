@@ -51,6 +51,7 @@ class AdminTools:
     started_at: float
     checks: Callable[[], Awaitable[list[Any]]]  # the console's checks (WeChat, LLM, AMap ...): one source
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
+    intents: tuple[tuple[str, str], ...] = ()  # (name, label) of every intent this bot has, for #帮助
 
 
 Command = Callable[[AdminTools, IncomingMessage, str], Awaitable[str]]
@@ -272,7 +273,12 @@ async def deny_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str
 
 
 async def help_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
-    return HELP_TEXT
+    """The commands, and the intents on in this chat (a room's `intents:` switches some off)."""
+    if not tools.intents:
+        return HELP_TEXT
+    settings = tools.config().for_chat(msg.chat, msg.room_topic)
+    on = [f"{label}（{name}）" for name, label in tools.intents if settings.intent_enabled(name)]
+    return HELP_TEXT + "\n\n这里开通的功能：" + ("、".join(on) or "（无）")
 
 
 COMMANDS: dict[str, Command] = {

@@ -2,7 +2,7 @@
 runs the result — the services, then the channel feeding the dispatcher — until stopped.
 
 Reading `build_app` top to bottom shows everything the bot is made of. Nothing receives the
-Application itself; it only holds the wired parts for the lifecycle (and for tests to look at).
+Application itself; it holds the wired parts its lifecycle and the console need.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
@@ -48,11 +49,17 @@ from bot.pipeline.gates import (
     self_echo,
     typed_mention,
 )
-from intents import REGISTRY, weather
-from nlu.classify import classify
+from bot.plugin import IntentRegistry, load_intents
+from intents import weather
+from nlu.classify import LLMClassifier
 from nlu.embedded import EmbeddedClassifier
 from services.amap import AmapConnections
 from services.amap.errors import KEY_ENV as AMAP_KEY_ENV
+
+if TYPE_CHECKING:
+    from bot.jobs.celery_backend import CeleryBackend
+
+PLUGIN_SKIPPED = "插件 {source} 没有加载（{reason}），小爱照常服务，只是少了它的功能。修好后重启小爱。"
 
 
 class Service(Protocol):
@@ -72,12 +79,8 @@ class Application:
     dispatcher: Dispatcher
     services: list[tuple[str, Service]]
     live_llm: LiveLLM
-    history: History
     jobs: JobQueue
-    scheduler: Scheduler
     config_watcher: ConfigWatcher
-    alerts: DisconnectAlerts
-    notices: AdminNotices
     _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
@@ -117,12 +120,38 @@ class Application:
         self._stopped.set()
 
 
+class PluginReport:
+    """Service: once the channel is connected, tells the admins which plugins were skipped and why (the
+    log has the traceback); the bot serves without them."""
+
+    def __init__(self, intents: IntentRegistry, tell: Callable[..., Awaitable[int]],
+                 connected: Callable[[], bool]) -> None:
+        self.intents, self.tell, self.connected = intents, tell, connected
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.intents.failures:
+            self._task = asyncio.create_task(self._report(), name="plugin-report")
+
+    async def _report(self) -> None:
+        while not self.connected():  # noqa: ASYNC110 - channels offer a flag, not an event
+            await asyncio.sleep(0.5)
+        for failure in self.intents.failures:
+            await self.tell(PLUGIN_SKIPPED.format(source=failure.source, reason=failure.reason),
+                            key=f"plugin:{failure.source}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+
+
 def add_console(app: Application, secrets: Secrets) -> None:
     """The admin console (/admin) for a bot that is run for real (`xiaoai run` / playground): mounted on
     the playground's page server, else its own small web server started with the other services."""
     jobs = app.jobs
+    intents = {i.name: i.label for i in app.dispatcher.intents}
     console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
-                             watcher=app.config_watcher,
+                             watcher=app.config_watcher, intents=intents,
                              live_workers=lambda: jobs.backend_for("video").live_workers())
     if console is not None:
         app.services.append(("console", console))
@@ -135,6 +164,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     live = LiveConfig(config)
     if secrets.file is None:  # keys typed into the console, for what the environment does not set
         secrets.use_file(config.data_dir / SECRETS_FILE)
+    intents = load_intents(config.plugins.dirs)  # built-ins, plugin folders, entry points; read at start
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)
@@ -171,6 +201,34 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     # running it for a family: schedules, the config file, disconnect alerts
     amap = AmapConnections(key=lambda: (secrets.get(AMAP_KEY_ENV) or "").strip() or None)
     rooms = RoomDirectory()
+    scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
+                                                    notices=notices, jobs=jobs, history=history, amap=amap,
+                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents)
+    embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
+                                  cache_dir=config.data_dir / "cache")
+    dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
+                             jobs=jobs, amap=amap, rooms=rooms, notices=notices)
+    services: list[tuple[str, Service]] = [
+        ("jobs", jobs),
+        ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
+        ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
+        ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind))),
+        ("embedded classifier", embedded),
+        ("amap", amap),
+        ("scheduler", scheduler),
+        ("alerts", alerts),
+        ("config watch", watcher),
+        ("plugin report", PluginReport(intents, notices.tell, connected=lambda: channel.connected)),
+    ]
+    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
+                       live_llm=llm, jobs=jobs, config_watcher=watcher)
+
+
+def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_path: Path | None, *,
+                sender: Sender, notices: AdminNotices, jobs: JobQueue, history: History,
+                amap: AmapConnections, rooms: RoomDirectory, gpu_workers: CeleryBackend | None,
+                intents: IntentRegistry) -> tuple[Scheduler, ConfigWatcher, DisconnectAlerts, AdminCommands]:
+    """Running it for a family: schedules, the config file, disconnect alerts, admin commands."""
 
     async def resolve_room(room: str) -> str:
         """A schedule's `room`: a topic seen in a message, else looked up in the channel, else an id."""
@@ -180,7 +238,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     scheduler = Scheduler(
         live, send=sender.send, resolve_room=resolve_room,
-        weather_report=lambda city: weather.daily_report(amap.client(live.current.amap), city),
+        weather_report=lambda city: weather.daily_report(amap.client(live.current.amap), city,
+                                                         live.current.amap),
         remove_old_media=jobs.retention.cleanup, prune_history=history.prune,
     )
     live.subscribe(scheduler.on_config)
@@ -192,28 +251,19 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, started_at=started_at, checks=checks.run_async,
-                                     workers=gpu_workers.workers if gpu_workers else None))
+                                     workers=gpu_workers.workers if gpu_workers else None,
+                                     intents=tuple((i.name, i.label) for i in intents)))
+    return scheduler, watcher, alerts, admin
 
-    # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
-    embedded = EmbeddedClassifier(config=config.offline.classifier, cache_dir=config.data_dir / "cache")
+
+def _dispatcher(live: LiveConfig, intents: IntentRegistry, embedded: EmbeddedClassifier, *,
+                admin: AdminCommands, sender: Sender, history: History, llm: LiveLLM, jobs: JobQueue,
+                amap: AmapConnections, rooms: RoomDirectory, notices: AdminNotices) -> Dispatcher:
+    """The gates in order, then the LLM classifier (the embedded one without it), then the intent."""
     gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
              NonText(sender.reply), Record(history), mention_only, RateLimit(sender.reply)]
-    dispatcher = Dispatcher(
-        config=live, gates=gates, classify_llm=classify, classify_embedded=embedded, handlers=REGISTRY,
-        reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=FollowUps(),
-        notify_admins=notices.tell,
+    return Dispatcher(
+        config=live, gates=gates, classify_llm=LLMClassifier(intents), classify_embedded=embedded,
+        intents=intents, reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client,
+        followups=FollowUps(), notify_admins=notices.tell,
     )
-    services: list[tuple[str, Service]] = [
-        ("jobs", jobs),
-        ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
-        ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
-        ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind))),
-        ("embedded classifier", embedded),
-        ("amap", amap),
-        ("scheduler", scheduler),
-        ("alerts", alerts),
-        ("config watch", watcher),
-    ]
-    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
-                       live_llm=llm, history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher,
-                       alerts=alerts, notices=notices)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot.ops.notices import ADMINS_TOLD
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, CAROL, FAMILY, at
 
 WEATHER = "明天北京会下雨吗"
@@ -28,7 +28,7 @@ def no_amap_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_no_admins_configured_no_claim(running_bot, peer, fake_llm, no_amap_key):
-    fake_llm.classify(WEATHER, Intent.WEATHER.value)
+    fake_llm.classify(WEATHER, Intent.WEATHER.label)
     async with running_bot():
         text = await ask(peer, WEATHER)
     assert ADMINS_TOLD not in text and "管理员还没设置" in text, text
@@ -36,7 +36,7 @@ async def test_no_admins_configured_no_claim(running_bot, peer, fake_llm, no_ama
 
 
 async def test_claim_only_after_the_admin_has_the_notice(running_bot, peer, fake_llm, no_amap_key):
-    fake_llm.classify(WEATHER, Intent.WEATHER.value)
+    fake_llm.classify(WEATHER, Intent.WEATHER.label)
     async with running_bot({"bot": {"admins": [CAROL]}}):
         text = await ask(peer, WEATHER)
         private = [m for m in peer.sent() if m["to"] == CAROL]
@@ -50,7 +50,7 @@ async def test_claim_only_after_the_admin_has_the_notice(running_bot, peer, fake
 
 async def test_admin_unreachable_no_claim(running_bot, peer, fake_llm, no_amap_key):
     """An admin id the account cannot message (the puppet refuses the send): no claim either."""
-    fake_llm.classify(WEATHER, Intent.WEATHER.value)
+    fake_llm.classify(WEATHER, Intent.WEATHER.label)
     async with running_bot({"bot": {"admins": ["nobody@unknown"]}}):
         text = await ask(peer, WEATHER)
     assert ADMINS_TOLD not in text and "没能通知到管理员" in text, text

@@ -16,6 +16,7 @@ from bot.config.watch import ConfigWatcher, edit_yaml_text, write_atomically
 from tests import conftest
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, make_app, message, record_classifications
 from tests.conftest import wait_until
+from tests.support.app_parts import notices_of
 from tests.support.peer import BOT, FAMILY, at
 
 BASE = """\
@@ -172,7 +173,7 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(data), encoding="utf-8")
     async with running_bot(overrides) as app:
-        watcher = ConfigWatcher(path, apply=app.apply_config, notices=app.notices,
+        watcher = ConfigWatcher(path, apply=app.apply_config, notices=notices_of(app),
                                 connected=lambda: app.channel.connected)
         await watcher.start()
         try:

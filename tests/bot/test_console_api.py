@@ -28,6 +28,7 @@ from bot.console.web import ConsoleDeps, build_console
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
 from bot.messages import ChatRef
 from bot.ops.notices import AdminNotices
+from bot.plugin import load_intents
 from tests.bot.test_admin import IdleKind
 
 PASSWORD = "correct horse battery staple"
@@ -77,7 +78,8 @@ class Console:
         self.secrets = Secrets.from_env({}).use_file(tmp_path / "data" / "secrets.json")
         checks = StatusChecks(self.live, self.secrets).run_async
         deps = ConsoleDeps(config=self.live, login_status=lambda: self.status, rooms=rooms, jobs=self.jobs,
-                           watcher=self.watcher, checks=checks, secrets=self.secrets)
+                           watcher=self.watcher, checks=checks, secrets=self.secrets,
+                           intents={i.name: i.label for i in load_intents()})
         self.auth = Auth(password)
         root = build_console(deps, self.auth)
         from fastapi import FastAPI

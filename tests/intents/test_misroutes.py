@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import FakeAmap
 from tests.support.peer import BOT, FAMILY, at
 
@@ -26,7 +26,7 @@ async def said(peer, text: str, *, mention: bool = True, within: float = 20) -> 
 
 
 async def test_route_without_origin_asks_where_from(running_bot, peer, fake_llm, amap):
-    fake_llm.classify("去颐和园怎么走", Intent.PLACES.value)  # the LLM took it for a places search
+    fake_llm.classify("去颐和园怎么走", Intent.PLACES.label)  # the LLM took it for a places search
     async with running_bot(overrides(amap)):
         text = await said(peer, "去颐和园怎么走")
     assert "从哪里出发" in text and "没找到" not in text, text
@@ -60,7 +60,7 @@ async def test_follow_up_after_an_amap_error_keeps_the_intent(running_bot, peer,
 
 
 async def test_the_bots_name_first_addresses_it(running_bot, peer, fake_llm, amap):
-    fake_llm.classify("明天会下雨吗", Intent.WEATHER.value)
+    fake_llm.classify("明天会下雨吗", Intent.WEATHER.label)
     async with running_bot(overrides(amap)):
         with_space = await said(peer, "小爱 明天会下雨吗", mention=False)
         with_comma = await said(peer, "小爱，明天会下雨吗", mention=False)

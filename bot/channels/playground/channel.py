@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pydantic import BaseModel, Field
 
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.playground.transcript import Transcript
+from bot.channels.playground.web import MAX_TEXT, ChannelStopping, web_app
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, Reply
 
@@ -34,23 +34,9 @@ ROOM_ID = "playground@chatroom"
 BOT_ID = "xiaoai"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
-MAX_TEXT = 2000
 KEEPALIVE_S = 15.0
 SEEN_CLIENT_IDS = 500
 ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
-
-
-class ChannelStopping(Exception):
-    """A post arrived while the server shuts down: the bot would not answer it any more."""
-
-
-class PostedMessage(BaseModel):
-    """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
-    id for it, so a message sent again after a lost answer is shown and answered once."""
-
-    member_id: str
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    client_id: str | None = Field(default=None, max_length=64)
 
 
 JobStatus = Callable[[], list[dict[str, Any]]]
@@ -327,9 +313,23 @@ class PlaygroundChannel:
         return candidate
 
     def web_app(self) -> Any:
-        from bot.channels.playground.web import web_app
-
         return web_app(self)
+
+    # -- what the page reads (bot/channels/playground/web.py) ---------------------------------------
+    def room_info(self) -> dict[str, Any]:
+        """The room the page draws: topic, the bot, the members, the notice and the admin hint."""
+        return {"topic": self.config.room_topic, "bot": {"id": BOT_ID, "name": self._bot_name()},
+                "members": [{"id": i, "name": n} for i, n in self._members.items()],
+                "notice": self.notice() if callable(self.notice) else self.notice,
+                "admin_hint": ADMIN_HINT.format(id=next(iter(self._members)))}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def mounts(self) -> list[tuple[str, Any]]:
+        return list(self._mounts)
 
 
 def job_status_of(jobs: Any) -> JobStatus:
