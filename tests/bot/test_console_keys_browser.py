@@ -26,10 +26,10 @@ from loguru import logger
 from bot.channels.wechaty.channel import WechatyChannel
 from bot.config import Secrets, load
 from bot.runtime.app import add_console, build_app
-from intents import Intent
 from tests.bot.test_console_browser import screenshot, sent_to
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import TEST_KEY, script_slots
 from tests.support.fake_llm import is_classify, prompt_text
 from tests.support.peer import BOT, FAMILY, NodePeer, at, free_port
@@ -83,9 +83,9 @@ async def test_keys_logs_reconnect_and_every_page_in_chinese(tmp_path, fake_llm,
     for name in ("AMAP_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     amap_server.reset()
-    fake_llm.classify(CHAT, Intent.CHAT.value)
+    fake_llm.classify(CHAT, Intent.CHAT.label)
     fake_llm.add(lambda req: not is_classify(req) and CHAT in prompt_text(req), "挺好的，谢谢关心！")
-    fake_llm.classify(WEATHER, Intent.WEATHER.value)
+    fake_llm.classify(WEATHER, Intent.WEATHER.label)
     script_slots(fake_llm, "weather", WEATHER, {"place": "北京", "day": "明天"})
     port = free_port()
     path = tmp_path / "config.yaml"
