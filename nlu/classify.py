@@ -71,7 +71,9 @@ async def classify_text(llm: LLM, intents: IntentRegistry, question: str, sender
 def way_not_places(intent: IntentSpec, question: str, intents: IntentRegistry) -> IntentSpec:
     """A route intent (the travel mode the question names, else the first one, as the embedded classifier
     picks) for a places label on a question that asks the way ("去颐和园怎么走"); any other as it is."""
+    if intent.follow_up != "places" or not asks_the_way(question):
+        return intent
     routes = intents.with_follow_up("route")
-    if intent.follow_up != "places" or not routes or not asks_the_way(question):
+    if not routes:
         return intent
     return named_route_mode(question.lower(), load_examples(intents).route_modes) or routes[0]
