@@ -106,7 +106,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         """The model folder per config (explicit path, else the caches); ModelNotFound if none."""
         if self._folder is None:
             family, variant = self.family, self.config.model.variant
-            order = [variant] + [v for v in family.sources if v != variant]
+            order = [v for v in dict.fromkeys([variant, *family.sources]) if v in family.sources]
             self._folder = find_model(self.config.model.path, [family.sources[v] for v in order], self._env,
                                       setting=family.setting)
         return self._folder
