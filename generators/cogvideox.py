@@ -187,6 +187,10 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
         (no weights), so run it off the event loop the first time."""
         validate_request(request, self.limits, self.config.sampling.max_steps)
+        if request.image:
+            from generators.photos import decode_photo
+
+            decode_photo(request.image)  # a file that is no photo is refused before it is queued
         self.check_prompt_length(request.prompt)
         self.split_plan(request.guidance)
 

@@ -106,7 +106,7 @@ class VideoKind(GeneratorKind):
         from generators.mp4 import encode_mp4, scaled_bitrate
 
         encode = self._config().encode
-        kbps = scaled_bitrate(encode.bitrate_kbps, *output.size)
+        kbps = scaled_bitrate(encode.bitrate_kbps, *output.frames.shape[1:3])
         return encode_mp4(output.frames, path, output.fps, kbps, int(encode.max_mp4_mb * 1e6),
                           preset=encode.x264_preset)
 
