@@ -44,6 +44,9 @@ from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, Wo
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
 from bot.live_config import LiveConfig
 from bot.llm import LLM, LiveLLM
+from bot.photo_gate import PhotoGate
+from bot.photos import FOLDER as PHOTO_FOLDER
+from bot.photos import PhotoStore
 from bot.progress import LibraryWarmup
 from bot.scheduler import Scheduler
 from intents import REGISTRY, weather
@@ -162,6 +165,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
+    photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
+    jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
     # running it for a family: schedules, the config file, disconnect alerts
     amap = AmapConnections()
@@ -198,11 +203,13 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
     embedded = EmbeddedClassifier(config=config.offline.classifier)
+    followups = FollowUps()
     gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
-             NonText(sender.reply), Record(history), mention_only, RateLimit(sender.reply)]
+             PhotoGate(photos, followups, sender.reply), NonText(sender.reply), Record(history), mention_only,
+             RateLimit(sender.reply)]
     dispatcher = Dispatcher(
         config=live, gates=gates, classify_llm=classify, classify_embedded=embedded, handlers=REGISTRY,
-        reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=FollowUps(),
+        reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=followups,
         notify_admins=notices.tell,
     )
     services: list[tuple[str, Service]] = [

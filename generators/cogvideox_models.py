@@ -119,6 +119,15 @@ def size_problem(limits: ModelLimits, height: int, width: int) -> str | None:
     return None
 
 
+def released_photo_limits(variant: str) -> ModelLimits:
+    """What a released photo model accepts, from its variant name alone (no folder needed: the bot may
+    render on a remote host)."""
+    if is_15(variant):
+        return ModelLimits(variant, RELEASED_15_SIZE, MAX_FRAMES_15, 226, frame_step=FRAME_STEP_15,
+                           image_input=True)
+    return ModelLimits(variant, RELEASED_SIZE, MAX_FRAMES_10, 226, image_input=True)
+
+
 def photo_size(limits: ModelLimits, height: int, width: int, photo_width: int,
                photo_height: int) -> tuple[int, int]:
     """The render size for a photo: the configured one, turned upright for a portrait photo where the

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.context import Context
 from bot.jobs import Receipt
+from bot.messages import Reply
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
@@ -34,6 +36,15 @@ class VideoIntent(GenerationIntent):
         from generators.cogvideox import VideoRequest
 
         return VideoRequest.from_config(prompt, section.sampling, **overrides)
+
+    async def handle(self, ctx: Context) -> Reply | None:
+        """A request about a photo ("让这张照片动起来") is the photo flow's (intents/photo_video.py)."""
+        from intents.photo_video import handle as photo_video
+        from intents.photo_video import wants_photo_video
+
+        if wants_photo_video(ctx.message.text):
+            return await photo_video(ctx)
+        return await super().handle(ctx)
 
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK if receipt.live_workers else ACK_NO_WORKER
