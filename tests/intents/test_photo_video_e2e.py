@@ -37,7 +37,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 def config(models: dict[str, Path]) -> dict[str, Any]:
     return {"video": {"model": {"path": str(models["text"])}, "sampling": SMALL,
-                      "queue": {"seconds_per_job": 3}, "photo": {"model": {"path": str(models["photo"])}, "sampling": SMALL}}}
+                      "queue": {"seconds_per_job": 3},
+                      "photo": {"model": {"path": str(models["photo"])}, "sampling": SMALL}}}
 
 
 def camera_photo(colour: tuple[int, int, int], size: tuple[int, int] = (480, 640)) -> str:
