@@ -28,13 +28,14 @@ from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.transcript import Transcript
 from bot.config import PlaygroundConfig
-from bot.messages import ChatRef, IncomingMessage, Reply
+from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 
 ROOM_ID = "playground@chatroom"
 BOT_ID = "xiaoai"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
 MAX_TEXT = 2000
+MAX_PHOTO_BASE64 = 32_000_000  # base64 of a little over 20 MB: larger files get the kind "too large" reply
 KEEPALIVE_S = 15.0
 SEEN_CLIENT_IDS = 500
 ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
@@ -42,6 +43,15 @@ ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admin
 
 class ChannelStopping(Exception):
     """A post arrived while the server shuts down: the bot would not answer it any more."""
+
+
+class PostedPhoto(BaseModel):
+    """A photo a member sent with the page's photo button: the file as base64, and its name."""
+
+    member_id: str
+    name: str = Field(default="photo.jpg", max_length=200)
+    data: str = Field(min_length=1, max_length=MAX_PHOTO_BASE64)
+    client_id: str | None = Field(default=None, max_length=64)
 
 
 class PostedMessage(BaseModel):
@@ -243,6 +253,37 @@ class PlaygroundChannel:
         task.add_done_callback(self._tasks.discard)
         return event
 
+    async def post_photo(self, member_id: str, data: bytes, name: str,
+                         client_id: str | None = None) -> dict[str, Any]:
+        """A member sent a photo with the page's button: show it in the room, hand it to the router as a
+        photo message (the photo gate checks and keeps it; nothing answers a photo by itself)."""
+        if self._stopping:
+            raise ChannelStopping("the playground is shutting down; send it again when it is back")
+        if member_id not in self._members:
+            raise KeyError(member_id)
+        if client_id and client_id in self._posted:
+            return self._posted[client_id]
+        suffix = Path(name).suffix.lower()
+        suffix = suffix if suffix in IMAGE_SUFFIXES else ""
+        shown = self.media_dir / "playground" / (uuid.uuid4().hex + suffix)
+        await asyncio.to_thread(_write, shown, data)
+        event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text="")
+        event["media"] = await self._publish_file(shown)
+        event["media"]["name"] = Path(name).name or "photo"
+        if client_id:
+            event["client_id"] = client_id
+            self._posted[client_id] = event
+        self._broadcast(event)
+        message = IncomingMessage(
+            id=f"pg-{uuid.uuid4().hex[:12]}", chat=self.chat, sender_id=member_id,
+            sender_name=self._members[member_id], text="", mentioned=False, kind=MessageKind.PHOTO,
+            attachment=data, room_topic=self.config.room_topic,
+        )
+        task = asyncio.create_task(self._deliver(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return event
+
     async def _deliver(self, message: IncomingMessage) -> None:
         if self._on_message is None:
             return
@@ -344,6 +385,11 @@ def job_status_of(jobs: Any) -> JobStatus:
 
 def _sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -3,10 +3,12 @@ page reads (replayed after a reconnect), and the generated media. Served by `Pla
 
 from __future__ import annotations
 
+import base64
+import binascii
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from bot.channels.playground import ADMIN_HINT, BOT_ID, ChannelStopping, PostedMessage
+from bot.channels.playground import ADMIN_HINT, BOT_ID, ChannelStopping, PostedMessage, PostedPhoto
 
 if TYPE_CHECKING:
     from bot.channels.playground import PlaygroundChannel
@@ -47,6 +49,19 @@ def web_app(channel: PlaygroundChannel) -> Any:
             raise HTTPException(400, f"unknown member {body.member_id!r}") from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+
+    @app.post("/api/photos")
+    async def post_photo(body: PostedPhoto) -> dict[str, Any]:
+        try:
+            data = base64.b64decode(body.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPException(400, "the photo is not base64") from None
+        try:
+            return await channel.post_photo(body.member_id, data, body.name, body.client_id)
+        except ChannelStopping as exc:
+            raise HTTPException(503, str(exc)) from None
+        except KeyError:
+            raise HTTPException(400, f"unknown member {body.member_id!r}") from None
 
     @app.get("/api/events")
     async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
