@@ -91,7 +91,8 @@ async def test_a_member_uploads_a_photo_and_it_comes_alive_in_chromium(tmp_path,
                 driver.find_element(By.ID, "send").click()
 
             await asyncio.to_thread(ask)
-            acks = await poll(lambda: [t for t in driver.execute_script(BOT_TEXTS) if "排队" in t], 20, "the ack")
+            acks = await poll(lambda: [t for t in driver.execute_script(BOT_TEXTS) if "排队" in t],
+                              20, "the ack")
             video = await poll(lambda: (s := driver.execute_script(VIDEO_STATE)) and s["readyState"] >= 1
                                and s, 90, "a playable video")
     finally:
