@@ -5,6 +5,9 @@
 # when the machine lacks diffusers (the device tool's image has torch but not diffusers/torchao): diffusers,
 # torchao, loguru, pydantic, pydantic_core, ruamel.yaml, annotated-types, typing-inspection, typing_extensions.
 # FA3 rows need tokenspeed-fa3 on PYTHONPATH (63 MB: install it first, e.g. into /tmp/site).
+# Round 3 (a device call carries 64 MiB): FA3's wheel alone in a first call, then comfy-kitchen (36 MB without
+# its ROCm library, lib/hip dropped from the wheel) + cache-dit + the wheels above, then imageio-ffmpeg (29 MB,
+# for the MP4 stage) in a third, each installed into its own --target folder, all three on PYTHONPATH.
 set -u
 OUT=${OUT:-bench-out}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
@@ -53,6 +56,14 @@ for phase in "$@"; do
         run 300 $I --build schnell --model-dir /tmp/flux-schnell --rows plain,fp8-compile-fa3
         rm -rf /tmp/flux-schnell
         run 300 $I --build dev --model-dir /tmp/flux-dev --rows plain,fp8-compile-fa3 ;;
+    round3-kernels) run 240 python3 -m bench.attn8 --out "$OUT" ;;  # FA3 + comfy-kitchen on PYTHONPATH
+    round3-2b)  # BENCHMARKS.md round 3: anchor, presets, caches on a fixed schedule, 2x2 VAE tiles
+        run 480 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 400 --rows plain,preset-default \
+          --row preset-fast:preset=fast --row taylorseer2:taylorseer=2 --row cachedit2:cachedit=2 \
+          --row cachedit2-default:preset=default,cachedit=2 --vae tile=288x480
+        echo "== the first video after a restart, one process per preset (inductor's cache from above)"
+        run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0
+        run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-default:preset=default,warmup_steps=0 ;;
     5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
     *) echo "unknown phase $phase" ;;
   esac

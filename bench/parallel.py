@@ -1,7 +1,7 @@
 """`xiaoai bench video --parallel cfg|cfg+ulysses`: one video on 1 GPU vs 2 (CFG) vs 4 (CFG x Ulysses).
 
 Each row runs in fresh processes: rank 0 plus the other ranks joined by the production rank group code
-(`bot.jobs.rank_group.join_groups`: NCCL on GPUs, gloo on the CPU), each loading the production
+(`bot.hosts.rank_group.join_groups`: NCCL on GPUs, gloo on the CPU), each loading the production
 `CogVideoXGenerator` with `video.parallel` and a speed preset, then rendering one seeded request (rank 0
 `generate`, the others `follow`) after a warm-up video. Rank 0 times every step and the decode; its
 latents and frames are compared with the 1-GPU row of the same preset (fidelity: how far the split moved
@@ -37,7 +37,7 @@ def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, pres
     try:
         ranks = None
         if world > 1:
-            from bot.jobs.rank_group import GroupSpec, join_groups
+            from bot.hosts.rank_group import GroupSpec, join_groups
 
             ranks, _control = join_groups(GroupSpec(world, port, cuda=torch.cuda.is_available()), rank)
         elif torch.cuda.is_available():
@@ -87,7 +87,7 @@ def _row_main(rank: int, world: int, port: int, folder: str, parallel: str, pres
 def run_row(folder: Path, name: str, world: int, parallel: str, preset: str, steps: int,
             warmup_steps: int, timeout_s: float = 3600) -> dict[str, Any]:
     """One row in `world` fresh processes; rank 0's measurements (with its latents and frames)."""
-    from bot.jobs.rank_group import run_ranks
+    from bot.hosts.rank_group import run_ranks
 
     rows = run_ranks(_row_main, world, (str(folder), parallel, preset, steps, warmup_steps), timeout_s,
                      join_s=60)

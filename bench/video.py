@@ -25,6 +25,14 @@ from typing import Any
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, error_text, print_table, round_value
 from bench.timing import Clock, end_row, watching_decode
+from bench.whole import (
+    deliver,
+    enable_cachedit,
+    enable_taylorseer,
+    watching_text_encode,
+    whole_figures,
+    write_whole_summary,
+)
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft sunlight, cinematic"
 
@@ -248,6 +256,8 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     extra_rows: list[dict[str, Any]] = []
     # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
     settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
+    cachedit_skip = settings.pop("cachedit", None)  # bench only: cache-dit on a fixed schedule
+    taylorseer_interval = settings.pop("taylorseer", None)  # bench only: diffusers' TaylorSeer, eager
     generator = None
     step_ends: list[float] = []
     try:
@@ -283,6 +293,11 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                                             height=height, width=width, image=photo))
             row["warmup_run_s"] = round(sync.now() - begin, 2)
             row["warmup_steps"] = spec.warmup_steps
+        # after the warm-up: the schedule is for this render's steps, and compiled blocks stay as compiled
+        if cachedit_skip:
+            enable_cachedit(pipe, spec.steps, skip=int(cachedit_skip))
+        if taylorseer_interval:
+            enable_taylorseer(pipe, int(taylorseer_interval))
         active = generator.active_config
         speed = active.speed
         row["active"] = {"quantization": active.model.quantization, "compile": speed.compile,
@@ -291,10 +306,12 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         cache_changes: list[float] = []
         recorder = (recording_cache_decisions(cache_changes) if spec.settings.get("step_cache")
                     else contextlib.nullcontext())
-        with watching_decode(pipe, sync) as marks, recorder:
+        with watching_decode(pipe, sync) as marks, recorder, watching_text_encode(pipe, sync) as text:
             begin = sync.now()
             result = generator.generate(request, on_step=on_step)
             row["total_s"] = round(time.perf_counter() - begin, 3)
+        row["text_encode_s"] = round(text["text_encode_s"], 3)
+        row.update(whole_figures(row, deliver(result.frames, result.fps, generator.config.encode)))
         if cache_changes:
             threshold = float(spec.settings["step_cache"])
             row["cache_changes"] = cache_changes
@@ -352,6 +369,7 @@ def run(rows: list[RowSpec], folder: Path, out: Path | None, refs: References,
         results.extend(produced)
     table = print_table(results, env)
     if out is not None:
+        write_whole_summary(results, out)
         with (out / "video.md").open("a", encoding="utf-8") as handle:
             handle.write(f"\n{env['card']}, torch {env['torch']}, diffusers {env['diffusers']}\n\n{table}\n")
     return results

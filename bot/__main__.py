@@ -1,4 +1,4 @@
-"""`xiaoai` command line: parse arguments, load the config, build the app (bot/app.py) and run it."""
+"""`xiaoai` command line: parse arguments, load the config, build the app (bot/runtime/app.py) and run it."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot import instance_lock
 from bot.config import AppConfig, ConfigError, Secrets, load, load_resilient
-from bot.instance_lock import DataDirInUse, InstanceLock
 from bot.logs import setup_logging
+from bot.runtime import instance_lock
+from bot.runtime.instance_lock import DataDirInUse, InstanceLock
 
 STOP_GRACE_S = 5.0  # after a stop, a loading thread (weights, the classifier's examples) gets this long
 NO_PUPPET_HELP = (
@@ -56,7 +56,7 @@ The bot keeps retrying every few seconds and starts serving as soon as the gatew
 
 def _port_answers(endpoint: str) -> bool:
     """One quick TCP probe so a user who forgot the gateway is told at once (the bot retries anyway)."""
-    from bot.channels.wechaty import split_endpoint
+    from bot.channels.wechaty.channel import split_endpoint
 
     try:
         with socket.create_connection(split_endpoint(endpoint), timeout=1):
@@ -71,8 +71,8 @@ def _hold_data_dir(config: AppConfig) -> InstanceLock:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import add_console, build_app
-    from bot.channels.wechaty import WechatyChannel
+    from bot.channels.wechaty.channel import WechatyChannel
+    from bot.runtime.app import add_console, build_app
 
     config, config_error = _load_config(args.config)
     lock = _hold_data_dir(config)  # noqa: F841 - held for the life of the process
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _serve(app)
 
 
-def _serve(app) -> int:  # noqa: ANN001 - bot.app.Application, imported lazily
+def _serve(app) -> int:  # noqa: ANN001 - bot.runtime.app.Application, imported lazily
     async def main() -> None:
         loop = asyncio.get_running_loop()
         threads = ThreadPoolExecutor(thread_name_prefix="xiaoai")
@@ -122,8 +122,8 @@ async def _leave_busy_threads(threads: ThreadPoolExecutor) -> None:
 
 
 def cmd_serve_video(args: argparse.Namespace) -> int:
+    from bot.hosts.serve_video import serve
     from bot.jobs.kinds import TOKEN_ENV, video_token
-    from bot.video_service import serve
 
     token = video_token()
     if not token:
@@ -136,8 +136,8 @@ def cmd_serve_video(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery GPU worker for `jobs.backend: celery` (see README "More GPUs")."""
+    from bot.hosts.celery_worker import run_worker
     from bot.jobs.broker import BrokerUrlError
-    from bot.jobs.worker import run_worker
     from generators.parallel import ParallelSplitError
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -160,7 +160,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
                    loaded: tuple[AppConfig, str | None] | None = None) -> int:
     """Serve the local web playground (a simulated WeChat group) through the same app and router."""
-    from bot.playground import build_playground
+    from bot.runtime.playground import build_playground
 
     config, config_error = loaded or _load_config(args.config)
     lock = None if loaded else _hold_data_dir(config)  # noqa: F841 - `run` holds it already
@@ -204,7 +204,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_eval_intents(args: argparse.Namespace) -> int:
     """Accuracy, confusion table and per-message latency of a classifier on a labelled TSV set."""
-    from bot.eval_intents import run
+    from bench.intent_eval import run
 
     data = args.data
     if data is not None and not data.is_file():

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.context import Context
     from bot.messages import Reply
+    from bot.pipeline.context import Context
 
 Handler = Callable[["Context"], Awaitable["Reply | None"]]
 """`async def handle(ctx) -> Reply | None`: None means "already answered" (or deliberate silence)."""

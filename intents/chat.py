@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.context import Context
 from bot.llm import ChatMessage
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from prompts import render
 
 _SENTENCE_END = re.compile(r"[。！？!?\n]")

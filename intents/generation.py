@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 from loguru import logger
 
-from bot.context import Context
 from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt, limits_for
 from bot.llm import ChatMessage, LLMUnavailable, with_image
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from generators.base import GeneratorError, ModelNotFound
 from intents.base import UserInputError, not_enabled
 from prompts import render

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.context import Context
 from bot.messages import Reply
-from bot.photo_gate import PHOTO_QUESTION, REQUEST_SLOT
+from bot.pipeline.context import Context
+from bot.pipeline.photo_gate import PHOTO_QUESTION, REQUEST_SLOT
 from intents.generation import GenerationIntent
 from intents.video import VideoIntent
 

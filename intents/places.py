@@ -6,8 +6,8 @@ no city, no amap.default_city), gets a short question back.
 
 from __future__ import annotations
 
-from bot.context import Context
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from intents import Intent
 from intents.slots import amap_failed, amap_slots, finish, format_distance, not_found
 from services.amap import AmapError, Poi

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.context import Context
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from intents import Intent
 from intents.slots import amap_failed, amap_slots, finish, format_distance, format_duration, not_found
 from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan

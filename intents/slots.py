@@ -1,9 +1,10 @@
 """What the six AMap intents (天气, 四种路线, 地点推荐) share: slot extraction by the LLM (by rules
 without one), errors in plain Chinese, and the reply's formatting.
 
-A missing slot is asked for with `ctx.ask(...)`; the dispatcher routes the answer back (bot/dispatch.py)
-and the handler finds the open question in `ctx.pending`: its slots are merged with what the LLM reads
-from the answer, and the bare answer is taken as the asked slot when the LLM returns nothing for it.
+A missing slot is asked for with `ctx.ask(...)`; the dispatcher routes the answer back
+(bot/pipeline/dispatch.py) and the handler finds the open question in `ctx.pending`: its slots are
+merged with what the LLM reads from the answer, and the bare answer is taken as the asked slot when
+the LLM returns nothing for it.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from bot.messages import Reply
 from bot.time_text import duration_text
 from intents.base import UserInputError
 from intents.chat import fit_bubble
-from intents.rule_slots import rule_slots
+from nlu.rule_slots import rule_slots
 from prompts import render
 from services.amap import errors as amap
 
 if TYPE_CHECKING:
-    from bot.context import Context
-    from bot.dispatch import Pending
+    from bot.pipeline.context import Context
+    from bot.pipeline.dispatch import Pending
 
 _EMPTY_VALUES = {"", "null", "none", "无", "未知", "不知道", "没有", "未提及", "n/a"}
 _ANSWER_NOISE = re.compile(r"^(?:从|在|去|到|是|就)|(?:出发|吧|呀|啊|哦|呢|附近|那边|这边)$")

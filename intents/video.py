@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.context import Context
 from bot.jobs import Receipt
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.context import Context
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from intents.routes import WALK, handle_route
 
 

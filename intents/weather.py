@@ -12,8 +12,8 @@ import re
 
 from loguru import logger
 
-from bot.context import Context
 from bot.messages import Reply
+from bot.pipeline.context import Context
 from intents import Intent
 from intents.slots import amap_failed, amap_slots, explain, finish, local_now, not_found
 from services.amap import AmapClient, AmapError, DayCast, LiveWeather

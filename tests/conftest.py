@@ -108,9 +108,9 @@ async def wait_until(predicate: Callable[[], bool], within: float = 10.0, interv
 @pytest.fixture
 def running_bot(peer: Any, fake_llm: FakeLLM, tmp_path: Path):
     """Factory: `async with running_bot(overrides, env=..., connect=True) as app:`."""
-    from bot.app import build_app
-    from bot.channels.wechaty import WechatyChannel
+    from bot.channels.wechaty.channel import WechatyChannel
     from bot.config import AppConfig, Secrets
+    from bot.runtime.app import build_app
 
     @contextlib.asynccontextmanager
     async def start(overrides: dict[str, Any] | None = None, *, env: dict[str, str] | None = None,

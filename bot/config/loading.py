@@ -14,7 +14,7 @@ from ruamel.yaml.error import YAMLError
 from bot.config.app import AppConfig
 from bot.config.legacy import upgrade
 from bot.config.wording import friendly, syntax_problem
-from bot.yaml_guard import YamlBudgetExceeded, load_config_yaml
+from bot.config.yaml_guard import YamlBudgetExceeded, load_config_yaml
 
 
 class ConfigError(Exception):

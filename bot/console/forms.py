@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from bot.admin import _set_room
 from bot.config import INTENT_NAMES, AppConfig, ConfigError, QuotasConfig
+from bot.ops.admin import _set_room
 from generators.settings import SpeedSettings
 
 ROOM_QUOTAS = tuple(QuotasConfig.model_fields)

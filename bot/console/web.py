@@ -36,7 +36,7 @@ from bot.console.forms import (
 )
 
 if TYPE_CHECKING:
-    from bot.config_watch import ConfigWatcher
+    from bot.config.watch import ConfigWatcher
     from bot.jobs import JobQueue
 
 FINISHED_WINDOW_S = 24 * 3600

@@ -25,6 +25,7 @@ from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
 from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
+from bot.jobs.progress import StepProgress
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.types import (
@@ -38,7 +39,6 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
-from bot.progress import StepProgress
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 

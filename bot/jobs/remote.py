@@ -1,6 +1,6 @@
 """`RemoteBackend`: video jobs rendered by an `xiaoai serve-video` host over HTTP.
 
-Protocol (see `bot/video_service.py`): `POST /v1/videos/check` validates without queueing,
+Protocol (see `bot/hosts/serve_video.py`): `POST /v1/videos/check` validates without queueing,
 `POST /v1/videos` queues and returns a job id, `GET /v1/videos/{id}` reports status and progress,
 `GET /v1/videos/{id}/content` returns the MP4, `DELETE /v1/videos/{id}` cancels. Polling (not one long
 request) lets the bot show progress and really stop a render; a poll that gets no answer is retried

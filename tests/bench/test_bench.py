@@ -81,6 +81,12 @@ def test_bench_video_runs_end_to_end_on_the_tiny_model(tiny_2b: Path, tmp_path: 
     assert "| plain |" in printed and "| vae:untiled |" in printed
     assert len((tmp_path / "video.jsonl").read_text().splitlines()) == 3
     assert "| fused |" in (tmp_path / "video.md").read_text()
+    # the whole video: text encode inside the render, then the production MP4 encoder and the handoff
+    assert 0 < plain["text_encode_s"] < plain["total_s"]
+    assert plain["mp4_s"] > 0 and plain["handoff_s"] >= 0 and plain["mp4_bytes"] > 1000
+    assert plain["whole_s"] == pytest.approx(plain["total_s"] + plain["mp4_s"] + plain["handoff_s"], abs=0.01)
+    summary = json.loads((tmp_path / "whole_video.json").read_text())
+    assert set(summary) == {"plain", "fused"} and summary["plain"]["whole_s"] == plain["whole_s"]
 
 
 def test_a_failing_row_is_reported_and_the_rest_still_run(tiny_2b: Path,

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bot.app import Application, build_app
 from bot.channels.base import MessageHandler
 from bot.config import Secrets, parse
 from bot.messages import ChatRef, IncomingMessage, Reply
+from bot.runtime.app import Application, build_app
 from tests.support.http_fake import LoopbackServer, QuietHandler
 
 FAMILY_ID, FAMILY_TOPIC = "family@chatroom", "相亲相爱一家人"

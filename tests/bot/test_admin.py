@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.admin import HELP_TEXT, parse_command
 from bot.jobs import JobRequest, JobState
 from bot.messages import ChatRef
+from bot.ops.admin import HELP_TEXT, parse_command
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, FAMILY_TOPIC, make_app, message, record_classifications
 from tests.support.peer import BOT, FAMILY, at
 

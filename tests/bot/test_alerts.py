@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import DisconnectAlerts, fill_template
+from bot.ops.alerts import DisconnectAlerts, fill_template
 from tests.bot.ops_doubles import ADMIN, WebhookServer, make_app
 from tests.conftest import wait_until
 

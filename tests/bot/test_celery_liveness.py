@@ -9,9 +9,9 @@ import time
 import pytest
 
 from bot.config.jobs import JobsConfig
+from bot.hosts.celery_worker import Heartbeat
 from bot.jobs.broker import redis_client
 from bot.jobs.celery_backend import CeleryBackend
-from bot.jobs.worker import Heartbeat
 from tests.conftest import wait_until
 from tests.support.redis_server import RedisServer
 

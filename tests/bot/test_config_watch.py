@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from bot.config_watch import ConfigWatcher, edit_yaml_text, write_atomically
+from bot.config.watch import ConfigWatcher, edit_yaml_text, write_atomically
 from tests import conftest
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, make_app, message, record_classifications
 from tests.conftest import wait_until

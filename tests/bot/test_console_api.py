@@ -15,17 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.admin_notices import AdminNotices
 from bot.channels.base import LoginStatus, RoomInfo
 from bot.config import AppConfig, Secrets, load
-from bot.config_watch import ConfigWatcher
+from bot.config.live import LiveConfig
+from bot.config.watch import ConfigWatcher
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, is_loopback
 from bot.console.checks import StatusChecks, llm_summary
 from bot.console.server import ConsoleServer
 from bot.console.web import ConsoleDeps, build_console, phase
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
-from bot.live_config import LiveConfig
 from bot.messages import ChatRef
+from bot.ops.notices import AdminNotices
 from tests.bot.test_admin import IdleKind
 
 PASSWORD = "correct horse battery staple"

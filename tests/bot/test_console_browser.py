@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bot.app import add_console, build_app
-from bot.channels.wechaty import WechatyChannel
+from bot.channels.wechaty.channel import WechatyChannel
 from bot.config import Secrets, load
 from bot.console.web import qr_svg
 from bot.jobs import JobState
 from bot.messages import ChatRef
+from bot.runtime.app import add_console, build_app
 from intents import Intent
 from tests.bot.test_playground import PANDA_PROMPT
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from bot.config import AppConfig, Secrets
-from bot.playground import build_playground
+from bot.runtime.playground import build_playground
 from tests import conftest
 from tests.bot.test_playground import Page
 from tests.conftest import wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from bot import gates
+from bot.pipeline import gates
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, OTHER_ID, make_app, message, record_classifications
 
 CONFIG = f"""\

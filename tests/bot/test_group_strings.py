@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+import bot.hosts
 import bot.jobs
 import generators
 import intents
+import nlu
 from generators.loading import ModelSource, find_model, read_component_config
 from intents.slots import explain
 from services.amap import errors as amap_errors
@@ -38,10 +40,10 @@ LEAKY_VALUES = re.compile(r"\bexc\b(?!\.(zh|status_code))|path|folder|url|looked
 # an asker exception's own message (itself checked here); find_model's sentence (built below)
 SAFE_VALUES = {"str(exc)", "_feature(setting)"}
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-GROUP_FACING_PACKAGES = (intents, bot.jobs)
-GROUP_FACING_MODULES = ("bot.dispatch", "bot.gates", "bot.jobs.outbox", "bot.jobs.remote",
+GROUP_FACING_PACKAGES = (intents, nlu, bot.jobs, bot.hosts)
+GROUP_FACING_MODULES = ("bot.pipeline.dispatch", "bot.pipeline.gates", "bot.jobs.outbox", "bot.jobs.remote",
                         "bot.jobs.celery_backend", "bot.jobs.admission")
-RAISING_DIRS = ("intents", "generators", "bot/jobs")
+RAISING_DIRS = ("intents", "nlu", "generators", "bot/jobs", "bot/hosts")
 
 
 def _modules() -> list[object]:

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from bot.config import AppConfig, VideoConfig
+from bot.hosts.serve_video import create_app
 from bot.jobs import Job, JobRequest, JobState, RemoteBackend
 from bot.jobs.kinds import VideoKind
 from bot.messages import ChatRef
-from bot.video_service import create_app
 from generators.cogvideox import VideoRequest
 from generators.mp4 import scaled_bitrate
 from generators.photos import encode_photo

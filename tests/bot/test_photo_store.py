@@ -13,7 +13,7 @@ from PIL import Image
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.messages import ChatRef
-from bot.photos import PhotoStore
+from bot.pipeline.photos import PhotoStore
 from generators.photos import PhotoRefused
 
 FAMILY, OTHER = ChatRef("family@chatroom", True), ChatRef("work@chatroom", True)

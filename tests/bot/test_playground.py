@@ -58,7 +58,7 @@ class Page:
 async def playground(tmp_path: Path, fake_llm: Any, overrides: dict[str, Any] | None = None
                      ) -> AsyncIterator[tuple[Any, Any, Page]]:
     from bot.config import AppConfig, Secrets
-    from bot.playground import build_playground
+    from bot.runtime.playground import build_playground
 
     playground_section = {"port": 0, "demo_models": False}
     data = conftest.test_config_data(tmp_path / "data", conftest.deep_merge(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from bot.channels.transcript import Transcript
+from bot.channels.playground.transcript import Transcript
 from intents import Intent
 from tests.bot.test_playground import Page, playground
 from tests.conftest import wait_until

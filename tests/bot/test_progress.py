@@ -12,8 +12,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from bot.jobs.progress import StepProgress
 from bot.logs import setup_logging
-from bot.progress import StepProgress
 from tests.bot.test_jobs import FakeKind, make_queue, request
 from tests.conftest import wait_until
 
@@ -102,7 +102,7 @@ WARMUP = textwrap.dedent("""
         logging.getLogger(name).addFilter(Count(pattern))
     setup_logging("INFO", stream=sys.stdout)
     from bot.config import VideoConfig
-    from bot.progress import LibraryWarmup
+    from bot.jobs.progress import LibraryWarmup
     from bot.jobs.kinds import VideoKind
     path = sys.argv[1] if len(sys.argv) > 1 else None
     kind = VideoKind(lambda: VideoConfig(model={"path": path}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.gates import RateLimit
+from bot.pipeline.gates import RateLimit
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, OTHER_ID, make_app, message, record_classifications
 from tests.support.peer import BOT, FAMILY, at
 

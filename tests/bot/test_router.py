@@ -43,7 +43,7 @@ async def test_a_replaced_llm_client_is_closed_once_its_calls_must_have_ended() 
     import asyncio
 
     from bot.config import AppConfig, Secrets
-    from bot.live_config import LiveConfig
+    from bot.config.live import LiveConfig
     from bot.llm import LiveLLM
 
     config = AppConfig.model_validate({"llm": {"timeout_s": 0.1, "retries": 0}})

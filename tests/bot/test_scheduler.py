@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import ConfigError, ScheduleEntry, parse
-from bot.scheduler import Scheduler, trigger_for
+from bot.ops.scheduler import Scheduler, trigger_for
 from intents.weather import DAILY_OFF_REPLY as WEATHER_OFF_REPLY
 from tests.bot.ops_doubles import FAMILY_ID, FAMILY_TOPIC, make_app, message
 from tests.support.peer import FAMILY

@@ -14,11 +14,11 @@ import pytest
 import uvicorn
 
 from bot.config import AppConfig, VideoConfig
+from bot.hosts.serve_video import create_app
 from bot.jobs import Job, JobRequest, JobState, RemoteBackend
 from bot.jobs.kinds import VideoKind
 from bot.jobs.remote import REFUSED
 from bot.messages import ChatRef
-from bot.video_service import create_app
 from generators.base import GenerationCancelled, GeneratorError
 from generators.cogvideox import VideoRequest
 from tests.support.peer import free_port

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import EmbeddedClassifierConfig
-from bot.eval_follow_ups import evaluate_follow_ups, load_follow_ups
-from bot.eval_intents import (
+from bench.intent_eval import (
     DATA_DIR,
     DEFAULT_DATA,
     FOLLOW_UPS,
     INTENT_SETS,
     evaluate,
+    evaluate_follow_ups,
     format_report,
+    load_follow_ups,
     load_samples,
 )
+from bot.config import EmbeddedClassifierConfig
 from intents import Intent
-from intents.embedded import (
+from nlu.embedded import (
     EXAMPLES_PATH,
     EmbeddedClassifier,
     decide,
@@ -239,8 +240,8 @@ async def test_fallback_follows_the_enabled_switch_per_message(tmp_path) -> None
 
 
 def test_eval_intents_with_the_llm_classifier_against_a_real_http_server(fake_llm, tmp_path) -> None:
+    from bench.intent_eval import run
     from bot.config import AppConfig, Secrets
-    from bot.eval_intents import run
 
     fake_llm.classify("明天北京下雨吗", "天气")
     fake_llm.classify("画一只猫", "图片生成")

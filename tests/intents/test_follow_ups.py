@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intents import Intent
-from intents.follow_ups import FollowUp, PreviousTurn, resolve_follow_up, subject_of
+from nlu.follow_ups import FollowUp, PreviousTurn, resolve_follow_up, subject_of
 
 
 def after(intent: Intent, text: str, follow_up: str) -> FollowUp | None:

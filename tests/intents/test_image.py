@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from bot.config import LLMConfig, Secrets
-from bot.context import Context
 from bot.llm import LLM
+from bot.pipeline.context import Context
 from generators.image_api import REFUSED_REPLY
 from intents import Intent
 from intents.base import UserInputError

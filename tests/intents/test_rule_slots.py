@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.eval_follow_ups import evaluate_slots, format_slots, load_slot_samples
-from bot.eval_intents import DATA_DIR, SLOT_SETS
-from intents.rule_slots import rule_slots
+from bench.intent_eval import DATA_DIR, SLOT_SETS, evaluate_slots, format_slots, load_slot_samples
 from intents.slots import rule_slots as rule_slots_from_slots
+from nlu.rule_slots import rule_slots
 
 SLOT_ACCURACY_LINE = 0.95
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.config import LLMConfig, Secrets
-from bot.context import Context
 from bot.llm import LLM
+from bot.pipeline.context import Context
 from intents.base import UserInputError
 from intents.generation import RewriteRejected, clean_prompt, estimate_tokens, fit_tokens, requested_overrides
 from intents.video import NO_LLM_REPLY, rewrite_prompt

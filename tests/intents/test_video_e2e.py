@@ -211,7 +211,7 @@ async def test_bad_frame_count_and_pending_limit_get_clear_replies(running_bot, 
 async def test_remote_backend_through_the_service(running_bot, peer, fake_llm, tiny_model, tmp_path,
                                                   monkeypatch):
     from bot.config import AppConfig
-    from bot.video_service import create_app
+    from bot.hosts.serve_video import create_app
 
     port = free_port()
     service = create_app(AppConfig.model_validate(

@@ -10,13 +10,13 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.app import Application, build_app
 from bot.config import AppConfig, Secrets
-from bot.context import Context
-from bot.conversation import HistoryEntry
-from bot.dispatch import FollowUps, transcript
-from bot.gates import Turn
 from bot.messages import ChatRef, IncomingMessage, Reply
+from bot.pipeline.context import Context
+from bot.pipeline.conversation import HistoryEntry
+from bot.pipeline.dispatch import FollowUps, transcript
+from bot.pipeline.gates import Turn
+from bot.runtime.app import Application, build_app
 from services.amap import AmapClient
 from tests.conftest import test_config_data
 

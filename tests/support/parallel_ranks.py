@@ -25,7 +25,7 @@ def record_latents(pipe: Any, store: list[Any]) -> None:
 
 def _rank_main(rank: int, world: int, port: int, folder: str, results: Any) -> None:
     from bot.config import VideoConfig
-    from bot.jobs.rank_group import GroupSpec, join_groups
+    from bot.hosts.rank_group import GroupSpec, join_groups
     from generators.base import GenerationCancelled, GeneratorError
     from generators.cogvideox import CogVideoXGenerator, VideoRequest
 
@@ -79,7 +79,7 @@ def _rank_main(rank: int, world: int, port: int, folder: str, results: Any) -> N
 
 def run_ranks(folder: Path, world: int = 2, timeout: float = 240) -> list[dict[str, Any]]:
     """Run the ranks to the end; their outcomes sorted by rank."""
-    from bot.jobs import rank_group
+    from bot.hosts import rank_group
 
     outcomes = rank_group.run_ranks(_rank_main, world, (str(folder),), timeout)
     return sorted(outcomes, key=lambda o: o["rank"])

@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from bot.jobs.rank_group import RankGroup
+from bot.hosts.rank_group import RankGroup
 
 
 def _reduce(ranks: Any, value: float) -> float:

@@ -120,7 +120,8 @@ class VideoKind(GeneratorKind):
 
 class ModelPreload:
     """Service: loads a kind's local model in the background at start when its `load_at_start` is set
-    (used for both `video` and `image`; the imports alone are warmed up by `bot.progress.LibraryWarmup`)."""
+    (used for both `video` and `image`; the imports alone are warmed up by
+    `bot.jobs.progress.LibraryWarmup`)."""
 
     def __init__(self, kind: GeneratorKind, config: Callable[[], Any]) -> None:
         self._kind = kind

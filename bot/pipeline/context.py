@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.config import AppConfig, ChatSettings
-from bot.conversation import HistoryEntry
 from bot.llm import LLM
 from bot.messages import IncomingMessage, Reply
+from bot.pipeline.conversation import HistoryEntry
 
 if TYPE_CHECKING:
-    from bot.dispatch import FollowUps, Pending
     from bot.jobs import JobQueue
+    from bot.pipeline.dispatch import FollowUps, Pending
     from intents import Intent
     from services.amap import AmapClient
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from bot.context import Context
 from bot.llm import LLM, ChatMessage
+from bot.pipeline.context import Context
 from intents import Intent
 from prompts import render
 

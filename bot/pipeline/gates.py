@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.config import ChatSettings
-from bot.conversation import History
 from bot.messages import IncomingMessage, MessageKind, Reply
+from bot.pipeline.conversation import History
 
 
 @dataclass(frozen=True)

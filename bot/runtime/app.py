@@ -16,18 +16,24 @@ from typing import Protocol
 
 from loguru import logger
 
-from bot.admin import AdminCommands, AdminTools
-from bot.admin_notices import AdminNotices
-from bot.alerts import DisconnectAlerts
 from bot.background import cancel_and_wait
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
-from bot.config_watch import ConfigWatcher
+from bot.config.live import LiveConfig
+from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
 from bot.console.checks import llm_summary
-from bot.conversation import History, Sender
-from bot.dispatch import Dispatcher, FollowUps
-from bot.gates import (
+from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
+from bot.jobs.progress import LibraryWarmup
+from bot.llm import LLM, LiveLLM
+from bot.ops.admin import AdminCommands, AdminTools
+from bot.ops.alerts import DisconnectAlerts
+from bot.ops.notices import AdminNotices
+from bot.ops.scheduler import Scheduler
+from bot.pipeline.conversation import History, Sender
+from bot.pipeline.dispatch import Dispatcher, FollowUps
+from bot.pipeline.gates import (
     AdminGate,
     Dedup,
     NonText,
@@ -40,18 +46,12 @@ from bot.gates import (
     self_echo,
     typed_mention,
 )
-from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
-from bot.live_config import LiveConfig
-from bot.llm import LLM, LiveLLM
-from bot.photo_gate import PhotoGate
-from bot.photos import FOLDER as PHOTO_FOLDER
-from bot.photos import PhotoStore
-from bot.progress import LibraryWarmup
-from bot.scheduler import Scheduler
+from bot.pipeline.photo_gate import PhotoGate
+from bot.pipeline.photos import FOLDER as PHOTO_FOLDER
+from bot.pipeline.photos import PhotoStore
 from intents import REGISTRY, weather
-from intents.classify import classify
-from intents.embedded import EmbeddedClassifier
+from nlu.classify import classify
+from nlu.embedded import EmbeddedClassifier
 from services.amap import AmapConnections
 
 

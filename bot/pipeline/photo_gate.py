@@ -1,5 +1,5 @@
-"""The gate photos pass: every photo in an allowed chat is kept (`bot.photos.PhotoStore`), silently; a
-photo that answers the bot's "把照片发给我吧" becomes the asker's request again, now with the photo; and
+"""The gate photos pass: every photo in an allowed chat is kept (`bot.pipeline.photos.PhotoStore`),
+silently; a photo that answers the bot's "把照片发给我吧" becomes the asker's request again, now with the photo; and
 an addressed text message carries the asker's latest photo in this room (within
 `video.photo.max_age_minutes`), so "@小爱 让这张照片动起来" finds the one just posted.
 
@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from bot.gates import ReplyFn, Turn
 from bot.messages import MessageKind, Reply
-from bot.photos import PhotoStore
+from bot.pipeline.gates import ReplyFn, Turn
+from bot.pipeline.photos import PhotoStore
 from generators.photos import NOT_A_PHOTO, UNREADABLE, PhotoRefused
 
 if TYPE_CHECKING:
-    from bot.dispatch import FollowUps, Pending
+    from bot.pipeline.dispatch import FollowUps, Pending
 
 PHOTO_QUESTION = "photo"  # the open question's kind when the bot asked for a photo
 REQUEST_SLOT = "request"  # the words of the request that is waiting for the photo

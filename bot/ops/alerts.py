@@ -22,9 +22,9 @@ import httpx
 from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from bot.admin_notices import AdminNotices
 from bot.background import cancel_and_wait
 from bot.config import AlertsConfig, AppConfig, SmtpConfig
+from bot.ops.notices import AdminNotices
 from bot.time_text import duration_text
 
 WEBHOOK_URL_ENV = "XIAOAI_ALERT_WEBHOOK_URL"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.app import Application, add_console, build_app
-from bot.channels.playground import PlaygroundChannel, job_status_of
-from bot.channels.transcript import Transcript
+from bot.channels.playground.channel import PlaygroundChannel, job_status_of
+from bot.channels.playground.transcript import Transcript
 from bot.config import AppConfig, Secrets
+from bot.runtime.app import Application, add_console, build_app
 
 NO_LLM_NOTICE = "没有配置大模型：闲聊和提示词润色不可用，其它功能照常。"
 

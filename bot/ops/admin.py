@@ -23,9 +23,9 @@ from bot.messages import IncomingMessage, MessageKind, Reply
 from bot.time_text import duration_text
 
 if TYPE_CHECKING:
-    from bot.config_watch import ConfigWatcher
+    from bot.config.watch import ConfigWatcher
     from bot.jobs import JobQueue
-    from bot.scheduler import Scheduler
+    from bot.ops.scheduler import Scheduler
 
 HELP_TEXT = """管理员命令：
 #状态 — 运行时间、微信连接、队列、模型和显存

@@ -1,7 +1,16 @@
-"""`xiaoai eval-intents`: accuracy, a confusion table and latency of a classifier on a labelled set.
+"""`xiaoai eval-intents`: accuracy, a confusion table and latency of a classifier on a labelled set,
+plus the two no-LLM measurements beside it: two-turn follow-ups and rule-based slots.
 
-The set is a TSV file with a header `label<TAB>text`; labels are the Chinese intent labels (天气 ... 其它).
-Each message is classified on its own (no chat history), the way a fresh @-mention would be.
+An intent set is a TSV file with a header `label<TAB>text`; labels are the Chinese intent labels (天气 ...
+其它). Each message is classified on its own (no chat history), the way a fresh @-mention would be.
+
+Follow-ups (follow_ups.tsv): `label, previous_label, previous_text, text, slots`. The previous turn is
+remembered the way the dispatcher would (`PreviousTurn.from_request`); the message is resolved against it,
+and classified on its own when it is no follow-up. Slots (slots*.tsv): `kind, text, slots`, read by
+`rule_slots`. Expected slots are `key=value;key=value` (value may be empty).
+
+The labelled sets live in the checkout's tests/data (not packaged): an installed copy measures one set
+given with `--data`.
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ from pathlib import Path
 
 from bot.config import AppConfig, Secrets
 from intents import Intent
+from nlu.follow_ups import SLOT_KINDS, PreviousTurn, resolve_follow_up, subject_of
+from nlu.rule_slots import rule_slots
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "data"  # present only in a checkout
 DEFAULT_DATA = DATA_DIR / "intents.tsv"
 # what `eval-intents` measures with no --data: each labelled set, the follow-ups, the slot sets
 INTENT_SETS = ("intents.tsv", "intents_family.tsv", "intents_family_heldout.tsv",
@@ -134,7 +145,7 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
                     ) -> tuple[TextClassifier, Callable[[], None]]:
     """A text -> Intent function for `kind` ('embedded' or 'llm'), plus a cleanup callback."""
     if kind == "embedded":
-        from intents.embedded import EmbeddedClassifier
+        from nlu.embedded import EmbeddedClassifier
 
         embedded = EmbeddedClassifier(config=config.offline.classifier)
         embedded.load()  # not timed: loading happens once at bot start
@@ -154,7 +165,7 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
 
 def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClassifier, Callable[[], None]]:
     from bot.llm import LLM
-    from intents.classify import classify_text
+    from nlu.classify import classify_text
 
     llm = LLM(config.llm, secrets)
     if not llm.configured:
@@ -185,14 +196,9 @@ def run(kind: str, data: Path | None, config: AppConfig, secrets: Secrets) -> Ev
 
 
 def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> EvalResult:
-    from bot.eval_follow_ups import (
-        evaluate_follow_ups,
-        evaluate_slots,
-        format_slots,
-        load_follow_ups,
-        load_slot_samples,
-    )
-
+    if not DATA_DIR.is_dir():
+        raise SystemExit(f"no labelled sets at {DATA_DIR} (they ship with the source checkout): "
+                         "pass --data PATH, a TSV of label<TAB>text")
     everything = EvalResult([], [], [], cpu_seconds=cpu if cpu is not None else [])
     summary = []
     for name in INTENT_SETS:
@@ -220,9 +226,123 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> Ev
         summary.append(f"{name}: {slots.accuracy:.1%} ({slots.total - len(slots.mistakes)}/{slots.total})")
     print(f"\n== all labelled sets together\n{format_report(everything, kind)}")
     if kind == "embedded":
-        from intents.embedded import engine_threads
+        from nlu.embedded import engine_threads
 
         summary.append(f"embedding engine threads: {engine_threads()}, CPU cores: {os.cpu_count()}, "
                        f"load average: {_load()}")
     print("\n== summary\n" + "\n".join(summary))
     return everything
+
+
+# --- follow-ups and rule slots ---------------------------------------------------------
+_BY_LABEL = {intent.value: intent for intent in Intent}
+
+
+@dataclass(frozen=True)
+class FollowUpSample:
+    intent: Intent
+    previous: Intent
+    previous_text: str
+    text: str
+    slots: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SlotSample:
+    kind: str
+    text: str
+    slots: dict[str, str]
+
+
+@dataclass
+class SlotResult:
+    total: int = 0
+    mistakes: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return (self.total - len(self.mistakes)) / self.total if self.total else 0.0
+
+
+def _rows(path: Path, columns: int) -> list[tuple[int, list[str]]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if number == 1 or not line.strip() or line.startswith("#"):
+            continue
+        cells = line.split("\t")
+        if len(cells) < columns - 1:
+            raise ValueError(f"{path}:{number}: expected {columns} tab-separated columns")
+        rows.append((number, [c.strip() for c in cells] + [""] * (columns - len(cells))))
+    return rows
+
+
+def parse_slots(text: str) -> dict[str, str]:
+    pairs = [p.partition("=") for p in text.split(";") if p.strip()]
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def load_follow_ups(path: Path) -> list[FollowUpSample]:
+    samples = []
+    for number, (label, previous, previous_text, text, slots) in _rows(path, 5):
+        if label not in _BY_LABEL or previous not in _BY_LABEL or not text or not previous_text:
+            raise ValueError(f"{path}:{number}: expected label, previous label, previous text, text, slots")
+        samples.append(FollowUpSample(_BY_LABEL[label], _BY_LABEL[previous], previous_text, text,
+                                      parse_slots(slots)))
+    return samples
+
+
+def load_slot_samples(path: Path) -> list[SlotSample]:
+    samples = []
+    for number, (kind, text, slots) in _rows(path, 3):
+        if kind not in ("weather", "route", "places") or not text:
+            raise ValueError(f"{path}:{number}: expected kind (weather/route/places), text, slots")
+        samples.append(SlotSample(kind, text, parse_slots(slots)))
+    return samples
+
+
+def answer_slots(intent: Intent, text: str) -> dict[str, str]:
+    """What a no-LLM answer to a message on its own would use: rule slots, or the picture's subject."""
+    if intent in SLOT_KINDS:
+        return rule_slots(SLOT_KINDS[intent], text)
+    if intent in (Intent.IMAGE, Intent.VIDEO):
+        return {"subject": subject_of(text)}
+    return {}
+
+
+async def evaluate_follow_ups(classify: TextClassifier, samples: list[FollowUpSample]
+                              ) -> tuple[EvalResult, SlotResult]:
+    """Intent per follow-up (resolved, else classified alone), and whether its answer used the right slots."""
+    result = EvalResult([Sample(s.intent, s.text) for s in samples], [], [])
+    slot_result = SlotResult()
+    for sample in samples:
+        previous = PreviousTurn.from_request(sample.previous, sample.previous_text)
+        follow_up = resolve_follow_up(sample.text, previous)
+        if follow_up is not None:
+            predicted, slots = follow_up.intent, {**follow_up.slots, "subject": follow_up.subject}
+        else:
+            predicted = await classify(sample.text)
+            slots = answer_slots(predicted, sample.text)
+        result.predicted.append(predicted)
+        if predicted is not sample.intent:
+            shown = Sample(sample.intent, f"{sample.previous_text} → {sample.text}")
+            result.mistakes.append((shown, predicted))
+        if sample.slots:
+            slot_result.total += 1
+            if predicted is not sample.intent or any(slots.get(k, "") != v for k, v in sample.slots.items()):
+                slot_result.mistakes.append((f"{sample.previous_text} → {sample.text}", sample.slots, slots))
+    return result, slot_result
+
+
+def evaluate_slots(samples: list[SlotSample]) -> SlotResult:
+    result = SlotResult(total=len(samples))
+    for sample in samples:
+        got = rule_slots(sample.kind, sample.text)
+        if any(got.get(k, "") != v for k, v in sample.slots.items()):
+            result.mistakes.append((sample.text, sample.slots, got))
+    return result
+
+
+def format_slots(result: SlotResult, name: str) -> str:
+    lines = [f"{name}: {result.accuracy:.1%} ({result.total - len(result.mistakes)}/{result.total})"]
+    lines.extend(f"  {text}: expected {want}, got {got}" for text, want, got in result.mistakes)
+    return "\n".join(lines)

@@ -24,9 +24,9 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from watchfiles import awatch
 
-from bot.admin_notices import AdminNotices
 from bot.config import AppConfig, ConfigError, parse, remember_good
-from bot.yaml_guard import YamlBudgetExceeded, guarded
+from bot.config.yaml_guard import YamlBudgetExceeded, guarded
+from bot.ops.notices import AdminNotices
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
-from bot.channels.transcript import Transcript
+from bot.channels.playground.transcript import Transcript
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 
@@ -368,7 +368,7 @@ class PlaygroundChannel:
         return candidate
 
     def web_app(self) -> Any:
-        from bot.channels.playground_web import web_app
+        from bot.channels.playground.web import web_app
 
         return web_app(self)
 

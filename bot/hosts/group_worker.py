@@ -1,7 +1,7 @@
 """`xiaoai worker --gpus 0,1`: one Celery worker whose video jobs are rendered by a rank group.
 
-Rank 0 is the ordinary worker (bot/jobs/worker.py: queue, heartbeat, progress, cancellation, result);
-only its render step changes: a video job is first handed to the other ranks (bot/jobs/rank_group.py),
+Rank 0 is the ordinary worker (bot/hosts/celery_worker.py: queue, heartbeat, progress, cancellation, result);
+only its render step changes: a video job is first handed to the other ranks (bot/hosts/rank_group.py),
 then all ranks render it together with `video.parallel` (generators/parallel.py). Image jobs render on
 rank 0's GPU alone. Without CUDA the ranks run on the CPU over gloo (how the tests run it).
 """
@@ -16,7 +16,7 @@ from typing import Any
 from loguru import logger
 
 from bot.config import AppConfig
-from bot.jobs.rank_group import JobHandler, RankGroup
+from bot.hosts.rank_group import JobHandler, RankGroup
 from bot.jobs.types import JobKind, JobRequest, ShouldStop, StepCallback
 
 

@@ -8,17 +8,17 @@ import binascii
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from bot.channels.playground import ADMIN_HINT, BOT_ID, ChannelStopping, PostedMessage, PostedPhoto
+from bot.channels.playground.channel import ADMIN_HINT, BOT_ID, ChannelStopping, PostedMessage, PostedPhoto
 
 if TYPE_CHECKING:
-    from bot.channels.playground import PlaygroundChannel
+    from bot.channels.playground.channel import PlaygroundChannel
 
 
 def web_app(channel: PlaygroundChannel) -> Any:
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
-    static = resources.files("bot.channels") / "playground_static"
+    static = resources.files("bot.channels.playground") / "static"
     app = FastAPI(title="小爱 playground", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", response_class=HTMLResponse)

@@ -6,7 +6,7 @@ A message scores each intent by the mean similarity of its `neighbours` nearest 
 that merely mention rain, walking or a place land close to the request intents, so a request intent must
 beat chat by `chat_margin` (and reach `min_similarity` at all), otherwise the message is chat.
 
-Before that the message is made plain (intents.lexicon: simplified characters, dialect and English
+Before that the message is made plain (nlu.lexicon: simplified characters, dialect and English
 words, a retracted request "别画了，" dropped), and the wording adds a prior: an intent whose `cues`
 (request words such as 画/视频/天气/怎么走) match gets `cue_bonus`; a message no request cue matches gets
 `chat_bonus` for chat, and a chat cue (a capability question, 为什么, a video call) cancels the request
@@ -35,13 +35,13 @@ from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
 from intents import Intent
-from intents.lexicon import normalise, without_retraction
+from nlu.lexicon import normalise, without_retraction
 from prompts import PROMPTS_DIR
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from bot.context import Context
+    from bot.pipeline.context import Context
 
 EXAMPLES_PATH = PROMPTS_DIR / "intent_examples.yaml"
 

@@ -200,7 +200,7 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
                env: Mapping[str, str] | None = None, gpus: Sequence[int] = ()) -> int:
     """Serve `queues` until stopped (SIGTERM: finish the current job first). 2 on a refused setup.
 
-    `gpus` (two or more): one video on all of them (`video.parallel`, bot/jobs/group_worker.py)."""
+    `gpus` (two or more): one video on all of them (`video.parallel`, bot/hosts/group_worker.py)."""
     url = broker_url(config.jobs, env)
     check_broker_url(url)
     unknown = [q for q in queues if q not in WORKER_KINDS]
@@ -213,7 +213,7 @@ def run_worker(config: AppConfig, *, gpu: int | None, queues: Sequence[str],
     group, render, ranks = None, render_one, None
     if gpus:  # before anything imports torch: rank r uses cuda:r of these cards
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-        from bot.jobs.group_worker import GroupRender, start_group
+        from bot.hosts.group_worker import GroupRender, start_group
 
         group, ranks = start_group(config, gpus)
         render = GroupRender(group)

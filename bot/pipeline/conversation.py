@@ -17,7 +17,7 @@ from loguru import logger
 
 from bot.channels.base import Channel
 from bot.config import HistoryConfig
-from bot.live_config import LiveConfig
+from bot.config.live import LiveConfig
 from bot.messages import ChatRef, IncomingMessage, Reply
 
 

@@ -1,6 +1,6 @@
 """Slots read from the wording alone, for when no LLM answers: weather place/day, route ends, places.
 
-The message is first made plain (intents.lexicon: simplified characters, dialect and English words, a
+The message is first made plain (nlu.lexicon: simplified characters, dialect and English words, a
 retracted request dropped), then a known city or "X区" is taken wherever it stands, days anywhere, and
 route ends around 从/到/去 (or "from ... to ..."). Empty slots are asked for as usual.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from intents.lexicon import find_city, normalise, without_retraction
+from nlu.lexicon import find_city, normalise, without_retraction
 
 _PUNCT = "，,。？?！!、；;：:"
 # ways of travelling, as they stand between or after the two places ("从A骑车到B", "A到B开车")

@@ -17,10 +17,10 @@ from enum import StrEnum
 from loguru import logger
 
 # isort: off
-from bot import compat  # noqa: F401  (must precede the wechaty imports below)
+from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty imports below)
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
-from bot.channels.wechaty_photos import photo_bytes
+from bot.channels.wechaty.photos import photo_bytes
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 from bot.logs import ConnectionLog, redactor, route_stdlib_logging

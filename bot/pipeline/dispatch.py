@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from bot.config import AmapConfig, chat_settings
-from bot.context import Context
-from bot.conversation import History, HistoryEntry
-from bot.gates import Gate, ReplyFn, Turn
-from bot.live_config import LiveConfig
+from bot.config.live import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
+from bot.pipeline.context import Context
+from bot.pipeline.conversation import History, HistoryEntry
+from bot.pipeline.gates import Gate, ReplyFn, Turn
 from intents import ROUTE_INTENTS, Intent
 from intents.base import Handler, UserInputError
-from intents.follow_ups import FollowUp, PreviousTurn, resolve_follow_up
+from nlu.follow_ups import FollowUp, PreviousTurn, resolve_follow_up
 
 if TYPE_CHECKING:
     from bot.jobs import JobQueue
@@ -135,7 +135,7 @@ class LastTurns:
 @dataclass(kw_only=True, eq=False, repr=False)  # one object, compared by identity, never printed whole
 class Dispatcher:
     """A message's way through: the gates in order, then classify and the intent's handler. Holds what
-    a feature's Context is made of; the composition root (bot/app.py) fills it in."""
+    a feature's Context is made of; the composition root (bot/runtime/app.py) fills it in."""
 
     config: LiveConfig
     gates: list[Gate]

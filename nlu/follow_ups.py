@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from intents import Intent
-from intents.embedded import ROUTE_INTENTS, load_examples, named_route_mode
-from intents.lexicon import find_city, normalise
-from intents.rule_slots import places_slots, route_slots, rule_slots, weather_day, weather_place
+from nlu.embedded import ROUTE_INTENTS, load_examples, named_route_mode
+from nlu.lexicon import find_city, normalise
+from nlu.rule_slots import places_slots, route_slots, rule_slots, weather_day, weather_place
 
 GENERATION_INTENTS = (Intent.IMAGE, Intent.VIDEO)
 SLOT_KINDS = {Intent.WEATHER: "weather", Intent.PLACES: "places",

@@ -1,0 +1,3 @@
+"""The composition roots (build_app / Application, the playground's composition) and the data-directory
+instance lock.
+"""
