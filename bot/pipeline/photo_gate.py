@@ -1,6 +1,6 @@
 """The gate photos pass: every photo in an allowed chat is kept (`bot.pipeline.photos.PhotoStore`),
-silently; a photo that answers the bot's "把照片发给我吧" becomes the asker's request again, now with the photo; and
-an addressed text message carries the asker's latest photo in this room (within
+silently; a photo that answers the bot's "把照片发给我吧" becomes the asker's request again, now with
+the photo; and an addressed text message carries the asker's latest photo in this room (within
 `video.photo.max_age_minutes`), so "@小爱 让这张照片动起来" finds the one just posted.
 
 Something that is no photo (a PDF, a broken or huge file) is answered kindly only when the sender was
