@@ -35,6 +35,7 @@ from generators.cogvideox_models import (
     RELEASED_SIZE,
     SOURCES,
     ModelLimits,
+    is_15,
     model_limits,
     size_problem,
 )
@@ -152,6 +153,10 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
 
             return load_xdit_pipeline(folder, dtype, plan, "cuda")
         return super().build_pipeline(pipeline_cls, folder, dtype, config)
+
+    def fallbacks(self, variant: str) -> list[str]:
+        """Only the same generation: a 1.0 config (480x720, 8N+1) cannot drive a 1.5 model, nor back."""
+        return [v for v in self.family.sources if is_15(v) == is_15(variant)]
 
     def read_limits(self, folder: Path) -> ModelLimits:
         return model_limits(folder)
