@@ -24,6 +24,7 @@ from generators.photos import NOT_A_PHOTO, UNREADABLE, PhotoRefused
 if TYPE_CHECKING:
     from bot.pipeline.dispatch import FollowUps, Pending
 
+PHOTO_HINT = "收到照片啦📷 想让它动起来，就跟我说「让这张照片动起来」。"
 PHOTO_QUESTION = "photo"  # the open question's kind when the bot asked for a photo
 REQUEST_SLOT = "request"  # the words of the request that is waiting for the photo
 
@@ -60,8 +61,10 @@ class PhotoGate:
                 await self.reply(msg, Reply(str(exc)))
             return None
         logger.info("message {}: photo kept ({} bytes)", msg.id, len(msg.attachment or b""))
-        if pending is None:
-            return None  # posted without being asked for: kept for a later request, no reply
+        if pending is None:  # kept for a later request; only a photo sent to the bot itself is answered
+            if msg.mentioned:
+                await self.reply(msg, Reply(PHOTO_HINT))
+            return None
         request = pending.slots.get(REQUEST_SLOT, "")
         answered = replace(msg, kind=MessageKind.TEXT, text=request, mentioned=True, photo=stored.path,
                            attachment=None)

@@ -112,3 +112,22 @@ async def test_alice_photo_then_request_and_bob_is_asked_for_his(running_bot, pe
         peer.say("carol", at() + ASK, room=FAMILY, mention=[BOT])
         await wait_sent(peer, lambda m: asked(m, "carol"))
         assert not [job for job in all_jobs(app) if job.request.asker_id == "carol"]
+
+
+async def test_with_llm_vision_the_rewriter_sees_the_photo(running_bot, peer, fake_llm, models):
+    script(fake_llm)
+    overrides = config(models) | {"llm": {"vision": True}}
+    async with running_bot(overrides):
+        peer.say("alice", room=FAMILY, type="image", base64=camera_photo((90, 160, 90)), name="IMG_0004.jpg")
+        await asyncio.sleep(1.5)
+        peer.say("alice", at() + ASK, room=FAMILY, mention=[BOT])
+        await wait_sent(peer, lambda m: "排队第" in (m.get("text") or ""))
+    rewrites = [r for r in fake_llm.calls("other") if "motion-prompt writer" in prompt_text(r)]
+    user = rewrites[0]["messages"][-1]["content"]
+    assert isinstance(user, list) and user[0]["type"] == "text" and ASK in user[0]["text"]
+    url = user[1]["image_url"]["url"]
+    assert user[1]["type"] == "image_url" and url.startswith("data:image/jpeg;base64,")
+    seen = Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2])))
+    colour = np.asarray(seen).reshape(-1, 3).mean(axis=0)
+    assert max(seen.size) <= 768 and np.abs(colour - (90, 160, 90)).max() < 30
+    assert "You can see the photo" in prompt_text(rewrites[0])
