@@ -19,13 +19,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/xiaoai run $(if $(CONFIG),--config $(CONFIG),)
 
-# Debian's Chromium + ChromeDriver for the playground's browser test. Where they can't be
-# installed (no apt, not root) the test is skipped, except under CI=true where it fails.
+# Debian's Chromium + ChromeDriver for the browser tests, and a Chinese font so the pages (and their
+# screenshots) show characters, not boxes. Where they can't be installed (no apt, not root) the tests are
+# skipped, except under CI=true where they fail.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  fc-list :lang=zh 2>/dev/null | grep -q . || \
 	  (command -v apt-get >/dev/null && apt-get update -qq && \
-	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
-	  echo "make: could not install chromium + chromium-driver; the browser test will be skipped"
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei \
+	   >/dev/null) || \
+	  echo "make: could not install chromium, chromium-driver and a CJK font; the browser tests will be skipped"
 
 # Debian's redis-server for the GPU-worker tests (each test starts its own on a loopback port and stops
 # it). Where it can't be installed those tests are skipped, except under CI=true where they fail.

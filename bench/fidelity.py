@@ -29,3 +29,10 @@ def relative_error(reference: Any, candidate: Any) -> float:
     norm = float(np.linalg.norm(ref))
     diff = float(np.linalg.norm(got - ref))
     return 0.0 if diff == 0 else (diff / norm if norm else math.inf)
+
+
+def frames_uint8(video: Any) -> Any:
+    """Decoded frames in [0, 1] as the 8-bit pixels an MP4 gets (what PSNR is measured on)."""
+    import numpy as np
+
+    return np.clip(np.rint(np.asarray(video) * 255.0), 0, 255).astype(np.uint8)

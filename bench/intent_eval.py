@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import AppConfig, Secrets
-from intents import Intent
-from nlu.follow_ups import SLOT_KINDS, PreviousTurn, resolve_follow_up, subject_of
+from bot.plugin import IntentRegistry, IntentSpec, load_intents
+from nlu.follow_ups import GENERATION_KINDS, SLOT_KINDS, PreviousTurn, resolve_follow_up, subject_of
 from nlu.rule_slots import rule_slots
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "data"  # present only in a checkout
@@ -38,21 +38,21 @@ INTENT_SETS = ("intents.tsv", "intents_family.tsv", "intents_family_heldout.tsv"
 FOLLOW_UPS = ("follow_ups.tsv", "follow_ups_heldout.tsv")
 SLOT_SETS = ("slots.tsv", "slots_heldout.tsv")
 
-TextClassifier = Callable[[str], Awaitable[Intent]]
+TextClassifier = Callable[[str], Awaitable[IntentSpec]]
 
 
 @dataclass(frozen=True)
 class Sample:
-    intent: Intent
+    intent: IntentSpec
     text: str
 
 
 @dataclass
 class EvalResult:
     samples: list[Sample]
-    predicted: list[Intent]
+    predicted: list[IntentSpec]
     seconds: list[float]  # wall time per message
-    mistakes: list[tuple[Sample, Intent]] = field(default_factory=list)
+    mistakes: list[tuple[Sample, IntentSpec]] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)  # embedded only: CPU time per message
 
     @property
@@ -60,13 +60,13 @@ class EvalResult:
         right = sum(s.intent is p for s, p in zip(self.samples, self.predicted, strict=True))
         return right / len(self.samples) if self.samples else 0.0
 
-    def confusion(self) -> Counter[tuple[Intent, Intent]]:
+    def confusion(self) -> Counter[tuple[IntentSpec, IntentSpec]]:
         return Counter((s.intent, p) for s, p in zip(self.samples, self.predicted, strict=True))
 
 
-def load_samples(path: Path) -> list[Sample]:
+def load_samples(path: Path, intents: IntentRegistry) -> list[Sample]:
     """Read `label<TAB>text` lines (first line is the header); a bad label names its line."""
-    by_label = {intent.value: intent for intent in Intent}
+    by_label = {intent.label: intent for intent in intents}
     samples = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if number == 1 or not line.strip() or line.startswith("#"):
@@ -92,8 +92,8 @@ async def evaluate(classify: TextClassifier, samples: list[Sample],
     return result
 
 
-def format_report(result: EvalResult, name: str) -> str:
-    intents = list(Intent)
+def format_report(result: EvalResult, name: str, registry: IntentRegistry) -> str:
+    intents = list(registry)
     confusion = result.confusion()
     width = 6
     lines = [f"classifier: {name}   messages: {len(result.samples)}   "
@@ -112,7 +112,7 @@ def format_report(result: EvalResult, name: str) -> str:
     lines.append("")
     lines.append("confusion (rows: true label, columns: predicted)")
     first = 10  # the row label column: the longest label is four CJK characters
-    header = "".ljust(first) + "".join(_pad(i.value[:2], width) for i in intents) + _pad("召回", width)
+    header = "".ljust(first) + "".join(_pad(i.label[:2], width) for i in intents) + _pad("召回", width)
     lines.append(header)
     for truth in intents:
         row_total = sum(confusion[(truth, p)] for p in intents)
@@ -120,11 +120,11 @@ def format_report(result: EvalResult, name: str) -> str:
             continue
         cells = "".join(_pad(str(confusion[(truth, p)] or "."), width) for p in intents)
         recall = confusion[(truth, truth)] / row_total
-        lines.append(_pad(truth.value, first) + cells + _pad(f"{recall:.0%}", width))
+        lines.append(_pad(truth.label, first) + cells + _pad(f"{recall:.0%}", width))
     if result.mistakes:
         lines.append("")
         lines.append("mistakes:")
-        lines.extend(f"  {s.intent.value} -> {p.value}: {s.text}" for s, p in result.mistakes)
+        lines.extend(f"  {s.intent.label} -> {p.label}: {s.text}" for s, p in result.mistakes)
     return "\n".join(lines)
 
 
@@ -141,17 +141,17 @@ def _pad(text: str, width: int) -> str:
     return text + " " * max(1, width - shown)
 
 
-def make_classifier(kind: str, config: AppConfig, secrets: Secrets
+def make_classifier(kind: str, config: AppConfig, secrets: Secrets, intents: IntentRegistry
                     ) -> tuple[TextClassifier, Callable[[], None]]:
-    """A text -> Intent function for `kind` ('embedded' or 'llm'), plus a cleanup callback."""
+    """A text -> intent function for `kind` ('embedded' or 'llm'), plus a cleanup callback."""
     if kind == "embedded":
         from nlu.embedded import EmbeddedClassifier
 
-        embedded = EmbeddedClassifier(config=config.offline.classifier)
+        embedded = EmbeddedClassifier(intents, config=config.offline.classifier)
         embedded.load()  # not timed: loading happens once at bot start
         cpu: list[float] = []
 
-        async def by_embedding(text: str) -> Intent:
+        async def by_embedding(text: str) -> IntentSpec:
             prediction = await asyncio.to_thread(embedded.predict, text)
             cpu.append(prediction.cpu_seconds)
             return prediction.intent
@@ -159,11 +159,12 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets
         by_embedding.cpu_seconds = cpu  # type: ignore[attr-defined] - read by run()
         return by_embedding, lambda: None
     if kind == "llm":
-        return _llm_text_classifier(config, secrets)
+        return _llm_text_classifier(config, secrets, intents)
     raise ValueError(f"unknown classifier {kind!r}: use embedded or llm")
 
 
-def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClassifier, Callable[[], None]]:
+def _llm_text_classifier(config: AppConfig, secrets: Secrets, intents: IntentRegistry
+                         ) -> tuple[TextClassifier, Callable[[], None]]:
     from bot.llm import LLM
     from nlu.classify import classify_text
 
@@ -171,8 +172,8 @@ def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClass
     if not llm.configured:
         raise SystemExit("no LLM configured: set OPENAI_API_KEY and/or OPENAI_BASE_URL (or llm.base_url)")
 
-    async def by_llm(text: str) -> Intent:
-        return await classify_text(llm, text, "妈妈", "（没有更早的消息）",
+    async def by_llm(text: str) -> IntentSpec:
+        return await classify_text(llm, intents, text, "妈妈", "（没有更早的消息）",
                                    timeout_s=config.llm.classify_timeout_s)
 
     def close() -> None:
@@ -183,27 +184,29 @@ def _llm_text_classifier(config: AppConfig, secrets: Secrets) -> tuple[TextClass
 
 def run(kind: str, data: Path | None, config: AppConfig, secrets: Secrets) -> EvalResult:
     """One labelled set (`data`), or with None every set in tests/data, the follow-ups and the slots."""
-    classify, close = make_classifier(kind, config, secrets)
+    intents = load_intents(config.plugins.dirs)
+    classify, close = make_classifier(kind, config, secrets, intents)
     cpu = getattr(classify, "cpu_seconds", None)
     try:
         if data is not None:
-            result = asyncio.run(evaluate(classify, load_samples(data), cpu))
-            print(format_report(result, kind))
+            result = asyncio.run(evaluate(classify, load_samples(data, intents), cpu))
+            print(format_report(result, kind, intents))
             return result
-        return _run_all(classify, kind, cpu)
+        return _run_all(classify, kind, cpu, intents)
     finally:
         close()
 
 
-def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> EvalResult:
+def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None, intents: IntentRegistry
+             ) -> EvalResult:
     if not DATA_DIR.is_dir():
         raise SystemExit(f"no labelled sets at {DATA_DIR} (they ship with the source checkout): "
                          "pass --data PATH, a TSV of label<TAB>text")
     everything = EvalResult([], [], [], cpu_seconds=cpu if cpu is not None else [])
     summary = []
     for name in INTENT_SETS:
-        result = asyncio.run(evaluate(classify, load_samples(DATA_DIR / name)))
-        print(f"== {name}\n{format_report(result, kind)}\n")
+        result = asyncio.run(evaluate(classify, load_samples(DATA_DIR / name, intents)))
+        print(f"== {name}\n{format_report(result, kind, intents)}\n")
         summary.append(f"{name}: {result.accuracy:.1%} ({len(result.samples) - len(result.mistakes)}"
                        f"/{len(result.samples)})")
         everything.samples.extend(result.samples)
@@ -211,9 +214,9 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> Ev
         everything.seconds.extend(result.seconds)
         everything.mistakes.extend(result.mistakes)
     for name in FOLLOW_UPS:
-        conversations = load_follow_ups(DATA_DIR / name)
-        follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations))
-        print(f"== {name} (previous turn → message)\n{format_report(follow_ups, kind)}")
+        conversations = load_follow_ups(DATA_DIR / name, intents)
+        follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations, intents))
+        print(f"== {name} (previous turn → message)\n{format_report(follow_ups, kind, intents)}")
         print(format_slots(follow_up_slots, "slots used by the follow-up answers") + "\n")
         right = len(follow_ups.samples) - len(follow_ups.mistakes)
         slots_right = follow_up_slots.total - len(follow_up_slots.mistakes)
@@ -224,7 +227,7 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> Ev
         slots = evaluate_slots(load_slot_samples(DATA_DIR / name))
         print(format_slots(slots, name))
         summary.append(f"{name}: {slots.accuracy:.1%} ({slots.total - len(slots.mistakes)}/{slots.total})")
-    print(f"\n== all labelled sets together\n{format_report(everything, kind)}")
+    print(f"\n== all labelled sets together\n{format_report(everything, kind, intents)}")
     if kind == "embedded":
         from nlu.embedded import engine_threads
 
@@ -235,13 +238,12 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None) -> Ev
 
 
 # --- follow-ups and rule slots ---------------------------------------------------------
-_BY_LABEL = {intent.value: intent for intent in Intent}
 
 
 @dataclass(frozen=True)
 class FollowUpSample:
-    intent: Intent
-    previous: Intent
+    intent: IntentSpec
+    previous: IntentSpec
     previous_text: str
     text: str
     slots: dict[str, str]
@@ -281,12 +283,13 @@ def parse_slots(text: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, _, value in pairs}
 
 
-def load_follow_ups(path: Path) -> list[FollowUpSample]:
+def load_follow_ups(path: Path, intents: IntentRegistry) -> list[FollowUpSample]:
+    by_label = {intent.label: intent for intent in intents}
     samples = []
     for number, (label, previous, previous_text, text, slots) in _rows(path, 5):
-        if label not in _BY_LABEL or previous not in _BY_LABEL or not text or not previous_text:
+        if label not in by_label or previous not in by_label or not text or not previous_text:
             raise ValueError(f"{path}:{number}: expected label, previous label, previous text, text, slots")
-        samples.append(FollowUpSample(_BY_LABEL[label], _BY_LABEL[previous], previous_text, text,
+        samples.append(FollowUpSample(by_label[label], by_label[previous], previous_text, text,
                                       parse_slots(slots)))
     return samples
 
@@ -300,23 +303,23 @@ def load_slot_samples(path: Path) -> list[SlotSample]:
     return samples
 
 
-def answer_slots(intent: Intent, text: str) -> dict[str, str]:
+def answer_slots(intent: IntentSpec, text: str) -> dict[str, str]:
     """What a no-LLM answer to a message on its own would use: rule slots, or the picture's subject."""
-    if intent in SLOT_KINDS:
-        return rule_slots(SLOT_KINDS[intent], text)
-    if intent in (Intent.IMAGE, Intent.VIDEO):
+    if intent.follow_up in SLOT_KINDS:
+        return rule_slots(intent.follow_up, text)
+    if intent.follow_up in GENERATION_KINDS:
         return {"subject": subject_of(text)}
     return {}
 
 
-async def evaluate_follow_ups(classify: TextClassifier, samples: list[FollowUpSample]
+async def evaluate_follow_ups(classify: TextClassifier, samples: list[FollowUpSample], intents: IntentRegistry
                               ) -> tuple[EvalResult, SlotResult]:
     """Intent per follow-up (resolved, else classified alone), and whether its answer used the right slots."""
     result = EvalResult([Sample(s.intent, s.text) for s in samples], [], [])
     slot_result = SlotResult()
     for sample in samples:
         previous = PreviousTurn.from_request(sample.previous, sample.previous_text)
-        follow_up = resolve_follow_up(sample.text, previous)
+        follow_up = resolve_follow_up(sample.text, previous, intents)
         if follow_up is not None:
             predicted, slots = follow_up.intent, {**follow_up.slots, "subject": follow_up.subject}
         else:

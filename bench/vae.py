@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.fidelity import psnr
+from bench.fidelity import frames_uint8, psnr
 from bench.report import GIB, round_value
 from bench.timing import Clock
-from bench.video import _frames_uint8
 
 VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16",
                 "cudnn_benchmark", "untiled+cudnn_benchmark", "compile+untiled")
@@ -71,7 +70,7 @@ def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, 
             if sync.cuda:
                 row["decode_work_gib"] = round(torch.cuda.max_memory_allocated() / GIB - before, 2)
             got = pipe.video_processor.postprocess_video(video=video.float(), output_type="np")[0]
-            row["psnr_db"] = round_value(psnr(frames, _frames_uint8(got)))
+            row["psnr_db"] = round_value(psnr(frames, frames_uint8(got)))
         except Exception as exc:  # noqa: BLE001
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         finally:

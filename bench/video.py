@@ -201,12 +201,6 @@ def recording_cache_decisions(store: list[float]) -> Iterator[None]:
         hook_class._should_compute_remaining_blocks = original
 
 
-def _frames_uint8(video: Any) -> Any:
-    import numpy as np
-
-    return np.clip(np.rint(np.asarray(video) * 255.0), 0, 255).astype(np.uint8)
-
-
 def sample_photo(height: int, width: int) -> str:
     """A deterministic photo-like picture (smooth gradients and a disc) as a job's `image` parameter,
     in the 3:4 portrait shape phones take, so the fitting (crop) is part of what is timed."""

@@ -153,7 +153,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     load(args.path)
-    print(f"{args.path}: OK")
+    print(f"{args.path}：没有问题")
     return 0
 
 
@@ -183,23 +183,12 @@ def cmd_playground(args: argparse.Namespace, *, connect_hint: bool = False,
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """The console's status checks on the command line: each green or red with its one-line fix."""
-    from bot.console import StatusChecks
+    from bot.console.doctor import doctor_checks
 
     config, _error = _load_config(args.config)
-    secrets = Secrets.from_env()
-    endpoint = secrets.puppet_endpoint or config.wechaty.endpoint
-    checks = StatusChecks(lambda: config, secrets).run()
-    lines = [check.line() for check in checks]
-    if endpoint:
-        answers = _port_answers(endpoint)
-        lines.insert(0, f"[{'OK ' if answers else 'BAD'}] WeChat gateway: {endpoint} "
-                        f"{'answers' if answers else 'does not answer'}"
-                        + ("" if answers else "\n      fix: start it first: make gateway"))
-    else:
-        lines.insert(0, "[OK ] WeChat gateway: none configured (the playground runs instead); "
-                        "set WECHATY_PUPPET_SERVICE_ENDPOINT to connect WeChat")
-    print("\n".join(lines))
-    return 0 if all("[BAD]" not in line for line in lines) else 1
+    checks = doctor_checks(config, Secrets.from_env())
+    print("\n".join(check.line(args.lang) for check in checks))
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def cmd_eval_intents(args: argparse.Namespace) -> int:
@@ -233,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     playground.set_defaults(func=cmd_playground)
     doctor = sub.add_parser("doctor", help="check LLM, AMap, weights, GPU, memory, disk, workers, console")
     doctor.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    doctor.add_argument("--lang", choices=("zh", "en"), default="zh",
+                        help="language of the report (default zh)")
     doctor.set_defaults(func=cmd_doctor)
     evaluate = sub.add_parser("eval-intents", help="accuracy and confusion table of an intent classifier")
     evaluate.add_argument("--classifier", choices=("embedded", "llm"), default="embedded")
@@ -262,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(f"配置有错误：{exc}", file=sys.stderr)
         return 2
     except DataDirInUse as exc:
         logger.error("{}", exc)

@@ -51,6 +51,7 @@ class LLM:
     def __init__(self, config: LLMConfig, secrets: Secrets) -> None:
         self.config = config
         base_url = secrets.openai_base_url or config.base_url
+        self.source = (secrets.openai_api_key, secrets.openai_base_url)  # a new key or endpoint: a new client
         self.configured = bool(secrets.openai_api_key or base_url)
         self._client = AsyncOpenAI(
             api_key=secrets.openai_api_key or "not-needed",  # local servers often need no key
@@ -124,12 +125,17 @@ class LiveLLM:
         self._closing: set[asyncio.Task] = set()
 
     def __call__(self) -> LLM:
+        """The client for now; a key or endpoint saved in the console since the last call builds a new one."""
+        if self.current.source != (self._secrets.openai_api_key, self._secrets.openai_base_url):
+            self._replace(self.current.config)
         return self.current
 
     def on_config(self, old: AppConfig, new: AppConfig) -> None:
-        if new.llm == self.current.config:
-            return
-        retired, self.current = self.current, LLM(new.llm, self._secrets)
+        if new.llm != self.current.config:
+            self._replace(new.llm)
+
+    def _replace(self, config: LLMConfig) -> None:
+        retired, self.current = self.current, LLM(config, self._secrets)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

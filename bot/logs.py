@@ -79,6 +79,12 @@ class Redactor:
 
 _redactor = Redactor()
 _stdlib_level = logging.INFO
+_level: str | None = None  # the level of the installed sink
+
+
+def level_name() -> str:
+    """The level the bot logs at (what `setup_logging` chose, else XIAOAI_LOG_LEVEL, else INFO)."""
+    return _level or (os.environ.get(LEVEL_ENV) or "INFO").upper()
 
 
 def redactor() -> Redactor:
@@ -91,9 +97,9 @@ def setup_logging(level: str | None = None, *, stream: TextIO | None = None,
     """Install the one sink (stderr by default) with redaction, and route library `logging` through it.
 
     The level comes from `level`, else XIAOAI_LOG_LEVEL, else INFO."""
-    global _redactor, _stdlib_level
+    global _redactor, _stdlib_level, _level
     env = os.environ if env is None else env
-    level = (level or env.get(LEVEL_ENV) or "INFO").upper()
+    level = _level = (level or env.get(LEVEL_ENV) or "INFO").upper()
     _redactor = Redactor(secret_values(env))
     out = stream or sys.stderr  # the stream of now: Celery later swaps sys.stderr for a logging proxy
 

@@ -41,7 +41,7 @@ def check_guidance_and_seed(guidance: Any, seed: Any, *, guidance_required: bool
     if (guidance is not None or guidance_required) and guidance_problem(guidance):
         raise GeneratorError(f"引导强度 guidance 必须在 0 到 {MAX_GUIDANCE:g} 之间，收到 {guidance!r}。")
     if seed is not None and seed_problem(seed):
-        raise GeneratorError(f"随机种子必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
+        raise GeneratorError(f"随机数必须是 0 到 2^63-1 之间的整数，收到 {seed!r}。")
 
 
 def not_ready(what: str, detail: str, problem: str) -> GeneratorError:

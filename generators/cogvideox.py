@@ -256,7 +256,8 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
             video = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
             elapsed = time.perf_counter() - started
         if video.shape[0] != request.num_frames:
-            raise GeneratorError(f"模型返回了 {video.shape[0]} 帧，预期 {request.num_frames} 帧。")
+            raise GeneratorError(f"做出来的视频有 {video.shape[0]} 帧，应该是 {request.num_frames} 帧，"
+                                 "这次没做成。")
         return VideoResult(frames=video, fps=self.config.sampling.fps, seed=seed, steps=request.steps,
                            seconds=elapsed)
 

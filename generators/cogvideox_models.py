@@ -111,7 +111,7 @@ def size_problem(limits: ModelLimits, height: int, width: int) -> str | None:
     if limits.generation == "1.0" or not limits.image_input:
         if (height, width) != limits.native_size:
             wanted = f"{limits.native_size[0]}x{limits.native_size[1]}"
-            return f"这个模型只支持 {wanted}（高x宽），收到 {height}x{width}。"
+            return f"现在的视频只能做 {wanted}（高x宽）的，收到 {height}x{width}。"
         return None
     short, long = sorted((height, width))
     if short != RELEASED_15_SIZE[0] or not short <= long <= RELEASED_15_SIZE[1]:

@@ -142,7 +142,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
         tokens, limit = self.prompt_tokens(prompt), self.limits.max_prompt_tokens
         if tokens > limit:
             raise GeneratorError(
-                f"{self.family.what}描述太长了：{tokens} 个词元，模型最多 {limit} 个，请说得简短些。")
+                f"{self.family.what}描述太长了（{tokens} 个词，最多 {limit} 个），请说得简短些。")
 
     # -- loading (once) --------------------------------------------------------------------------
     @property

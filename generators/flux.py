@@ -171,6 +171,6 @@ class FluxGenerator(DiffusersGenerator[ImageRequest, ImageResult]):
             image = output.images[0].convert("RGB")
             elapsed = time.perf_counter() - started
         if (image.height, image.width) != (request.height, request.width):
-            raise GeneratorError(f"模型返回了 {image.height}x{image.width} 的图，预期 "
+            raise GeneratorError(f"画出来的图是 {image.height}x{image.width}，应该是 "
                                  f"{request.height}x{request.width}。")
         return ImageResult(image=image, seed=seed, steps=steps, seconds=elapsed)

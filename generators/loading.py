@@ -154,7 +154,7 @@ def read_component_config(folder: Path, component: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GeneratorError("模型文件不完整，暂时做不了，我已经告诉管理员了。",
+        raise GeneratorError("需要的文件不完整，暂时做不了，我已经告诉管理员了。",
                              admin_detail=f"模型文件夹不完整: 读不了 {path} ({exc})",
                              problem=f"model-broken:{folder}") from exc
 
@@ -302,45 +302,13 @@ def _root_cause(exc: BaseException) -> str:
 
 def broken_model(folder: Path, exc: BaseException) -> GeneratorError:
     """Weights that exist but do not load (truncated download, corrupt file): the fix is the admin's."""
-    return GeneratorError("模型文件坏了，暂时做不了，我已经告诉管理员了。",
+    return GeneratorError("需要的文件坏了，暂时做不了，我已经告诉管理员了。",
                           admin_detail=(f"模型文件夹 {folder} 加载失败（文件不完整或损坏？请重新下载）: "
                                         f"{_root_cause(exc)}"),
                           problem=f"model-broken:{folder}")
 
 
 # -- reporting ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GpuMemory:
-    """One CUDA device's name and memory, in GiB (for the admin status command and benchmarks)."""
-
-    name: str
-    total_gib: float
-    allocated_gib: float
-    reserved_gib: float
-    peak_allocated_gib: float
-
-    def summary(self) -> str:
-        return (f"{self.name}: 已用 {self.allocated_gib:.1f} GiB（保留 {self.reserved_gib:.1f}，"
-                f"峰值 {self.peak_allocated_gib:.1f}）/ 共 {self.total_gib:.0f} GiB")
-
-
-def gpu_memory(device: int = 0) -> GpuMemory | None:
-    """Current memory of CUDA device `device`, or None without a GPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    gib = 1024**3
-    props = torch.cuda.get_device_properties(device)
-    return GpuMemory(
-        name=props.name,
-        total_gib=props.total_memory / gib,
-        allocated_gib=torch.cuda.memory_allocated(device) / gib,
-        reserved_gib=torch.cuda.memory_reserved(device) / gib,
-        peak_allocated_gib=torch.cuda.max_memory_allocated(device) / gib,
-    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""The limits a render request must meet, as pure checks shared by the config model (English, for the
-admin, at load time) and `validate_request` (Chinese, for the asker, per request).
+"""The limits a render request must meet, as pure checks shared by the config model (for the admin, at
+load time) and `validate_request` (for the asker, per request).
 
-Each check returns None when the value is fine, else a short English reason; callers word it for their
-reader. No torch here: the config and the intent handler use these before any model is loaded.
+Each check returns None when the value is fine, else a short Chinese reason for the admin's config file;
+the request side words its own sentence for the asker. No torch here: the config and the intent handler
+use these before any model is loaded.
 """
 
 from __future__ import annotations
@@ -25,22 +26,22 @@ def is_whole(value: Any) -> bool:
 def frames_problem(frames: Any, step: int = FRAME_STEP) -> str | None:
     """CogVideoX renders 8k+1 frames (9, 17, ..., 49): anything else fails inside the pipeline."""
     if not is_whole(frames) or frames < 1 + step or (frames - 1) % step:
-        return f"must be 8k+1 frames (9, 17, 25, 33, 41 or 49), got {frames!r}"
+        return f"要是 8k+1 帧（9、17、25、33、41 或 49），现在写的是 {frames!r}"
     return None
 
 
 def side_problem(value: Any, low: int, high: int | None = None) -> str | None:
     """A height or width: a multiple of 16 within [low, high]."""
     if not is_whole(value) or value % SIZE_MULTIPLE or value < low or (high is not None and value > high):
-        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
-        return f"must be a multiple of 16, {bounds}, got {value!r}"
+        bounds = f"在 {low} 到 {high} 之间" if high is not None else f"至少 {low}"
+        return f"要是 16 的倍数，{bounds}，现在写的是 {value!r}"
     return None
 
 
 def steps_problem(steps: Any, max_steps: int) -> str | None:
     """Denoising steps: at least 1, at most the configured max_steps."""
     if not is_whole(steps) or not 1 <= steps <= max_steps:
-        return f"must be a whole number from 1 to max_steps ({max_steps}), got {steps!r}"
+        return f"要是 1 到 max_steps（{max_steps}）之间的整数，现在写的是 {steps!r}"
     return None
 
 
@@ -48,12 +49,12 @@ def guidance_problem(guidance: Any) -> str | None:
     """Classifier-free guidance: a number from 0 (off) to MAX_GUIDANCE."""
     if isinstance(guidance, bool) or not isinstance(guidance, int | float) \
             or not 0 <= guidance <= MAX_GUIDANCE:
-        return f"must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}"
+        return f"要是 0 到 {MAX_GUIDANCE:g} 之间的数字，现在写的是 {guidance!r}"
     return None
 
 
 def seed_problem(seed: Any) -> str | None:
     """A fixed seed for a repeatable render."""
     if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
-        return f"must be a whole number from 0 to 2^63-1, got {seed!r}"
+        return f"要是 0 到 2^63-1 之间的整数，现在写的是 {seed!r}"
     return None

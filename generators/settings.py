@@ -191,8 +191,7 @@ class SpeedSettings(Settings):
     def _window_ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
         # the first step (t = 999) must stay outside: the hooks have nothing cached to reuse yet
         if value is not None and not -1 <= value[0] < value[1] <= 999:
-            raise ValueError("a cache timestep window is [low, high] with -1 <= low < high <= 999, "
-                             "e.g. [-1, 681]")
+            raise ValueError("缓存的时间步窗口写成 [低, 高]，要满足 -1 <= 低 < 高 <= 999，比如 [-1, 681]")
         return value
 
     @field_validator("vae_tile_size")
@@ -201,8 +200,8 @@ class SpeedSettings(Settings):
         # diffusers' tile overlap (1/6 of the height, 1/5 of the width) only adds up for these sizes;
         # others return frames of the wrong height (seen: 160x240 tiles -> 498-pixel frames)
         if value is not None and (value[0] < 48 or value[0] % 48 or value[1] < 40 or value[1] % 40):
-            raise ValueError("vae_tile_size must be [height, width] with height a multiple of 48 and "
-                             "width a multiple of 40, e.g. [144, 240] or [240, 360]")
+            raise ValueError("vae_tile_size 写成 [高, 宽]：高是 48 的倍数，宽是 40 的倍数，"
+                             "比如 [144, 240] 或 [240, 360]")
         return value
 
 
@@ -228,7 +227,7 @@ class ImageApiSettings(Settings):
     @classmethod
     def _size_shape(cls, value: str | None) -> str | None:
         if value is not None and value != "auto" and not re.fullmatch(r"\d{2,5}x\d{2,5}", value):
-            raise ValueError(f"size must look like 1024x1024 (or auto), got {value!r}")
+            raise ValueError(f"尺寸要写成 1024x1024 这样（或者 auto），现在写的是 {value!r}")
         return value
 
 

@@ -1,16 +1,7 @@
-"""What every intent handler is, and the one exception type whose message the user sees."""
+"""The one exception type whose message the user sees, and the wording of a feature not yet set up.
+(What an intent is — its declaration and handler type — lives in bot/plugin.py.)"""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bot.messages import Reply
-    from bot.pipeline.context import Context
-
-Handler = Callable[["Context"], Awaitable["Reply | None"]]
-"""`async def handle(ctx) -> Reply | None`: None means "already answered" (or deliberate silence)."""
 
 
 class UserInputError(Exception):

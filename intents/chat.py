@@ -7,6 +7,7 @@ import re
 from bot.llm import ChatMessage
 from bot.messages import Reply
 from bot.pipeline.context import Context
+from bot.plugin import IntentSpec
 from prompts import render
 
 _SENTENCE_END = re.compile(r"[。！？!?\n]")
@@ -38,3 +39,7 @@ async def handle(ctx: Context) -> Reply:
         [ChatMessage("system", system), ChatMessage("user", user)], max_tokens=chat.max_tokens
     )
     return Reply(fit_bubble(answer, chat.max_reply_chars))
+
+
+INTENT = IntentSpec(name="chat", label="其它", handler=handle, fallback=True,
+                    describe="闲聊、问答、以及以上都不是的请求")

@@ -31,7 +31,9 @@ from intents.base import UserInputError, not_enabled
 from prompts import render
 
 TOKEN_MARGIN = 6  # stay a little under the model's limit when only an estimate is available
-OWN_WORDS_NOTE = "\n（没有配置语言模型，这次直接用了你的原话当提示词；模型更懂英文，效果可能打折扣）"
+OWN_WORDS_NOTE = "\n（这次直接照你的原话来做，效果可能差一点）"
+DETAILS_WORDS = ("#详情", "＃详情")  # in a request: show the seed and the English text behind the result
+ADMIN_DETAILS = "\n详情：种子 {seed}；英文描述：{prompt}"  # for admins, on "#详情", or with show_prompt: true
 
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 _LABEL = re.compile(
@@ -162,10 +164,8 @@ class GenerationIntent:
     """One generation intent: subclasses fill in the class attributes and the hooks below."""
 
     kind: ClassVar[str]  # the job kind on the queue, and the config section (`video` / `image`)
-    feature: ClassVar[str]  # the label users see
     probe_prompt: ClassVar[str]  # stands in for the prompt in the early parameter check
     model_missing_reply: ClassVar[str | None] = None  # None: show the generator's own message
-    prompt_line: ClassVar[str] = "\n英文提示词：{prompt}"
     # the rewriter: prompts/<rewriter>.md, the length it asks for, and the replies when it cannot help
     rewriter: ClassVar[str]
     words: ClassVar[tuple[int, int]]  # (min, max) English words
@@ -222,7 +222,7 @@ class GenerationIntent:
     async def handle(self, ctx: Context) -> Reply | None:
         jobs = ctx.jobs
         if self.kind not in jobs.kinds:
-            return Reply(not_enabled(self.feature))
+            return Reply(not_enabled(ctx.intent.label if ctx.intent else self.kind))
         section = self.section(ctx)
         kind = jobs.kinds[self.kind]
         msg = ctx.message
@@ -261,7 +261,8 @@ class GenerationIntent:
                     raise
                 prompt = fit_tokens(own, limit, count) if limit is not None else own
                 note = OWN_WORDS_NOTE
-            shown = (self.prompt_line.format(prompt=prompt) if section.show_prompt else "") + note
+            details = self.wants_details(ctx, section)
+            shown = (ADMIN_DETAILS.format(seed=seed, prompt=prompt) if details else "") + note
             params = self.request(prompt, section, **overrides).to_dict()
             params.pop("seed", None)
             request = JobRequest(
@@ -279,6 +280,14 @@ class GenerationIntent:
         except RewriteRejected as exc:  # the asker's own words did not fit the model's token limit
             raise UserInputError(f"描述太长了（{exc.zh}），说短一点再试试吧～") from exc
         return None
+
+    @staticmethod
+    def wants_details(ctx: Context, section: Any) -> bool:
+        """The seed and English text are for admins, for whoever asks with "#详情", or for everyone when
+        the config's show_prompt is on; the group sees the picture or video alone."""
+        msg = ctx.message
+        return (section.show_prompt or msg.sender_id in ctx.config.bot.admins
+                or any(word in msg.text for word in DETAILS_WORDS))
 
     def _user_error(self, exc: Exception) -> UserInputError:
         """The asker's plain sentence; a fix only the admin can make travels along for them."""

@@ -18,22 +18,22 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from bot.jobs import Receipt
+from bot.plugin import IntentSpec
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
 
 MIN_WORDS, MAX_WORDS = 25, 90
 GLOSSARY_PATH = PROMPTS_DIR / "image_glossary.yaml"
 
-NO_LLM_REPLY = "画图要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
-REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文画图提示词（{reason}），换个说法再试一次吧～"
-LOST_SUBJECT_REPLY = ("抱歉，我写的英文提示词两次都把「{words}」弄丢了，怕画出来不是你要的。"
+NO_LLM_REPLY = "画图前我要先把你的描述整理一下，可我这会儿忙不过来，稍后再@我试试吧🙏"
+REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
+LOST_SUBJECT_REPLY = ("抱歉，我两次都没能把「{words}」放进画里，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
-MODEL_MISSING_REPLY = "画图的模型还没有装好，暂时画不了图，我已经告诉管理员了。"
+MODEL_MISSING_REPLY = "画图的功能还没有装好，暂时画不了图，我已经告诉管理员了。"
 ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
 ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
-ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始画。"
+ACK_NO_WORKER = "收到，排队第 {position} 位。负责画图的机器现在不在线，等它恢复后就开始画。"
 CAPTION = "你要的图画好啦🎨"
-SEED_NOTE = "（种子 {seed}）"
 
 _PORTRAIT = re.compile(r"竖版|竖图|竖屏|竖的|竖着|手机壁纸|竖幅")
 _SQUARE = re.compile(r"正方形|方形|方图|方的|头像")
@@ -112,7 +112,6 @@ def requested_image_overrides(text: str, height: int, width: int) -> dict[str, i
 
 class ImageIntent(GenerationIntent):
     kind = "image"
-    feature = "图片生成"
     probe_prompt = "A Shiba Inu sitting in the snow."
     model_missing_reply = MODEL_MISSING_REPLY
     rewriter = "image_rewrite"
@@ -148,8 +147,12 @@ class ImageIntent(GenerationIntent):
         return template.format(position=receipt.position, eta=max(1, int(receipt.eta_s)))
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION + (SEED_NOTE.format(seed=seed) if section.backend == "local" else "") + shown
+        return CAPTION + shown
 
 
 _intent = ImageIntent()
 handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
+
+
+INTENT = IntentSpec(name="image", label="图片生成", handler=handle, follow_up="picture",
+                    describe="要求画一张图、生成一张图片或照片")

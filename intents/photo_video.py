@@ -18,14 +18,14 @@ from typing import Any
 
 from bot.messages import Reply
 from bot.pipeline.context import Context
-from bot.pipeline.photo_gate import PHOTO_QUESTION, REQUEST_SLOT
+from bot.pipeline.photo_gate import PHOTO_SLOT, REQUEST_SLOT
 from intents.generation import GenerationIntent
 from intents.video import VideoIntent
 
 ASK_PHOTO = "把照片发给我吧📷 发到群里就行，我收到就开始做。"
-NO_LLM_REPLY = "做照片视频要先写一段英文的动作描述，可我的语言模型现在连不上，稍后再@我试试吧🙏"
-REWRITE_FAILED_REPLY = "抱歉，我没能把你的要求写成合格的英文动作描述（{reason}），换个说法再试一次吧～"
-CAPTION = "照片动起来啦🎬（种子 {seed}）"
+NO_LLM_REPLY = "让照片动起来前我要先想好怎么动，可我这会儿忙不过来，稍后再@我试试吧🙏"
+REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想让照片怎么动，换个说法再试一次吧～"
+CAPTION = "照片动起来啦🎬"
 
 _PHOTO = re.compile(r"照片|相片|这张图|那张图|这幅图|这个图|图片|合影|自拍|这张|那张")
 _MOTION = re.compile(r"动起来|动一动|动一下|活起来|视频|笑|眨眼|挥手|转头|回头|跳舞|走路|说话|飘|动")
@@ -68,15 +68,13 @@ class PhotoVideoIntent(VideoIntent):
     async def prepare(self, ctx: Context, section: Any) -> dict[str, Any] | Reply:
         photo = ctx.message.photo
         if photo is None:
-            return ctx.ask(PHOTO_QUESTION, _video_intent(), {REQUEST_SLOT: ctx.message.text}, "photo",
-                           ASK_PHOTO)
+            return ctx.ask({REQUEST_SLOT: ctx.message.text}, PHOTO_SLOT, ASK_PHOTO)
         from generators.photos import PhotoRefused
 
         try:
             return await asyncio.to_thread(prepare_photo, photo, section)
         except (PhotoRefused, OSError):  # removed by retention meanwhile, or unreadable
-            return ctx.ask(PHOTO_QUESTION, _video_intent(), {REQUEST_SLOT: ctx.message.text}, "photo",
-                           ASK_PHOTO)
+            return ctx.ask({REQUEST_SLOT: ctx.message.text}, PHOTO_SLOT, ASK_PHOTO)
 
     async def rewrite_prompt(self, ctx: Context, limit: int | None = None, count: Any = None) -> str:
         from intents.generation import estimate_tokens, rewrite
@@ -98,7 +96,7 @@ class PhotoVideoIntent(VideoIntent):
                              seen="You can see the photo." if image else "You cannot see the photo.")
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION.format(seed=seed) + shown
+        return CAPTION + shown
 
 
 def _small_jpeg(path: Path, side: int = 768) -> str:
@@ -108,12 +106,6 @@ def _small_jpeg(path: Path, side: int = 768) -> str:
     image = open_photo(path.read_bytes())
     image.thumbnail((side, side))
     return encode_photo(image, quality=85)
-
-
-def _video_intent() -> Any:
-    from intents import Intent
-
-    return Intent.VIDEO
 
 
 _intent = PhotoVideoIntent()

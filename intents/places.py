@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from bot.messages import Reply
 from bot.pipeline.context import Context
-from intents import Intent
-from intents.slots import amap_failed, amap_slots, finish, format_distance, not_found
+from bot.plugin import IntentSpec
+from intents.slots import amap_failed, amap_slots, answered, finish, format_distance, not_found
 from services.amap import AmapError, Poi
 
 FIELDS = ("place", "city", "keyword")
@@ -34,16 +34,19 @@ def render_places(where: str, keyword: str, pois: list[Poi]) -> str:
 
 
 async def handle(ctx: Context) -> Reply:
+    slots = await amap_slots(ctx, FIELDS)
+    return answered(await places_for(ctx, slots), slots)
+
+
+async def places_for(ctx: Context, slots: dict[str, str]) -> Reply:
     config = ctx.config.amap
-    slots = await amap_slots(ctx, "places", FIELDS)
     client = ctx.amap
     place, keyword = slots["place"], slots["keyword"]
     city = slots["city"] or config.default_city or ""
     if not keyword:
-        return ctx.ask("places", Intent.PLACES, slots, "keyword",
-                       "想找什么样的地方呀？比如火锅、公园、超市。")
+        return ctx.ask(slots, "keyword", "想找什么样的地方呀？比如火锅、公园、超市。")
     if not place and not city:
-        return ctx.ask("places", Intent.PLACES, slots, "place", "在哪一带找呀？说个地名或者城市吧。")
+        return ctx.ask(slots, "place", "在哪一带找呀？说个地名或者城市吧。")
     try:
         if place:
             center = await client.locate(place, city or None)
@@ -61,3 +64,7 @@ async def handle(ctx: Context) -> Reply:
         radius = f"{format_distance(config.places_radius_m)}内" if place else ""
         return Reply(f"{where}{radius}没找到「{keyword}」，换个关键词或者地点试试？")
     return await finish(ctx, render_places(where, keyword, pois))
+
+
+INTENT = IntentSpec(name="places", label="地点推荐", handler=handle, follow_up="places",
+                    describe="找附近或某地的餐厅、景点、商店等地方")

@@ -1,16 +1,26 @@
-"""步行/骑行/驾车/公交规划 share this: slots (origin, destination, city), locating both places, the
-AMap call for the mode and a templated reply. The four intent modules only pick their `Mode`.
+"""步行/骑行/驾车/公交规划: one flow for the four travel modes — slots (origin, destination, city),
+locating both places, the AMap call for the mode and a templated reply — registered as four intents in
+one loop over `MODES`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from bot.messages import Reply
 from bot.pipeline.context import Context
-from intents import Intent
-from intents.slots import amap_failed, amap_slots, finish, format_distance, format_duration, not_found
+from bot.plugin import IntentSpec
+from intents.slots import (
+    amap_failed,
+    amap_slots,
+    answered,
+    finish,
+    format_distance,
+    format_duration,
+    not_found,
+)
 from services.amap import AmapClient, AmapError, Location, RoutePlan, TransitLeg, TransitPlan
 
 FIELDS = ("origin", "destination", "city")
@@ -19,14 +29,20 @@ MAX_STEP_CHARS = 40
 
 @dataclass(frozen=True)
 class Mode:
-    intent: Intent
-    verb: str  # 走路 / 骑车 / 开车 / 坐公交地铁: used in the reply and the prompt
+    name: str  # the intent's name
+    label: str  # the intent's label
+    verb: str  # 步行 / 骑行 / 驾车 / 公交/地铁: used in the reply and the prompt
+    call: str  # the AmapClient method that plans it
+    describe: str  # the classifier prompt's line
 
 
-WALK = Mode(Intent.WALK, "步行")
-CYCLE = Mode(Intent.CYCLE, "骑行")
-DRIVE = Mode(Intent.DRIVE, "驾车")
-TRANSIT = Mode(Intent.TRANSIT, "公交/地铁")
+MODES = (
+    Mode("walk", "步行规划", "步行", "walking", "问从一个地方走路到另一个地方怎么走、要多久"),
+    Mode("cycle", "骑行规划", "骑行", "bicycling", "问骑自行车/电动车从一个地方到另一个地方怎么走"),
+    Mode("drive", "驾车规划", "驾车", "driving", "问开车/打车从一个地方到另一个地方的路线、时间、打车费"),
+    Mode("transit", "公交规划", "公交/地铁", "transit",
+         "问坐公交、地铁等公共交通从一个地方到另一个地方怎么走"),
+)
 
 
 def _short(text: str, limit: int = MAX_STEP_CHARS) -> str:
@@ -91,27 +107,29 @@ def question_for(missing: list[str]) -> tuple[str, str]:
     return "origin", "从哪里出发、要去哪里呀？"
 
 
-async def _plan(client: AmapClient, mode: Mode, origin: Location, destination: Location) -> str:
-    max_steps = client.config.route_steps
-    if mode.intent is Intent.TRANSIT:
+async def _plan(client: AmapClient, mode: Mode, origin: Location, destination: Location,
+                max_steps: int) -> str:
+    if mode.call == "transit":
         plan = await client.transit(origin.location, destination.location,
                                     origin.citycode or destination.citycode,
                                     destination.citycode or origin.citycode)
         return render_transit(origin, destination, plan)
-    call: Callable[[str, str], Awaitable[RoutePlan]] = {
-        Intent.WALK: client.walking, Intent.CYCLE: client.bicycling, Intent.DRIVE: client.driving,
-    }[mode.intent]
+    call: Callable[[str, str], Awaitable[RoutePlan]] = getattr(client, mode.call)
     plan = await call(origin.location, destination.location)
     return render_path(mode, origin, destination, plan, max_steps)
 
 
 async def handle_route(ctx: Context, mode: Mode) -> Reply:
-    slots = await amap_slots(ctx, "route", FIELDS, mode=mode.verb)
+    slots = await amap_slots(ctx, FIELDS, mode=mode.verb)
+    return answered(await route_for(ctx, mode, slots), slots)
+
+
+async def route_for(ctx: Context, mode: Mode, slots: dict[str, str]) -> Reply:
     client = ctx.amap
     missing = [name for name in ("origin", "destination") if not slots[name]]
     if missing:
         asked, question = question_for(missing)
-        return ctx.ask("route", mode.intent, slots, asked, question)
+        return ctx.ask(slots, asked, question)
     city = slots["city"] or None
     try:
         # amap.default_city is only a first guess: "从北京南站到天安门" must work wherever it is set
@@ -130,7 +148,11 @@ async def handle_route(ctx: Context, mode: Mode) -> Reply:
         origin = Location(slots["origin"], origin.location, origin.adcode, origin.citycode, origin.city)
         destination = Location(slots["destination"], destination.location, destination.adcode,
                                destination.citycode, destination.city)
-        text = await _plan(client, mode, origin, destination)
+        text = await _plan(client, mode, origin, destination, ctx.config.amap.route_steps)
     except AmapError as exc:
         return await amap_failed(ctx, exc)
     return await finish(ctx, text)
+
+
+INTENTS = tuple(IntentSpec(name=mode.name, label=mode.label, handler=partial(handle_route, mode=mode),
+                           describe=mode.describe, follow_up="route") for mode in MODES)

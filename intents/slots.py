@@ -20,6 +20,7 @@ from loguru import logger
 from bot.config import AmapConfig
 from bot.llm import ChatMessage, LLMUnavailable
 from bot.messages import Reply
+from bot.pipeline.context import Answer, Question
 from bot.time_text import duration_text
 from intents.base import UserInputError
 from intents.chat import fit_bubble
@@ -28,8 +29,7 @@ from prompts import render
 from services.amap import errors as amap
 
 if TYPE_CHECKING:
-    from bot.pipeline.context import Context
-    from bot.pipeline.dispatch import Pending
+    from bot.pipeline.context import Context, Pending
 
 _EMPTY_VALUES = {"", "null", "none", "无", "未知", "不知道", "没有", "未提及", "n/a"}
 _ANSWER_NOISE = re.compile(r"^(?:从|在|去|到|是|就)|(?:出发|吧|呀|啊|哦|呢|附近|那边|这边)$")
@@ -59,7 +59,8 @@ def admin_fix(exc: amap.AmapError) -> str | None:
     """The exact fix for an AMap failure only the admin can repair (no key, key refused), else None."""
     if isinstance(exc, amap.AmapNoKey):
         return ("有人问天气/路线/地点，但没有配置高德地图：在高德开放平台（lbs.amap.com）申请"
-                f"「Web服务」类型的 Key，设置环境变量 {amap.KEY_ENV}=你的Key 后重启小爱。")
+                f"「Web服务」类型的 Key，填在管理台「密钥」页（保存后马上生效），"
+                f"或设置环境变量 {amap.KEY_ENV}。")
     if isinstance(exc, amap.AmapKeyRejected):
         return (f"高德地图拒绝了 Key（infocode {exc.infocode}: {exc.info}）：请检查环境变量 {amap.KEY_ENV} "
                 "是否填对、是不是「Web服务」类型、有没有开通这项服务。")
@@ -155,16 +156,25 @@ async def extract_slots(ctx: Context, kind: str, fields: tuple[str, ...], pendin
     return slots
 
 
-async def amap_slots(ctx: Context, kind: str, fields: tuple[str, ...], **extra: object) -> dict[str, str]:
-    """How each AMap handler starts: this message's slots, merged with the asker's open question of
-    this kind (now answered). With no AMap key the asker is told (UserInputError), the LLM not asked."""
+async def amap_slots(ctx: Context, fields: tuple[str, ...], **extra: object) -> dict[str, str]:
+    """How each AMap handler starts: this message's slots (the slot prompt is the intent's follow-up
+    kind), merged with the asker's open question of this kind (now answered). With no AMap key the asker
+    is told (UserInputError), the LLM not asked."""
     if not ctx.amap.key:
         missing = amap.AmapNoKey("no key")
         raise UserInputError(explain(missing), admin_detail=admin_fix(missing), problem="amap:AmapNoKey")
+    assert ctx.intent is not None and ctx.intent.follow_up is not None, "an AMap intent has a slot kind"
+    kind = ctx.intent.follow_up
     pending = ctx.pending if ctx.pending is not None and ctx.pending.kind == kind else None
-    slots = await extract_slots(ctx, kind, fields, pending, **extra)
-    ctx.slots_used.update(slots)  # the dispatcher remembers them for a follow-up ("那开车呢")
-    return slots
+    return await extract_slots(ctx, kind, fields, pending, **extra)
+
+
+def answered(reply: Reply, slots: dict[str, str]) -> Reply:
+    """The reply with the slots it was based on, which the dispatcher remembers for a follow-up
+    ("那开车呢"); a question back is returned as it is."""
+    if isinstance(reply, Question):
+        return reply
+    return Answer(reply.text, reply.file, reply.mention_ids, slots=dict(slots))
 
 
 # -- the reply ------------------------------------------------------------------------------------------

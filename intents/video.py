@@ -12,19 +12,19 @@ from typing import Any
 from bot.jobs import Receipt
 from bot.messages import Reply
 from bot.pipeline.context import Context
+from bot.plugin import IntentSpec
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
-NO_LLM_REPLY = "做视频要先把你的描述改写成英文提示词，可我的语言模型现在连不上，稍后再@我试试吧🙏"
-REWRITE_FAILED_REPLY = "抱歉，我没能把你的描述写成合格的英文视频提示词（{reason}），换个说法再试一次吧～"
+NO_LLM_REPLY = "做视频前我要先把你的描述整理一下，可我这会儿忙不过来，稍后再@我试试吧🙏"
+REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
 ACK = "收到，排队第 {position} 位，预计 {eta} 秒。"
-ACK_NO_WORKER = "收到，排队第 {position} 位。现在没有在线的 GPU，等它恢复后就开始做。"
-CAPTION = "你要的视频做好啦🎬（种子 {seed}）"
+ACK_NO_WORKER = "收到，排队第 {position} 位。负责做视频的机器现在不在线，等它恢复后就开始做。"
+CAPTION = "你要的视频做好啦🎬"
 
 
 class VideoIntent(GenerationIntent):
     kind = "video"
-    feature = "视频生成"
     probe_prompt = "A panda playing a guitar in a bamboo forest."
     rewriter = "video_rewrite"
     words = (MIN_WORDS, MAX_WORDS)
@@ -51,8 +51,13 @@ class VideoIntent(GenerationIntent):
         return template.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION.format(seed=seed) + shown
+        return CAPTION + shown
 
 
 _intent = VideoIntent()
 handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
+
+
+INTENT = IntentSpec(name="video", label="视频生成", handler=handle, follow_up="clip",
+                    describe="要求生成、制作一段视频或动画，或让刚发的照片动起来（如“让这张照片动起来”"
+                             "“让照片里的人笑一下”）")

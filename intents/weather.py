@@ -12,10 +12,11 @@ import re
 
 from loguru import logger
 
+from bot.config import AmapConfig
 from bot.messages import Reply
 from bot.pipeline.context import Context
-from intents import Intent
-from intents.slots import amap_failed, amap_slots, explain, finish, local_now, not_found
+from bot.plugin import IntentSpec
+from intents.slots import amap_failed, amap_slots, answered, explain, finish, local_now, not_found
 from services.amap import AmapClient, AmapError, DayCast, LiveWeather
 
 FIELDS = ("place", "day")
@@ -134,12 +135,16 @@ def render_weather(city: str, casts: list[DayCast], today: dt.date, live: LiveWe
 
 
 async def handle(ctx: Context) -> Reply:
+    slots = await amap_slots(ctx, FIELDS)
+    return answered(await forecast_for(ctx, slots), slots)
+
+
+async def forecast_for(ctx: Context, slots: dict[str, str]) -> Reply:
     config = ctx.config.amap
-    slots = await amap_slots(ctx, "weather", FIELDS)
     client = ctx.amap
     place = slots["place"] or (config.default_city or "")
     if not place:
-        return ctx.ask("weather", Intent.WEATHER, slots, "place", "想查哪个城市的天气呀？")
+        return ctx.ask(slots, "place", "想查哪个城市的天气呀？")
     today = local_now(config).date()
     days = (target_days(slots["day"], today) or target_days(ctx.message.text, today) or [today])
     try:
@@ -166,7 +171,7 @@ DAILY_FAILED_REPLY = "今天的天气暂时没查到，稍后可以@我问问～
 DAILY_OFF_REPLY = "天气功能未开通，今天的天气播报先停一停～"
 
 
-async def daily_report(client: AmapClient, city: str) -> str:
+async def daily_report(client: AmapClient, city: str, config: AmapConfig) -> str:
     """Today's weather for a schedule's `city` (schedules.jobs kind weather), never raising."""
     if not client.key:
         return DAILY_OFF_REPLY
@@ -179,8 +184,12 @@ async def daily_report(client: AmapClient, city: str) -> str:
     except AmapError as exc:
         logger.warning("schedules: weather for {} failed: {}", city, exc)
         return explain(exc)
-    today = local_now(client.config).date()
+    today = local_now(config).date()
     casts = [c for c in (forecast.casts if forecast else []) if c.date == today]
     if forecast is None or not casts:
         return DAILY_FAILED_REPLY
     return "📅 每日天气\n" + render_weather(forecast.city or city, casts, today, live)
+
+
+INTENT = IntentSpec(name="weather", label="天气", handler=handle, follow_up="weather",
+                    describe="问某地某天的天气、气温、要不要带伞/加衣服")

@@ -1,45 +1,64 @@
-"""Which of the eight intents (or chat) the latest message asks for, judged by the LLM.
+"""Which registered intent the latest message asks for, judged by the LLM.
 
-The answer is parsed defensively: the exact label, else the one label contained in the answer, else chat.
+The prompt's label list is written from the registry (each intent's label and one-line description),
+so a plugin's intent is offered to the LLM like a built-in one. The answer is parsed defensively: the
+exact label (or name), else the one label contained in the answer, else the fallback (chat).
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from bot.llm import LLM, ChatMessage
-from bot.pipeline.context import Context
-from intents import Intent
 from prompts import render
+
+if TYPE_CHECKING:
+    from bot.pipeline.context import Context
+    from bot.plugin import IntentRegistry, IntentSpec
 
 _NOISE = re.compile(r"[\s\"'“”‘’「」『』【】\[\]<>《》.。,，:：!！?？`*#-]+")
 
 
-def parse_label(answer: str) -> Intent:
-    """Map a raw LLM answer to an Intent; anything unclear is chat."""
+def parse_label(answer: str, intents: IntentRegistry) -> IntentSpec:
+    """Map a raw LLM answer to an intent; anything unclear is the fallback."""
     cleaned = _NOISE.sub("", answer)
-    for intent in Intent:
-        if cleaned == intent.value or cleaned.lower() == intent.module:
+    for intent in intents.specs:
+        if cleaned == intent.label or cleaned.lower() == intent.name:
             return intent
-    found = {intent for intent in Intent if intent.value in answer}
+    found = {intent for intent in intents.specs if intent.label in answer}
     if len(found) == 1:
         return found.pop()
-    return Intent.CHAT
+    return intents.fallback
 
 
-async def classify(ctx: Context) -> Intent:
-    """Ask the LLM for the label of ctx.message; raises LLMUnavailable when it cannot answer."""
-    return await classify_text(ctx.llm, ctx.message.text, ctx.message.sender_name, ctx.transcript,
-                               timeout_s=ctx.config.llm.classify_timeout_s)
+def prompt(intents: IntentRegistry, question: str, sender: str, history: str) -> tuple[str, str]:
+    """The classifier prompt (system, user) with the label list of these intents."""
+    labels = "\n".join(f"- {intent.label}：{intent.describe}" for intent in intents.specs)
+    return render("classify", labels=labels, fallback=intents.fallback.label, example=intents.specs[0].label,
+                  history=history, sender=sender, question=question)
 
 
-async def classify_text(llm: LLM, question: str, sender: str, history: str, *, timeout_s: float) -> Intent:
+class LLMClassifier:
+    """`await classifier(ctx)` -> the intent, for the dispatcher; raises LLMUnavailable when the LLM
+    cannot answer (the dispatcher then asks the embedded classifier)."""
+
+    def __init__(self, intents: IntentRegistry) -> None:
+        self.intents = intents
+
+    async def __call__(self, ctx: Context) -> IntentSpec:
+        return await classify_text(ctx.llm, self.intents, ctx.message.text, ctx.message.sender_name,
+                                   ctx.transcript, timeout_s=ctx.config.llm.classify_timeout_s)
+
+
+async def classify_text(llm: LLM, intents: IntentRegistry, question: str, sender: str, history: str, *,
+                        timeout_s: float) -> IntentSpec:
     """The same, for a bare text (`xiaoai eval-intents` has no chat around it)."""
-    system, user = render("classify", history=history, sender=sender, question=question)
+    system, user = prompt(intents, question, sender, history)
     answer = await llm.complete(
         [ChatMessage("system", system), ChatMessage("user", user)],
         timeout_s=timeout_s,
         max_tokens=16,
         temperature=0,
     )
-    return parse_label(answer)
+    return parse_label(answer, intents)

@@ -34,7 +34,6 @@ from loguru import logger
 from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
-from intents import Intent
 from nlu.lexicon import normalise, without_retraction
 from prompts import PROMPTS_DIR
 
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from bot.pipeline.context import Context
+    from bot.plugin import IntentRegistry, IntentSpec
 
 EXAMPLES_PATH = PROMPTS_DIR / "intent_examples.yaml"
 
@@ -51,32 +51,34 @@ class ClassifierUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Prediction:
-    intent: Intent
-    scores: dict[Intent, float]  # mean similarity of the nearest examples, per intent
+    intent: IntentSpec
+    scores: dict[IntentSpec, float]  # mean similarity of the nearest examples, per intent
     seconds: float  # wall time to embed and score this one message
     cpu_seconds: float = 0.0  # CPU time of the thread that did it (what the message costs a free core)
 
 
-ROUTE_INTENTS = (Intent.WALK, Intent.CYCLE, Intent.DRIVE, Intent.TRANSIT)
 # "地铁站", "火车南站": a place, not a way to travel
 _PLACE_SUFFIXES = ("站", "口", "东站", "西站", "南站", "北站")
 
 
 @dataclass(frozen=True)
 class Examples:
-    phrases: dict[Intent, list[str]]
-    route_modes: dict[Intent, list[str]]  # travel-mode words per route intent
-    cues: dict[Intent, re.Pattern[str]] = field(default_factory=dict)  # request (or chat) wording
+    phrases: dict[IntentSpec, list[str]]
+    route_modes: dict[IntentSpec, list[str]]  # travel-mode words per route intent
+    route_verbs: dict[IntentSpec, str]  # how a route follow-up spells the request: 从A<verb>到B怎么走
+    fallback: IntentSpec  # chat: what a message no request intent wins is
+    cues: dict[IntentSpec, re.Pattern[str]] = field(default_factory=dict)  # request (or chat) wording
     cue_bonus: float = 0.0  # added to an intent's score when its cue matches
     chat_bonus: float = 0.0  # added to chat when no request intent's cue matches
 
 
-def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
-    """Read the examples file; every intent needs at least one phrase. Errors name the file and key."""
+def load_examples(intents: IntentRegistry, path: Path = EXAMPLES_PATH) -> Examples:
+    """The phrases of every registered intent: its own (`IntentSpec.examples`) plus those of the
+    examples file under its name; every intent needs at least one. Errors name the file and key."""
     data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
-    by_module = {intent.module: intent for intent in Intent}
+    by_name = {intent.name: intent for intent in intents}
 
-    def section(name: str, allowed: dict[str, Intent]) -> dict[Intent, list[str]]:
+    def section(name: str, allowed: dict[str, IntentSpec]) -> dict[IntentSpec, list[str]]:
         raw = data.get(name) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: {name}: expected a mapping of intent -> list")
@@ -85,33 +87,38 @@ def load_examples(path: Path = EXAMPLES_PATH) -> Examples:
             raise ValueError(f"{path}: {name}: unknown intents {sorted(unknown)}; use {sorted(allowed)}")
         return {allowed[k]: [str(p).strip() for p in (v or []) if str(p).strip()] for k, v in raw.items()}
 
-    phrases = section("examples", by_module)
-    missing = [intent.module for intent in Intent if not phrases.get(intent)]
+    from_file = section("examples", by_name)
+    phrases = {intent: [*from_file.get(intent, []), *intent.examples] for intent in intents}
+    missing = [intent.name for intent in intents if not phrases[intent]]
     if missing:
         raise ValueError(f"{path}: examples: these intents need at least one phrase: {missing}")
-    modes = section("route_modes", {i.module: i for i in ROUTE_INTENTS})
-    cues: dict[Intent, re.Pattern[str]] = {}
-    for intent, patterns in section("cues", by_module).items():
+    routes = {i.name: i for i in intents.with_follow_up("route")}
+    modes = section("route_modes", routes)
+    written = data.get("route_verbs") or {}
+    verbs = {routes[name]: str(verb) for name, verb in written.items() if name in routes}
+    cues: dict[IntentSpec, re.Pattern[str]] = {}
+    for intent, patterns in section("cues", by_name).items():
         try:
             cues[intent] = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
         except re.error as exc:
-            raise ValueError(f"{path}: cues: {intent.module}: not a regular expression: {exc}") from exc
+            raise ValueError(f"{path}: cues: {intent.name}: not a regular expression: {exc}") from exc
     bonus = float(data.get("cue_bonus") or 0.0)
     chat_bonus = float(data.get("chat_bonus") or 0.0)
-    return Examples({intent: phrases[intent] for intent in Intent}, modes, cues, bonus, chat_bonus)
+    return Examples(phrases, modes, verbs, intents.fallback, cues, bonus, chat_bonus)
 
 
-def with_cues(scores: dict[Intent, float], text: str, examples: Examples) -> dict[Intent, float]:
+def with_cues(scores: dict[IntentSpec, float], text: str, examples: Examples) -> dict[IntentSpec, float]:
     """The scores plus the wording prior: `cue_bonus` for each intent whose cue matches `text` (only chat
     when chat's does), `chat_bonus` for chat when no request intent's cue does."""
     if not examples.cues:
         return scores
+    chat = examples.fallback
     matched = {intent for intent, cue in examples.cues.items() if cue.search(text)}
-    if Intent.CHAT in matched:
-        matched = {Intent.CHAT}
+    if chat in matched:
+        matched = {chat}
     bonus = {intent: examples.cue_bonus for intent in matched}
-    if not matched - {Intent.CHAT}:
-        bonus[Intent.CHAT] = examples.chat_bonus
+    if not matched - {chat}:
+        bonus[chat] = examples.chat_bonus
     return {intent: score + bonus.get(intent, 0.0) for intent, score in scores.items()}
 
 
@@ -120,9 +127,9 @@ def plain_text(text: str) -> str:
     return without_retraction(normalise(text.strip()))
 
 
-def named_route_mode(text: str, route_modes: dict[Intent, list[str]]) -> Intent | None:
+def named_route_mode(text: str, route_modes: dict[IntentSpec, list[str]]) -> IntentSpec | None:
     """The route intent whose travel-mode word comes first in `text` (station names don't count)."""
-    first: tuple[int, Intent] | None = None
+    first: tuple[int, IntentSpec] | None = None
     for intent, words in route_modes.items():
         for word in words:
             start = text.find(word)
@@ -165,9 +172,9 @@ class _Index:
         with self._lock:
             return self._engine.query(texts)
 
-    def scores(self, vector: np.ndarray, neighbours: int) -> dict[Intent, float]:
+    def scores(self, vector: np.ndarray, neighbours: int) -> dict[IntentSpec, float]:
         sims = self.vectors @ vector
-        result: dict[Intent, float] = {}
+        result: dict[IntentSpec, float] = {}
         for index, intent in enumerate(self.intents):
             own = self._np.sort(sims[self.labels == index])[::-1][:neighbours]
             result[intent] = float(own.mean())
@@ -204,31 +211,33 @@ _INDEXES: dict[str, _Index] = {}
 _INDEXES_LOCK = threading.Lock()
 
 
-def _index_for(path: Path) -> _Index:
-    text = path.read_bytes()
-    key = hashlib.sha256(text).hexdigest()
+def _index_for(intents: IntentRegistry, path: Path) -> _Index:
+    digest = hashlib.sha256(path.read_bytes())
+    for intent in intents:
+        digest.update(repr((id(intent), intent.name, intent.examples)).encode())
+    key = digest.hexdigest()
     with _INDEXES_LOCK:
         if key not in _INDEXES:
             started = time.perf_counter()
-            _INDEXES[key] = _Index(load_examples(path))
+            _INDEXES[key] = _Index(load_examples(intents, path))
             logger.info("embedded classifier: {} examples embedded in {:.1f} s",
                         len(_INDEXES[key].labels), time.perf_counter() - started)
         return _INDEXES[key]
 
 
-def decide(scores: dict[Intent, float], config: EmbeddedClassifierConfig,
-           route_mode: Intent | None = None) -> Intent:
+def decide(scores: dict[IntentSpec, float], config: EmbeddedClassifierConfig, chat: IntentSpec,
+           route_mode: IntentSpec | None = None) -> IntentSpec:
     """Pick the intent from the per-intent scores.
 
     A request intent must reach min_similarity and beat chat by chat_margin (else chat). When the
     winner is a route intent, the travel mode the message names (if any) decides which one.
     """
     best = max(scores, key=scores.__getitem__)
-    if best is Intent.CHAT:
+    if best is chat:
         return best
-    if scores[best] < config.min_similarity or scores[best] - scores[Intent.CHAT] < config.chat_margin:
-        return Intent.CHAT
-    if best in ROUTE_INTENTS and route_mode is not None:
+    if scores[best] < config.min_similarity or scores[best] - scores[chat] < config.chat_margin:
+        return chat
+    if best.follow_up == "route" and route_mode is not None:
         return route_mode
     return best
 
@@ -236,8 +245,9 @@ def decide(scores: dict[Intent, float], config: EmbeddedClassifierConfig,
 class EmbeddedClassifier:
     """`await classifier(ctx)` -> Intent, computed in a worker thread so the event loop never waits."""
 
-    def __init__(self, examples_path: Path = EXAMPLES_PATH,
+    def __init__(self, intents: IntentRegistry, examples_path: Path = EXAMPLES_PATH,
                  config: EmbeddedClassifierConfig | None = None) -> None:
+        self.intents = intents
         self.examples_path = examples_path
         self.config = config or EmbeddedClassifierConfig()  # used when no Context gives the current one
         self._index: _Index | None = None
@@ -256,7 +266,7 @@ class EmbeddedClassifier:
     def load(self) -> None:
         """Load the engine and embed the examples (idempotent, blocking: ~1-2 s the first time)."""
         if self._index is None:
-            self._index = _index_for(self.examples_path)
+            self._index = _index_for(self.intents, self.examples_path)
 
     def predict(self, text: str, config: EmbeddedClassifierConfig | None = None) -> Prediction:
         """Blocking: classify one message text (empty text is chat)."""
@@ -266,20 +276,20 @@ class EmbeddedClassifier:
         started, cpu_started = time.perf_counter(), time.thread_time()
         text = plain_text(text)
         if not text:
-            return Prediction(Intent.CHAT, {}, 0.0)
+            return Prediction(self.intents.fallback, {}, 0.0)
         scores = self._index.scores(self._index.embed(text), config.neighbours)
         scores = with_cues(scores, text, self._index.examples)
         mode = named_route_mode(text.lower(), self._index.route_modes)
-        return Prediction(decide(scores, config, mode), scores, time.perf_counter() - started,
-                          time.thread_time() - cpu_started)
+        return Prediction(decide(scores, config, self.intents.fallback, mode), scores,
+                          time.perf_counter() - started, time.thread_time() - cpu_started)
 
-    async def classify(self, text: str, config: EmbeddedClassifierConfig | None = None) -> Intent:
+    async def classify(self, text: str, config: EmbeddedClassifierConfig | None = None) -> IntentSpec:
         prediction = await asyncio.to_thread(self.predict, text, config)
         return prediction.intent
 
-    async def __call__(self, ctx: Context) -> Intent:
+    async def __call__(self, ctx: Context) -> IntentSpec:
         intent = await self.classify(ctx.message.text, ctx.config.offline.classifier)
-        logger.info("message {}: embedded classifier -> {}", ctx.message.id, intent.value)
+        logger.info("message {}: embedded classifier -> {}", ctx.message.id, intent.name)
         return intent
 
 

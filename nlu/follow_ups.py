@@ -12,15 +12,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
-from intents import Intent
-from nlu.embedded import ROUTE_INTENTS, load_examples, named_route_mode
+from nlu.embedded import Examples, load_examples, named_route_mode
 from nlu.lexicon import find_city, normalise
 from nlu.rule_slots import places_slots, route_slots, rule_slots, weather_day, weather_place
 
-GENERATION_INTENTS = (Intent.IMAGE, Intent.VIDEO)
-SLOT_KINDS = {Intent.WEATHER: "weather", Intent.PLACES: "places",
-              **{intent: "route" for intent in ROUTE_INTENTS}}
+if TYPE_CHECKING:
+    from bot.plugin import IntentRegistry, IntentSpec
+
+SLOT_KINDS = ("weather", "route", "places")  # follow-up kinds whose slots the rules read (rule_slots)
+GENERATION_KINDS = ("picture", "clip")
 MAX_FOLLOW_UP = 24  # characters; longer messages are requests of their own
 
 _EDGE_PUNCT = " \t，,。.！!？?~～、"
@@ -55,16 +57,17 @@ _MEDIUM_TAIL = re.compile(r"的?(?:图片|图|照片|插画|画|短视频|小视
 class PreviousTurn:
     """What the bot answered the asker last: the intent, the slots it used, the picture/video subject."""
 
-    intent: Intent
+    intent: IntentSpec
     slots: Mapping[str, str] = field(default_factory=dict)
     subject: str = ""  # image/video: what was shown, in the asker's words
 
     @classmethod
-    def from_request(cls, intent: Intent, text: str, slots: Mapping[str, str] | None = None) -> PreviousTurn:
+    def from_request(cls, intent: IntentSpec, text: str, slots: Mapping[str, str] | None = None
+                     ) -> PreviousTurn:
         """The turn remembered after answering `text` with `intent`; slots default to the rules' reading."""
         if slots is None:
-            slots = rule_slots(SLOT_KINDS[intent], text) if intent in SLOT_KINDS else {}
-        subject = subject_of(text) if intent in GENERATION_INTENTS else ""
+            slots = rule_slots(intent.follow_up, text) if intent.follow_up in SLOT_KINDS else {}
+        subject = subject_of(text) if intent.follow_up in GENERATION_KINDS else ""
         return cls(intent, dict(slots), subject)
 
 
@@ -72,7 +75,7 @@ class PreviousTurn:
 class FollowUp:
     """The follow-up resolved: the intent to run, its slots, and the request spelled out in full."""
 
-    intent: Intent
+    intent: IntentSpec
     slots: dict[str, str]
     request: str  # a self-contained request the handler can read as if the asker had typed it
     subject: str = ""
@@ -86,27 +89,28 @@ def subject_of(request: str) -> str:
     return _MEDIUM_TAIL.sub("", text).strip(_EDGE_PUNCT) or request.strip()
 
 
-def resolve_follow_up(text: str, previous: PreviousTurn | None) -> FollowUp | None:
+def resolve_follow_up(text: str, previous: PreviousTurn | None, intents: IntentRegistry) -> FollowUp | None:
     """The follow-up `text` resolved against the asker's previous turn, or None if it stands alone."""
     if previous is None:
         return None
     plain = normalise(text.strip()).strip(_EDGE_PUNCT)
     if not plain or len(plain) > MAX_FOLLOW_UP:
         return None
-    if previous.intent in ROUTE_INTENTS:
-        return _route(plain, previous)
-    if previous.intent is Intent.WEATHER:
+    kind = previous.intent.follow_up
+    if kind == "route":
+        return _route(plain, previous, _examples(intents))
+    if kind == "weather":
         return _weather(plain, previous)
-    if previous.intent is Intent.PLACES:
+    if kind == "places":
         return _places(plain, previous)
-    if previous.intent in GENERATION_INTENTS and previous.subject:
-        return _generation(plain, previous)
+    if kind in GENERATION_KINDS and previous.subject:
+        return _generation(plain, previous, intents)
     return None
 
 
 @cache
-def _route_modes() -> dict[Intent, list[str]]:
-    return load_examples().route_modes
+def _examples(intents: IntentRegistry) -> Examples:
+    return load_examples(intents)
 
 
 def _remainder(plain: str) -> str:
@@ -114,14 +118,14 @@ def _remainder(plain: str) -> str:
     return _TRAILING.sub("", _LEADING.sub("", plain)).strip(_EDGE_PUNCT)
 
 
-def _route(plain: str, previous: PreviousTurn) -> FollowUp | None:
+def _route(plain: str, previous: PreviousTurn, examples: Examples) -> FollowUp | None:
     origin, destination = previous.slots.get("origin", ""), previous.slots.get("destination", "")
     if not (origin or destination):
         return None
     own = route_slots(plain)
     if own.get("origin") and own.get("destination"):
         return None  # a whole new route: classify it on its own
-    mode = named_route_mode(plain.lower(), _route_modes())
+    mode = named_route_mode(plain.lower(), examples.route_modes)
     changed = mode is not None
     start = _START_AT.search(plain)
     if _SWAP.search(plain):  # "回来呢": the same two places the other way round
@@ -133,7 +137,7 @@ def _route(plain: str, previous: PreviousTurn) -> FollowUp | None:
     if not changed or not _ASKS.search(plain):
         return None
     intent = mode or previous.intent
-    verb = {Intent.WALK: "走", Intent.CYCLE: "骑车", Intent.DRIVE: "开车", Intent.TRANSIT: "坐公交"}[intent]
+    verb = examples.route_verbs.get(intent, "去")
     return FollowUp(intent, {"origin": origin, "destination": destination},
                     f"从{origin}{verb}到{destination}怎么走")
 
@@ -147,7 +151,7 @@ def _weather(plain: str, previous: PreviousTurn) -> FollowUp | None:
     if not (day or place) or len(leftover) > 2 or not _ASKS.search(plain):
         return None  # "那我多穿点", "开车去天津要多久": not a forecast for another place or day
     slots = {"place": place or previous.slots.get("place", ""), "day": day or previous.slots.get("day", "")}
-    return FollowUp(Intent.WEATHER, slots, f"{slots['day']}{slots['place']}天气怎么样")
+    return FollowUp(previous.intent, slots, f"{slots['day']}{slots['place']}天气怎么样")
 
 
 def _places(plain: str, previous: PreviousTurn) -> FollowUp | None:
@@ -160,21 +164,22 @@ def _places(plain: str, previous: PreviousTurn) -> FollowUp | None:
         if not own.get("keyword") or not _ASKS.search(plain) and not plain.startswith("有"):
             return None
         place, keyword = own.get("place") or previous.slots.get("place", ""), own["keyword"]
-    return FollowUp(Intent.PLACES, {"place": place, "keyword": keyword}, f"{place}附近的{keyword}")
+    return FollowUp(previous.intent, {"place": place, "keyword": keyword}, f"{place}附近的{keyword}")
 
 
-def _generation(plain: str, previous: PreviousTurn) -> FollowUp | None:
+def _generation(plain: str, previous: PreviousTurn, intents: IntentRegistry) -> FollowUp | None:
+    picture, clip = (next(iter(intents.with_follow_up(kind)), None) for kind in GENERATION_KINDS)
     subject = previous.subject
-    if _TO_VIDEO.search(plain):
-        intent = Intent.VIDEO
-    elif _TO_IMAGE.search(plain):
-        intent = Intent.IMAGE
+    if _TO_VIDEO.search(plain) and clip is not None:
+        intent = clip
+    elif _TO_IMAGE.search(plain) and picture is not None:
+        intent = picture
     elif _AGAIN.search(_TRAILING.sub("", plain)):
         intent = previous.intent
     else:
         style = _STYLE.match(_TRAILING.sub("", plain))
-        if style is None or previous.intent is not Intent.IMAGE:
+        if style is None or previous.intent is not picture:
             return None
-        intent, subject = Intent.IMAGE, f"{subject}，{style.group('style')}"
-    request = f"画{subject}" if intent is Intent.IMAGE else f"做一段视频：{subject}"
+        intent, subject = previous.intent, f"{subject}，{style.group('style')}"
+    request = f"画{subject}" if intent is picture else f"做一段视频：{subject}"
     return FollowUp(intent, {}, request, subject)

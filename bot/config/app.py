@@ -1,12 +1,10 @@
 """The whole configuration (`AppConfig`) and the secrets that only ever come from the environment
-(`Secrets`)."""
+(`Secrets`, in secret_store.py)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator
 
@@ -23,6 +21,7 @@ from bot.config.sections import (
     HistoryConfig,
     LLMConfig,
     OfflineConfig,
+    PluginsConfig,
     QuotasConfig,
     Section,
     WechatyConfig,
@@ -50,6 +49,15 @@ class AppConfig(Section):
     video: VideoConfig = VideoConfig()
     jobs: JobsConfig = JobsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    plugins: PluginsConfig = PluginsConfig()
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, context: dict[str, Any] | None = None, **kwargs: Any) -> AppConfig:
+        """Validate, with the plugin folders this config names in the context, so a room's `intents:`
+        may list a plugin's intent (RoomSettings checks the names)."""
+        if context is None and isinstance(obj, dict):
+            context = {"plugin_dirs": plugin_dirs(obj)}
+        return super().model_validate(obj, context=context, **kwargs)
 
     @field_validator("data_dir")
     @classmethod
@@ -57,27 +65,12 @@ class AppConfig(Section):
         return value.expanduser()
 
     def for_chat(self, chat: ChatRef, topic: str | None = None) -> ChatSettings:
-        """What applies in one chat: global defaults with the room's `groups.rooms` overrides on top."""
+        """What applies in one chat (`chat_settings`)."""
         return chat_settings(self, chat, topic)
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Values that must come from the environment, never from config.yaml."""
-
-    openai_api_key: str | None
-    openai_base_url: str | None
-    puppet_endpoint: str | None
-    puppet_token: str | None
-    admin_password: str | None = None  # the admin console's login
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
-        env = dict(os.environ) if env is None else env
-        return cls(
-            openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_base_url=env.get("OPENAI_BASE_URL") or None,
-            puppet_endpoint=env.get("WECHATY_PUPPET_SERVICE_ENDPOINT") or None,
-            puppet_token=env.get("WECHATY_PUPPET_SERVICE_TOKEN") or None,
-            admin_password=env.get("XIAOAI_ADMIN_PASSWORD") or None,
-        )
+def plugin_dirs(data: dict[str, Any]) -> tuple[str, ...]:
+    """`plugins.dirs` as written in raw config data (before validation)."""
+    plugins = data.get("plugins")
+    dirs = plugins.get("dirs") if isinstance(plugins, dict) else None
+    return tuple(str(d) for d in dirs) if isinstance(dirs, list | tuple) else ()

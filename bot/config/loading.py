@@ -46,7 +46,7 @@ def _where(loc: tuple[Any, ...], written: dict[tuple[Any, ...], tuple[Any, ...]]
 
 
 def _key(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+    return ".".join(str(p) for p in loc) or "（最外层）"
 
 
 def parse(text: str, source: str = "config.yaml") -> AppConfig:
@@ -55,19 +55,18 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
     try:
         data = load_config_yaml(text)
     except YamlBudgetExceeded as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+        raise ConfigError(f"{source}：{exc}") from exc
     except YAMLError as exc:
-        raise ConfigError(syntax_problem(exc, source)) from exc
+        raise ConfigError(syntax_problem(exc, source, text)) from exc
     if data is None:  # an empty, blank or all-comment file: never "all defaults" (that drops the admins)
-        raise ConfigError(f"{source}: the file is empty (no settings at all); restore it, or delete it "
-                          "to run on the built-in defaults")
+        raise ConfigError(f"{source}：文件是空的，一个设置都没有；请恢复它，或者删掉它改用内置的默认设置")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{source}：最外面一层应该是一节一节的设置（如「bot:」「llm:」），现在不是")
     upgraded, moved = upgrade(data)
     if moved.conflicts:
-        raise ConfigError(f"{source}: " + "; ".join(
-            f"{_key(old)} (line {_line_of(data, old)}) and {_key(new)} (line {_line_of(data, new)}) are the "
-            f"same setting: keep only {_key(new)}" for old, new in moved.conflicts))
+        raise ConfigError(f"{source}：" + "；".join(
+            f"{_key(old)}（第 {_line_of(data, old)} 行）和 {_key(new)}（第 {_line_of(data, new)} 行）是同一个"
+            f"设置：只留 {_key(new)}" for old, new in moved.conflicts))
     for old, new in moved.keys:
         logger.warning("config: {} is deprecated, use {}", _key(old), _key(new))
     written = {new: old for old, new in moved.keys}
@@ -78,9 +77,9 @@ def parse(text: str, source: str = "config.yaml") -> AppConfig:
         for err in exc.errors():
             loc = _where(tuple(err["loc"]), written)
             line = _line_of(data, loc)
-            where = f" (line {line})" if line else ""
-            problems.append(f"{_key(loc)}{where}: {friendly(err)}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
+            where = f"（第 {line} 行）" if line else ""
+            problems.append(f"{_key(loc)}{where}：{friendly(err)}")
+        raise ConfigError(f"{source}：" + "；".join(problems)) from exc
 
 
 def last_good_path(path: Path) -> Path:
@@ -108,7 +107,7 @@ def load_resilient(path: Path | None) -> tuple[AppConfig, str | None]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"读不了配置文件 {path}：{exc.strerror}") from exc
     try:
         config = parse(text, str(path))
     except ConfigError as error:
@@ -129,5 +128,5 @@ def load(path: Path | None) -> AppConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"读不了配置文件 {path}：{exc.strerror}") from exc
     return parse(text, str(path))

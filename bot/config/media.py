@@ -39,12 +39,12 @@ class VideoConfig(VideoSettings):
     backend: Literal["local", "remote"] = "local"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first video
     queue: _queue(**_VIDEO_QUEUE) = QueueSettings(**_VIDEO_QUEUE)  # type: ignore[valid-type]
-    show_prompt: bool = True  # show the English prompt in the ack and with the video
+    show_prompt: bool = False  # everyone sees the seed and English text (else admins and "#详情")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> VideoConfig:
         if self.backend == "remote" and not self.remote.url:
-            raise ValueError("video.backend remote needs video.remote.url (the serve-video address)")
+            raise ValueError("video.backend 是 remote 时，还要写 video.remote.url（serve-video 的地址）")
         return self
 
 
@@ -54,4 +54,4 @@ class ImageConfig(ImageSettings):
     backend: Literal["local", "api"] = "local"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first picture
     queue: _queue(**_IMAGE_QUEUE) = QueueSettings(**_IMAGE_QUEUE)  # type: ignore[valid-type]
-    show_prompt: bool = True  # show the English prompt with the picture
+    show_prompt: bool = False  # everyone sees the seed and English text (else admins and "#详情")

@@ -33,7 +33,7 @@ class ScheduleEntry(Section):
     @classmethod
     def _hh_mm(cls, value: str) -> str:
         if not _HH_MM.match(value):
-            raise ValueError(f"time must be HH:MM (24 h), got {value!r}")
+            raise ValueError(f"时间要写成 HH:MM（24 小时制，如 07:30），现在写的是 {value!r}")
         return value
 
     @field_validator("days")
@@ -44,8 +44,8 @@ class ScheduleEntry(Section):
         ranges = [part.split("-") for part in value.split(",") if "-" in part]
         if not _DAYS.match(value) or any(week.index(a) > week.index(b) for a, b in ranges):
             # a range that wraps the week (fri-mon) is what the scheduler cannot take: write fri-sun,mon
-            raise ValueError(f"days must be '*' or like 'mon-fri' / 'sat,sun' (ranges run mon..sun, so "
-                             f"'fri-sun,mon' rather than 'fri-mon'), got {value!r}")
+            raise ValueError(f"days 要写 '*'，或者像 'mon-fri' / 'sat,sun'（范围从 mon 到 sun，所以要写 "
+                             f"'fri-sun,mon' 而不是 'fri-mon'），现在写的是 {value!r}")
         return value
 
     @field_validator("paths")
@@ -53,7 +53,7 @@ class ScheduleEntry(Section):
     def _inside_data_dir(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for path in value:
             if Path(path).is_absolute() or ".." in Path(path).parts:
-                raise ValueError(f"cleanup paths are folders inside data_dir, got {path!r}")
+                raise ValueError(f"清理的路径要是 data_dir 里面的文件夹，现在写的是 {path!r}")
         return value
 
     @model_validator(mode="after")
@@ -61,7 +61,7 @@ class ScheduleEntry(Section):
         needed = {"weather": ("room", "city"), "text": ("room", "text"), "cleanup": ()}[self.kind]
         missing = [key for key in needed if not getattr(self, key)]
         if missing:
-            raise ValueError(f"a {self.kind} schedule needs {' and '.join(missing)}")
+            raise ValueError(f"{self.kind} 定时任务还要写 {'、'.join(missing)}")
         return self
 
     @property
@@ -81,7 +81,7 @@ class SchedulesConfig(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use a name like Asia/Shanghai)") from exc
+            raise ValueError(f"没有这个时区 {value!r}（写成 Asia/Shanghai 这样的名字）") from exc
         return value
 
     @field_validator("jobs")
@@ -90,7 +90,7 @@ class SchedulesConfig(Section):
         names = [job.name for job in value]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"schedule names must be unique: {', '.join(duplicates)}")
+            raise ValueError(f"定时任务的名字不能重复：{'、'.join(duplicates)}")
         return value
 
 

@@ -5,14 +5,15 @@ what applies in one chat (`chat_settings`), which the dispatcher reads for every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from bot.plugin import known_intent_names
 from generators.settings import Settings
+from services.amap.settings import AmapSettings
 
 if TYPE_CHECKING:
-    from bot.config.app import AppConfig
     from bot.messages import ChatRef
 
 
@@ -29,8 +30,18 @@ class BotConfig(Section):
     dedup_size: int = Field(default=2048, ge=16)
 
 
-INTENT_NAMES = ("weather", "walk", "cycle", "drive", "transit", "places", "image", "video", "chat")
-"""Intent module names accepted in a room's `intents:` list (a test checks it against `intents.Intent`)."""
+class PluginsConfig(Section):
+    """Intents beyond the built-in ones (bot/plugin.py): every `*.py` in these folders is a plugin.
+    Read at start; relative folders are relative to where xiaoai starts."""
+
+    dirs: tuple[str, ...] = ()
+
+
+def intent_names(info: ValidationInfo | None = None) -> frozenset[str]:
+    """The intent names a room's `intents:` may list: the built-ins, the installed entry points and the
+    plugin folders of the config being validated (`plugin_dirs` in the validation context)."""
+    dirs = tuple((info.context or {}).get("plugin_dirs", ())) if info is not None else ()
+    return known_intent_names(dirs)
 
 
 class QuotasConfig(Section):
@@ -60,10 +71,11 @@ class RoomSettings(Section):
 
     @field_validator("intents")
     @classmethod
-    def _known_intents(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        unknown = [name for name in value or () if name not in INTENT_NAMES]
+    def _known_intents(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        known = intent_names(info)
+        unknown = [name for name in value or () if name not in known]
         if unknown:
-            raise ValueError(f"unknown intent {', '.join(unknown)}; use any of {', '.join(INTENT_NAMES)}")
+            raise ValueError(f"没有这个功能：{'、'.join(unknown)}；可以用 {'、'.join(sorted(known))}")
         return value
 
 
@@ -121,12 +133,10 @@ class WechatyConfig(Section):
     port: int = Field(default=0, ge=0, le=65535)
 
 
-class AmapConfig(Section):
-    """高德 Web Service API: weather, routes, places. The key comes from env AMAP_KEY."""
+class AmapConfig(AmapSettings, Section):
+    """高德 Web Service API: weather, routes, places. The key comes from env AMAP_KEY. What the client
+    itself reads (base_url, timeout_s, retries) is the service's own `AmapSettings`."""
 
-    base_url: str = "https://restapi.amap.com"
-    timeout_s: float = Field(default=5.0, gt=0)
-    retries: int = Field(default=2, ge=0, le=5)
     default_city: str | None = None
     places_radius_m: int = Field(default=3000, ge=100, le=50000)
     places_limit: int = Field(default=5, ge=1, le=10)
@@ -168,16 +178,16 @@ class PlaygroundConfig(Section):
     @classmethod
     def _loopback_only(cls, value: str) -> str:
         if value not in ("localhost", "::1") and not value.startswith("127."):
-            raise ValueError("the playground has no login: it only listens on 127.0.0.1 / localhost / ::1")
+            raise ValueError("试玩页面没有登录，只能开在 127.0.0.1 / localhost / ::1 上")
         return value
 
     @field_validator("members")
     @classmethod
     def _some_members(cls, value: tuple[PlaygroundMember, ...]) -> tuple[PlaygroundMember, ...]:
         if not value:
-            raise ValueError("at least one member is needed to type as")
+            raise ValueError("至少要有一个成员")
         if len({m.id for m in value}) != len(value):
-            raise ValueError("member ids must be unique")
+            raise ValueError("成员 id 不能重复")
         return value
 
 
@@ -200,15 +210,19 @@ class OfflineConfig(Section):
 _KEYWORD_TAIL = " \u2005\u00a0,，:：、!！~～"
 
 
+WholeConfig = TypeVar("WholeConfig", bound=Section)
+"""The AppConfig (bot/config/app.py), named generically so this module needs no import of it."""
+
+
 @dataclass(frozen=True)
-class ChatSettings:
+class ChatSettings(Generic[WholeConfig]):
     """The effective settings in one chat (see `chat_settings`)."""
 
     room_key: str | None  # the groups.rooms key that matched; None = global defaults only
     intents: frozenset[str] | None  # enabled intent module names; None = all
     keywords: tuple[str, ...]  # text prefixes that address the bot without an @
     quotas: QuotasConfig
-    config: AppConfig  # the whole config with this room's values (persona) applied: give it to Context
+    config: WholeConfig  # the whole config with this room's values (persona) applied: give it to Context
 
     def intent_enabled(self, name: str) -> bool:
         return self.intents is None or name in self.intents
@@ -221,7 +235,7 @@ class ChatSettings:
         return None
 
 
-def chat_settings(config: AppConfig, chat: ChatRef, topic: str | None = None) -> ChatSettings:
+def chat_settings(config: WholeConfig, chat: ChatRef, topic: str | None = None) -> ChatSettings[WholeConfig]:
     """What applies in one chat: global defaults with the room's `groups.rooms` overrides on top."""
     groups = config.groups
     key, room = groups.room_entry(chat.chat_id, topic) if chat.is_room else (None, None)
@@ -239,8 +253,8 @@ def chat_settings(config: AppConfig, chat: ChatRef, topic: str | None = None) ->
 
 
 __all__ = [
-    "INTENT_NAMES", "AmapConfig", "BotConfig", "ChatConfig", "ChatSettings", "ConsoleConfig",
-    "EmbeddedClassifierConfig", "GroupsConfig", "HistoryConfig", "LLMConfig", "OfflineConfig",
-    "PlaygroundConfig", "PlaygroundMember", "QuotasConfig", "RoomSettings", "Section", "WechatyConfig",
-    "chat_settings",
+    "AmapConfig", "BotConfig", "ChatConfig", "ChatSettings", "ConsoleConfig", "EmbeddedClassifierConfig",
+    "GroupsConfig", "HistoryConfig", "LLMConfig", "OfflineConfig", "PlaygroundConfig", "PlaygroundMember",
+    "PluginsConfig", "QuotasConfig", "RoomSettings", "Section", "WechatyConfig", "chat_settings",
+    "intent_names",
 ]

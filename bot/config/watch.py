@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError
 from watchfiles import awatch
 
 from bot.config import AppConfig, ConfigError, parse, remember_good
+from bot.config.wording import syntax_problem
 from bot.config.yaml_guard import YamlBudgetExceeded, guarded
 from bot.ops.notices import AdminNotices
 
@@ -85,13 +86,13 @@ def edit_yaml_text(text: str, edit: Callable[[CommentedMap], Any]) -> str:
     try:
         data = yaml.load(text)
     except YamlBudgetExceeded as exc:
-        raise ConfigError(f"config.yaml: {exc}") from exc
+        raise ConfigError(f"config.yaml：{exc}") from exc
     except YAMLError as exc:
-        raise ConfigError(f"config.yaml: YAML syntax error: {exc}") from exc
+        raise ConfigError(syntax_problem(exc, "config.yaml", text)) from exc
     if data is None:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):
-        raise ConfigError("config.yaml: the top level must be a mapping of sections")
+        raise ConfigError("config.yaml：最外面一层应该是一节一节的设置（如「bot:」「llm:」）")
     edit(data)
     mapping, sequence, offset = _guess_indents(text)
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)

@@ -3,74 +3,87 @@
 Every save goes through `ConfigWatcher.update`: the edit is applied to the round-trip document (comments
 kept), the result is validated by the same models as a hand edit, and only a valid file is written.
 So the form refuses exactly what the config refuses, with the validator's message. Secrets are never
-among the fields: each is named with the environment variable that sets it.
+among the fields: they have their own page (bot/config/secret_store.py). Labels come in Chinese and English.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, get_args
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from bot.config import INTENT_NAMES, AppConfig, ConfigError, QuotasConfig
+from bot.config import AppConfig, ConfigError, QuotasConfig, load
+from bot.console.words import QUOTA_LABELS, Text
 from bot.ops.admin import _set_room
 from generators.settings import SpeedSettings
 
 ROOM_QUOTAS = tuple(QuotasConfig.model_fields)
 
-SECRETS = (  # (environment variable, what it is for); shown as set / not set, never as a value
-    ("OPENAI_API_KEY", "the LLM's key"),
-    ("OPENAI_BASE_URL", "another OpenAI-compatible LLM endpoint (overrides llm.base_url)"),
-    ("AMAP_KEY", "高德 Web 服务 key: weather, routes, places"),
-    ("WECHATY_PUPPET_SERVICE_TOKEN", "the WeChat gateway's token"),
-    ("XIAOAI_ADMIN_PASSWORD", "this console's password"),
-    ("XIAOAI_VIDEO_TOKEN", "shared secret with a serve-video host"),
-    ("XIAOAI_IMAGE_API_KEY", "an images API key (else OPENAI_API_KEY)"),
-    ("XIAOAI_ALERT_WEBHOOK_URL", "disconnect alerts webhook (overrides alerts.webhook_url)"),
-    ("XIAOAI_SMTP_PASSWORD", "disconnect alerts by e-mail"),
-)
-
-
 @dataclass(frozen=True)
 class SettingField:
     path: str  # dotted config key
-    label: str
+    label: Text
     kind: str = "text"  # text | number | list | choice | yaml
     choices: tuple[str, ...] = ()
-    hint: str = ""
+    hint: Text = ("", "")
 
 
 def _speed_fields() -> list[SettingField]:
     """The speed preset when the config has one, else the two switches that matter most."""
     fields = SpeedSettings.model_fields
     if "preset" in fields:
-        return [SettingField("video.speed.preset", "video speed preset", "choice",
+        return [SettingField("video.speed.preset", ("视频加速档位", "video speed preset"),
+                             "choice",
                              tuple(str(c) for c in get_args(fields["preset"].annotation)))]
-    return [SettingField("video.speed.compile", "video speed: torch.compile", "choice",
+    return [SettingField("video.speed.compile",
+                         ("视频加速：编译（torch.compile）", "video speed: torch.compile"), "choice",
                          tuple(get_args(fields["compile"].annotation))),
-            SettingField("video.speed.attention", "video speed: attention kernel", "choice",
-                         tuple(get_args(fields["attention"].annotation)))]
+            SettingField("video.speed.attention", ("视频加速：注意力算法", "video speed: attention kernel"),
+                         "choice", tuple(get_args(fields["attention"].annotation)))]
 
 
 SETTINGS: tuple[SettingField, ...] = (
-    SettingField("llm.model", "LLM model"),
-    SettingField("llm.base_url", "LLM base URL", hint="empty = api.openai.com (env OPENAI_BASE_URL wins)"),
-    SettingField("amap.default_city", "AMap default city", hint="used when a question names no city"),
-    SettingField("video.model.path", "video model folder", hint="empty = look in the model caches"),
-    SettingField("image.model.path", "image model folder", hint="empty = look in the model caches"),
+    SettingField("llm.model", ("语言模型的名字", "LLM model"),
+                 hint=("如 qwen-plus、gpt-4o-mini", "e.g. gpt-4o-mini")),
+    SettingField("llm.base_url", ("语言模型的服务地址", "LLM base URL"),
+                 hint=("空 = OpenAI 官方；「密钥」页或环境变量 OPENAI_BASE_URL 优先",
+                       "empty = api.openai.com (the Keys page or env OPENAI_BASE_URL wins)")),
+    SettingField("amap.default_city", ("默认城市", "AMap default city"),
+                 hint=("问天气没说城市时用它", "used when a question names no city")),
+    SettingField("video.model.path", ("视频模型文件夹", "video model folder"),
+                 hint=("空 = 在下载缓存里找", "empty = look in the model caches")),
+    SettingField("image.model.path", ("图片模型文件夹", "image model folder"),
+                 hint=("空 = 在下载缓存里找", "empty = look in the model caches")),
     *_speed_fields(),
-    *(SettingField(f"quotas.{key}", f"quota: {key}", "number", hint="empty = default; null = no limit")
+    *(SettingField(f"quotas.{key}", (f"额度：{QUOTA_LABELS[key][0]}", f"quota: {QUOTA_LABELS[key][1]}"),
+                   "number",
+                   hint=("空 = 默认；null = 不限", "empty = default; null = no limit"))
       for key in ROOM_QUOTAS),
-    SettingField("bot.admins", "admins (contact ids)", "list", hint="one per line"),
-    SettingField("schedules.timezone", "schedules time zone"),
-    SettingField("schedules.jobs", "schedules (YAML list)", "yaml"),
+    SettingField("bot.admins", ("管理员（微信号 id）", "admins (contact ids)"), "list",
+                 hint=("一行一个", "one per line")),
+    SettingField("schedules.timezone", ("定时任务的时区", "schedules time zone"),
+                 hint=("如 Asia/Shanghai", "e.g. Asia/Shanghai")),
+    SettingField("schedules.jobs", ("定时任务（YAML 列表）", "schedules (YAML list)"), "yaml"),
 )
 _BY_PATH = {field.path: field for field in SETTINGS}
+
+
+def file_value(path: Path | None, running: AppConfig) -> Callable[[str], str | None]:
+    """Each field's value as the config file has it (the running config may hold more: the playground's
+    demo model, its lifted quotas), so saving the form never writes those into the file. Blocking."""
+    config = running
+    if path is not None:
+        try:
+            config = load(path)
+        except ConfigError:
+            config = running  # a broken file: the form shows what runs until it is fixed
+    return lambda dotted: current_value(config, dotted)
 
 
 def current_value(config: AppConfig, path: str) -> Any:
@@ -98,7 +111,7 @@ def coerce(kind: str, text: str | None) -> tuple[bool, Any]:
         try:
             return False, YAML(typ="safe", pure=True).load(text) if text else []
         except YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}") from exc
+            raise ConfigError(f"不是有效的 YAML：{exc}") from exc
     if kind == "list":
         return False, [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
     if not text:
@@ -133,7 +146,7 @@ def settings_edit(values: Mapping[str, str | None]) -> Any:
     """The edit for a settings form; ConfigError for a key the form does not offer."""
     unknown = [path for path in values if path not in _BY_PATH]
     if unknown:
-        raise ConfigError(f"not editable here: {', '.join(unknown)}")
+        raise ConfigError(f"这里不能改：{'、'.join(unknown)}")
     changes = {path: coerce(_BY_PATH[path].kind, text) for path, text in values.items()}
 
     def edit(doc: CommentedMap) -> None:
@@ -155,14 +168,15 @@ class RoomForm:
     quotas: Mapping[str, str] | None = None  # quota key -> text; "" = the global value
 
 
-def room_edit(form: RoomForm, existing_key: str | None) -> Any:
-    """Switch the room on or off (as #允许本群 / #禁用本群 do) and write its `groups.rooms` entry."""
+def room_edit(form: RoomForm, existing_key: str | None, all_intents: Sequence[str]) -> Any:
+    """Switch the room on or off (as #允许本群 / #禁用本群 do) and write its `groups.rooms` entry; every
+    intent this bot has switched on is written as "all" (no `intents:` list)."""
     key = existing_key or form.topic or form.room_id
-    intents = None if form.intents is None or set(form.intents) >= set(INTENT_NAMES) else list(form.intents)
+    intents = None if form.intents is None or set(form.intents) >= set(all_intents) else list(form.intents)
     quotas = {name: coerce("number", text) for name, text in (form.quotas or {}).items()}
     unknown = [name for name in quotas if name not in ROOM_QUOTAS]
     if unknown:
-        raise ConfigError(f"unknown quota {', '.join(unknown)}")
+        raise ConfigError(f"没有这个额度：{'、'.join(unknown)}")
 
     def edit(doc: CommentedMap) -> None:
         _set_room(doc, form.room_id, form.topic, allow=form.allowed)

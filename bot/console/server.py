@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from loguru import logger
@@ -14,7 +14,8 @@ from loguru import logger
 from bot.channels.base import Channel
 from bot.config import AppConfig, ConsoleConfig, Secrets
 from bot.console.auth import Auth, is_loopback
-from bot.console.checks import StatusChecks
+from bot.console.channel_link import login_status
+from bot.console.checks import checks_for
 from bot.console.web import ConsoleDeps, build_console
 
 PATH = "/admin"
@@ -83,16 +84,18 @@ class ConsoleServer:
 
 
 def attach_console(channel: Channel, *, config: Callable[[], AppConfig], secrets: Secrets, jobs: Any,
-                   watcher: Any, live_workers: Callable[[], int] | None = None) -> ConsoleServer | None:
+                   watcher: Any, intents: Mapping[str, str],
+                   live_workers: Callable[[], int] | None = None) -> ConsoleServer | None:
     """Build the console for `channel`: mounted on the channel's page server when it has one (the
     playground), else a ConsoleServer to run as a service. None when `console.enabled` is false."""
     settings = config().console
     if not settings.enabled:
         return None
-    checks = StatusChecks(config, secrets, live_workers)
+    checks = checks_for(channel, config, secrets, live_workers)
     rooms: Callable[[], Awaitable[list]] = channel.rooms
-    deps = ConsoleDeps(config=config, login_status=channel.login_status, rooms=rooms, jobs=jobs,
-                       watcher=watcher, checks=checks.run_async)
+    deps = ConsoleDeps(config=config, login_status=lambda: login_status(channel), rooms=rooms, jobs=jobs,
+                       watcher=watcher, checks=checks.run_async, intents=dict(intents), secrets=secrets,
+                       channel=channel)
     auth = Auth(secrets.admin_password)
     app = build_console(deps, auth)
     mount = getattr(channel, "mount", None)

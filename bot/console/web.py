@@ -4,15 +4,17 @@ Routes and who may call them:
     GET  /admin/, /admin/static/*           anyone (no data in them)
     GET  /admin/api/session                 anyone: whether a login is needed; the CSRF token once in
     POST /admin/api/login                   anyone, rate-limited by the lock-out
-    GET  /admin/api/{status,qr.svg,jobs,rooms,settings}      a session
-    POST /admin/api/{logout,jobs/N/cancel,rooms,settings}    a session and its CSRF token
+    GET  /admin/api/{status,qr.svg,jobs,rooms,settings,keys,logs}                    a session
+    POST /admin/api/{logout,jobs/N/cancel,rooms,settings,keys,keys/test/P,reconnect,reload}
+                                                                    a session and its CSRF token
+Every text the page shows comes in the visitor's language (cookie xiaoai_lang: zh, the default, or en).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,19 +23,21 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from bot.channels.base import LoginStatus, RoomInfo
-from bot.config import INTENT_NAMES, AppConfig, ConfigError
+from bot.channels.base import Channel, LoginStatus, RoomInfo
+from bot.config import AppConfig, ConfigError, Secrets
+from bot.console.actions import add_actions
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, LockedOut, Session
+from bot.console.channel_link import phase
 from bot.console.checks import Check
 from bot.console.forms import (
     ROOM_QUOTAS,
-    SECRETS,
     SETTINGS,
     RoomForm,
-    current_value,
+    file_value,
     room_edit,
     settings_edit,
 )
+from bot.console.words import LANG_COOKIE, QUOTA_LABELS, error, lang_of, pick
 
 if TYPE_CHECKING:
     from bot.config.watch import ConfigWatcher
@@ -53,6 +57,9 @@ class ConsoleDeps:
     jobs: JobQueue
     watcher: ConfigWatcher
     checks: Callable[[], Awaitable[list[Check]]]
+    intents: Mapping[str, str]  # the intents this bot has (the registry): name -> label, for the switches
+    secrets: Secrets | None = None  # keys set in the console (None: the keys page is read-only)
+    channel: Channel | None = None  # for the reconnect button
 
 
 class LoginBody(BaseModel):
@@ -79,25 +86,6 @@ def qr_svg(payload: str) -> str:
 
     image = qrcode.make(payload, image_factory=qrcode.image.svg.SvgPathFillImage, box_size=12, border=2)
     return image.to_string(encoding="unicode")
-
-
-def phase(status: LoginStatus) -> tuple[str, str]:
-    """(key, words) for the connection line: down / connecting / waiting for scan / serving."""
-    if status.state == "serving":
-        return "serving", "serving"
-    if status.state == "playground":
-        return "playground", "no WeChat: this is the local playground"
-    if status.state == "connected":
-        if status.reason == "logged out":
-            return "logged_out", "logged out, scan again"
-        if status.qr_status == "scanned":
-            return "waiting_for_scan", "scanned: confirm the login on the phone"
-        if status.qr_code:
-            return "waiting_for_scan", "waiting for scan"
-        return "connecting", "connected to the gateway, waiting for the login"
-    if status.state == "connecting":
-        return "connecting", "connecting"
-    return "down", f"down ({status.reason})" if status.reason else "down"
 
 
 def _job_row(jobs: JobQueue, job: Any, topics: dict[str, str]) -> dict[str, Any]:
@@ -130,13 +118,16 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
     def session_of(request: Request) -> Session:
         session = auth.session(request.cookies.get(COOKIE))
         if session is None:
-            raise HTTPException(401, "log in first")
+            raise HTTPException(401, error("login_first", lang(request)))
         return session
 
     def changing(request: Request, session: Session = Depends(session_of)) -> Session:  # noqa: B008
         if not auth.csrf_ok(session, request.headers.get(CSRF_HEADER)):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+            raise HTTPException(403, error("csrf", lang(request)))
         return session
+
+    def lang(request: Request) -> str:
+        return lang_of(request.cookies.get(LANG_COOKIE))
 
     def set_cookie(response: Response, session: Session) -> None:
         response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict", path="/admin")
@@ -159,7 +150,8 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
             session = auth.open_session()
             set_cookie(response, session)
         return {"password_required": auth.required, "authenticated": session is not None,
-                "csrf": session.csrf if session else None, "bot": deps.config().bot.name}
+                "csrf": session.csrf if session else None, "bot": deps.config().bot.name,
+                "lang": lang(request)}
 
     @app.post("/api/login")
     async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
@@ -167,9 +159,9 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         try:
             session = await asyncio.to_thread(auth.login, body.password, client)
         except LockedOut as exc:
-            raise HTTPException(429, str(exc)) from None
+            raise HTTPException(429, error("locked", lang(request), seconds=int(exc.seconds) + 1)) from None
         if session is None:
-            raise HTTPException(401, "wrong password")
+            raise HTTPException(401, error("wrong_password", lang(request)))
         set_cookie(response, session)
         return {"authenticated": True, "csrf": session.csrf}
 
@@ -180,23 +172,26 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         return {"authenticated": False}
 
     @app.get("/api/status", dependencies=[Depends(session_of)])
-    async def status() -> dict[str, Any]:
+    async def status(request: Request) -> dict[str, Any]:
+        from bot.logs import redactor
+
+        language = lang(request)
         login_status = deps.login_status()
         checks = await deps.checks()
         watcher = deps.watcher
         key, words = phase(login_status)
         connection = {**login_status.__dict__, "has_qr": bool(login_status.qr_code), "phase": key,
-                      "text": words}
+                      "text": pick(words, language), "reason": redactor().redact(login_status.reason or "")}
         connection.pop("qr_code")  # the image route serves it; the payload is a login credential
         return {"connection": connection,
-                "checks": [c.as_dict() for c in checks], "now": time.time(),
+                "checks": [c.as_dict(language) for c in checks], "now": time.time(),
                 "config": {"path": str(watcher.path) if watcher.path else None, "reloads": watcher.reloads}}
 
     @app.get("/api/qr.svg", dependencies=[Depends(session_of)])
-    async def qr_image() -> Response:
+    async def qr_image(request: Request) -> Response:
         payload = deps.login_status().qr_code
         if not payload:
-            raise HTTPException(404, "no login QR code right now")
+            raise HTTPException(404, error("no_qr", lang(request)))
         return Response(qr_svg(payload), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/jobs", dependencies=[Depends(session_of)])
@@ -209,14 +204,15 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "finished": [_job_row(queue, j, names) for j in finished]}
 
     @app.post("/api/jobs/{job_id}/cancel", dependencies=[Depends(changing)])
-    async def cancel(job_id: int) -> dict[str, Any]:
+    async def cancel(job_id: int, request: Request) -> dict[str, Any]:
         job = await deps.jobs.cancel(job_id)
         if job is None:
-            raise HTTPException(404, f"no waiting or running job #{job_id}")
+            raise HTTPException(404, error("no_job", lang(request), job=job_id))
         return {"cancelled": job_id}
 
     @app.get("/api/rooms", dependencies=[Depends(session_of)])
-    async def rooms() -> dict[str, Any]:
+    async def rooms(request: Request) -> dict[str, Any]:
+        language = lang(request)
         config = deps.config()
         groups = config.groups
         found = {room.room_id: room.topic for room in await deps.rooms()}
@@ -233,7 +229,9 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "quotas": {k: getattr(entry.quotas, k) for k in entry.quotas.model_fields_set}
                 if entry and entry.quotas else {},
             })
-        return {"rooms": rows, "intents": list(INTENT_NAMES), "quota_keys": list(ROOM_QUOTAS),
+        return {"rooms": rows, "intents": list(deps.intents), "quota_keys": list(ROOM_QUOTAS),
+                "intent_labels": dict(deps.intents),
+                "quota_labels": {k: pick(QUOTA_LABELS[k], language) for k in ROOM_QUOTAS},
                 "writable": deps.watcher.path is not None}
 
     @app.post("/api/rooms", dependencies=[Depends(changing)])
@@ -241,21 +239,19 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
         key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
-        config = await _update(room_edit, form, key)
+        config = await _update(room_edit, form, key, deps.intents)
         applied = config.for_chat(_chat(body.room_id), body.topic)
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}
 
     @app.get("/api/settings", dependencies=[Depends(session_of)])
-    async def settings() -> dict[str, Any]:
-        import os
-
-        config = deps.config()
-        return {"fields": [{"path": f.path, "label": f.label, "kind": f.kind, "choices": list(f.choices),
-                            "hint": f.hint, "value": _shown(f.kind, current_value(config, f.path))}
+    async def settings(request: Request) -> dict[str, Any]:
+        language = lang(request)
+        values = await asyncio.to_thread(file_value, deps.watcher.path, deps.config())
+        return {"fields": [{"path": f.path, "label": pick(f.label, language), "kind": f.kind,
+                            "choices": list(f.choices), "hint": pick(f.hint, language),
+                            "value": _shown(f.kind, values(f.path))}
                            for f in SETTINGS],
-                "secrets": [{"env": env, "what": what, "set": bool(os.environ.get(env))}
-                            for env, what in SECRETS],
                 "writable": deps.watcher.path is not None}
 
     @app.post("/api/settings", dependencies=[Depends(changing)])
@@ -263,12 +259,14 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         await _update(settings_edit, body.values)
         return {"saved": True}
 
+    add_actions(app, deps, session_of, changing, lang)
+
     async def _update(make_edit: Callable[..., Any], *args: Any) -> AppConfig:
         """Validated, comment-keeping write; the validator's message as a 422 when refused."""
         try:
             return await deps.watcher.update(make_edit(*args))
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except ConfigError as exc:  # the form is about this file: its path would only be noise here
+            raise HTTPException(422, str(exc).removeprefix(f"{deps.watcher.path}：")) from None
 
     return app
 

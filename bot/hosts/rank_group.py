@@ -201,10 +201,6 @@ class RankGroup:
         logger.info("rank group of {} ready ({})", self.spec.world_size, "NCCL" if self.spec.cuda else "gloo")
         return self.ranks
 
-    @property
-    def pids(self) -> list[int]:
-        return [proc.pid for proc in self._procs]
-
     def submit(self, job: Mapping[str, Any]) -> None:
         """Hand `job` to the other ranks; the caller then runs its own share (rank 0's)."""
         send({"op": "job", "job": dict(job)})

@@ -51,8 +51,8 @@ POLL_S = 0.25
 MAX_WORKER_LOSSES = 2  # a job whose worker died this often is reported, not sent again
 MAX_SUBMISSIONS = 8  # Redis lost this often during one job: give up on it
 CANCEL_WAIT_S = 3.0  # how long a stopped job waits for its worker to confirm
-MISCONFIGURED = "GPU 工作进程的连接配置有误，请管理员查看日志"
-WORKER_LOST = "做这个任务的 GPU 工作进程两次中途停掉了，请稍后再发一次"
+MISCONFIGURED = "负责生成的机器连不上，请管理员查看日志"
+WORKER_LOST = "负责生成的机器两次中途停掉了，请稍后再发一次"
 TOO_MANY_SUBMISSIONS = "任务队列服务（Redis）反复中断，这个任务没能完成，请稍后再发一次"
 
 

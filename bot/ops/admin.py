@@ -48,10 +48,10 @@ class AdminTools:
     jobs: JobQueue
     scheduler: Scheduler
     watcher: ConfigWatcher
-    connection: Callable[[], str]  # the channel's state in words, e.g. "已连接（serving）"
     started_at: float
-    llm: Callable[[], str]  # the LLM in words: the model only when one is configured
+    checks: Callable[[], Awaitable[list[Any]]]  # the console's checks (WeChat, LLM, AMap ...): one source
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
+    intents: tuple[tuple[str, str], ...] = ()  # (name, label) of every intent this bot has, for #帮助
 
 
 Command = Callable[[AdminTools, IncomingMessage, str], Awaitable[str]]
@@ -146,33 +146,36 @@ def _model_lines(jobs: JobQueue) -> list[str]:
         try:
             generator = getattr(kind, "generator", None)
         except Exception as exc:  # noqa: BLE001 - building a generator may fail on bad config
-            lines.append(f"模型 {name}：不可用（{exc}）")
+            lines.append(f"{jobs.label(name)}：不可用（{exc}）")
             continue
         if generator is None:
-            lines.append(f"模型 {name}")
+            lines.append(jobs.label(name))
             continue
         variant = getattr(getattr(generator, "config", None), "variant", "")
         loaded = getattr(generator, "loaded", None)
         state = "状态未知" if loaded is None else ("已加载" if loaded else "未加载（首次使用时加载）")
-        lines.append(f"模型 {name}：{type(generator).__name__} {variant}，{state}".replace(" ，", "，"))
+        lines.append(f"{jobs.label(name)}：{variant}，{state}".replace("：，", "："))
     return lines or ["模型：无"]
 
 
 async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
+    from bot.logs import redactor
+
     config, watcher = tools.config(), tools.watcher
+    checks = [check.status_line() for check in await tools.checks()]  # the same list as the console's
     lines = [
         f"{config.bot.name} 状态",
         f"运行：{duration_text(time.time() - tools.started_at)}",
-        f"微信：{tools.connection()}",
         *_queue_lines(tools.jobs),
         *_worker_lines(tools.workers, tools.jobs),
         *_model_lines(tools.jobs),
         _gpu_line(),
-        f"LLM：{tools.llm()}",
         f"定时任务：{len(tools.scheduler.jobs())} 个",
         f"配置：{watcher.path or '内置默认设置'}（已热更新 {watcher.reloads} 次）",
+        "检查：",
+        *checks,
     ]
-    return "\n".join(lines)
+    return redactor().redact("\n".join(lines))
 
 
 # -- #队列 #取消 --------------------------------------------------------------------------------------
@@ -270,7 +273,12 @@ async def deny_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str
 
 
 async def help_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> str:
-    return HELP_TEXT
+    """The commands, and the intents on in this chat (a room's `intents:` switches some off)."""
+    if not tools.intents:
+        return HELP_TEXT
+    settings = tools.config().for_chat(msg.chat, msg.room_topic)
+    on = [f"{label}（{name}）" for name, label in tools.intents if settings.intent_enabled(name)]
+    return HELP_TEXT + "\n\n这里开通的功能：" + ("、".join(on) or "（无）")
 
 
 COMMANDS: dict[str, Command] = {

@@ -82,7 +82,7 @@ class DisconnectAlerts:
 
     def __init__(self, config: Callable[[], AppConfig], *, connected: Callable[[], bool],
                  state: Callable[[], object | None], notices: AdminNotices,
-                 clock: Callable[[], float] = time.monotonic, env: dict[str, str] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, env: Any = None) -> None:
         self._config = config
         self._connected = connected
         self._state = state

@@ -4,16 +4,18 @@ Every incoming message from any channel passes through `Dispatcher.on_message`; 
 look when the bot answered something it should not have, or stayed silent. Failures all end in one
 place (`handle`): what the asker can fix is told as is, anything else becomes a short apology.
 
-Follow-up questions are the dispatcher's too (as nonebot2's `Matcher.got` is): a handler that lacks a
-slot ("从哪里出发？") calls `ctx.ask(...)`, `FollowUps` remembers what it already had for that asker in
-that chat for a few minutes, and the answer ("天安门") is routed back to the asking intent — unless the
-classifier sees a clearly different request — with the open question in `ctx.pending`.
+The intents come from the registry (`bot.plugin`): the classifiers answer with one of its specs and
+the spec's handler runs. Follow-up questions are the dispatcher's too (as nonebot2's `Matcher.got` is): a
+handler that lacks a slot ("从哪里出发？") returns `ctx.ask(...)`, a `Question`; once the handler has
+returned, `FollowUps` remembers what it already had for that asker in that chat for a few minutes, and
+the answer ("天安门") is routed back to the asking intent — unless the classifier sees a clearly
+different request — with the open question in `ctx.pending`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -23,38 +25,28 @@ from bot.config import AmapConfig, chat_settings
 from bot.config.live import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
-from bot.pipeline.context import Context
+from bot.pipeline.context import Answer, Context, Pending, Question
 from bot.pipeline.conversation import History, HistoryEntry
 from bot.pipeline.gates import Gate, ReplyFn, Turn
-from intents import ROUTE_INTENTS, Intent
-from intents.base import Handler, UserInputError
+from intents.base import UserInputError
 from nlu.follow_ups import FollowUp, PreviousTurn, resolve_follow_up
 
 if TYPE_CHECKING:
     from bot.jobs import JobQueue
+    from bot.plugin import IntentRegistry, IntentSpec
     from services.amap import AmapClient
 
-LLM_DOWN_REPLY = "抱歉，我的大脑（语言模型）暂时连不上，稍后再@我试试吧🙏"
-NO_LLM_REPLY = ("闲聊问答要用大模型，这里还没接上，我已经告诉管理员了。"
-                "查天气、问路线、找地方、画图、做视频，照样可以@我～")
-NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置大模型：设置环境变量 OPENAI_API_KEY（本地模型用 OPENAI_BASE_URL，"
-              "如 Ollama 的 http://localhost:11434/v1，再在配置里写 llm.model）后重启小爱。")
+LLM_DOWN_REPLY = "抱歉，我这会儿脑子转不过来，稍后再@我试试吧🙏"
+NO_LLM_REPLY = ("我现在还不会陪你聊天，不过这些我都能帮你：查天气、问路线、找地方、画图、做视频。"
+                "比如@我说「明天北京下雨吗」「画一只在雪地里的柴犬」～")
+NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置语言模型：在管理台「密钥」页填语言模型的密钥（本地模型填服务地址，"
+              "如 Ollama 的 http://localhost:11434/v1，再在「设置」里写模型名），保存后马上生效，不用重启。"
+              "也可以设置环境变量 OPENAI_API_KEY / OPENAI_BASE_URL。")
 NotifyAdmins = Callable[..., Awaitable[int]]
 APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
 INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"
 
-Classify = Callable[[Context], Awaitable[Intent]]
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A question the bot asked and the slots it already had when asking."""
-
-    kind: str  # the slot prompt's name: "weather" | "route" | "places"
-    intent: Intent
-    slots: dict[str, str]
-    asked: str  # the slot the question asks for
-    expires_at: float
+Classify = Callable[[Context], Awaitable["IntentSpec"]]
 
 
 class FollowUps:
@@ -68,11 +60,12 @@ class FollowUps:
     def _key(msg: IncomingMessage) -> str:
         return f"{msg.chat.key}|{msg.sender_id}"
 
-    def ask(self, msg: IncomingMessage, kind: str, intent: Intent, slots: dict[str, str], asked: str,
-            ttl_s: float) -> None:
+    def ask(self, msg: IncomingMessage, question: Question, ttl_s: float) -> None:
+        assert question.intent is not None
         now = self._clock()
         self._items = {k: v for k, v in self._items.items() if v.expires_at > now}
-        self._items[self._key(msg)] = Pending(kind, intent, dict(slots), asked, now + ttl_s)
+        self._items[self._key(msg)] = Pending(question.kind, question.intent, dict(question.slots),
+                                              question.asked, now + ttl_s)
 
     def open_question(self, msg: IncomingMessage) -> Pending | None:
         pending = self._items.get(self._key(msg))
@@ -81,7 +74,7 @@ class FollowUps:
             return None
         return pending
 
-    def route(self, msg: IncomingMessage, intent: Intent) -> tuple[Intent, Pending | None]:
+    def route(self, msg: IncomingMessage, intent: IntentSpec) -> tuple[IntentSpec, Pending | None]:
         """The intent to handle `msg` with, and the open question it answers (now closed), if any.
 
         A clearly new request ("画一只猫") wins and drops the question; chat or the same intent answers
@@ -90,9 +83,9 @@ class FollowUps:
         if pending is None:
             return intent, None
         self._items.pop(self._key(msg), None)
-        if intent in (Intent.CHAT, pending.intent):
+        if intent.fallback or intent is pending.intent:
             return pending.intent, pending
-        if pending.kind == "route" and intent in ROUTE_INTENTS:
+        if pending.kind == "route" and intent.follow_up == "route":
             return intent, pending
         return intent, None
 
@@ -101,7 +94,9 @@ class LastTurns:
     """Each asker's last answered request per chat, so "那开车呢" or "换成视频吧" can lean on it without an
     LLM (with one, the LLM reads the history instead). Forgotten after `ttl_s`."""
 
-    def __init__(self, ttl_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, intents: IntentRegistry, ttl_s: float = 600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.intents = intents
         self._turns: dict[str, tuple[float, PreviousTurn]] = {}
         self.ttl_s = ttl_s
         self._clock = clock
@@ -120,12 +115,13 @@ class LastTurns:
         if self._clock() - at > self.ttl_s:
             del self._turns[self._key(msg)]
             return None
-        return resolve_follow_up(msg.text, turn)
+        return resolve_follow_up(msg.text, turn, self.intents)
 
-    def remember(self, ctx: Context, intent: Intent, follow_up: FollowUp | None) -> None:
-        if intent is Intent.CHAT or ctx.llm.configured:  # with an LLM, the history carries the last turn
+    def remember(self, ctx: Context, intent: IntentSpec, follow_up: FollowUp | None,
+                 reply: Reply | None) -> None:
+        if intent.fallback or ctx.llm.configured:  # with an LLM, the history carries the last turn
             return
-        slots = dict(ctx.slots_used) or None
+        slots = dict(reply.slots) if isinstance(reply, Answer) and reply.slots else None
         turn = PreviousTurn.from_request(intent, ctx.message.text, slots)
         if follow_up is not None and follow_up.subject:  # "换成水墨风格", then "换成视频吧": the style stays
             turn = replace(turn, subject=follow_up.subject)
@@ -141,7 +137,7 @@ class Dispatcher:
     gates: list[Gate]
     classify_llm: Classify
     classify_embedded: Classify
-    handlers: Mapping[Intent, Handler]
+    intents: IntentRegistry
     reply: ReplyFn
     history: History
     llm: Callable[[], LLM]
@@ -149,7 +145,10 @@ class Dispatcher:
     amap: Callable[[AmapConfig], AmapClient]
     followups: FollowUps
     notify_admins: NotifyAdmins
-    turns: LastTurns = field(default_factory=LastTurns, init=False)
+    turns: LastTurns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.turns = LastTurns(self.intents)
 
     async def on_message(self, msg: IncomingMessage) -> None:
         turn: Turn | None = Turn(msg, chat_settings(self.config.current, msg.chat, msg.room_topic))
@@ -174,11 +173,11 @@ class Dispatcher:
             return await self.reply(msg, reply)
 
         history = self.history.recent(msg.chat.key, config.history)
+        earlier = list(turn.earlier) if turn.earlier is not None else history
         return Context(
             message=msg, settings=settings, config=config, history=history,
-            transcript=transcript(msg, history), llm=self.llm(), jobs=self.jobs,
-            amap=self.amap(config.amap), followups=self.followups, say=say,
-            notify_admins=self.notify_admins,
+            transcript=transcript(msg, earlier, config.history.max_messages), llm=self.llm(), jobs=self.jobs,
+            amap=self.amap(config.amap), say=say, notify_admins=self.notify_admins,
         )
 
     async def handle(self, ctx: Context) -> Reply | None:
@@ -190,14 +189,16 @@ class Dispatcher:
                 ctx = replace(ctx, message=replace(ctx.message, text=follow_up.request))
             else:
                 intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
-            logger.info("message {} -> {}{}", ctx.message.id, intent.module,
+            logger.info("message {} -> {}{}", ctx.message.id, intent.name,
                         " (answer)" if pending else " (follow-up)" if follow_up else "")
-            if not ctx.settings.intent_enabled(intent.module):
-                return Reply(INTENT_OFF_REPLY.format(label=intent.value))
-            ctx = replace(ctx, pending=pending)
-            reply = await self.handlers[intent](ctx)
-            if self.followups.open_question(ctx.message) is None:  # answered, not asked back
-                self.turns.remember(ctx, intent, follow_up)
+            if not ctx.settings.intent_enabled(intent.name):
+                return Reply(INTENT_OFF_REPLY.format(label=intent.label))
+            ctx = replace(ctx, intent=intent, pending=pending)
+            reply = await intent.handler(ctx)
+            if isinstance(reply, Question):  # asked back: the answer comes to this intent
+                self.followups.ask(ctx.message, reply, ctx.config.amap.pending_minutes * 60)
+            else:
+                self.turns.remember(ctx, intent, follow_up, reply)
             return reply
         except UserInputError as exc:
             if exc.admin_detail:
@@ -221,14 +222,14 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - the asker's reply must still go out
             logger.exception("message {}: telling the admins failed", ctx.message.id)
 
-    async def classify(self, ctx: Context) -> Intent:
+    async def classify(self, ctx: Context) -> IntentSpec:
         """The LLM when one is configured and answers; the embedded classifier otherwise.
 
         Read per message, so a reload that adds or removes the LLM, or switches
         `offline.classifier.enabled`, takes effect at once (disabled and no LLM: every message is chat)."""
         embedded = ctx.config.offline.classifier.enabled
         if not ctx.llm.configured:
-            return await self.classify_embedded(ctx) if embedded else Intent.CHAT
+            return await self.classify_embedded(ctx) if embedded else self.intents.fallback
         try:
             return await self.classify_llm(ctx)
         except LLMUnavailable as exc:
@@ -239,9 +240,8 @@ class Dispatcher:
             return await self.classify_embedded(ctx)
 
 
-def transcript(msg: IncomingMessage, history: list[HistoryEntry]) -> str:
-    """The recent chat before `msg`, as `name: text` lines for prompts."""
-    last = history[-1] if history else None
-    if last is not None and not last.from_bot and (last.sender, last.text) == (msg.sender_name, msg.text):
-        history = history[:-1]  # this message itself (a bare "@小爱" has no text, so it is not there)
-    return History.render(history)
+def transcript(msg: IncomingMessage, earlier: list[HistoryEntry], max_messages: int) -> str:
+    """The recent chat before `msg`, as `name: text` lines for prompts: the history as it was before this
+    message, one line shorter when this message itself takes a place in the window."""
+    keep = max_messages - 1 if msg.text else max_messages
+    return History.render(earlier[-keep:] if keep > 0 else [])

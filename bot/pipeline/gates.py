@@ -17,7 +17,7 @@ from typing import Protocol
 
 from bot.config import ChatSettings
 from bot.messages import IncomingMessage, MessageKind, Reply
-from bot.pipeline.conversation import History
+from bot.pipeline.conversation import History, HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Turn:
 
     message: IncomingMessage
     settings: ChatSettings
+    earlier: tuple[HistoryEntry, ...] | None = None  # the chat before this message (the Record gate)
 
 
 class Gate(Protocol):
@@ -145,8 +146,9 @@ class Record:
 
     async def __call__(self, turn: Turn) -> Turn | None:
         msg = turn.message
+        earlier = self.history.recent(msg.chat.key, turn.settings.config.history, now=msg.timestamp)
         self.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
-        return turn
+        return replace(turn, earlier=tuple(earlier))  # the prompts' transcript: nothing to strip later
 
 
 async def mention_only(turn: Turn) -> Turn | None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from bot.pipeline.dispatch import FollowUps, Pending
 
 PHOTO_HINT = "收到照片啦📷 想让它动起来，就跟我说「让这张照片动起来」。"
-PHOTO_QUESTION = "photo"  # the open question's kind when the bot asked for a photo
+PHOTO_SLOT = "photo"  # what the open question asks for when the bot asked for a photo
 REQUEST_SLOT = "request"  # the words of the request that is waiting for the photo
 
 
@@ -39,7 +39,7 @@ class PhotoGate:
 
     def waiting(self, turn: Turn) -> Pending | None:
         pending = self.followups.open_question(turn.message)
-        return pending if pending is not None and pending.kind == PHOTO_QUESTION else None
+        return pending if pending is not None and pending.asked == PHOTO_SLOT else None
 
     async def __call__(self, turn: Turn) -> Turn | None:
         msg = turn.message

@@ -2,7 +2,7 @@
 runs the result — the services, then the channel feeding the dispatcher — until stopped.
 
 Reading `build_app` top to bottom shows everything the bot is made of. Nothing receives the
-Application itself; it only holds the wired parts for the lifecycle (and for tests to look at).
+Application itself; it holds the wired parts its lifecycle and the console need.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
@@ -20,11 +21,13 @@ from bot.background import cancel_and_wait
 from bot.channels.base import Channel
 from bot.config import AppConfig, Secrets
 from bot.config.live import LiveConfig
+from bot.config.secret_store import FILE_NAME as SECRETS_FILE
 from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
-from bot.console.checks import llm_summary
+from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, image_api_key, video_token
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
+from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
 from bot.jobs.progress import LibraryWarmup
 from bot.llm import LLM, LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
@@ -49,10 +52,17 @@ from bot.pipeline.gates import (
 from bot.pipeline.photo_gate import PhotoGate
 from bot.pipeline.photos import FOLDER as PHOTO_FOLDER
 from bot.pipeline.photos import PhotoStore
-from intents import REGISTRY, weather
-from nlu.classify import classify
+from bot.plugin import IntentRegistry, load_intents
+from intents import weather
+from nlu.classify import LLMClassifier
 from nlu.embedded import EmbeddedClassifier
 from services.amap import AmapConnections
+from services.amap.errors import KEY_ENV as AMAP_KEY_ENV
+
+if TYPE_CHECKING:
+    from bot.jobs.celery_backend import CeleryBackend
+
+PLUGIN_SKIPPED = "插件 {source} 没有加载（{reason}），小爱照常服务，只是少了它的功能。修好后重启小爱。"
 
 
 class Service(Protocol):
@@ -72,12 +82,8 @@ class Application:
     dispatcher: Dispatcher
     services: list[tuple[str, Service]]
     live_llm: LiveLLM
-    history: History
     jobs: JobQueue
-    scheduler: Scheduler
     config_watcher: ConfigWatcher
-    alerts: DisconnectAlerts
-    notices: AdminNotices
     _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
@@ -117,12 +123,38 @@ class Application:
         self._stopped.set()
 
 
+class PluginReport:
+    """Service: once the channel is connected, tells the admins which plugins were skipped and why (the
+    log has the traceback); the bot serves without them."""
+
+    def __init__(self, intents: IntentRegistry, tell: Callable[..., Awaitable[int]],
+                 connected: Callable[[], bool]) -> None:
+        self.intents, self.tell, self.connected = intents, tell, connected
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.intents.failures:
+            self._task = asyncio.create_task(self._report(), name="plugin-report")
+
+    async def _report(self) -> None:
+        while not self.connected():  # noqa: ASYNC110 - channels offer a flag, not an event
+            await asyncio.sleep(0.5)
+        for failure in self.intents.failures:
+            await self.tell(PLUGIN_SKIPPED.format(source=failure.source, reason=failure.reason),
+                            key=f"plugin:{failure.source}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+
+
 def add_console(app: Application, secrets: Secrets) -> None:
     """The admin console (/admin) for a bot that is run for real (`xiaoai run` / playground): mounted on
     the playground's page server, else its own small web server started with the other services."""
     jobs = app.jobs
+    intents = {i.name: i.label for i in app.dispatcher.intents}
     console = attach_console(app.channel, config=app.live_config, secrets=secrets, jobs=jobs,
-                             watcher=app.config_watcher,
+                             watcher=app.config_watcher, intents=intents,
                              live_workers=lambda: jobs.backend_for("video").live_workers())
     if console is not None:
         app.services.append(("console", console))
@@ -133,6 +165,9 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
     a family, and the dispatcher with its gates."""
     live = LiveConfig(config)
+    if secrets.file is None:  # keys typed into the console, for what the environment does not set
+        secrets.use_file(config.data_dir / SECRETS_FILE)
+    intents = load_intents(config.plugins.dirs)  # built-ins, plugin folders, entry points; read at start
     history = History()
     llm = LiveLLM(config.llm, secrets)
     live.subscribe(llm.on_config)
@@ -160,7 +195,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,
-                           api_key=lambda: image_api_key() or secrets.openai_api_key,
+                           api_key=lambda: secrets.get(IMAGE_KEY_ENV) or secrets.openai_api_key,
                            api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
@@ -169,49 +204,14 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
     # running it for a family: schedules, the config file, disconnect alerts
-    amap = AmapConnections()
+    amap = AmapConnections(key=lambda: (secrets.get(AMAP_KEY_ENV) or "").strip() or None)
     rooms = RoomDirectory()
-
-    async def resolve_room(room: str) -> str:
-        """A schedule's `room`: a topic seen in a message, else looked up in the channel, else an id."""
-        if room not in rooms.ids and (found := await channel.find_room(room)) is not None:
-            rooms.ids[room] = found
-        return rooms.ids.get(room, room)
-
-    scheduler = Scheduler(
-        live, send=sender.send, resolve_room=resolve_room,
-        weather_report=lambda city: weather.daily_report(amap.client(live.current.amap), city),
-        remove_old_media=jobs.retention.cleanup, prune_history=history.prune,
-    )
-    live.subscribe(scheduler.on_config)
-    watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
-                            connected=lambda: channel.connected)
-    alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: getattr(channel, "state", None), notices=notices)
-    started_at = time.time()
-
-    def connection() -> str:
-        if channel.name == "playground":
-            return "未接入（这是本地试玩页面）"
-        state = getattr(channel, "state", None)
-        return ("已连接" if channel.connected else "未连接") + (f"（{state}）" if state is not None else "")
-
-    admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
-                                     watcher=watcher, connection=connection, started_at=started_at,
-                                     llm=lambda: llm_summary(live.current, secrets),
-                                     workers=gpu_workers.workers if gpu_workers else None))
-
-    # the dispatcher: gates in order, then the LLM classifier (the embedded one without it), then the intent
-    embedded = EmbeddedClassifier(config=config.offline.classifier)
-    followups = FollowUps()
-    gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
-             PhotoGate(photos, followups, sender.reply), NonText(sender.reply), Record(history), mention_only,
-             RateLimit(sender.reply)]
-    dispatcher = Dispatcher(
-        config=live, gates=gates, classify_llm=classify, classify_embedded=embedded, handlers=REGISTRY,
-        reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client, followups=followups,
-        notify_admins=notices.tell,
-    )
+    scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
+                                                    notices=notices, jobs=jobs, history=history, amap=amap,
+                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents)
+    embedded = EmbeddedClassifier(intents, config=config.offline.classifier)
+    dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
+                             jobs=jobs, amap=amap, rooms=rooms, notices=notices, photos=photos)
     services: list[tuple[str, Service]] = [
         ("jobs", jobs),
         ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
@@ -222,7 +222,55 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("scheduler", scheduler),
         ("alerts", alerts),
         ("config watch", watcher),
+        ("plugin report", PluginReport(intents, notices.tell, connected=lambda: channel.connected)),
     ]
     return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
-                       live_llm=llm, history=history, jobs=jobs, scheduler=scheduler, config_watcher=watcher,
-                       alerts=alerts, notices=notices)
+                       live_llm=llm, jobs=jobs, config_watcher=watcher)
+
+
+def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_path: Path | None, *,
+                sender: Sender, notices: AdminNotices, jobs: JobQueue, history: History,
+                amap: AmapConnections, rooms: RoomDirectory, gpu_workers: CeleryBackend | None,
+                intents: IntentRegistry) -> tuple[Scheduler, ConfigWatcher, DisconnectAlerts, AdminCommands]:
+    """Running it for a family: schedules, the config file, disconnect alerts, admin commands."""
+
+    async def resolve_room(room: str) -> str:
+        """A schedule's `room`: a topic seen in a message, else looked up in the channel, else an id."""
+        if room not in rooms.ids and (found := await channel.find_room(room)) is not None:
+            rooms.ids[room] = found
+        return rooms.ids.get(room, room)
+
+    scheduler = Scheduler(
+        live, send=sender.send, resolve_room=resolve_room,
+        weather_report=lambda city: weather.daily_report(amap.client(live.current.amap), city,
+                                                         live.current.amap),
+        remove_old_media=jobs.retention.cleanup, prune_history=history.prune,
+    )
+    live.subscribe(scheduler.on_config)
+    watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
+                            connected=lambda: channel.connected)
+    alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
+                              state=lambda: getattr(channel, "state", None), notices=notices, env=secrets)
+    started_at = time.time()
+    checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
+    admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
+                                     watcher=watcher, started_at=started_at, checks=checks.run_async,
+                                     workers=gpu_workers.workers if gpu_workers else None,
+                                     intents=tuple((i.name, i.label) for i in intents)))
+    return scheduler, watcher, alerts, admin
+
+
+def _dispatcher(live: LiveConfig, intents: IntentRegistry, embedded: EmbeddedClassifier, *,
+                admin: AdminCommands, sender: Sender, history: History, llm: LiveLLM, jobs: JobQueue,
+                amap: AmapConnections, rooms: RoomDirectory, notices: AdminNotices,
+                photos: PhotoStore) -> Dispatcher:
+    """The gates in order, then the LLM classifier (the embedded one without it), then the intent."""
+    followups = FollowUps()
+    gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
+             PhotoGate(photos, followups, sender.reply), NonText(sender.reply), Record(history), mention_only,
+             RateLimit(sender.reply)]
+    return Dispatcher(
+        config=live, gates=gates, classify_llm=LLMClassifier(intents), classify_embedded=embedded,
+        intents=intents, reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client,
+        followups=followups, notify_admins=notices.tell,
+    )

@@ -13,9 +13,11 @@ from loguru import logger
 from bot.channels.playground.channel import PlaygroundChannel, job_status_of
 from bot.channels.playground.transcript import Transcript
 from bot.config import AppConfig, Secrets
+from bot.config.secret_store import FILE_NAME as SECRETS_FILE
 from bot.runtime.app import Application, add_console, build_app
 
-NO_LLM_NOTICE = "没有配置大模型：闲聊和提示词润色不可用，其它功能照常。"
+NO_LLM_NOTICE = ("还没有接上语言模型：不能闲聊，画图和视频直接照原话做，其它功能照常"
+                 "（在管理台「密钥」页填写后马上生效）。")
 
 
 @dataclass
@@ -71,17 +73,22 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
         what = " and ".join({"video": "CogVideoX (videos)", "image": "FLUX (pictures)"}[k] for k in labels)
         notes.append(f"No {what} weights found: they come from tiny RANDOM demo models (noise), "
                      "just to try the flow.")
-    notice = []
+    if secrets.file is None:  # keys typed into the console count from the start
+        secrets.use_file(config.data_dir / SECRETS_FILE)
     if not llm_configured(config, secrets):
-        notice.append(NO_LLM_NOTICE)
-        notes.append("No LLM configured: chat and prompt rewriting need OPENAI_API_KEY "
-                     "(and/or OPENAI_BASE_URL).")
-    if labels:
-        what = "和".join({"video": "视频", "image": "图片"}[k] for k in labels)
-        notice.append(f"{what}用的是随机权重的演示模型，画面是噪声。")
+        notes.append("No LLM configured: chat and prompt rewriting need a key: enter it on the console's "
+                     "Keys page, or set OPENAI_API_KEY (and/or OPENAI_BASE_URL).")
+    kinds = "和".join({"video": "视频", "image": "图片"}[k] for k in labels)
+    demo = f"{kinds}用的是随机权重的演示模型，画面是噪声。" if labels else ""
+
+    def notice() -> str:
+        """Read for each page load: a key saved in the console since the start clears the LLM line."""
+        return " ".join(part for part in (
+            "" if llm_configured(live(), secrets) else NO_LLM_NOTICE, demo) if part)
+
     channel = PlaygroundChannel(
         config.offline.playground, config.data_dir / "media", bot_name=lambda: live().bot.name,
-        notice=" ".join(notice), media_labels=labels,
+        notice=notice, media_labels=labels,
         transcript=Transcript(config.data_dir / "playground.sqlite3"),
     )
     app = build_app(config, secrets, channel, config_path=config_path)

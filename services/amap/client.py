@@ -23,7 +23,6 @@ import httpx
 from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from bot.config import AmapConfig
 from services.amap.errors import (
     KEY_ENV,
     AmapBusy,
@@ -44,6 +43,7 @@ from services.amap.results import (
     TransitLeg,
     TransitPlan,
 )
+from services.amap.settings import AmapSettings
 
 
 # -- defensive field readers ----------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def key_from_env(env: Mapping[str, str] | None = None) -> str | None:
 class AmapClient:
     """Typed calls to the endpoints 小爱 uses. Pass a shared `http` client to reuse connections."""
 
-    def __init__(self, config: AmapConfig, key: str | None, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: AmapSettings, key: str | None, http: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self.key = key
         self._http = http or httpx.AsyncClient()
@@ -351,7 +351,7 @@ class AmapConnections:
         self._key = key
         self._http: httpx.AsyncClient | None = None
 
-    def client(self, config: AmapConfig) -> AmapClient:
+    def client(self, config: AmapSettings) -> AmapClient:
         """A client for this message's config; the key is read now, so a restart is all a new key needs."""
         if self._http is None:
             self._http = httpx.AsyncClient()

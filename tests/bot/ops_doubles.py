@@ -83,7 +83,7 @@ def make_app(tmp_path: Path, yaml_text: str, *, with_file: bool = True
 
 def record_classifications(app: Application) -> list[IncomingMessage]:
     """Replace the LLM classifier: record each message that reached classification, answer as chat."""
-    from intents import Intent
+    from tests.support.builtin_intents import Intent
 
     seen: list[IncomingMessage] = []
 

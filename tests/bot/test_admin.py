@@ -84,7 +84,8 @@ async def test_queue_and_status(tmp_path: Path) -> None:
     assert channel.private_texts(ADMIN)[-1] == f"#{job_id} 视频 爸爸 排队中"
     await app.dispatcher.on_message(message("#状态", sender=ADMIN, room=None))
     status = channel.private_texts(ADMIN)[-1]
-    for part in ("运行：", "微信：已连接", "队列：0 个生成中（无），1 个排队", "显存：", "配置："):
+    for part in ("运行：", "✅ 微信：已登录，正在服务",
+                 "队列：0 个生成中（无），1 个排队", "显存：", "配置："):
         assert part in status
     app.jobs.store.close()
 
@@ -93,7 +94,8 @@ async def test_help_in_private_chat_even_when_private_chat_is_off(tmp_path: Path
     app, channel = make_app(tmp_path, CONFIG)
     seen = record_classifications(app)
     await app.dispatcher.on_message(message("#帮助", sender=ADMIN, room=None))
-    assert channel.private_texts(ADMIN) == [HELP_TEXT]
+    [shown] = channel.private_texts(ADMIN)
+    assert shown.startswith(HELP_TEXT) and "天气（weather）" in shown and "其它（chat）" in shown
     await app.dispatcher.on_message(message("#帮助", sender="bob", room=None))
     assert channel.private_texts("bob") == [] and seen == []  # private chat is off for everyone else
 

@@ -14,6 +14,7 @@ import pytest
 from bot.ops.alerts import DisconnectAlerts, fill_template
 from tests.bot.ops_doubles import ADMIN, WebhookServer, make_app
 from tests.conftest import wait_until
+from tests.support.app_parts import notices_of
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ async def test_one_alert_per_outage_on_a_controlled_clock(tmp_path: Path, webhoo
     app, channel = make_app(tmp_path, config(webhook.url))
     clock = Clock()
     alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
-                              notices=app.notices, clock=clock, env={})
+                              notices=notices_of(app), clock=clock, env={})
     channel.connected = False
     for t in (0, 30, 59):
         clock.now = 1000 + t
@@ -70,7 +71,7 @@ async def test_short_blips_do_not_alert(tmp_path: Path, webhook: WebhookServer) 
     app, channel = make_app(tmp_path, config(webhook.url))
     clock = Clock()
     alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
-                              notices=app.notices, clock=clock, env={})
+                              notices=notices_of(app), clock=clock, env={})
     for t, up in ((0, False), (40, True), (50, False), (100, True), (110, False), (160, False)):
         clock.now, channel.connected = 1000 + t, up
         await alerts.check()
@@ -80,7 +81,7 @@ async def test_short_blips_do_not_alert(tmp_path: Path, webhook: WebhookServer) 
 async def test_service_calls_the_webhook_once_in_real_time(tmp_path: Path, webhook: WebhookServer) -> None:
     app, channel = make_app(tmp_path, config(webhook.url, after=0.3))
     alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
-                              notices=app.notices, env={})
+                              notices=notices_of(app), env={})
     channel.connected = False
     await alerts.start()
     try:
@@ -96,7 +97,8 @@ async def test_webhook_json_template_and_env_url(tmp_path: Path, webhook: Webhoo
     app, channel = make_app(tmp_path, config("http://127.0.0.1:9/unused", after=1, extra=shaped))
     clock = Clock()
     alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected, state=lambda: None,
-                              notices=app.notices, clock=clock, env={"XIAOAI_ALERT_WEBHOOK_URL": webhook.url})
+                              notices=notices_of(app), clock=clock,
+                              env={"XIAOAI_ALERT_WEBHOOK_URL": webhook.url})
     channel.connected = False
     await alerts.check()
     clock.now += 2
@@ -113,7 +115,7 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path: Path) -> None:
         app, channel = make_app(tmp_path, config(server.url, after=1))
         clock = Clock()
         alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected,
-                                  state=lambda: None, notices=app.notices, clock=clock, env={})
+                                  state=lambda: None, notices=notices_of(app), clock=clock, env={})
         channel.connected = False
         await alerts.check()
         clock.now += 2
@@ -169,7 +171,7 @@ async def test_smtp_route(tmp_path: Path) -> None:
         app, channel = make_app(tmp_path, config("null", after=1, extra=smtp))
         clock = Clock()
         alerts = DisconnectAlerts(app.live_config, connected=lambda: app.channel.connected,
-                                  state=lambda: None, notices=app.notices, clock=clock, env={})
+                                  state=lambda: None, notices=notices_of(app), clock=clock, env={})
         channel.connected = False
         await alerts.check()
         clock.now += 2

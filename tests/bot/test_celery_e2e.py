@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.celery_deploy import (
     ADMIN,
     ask,
@@ -79,7 +79,7 @@ def test_no_worker_alive_ack_says_so_and_admin_is_told(deploy, peer, fake_llm):
     deployment.start_bot()
     ask(peer, fake_llm, "alice", "做一个熊猫弹吉他的视频")
     ack = peer.wait_for_sent(lambda m: "排队第" in (m.get("text") or ""), timeout=30)
-    assert "没有在线的 GPU" in ack["text"]
+    assert "机器现在不在线" in ack["text"]
     notice = peer.wait_for_sent(
         lambda m: not m.get("room") and "没有 GPU 工作进程在线" in (m.get("text") or ""), timeout=20)
     assert notice["to"] == ADMIN
@@ -92,7 +92,7 @@ def test_a_picture_is_drawn_by_an_image_worker_from_the_tiny_flux_folder(deploy,
     deployment.start_workers(1, queues="image")  # only this worker can draw: the bot renders nothing itself
     deployment.start_bot()
     fake_llm.add(lambda req: "FLUX image prompt writer" in prompt_text(req), SHIBA)
-    fake_llm.classify("帮我画一只在雪地里的柴犬", Intent.IMAGE.value)
+    fake_llm.classify("帮我画一只在雪地里的柴犬", Intent.IMAGE.label)
     peer.say("bob", at() + "帮我画一只在雪地里的柴犬", room=FAMILY, mention=[BOT])
     picture = peer.wait_for_sent(lambda m: bool(m.get("file")), timeout=120)
     caption = next(m for m in peer.sent() if "画好啦" in (m.get("text") or ""))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.tiny_models import build_cogvideox_folder
@@ -49,7 +49,7 @@ def xiaoai_run(config_text: str, tmp_path: Path, peer, fake_llm) -> Iterator[sub
 
 
 def test_xiaoai_run_answers_a_mention_and_ignores_the_rest(peer, fake_llm, tmp_path):
-    fake_llm.classify("周末去哪玩", Intent.CHAT.value)
+    fake_llm.classify("周末去哪玩", Intent.CHAT.label)
     fake_llm.add("周末去哪玩", "去公园放风筝吧！")
     config = "llm:\n  model: fake-model\ngroups:\n  allow: [相亲相爱一家人]\n"
     with xiaoai_run(config, tmp_path, peer, fake_llm):
@@ -63,7 +63,7 @@ def test_xiaoai_run_answers_a_mention_and_ignores_the_rest(peer, fake_llm, tmp_p
 
 def test_xiaoai_run_answers_a_video_request_with_an_ack_then_an_mp4(peer, fake_llm, tmp_path):
     model = build_cogvideox_folder(tmp_path / "tiny-cogvideox")
-    fake_llm.classify("生成一个熊猫弹吉他的视频", Intent.VIDEO.value)
+    fake_llm.classify("生成一个熊猫弹吉他的视频", Intent.VIDEO.label)
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req),
                  "A gentle medium shot in soft morning light. A fluffy giant panda sits on a mossy rock and "
                  "strums a small wooden guitar with its paw. Tall green bamboo rises around it in the mist.")
@@ -86,7 +86,7 @@ def test_a_restart_with_a_typo_keeps_serving_on_the_last_good_config(peer, fake_
     config = tmp_path / "config.yaml"
     config.write_text(good + f"data_dir: {tmp_path / 'd'}\n", encoding="utf-8")
     load_resilient(config)  # an earlier run validated it
-    fake_llm.classify("还在吗", Intent.CHAT.value)
+    fake_llm.classify("还在吗", Intent.CHAT.label)
     fake_llm.add("还在吗", "在的！")
     with xiaoai_run(good.replace("admins:", "admns:"), tmp_path, peer, fake_llm):
         notice = peer.wait_for_sent(lambda m: not m["room"] and "配置文件有错误" in (m.get("text") or ""),

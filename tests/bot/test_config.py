@@ -14,12 +14,12 @@ def test_errors_name_key_line_and_reason() -> None:
     with pytest.raises(ConfigError) as caught:
         parse("llm:\n  model: 3\n  timeot_s: 3\n", "config.yaml")
     message = str(caught.value)
-    assert "llm.model (line 2)" in message and "valid string" in message
-    assert "llm.timeot_s (line 3)" in message and "unknown key; did you mean timeout_s?" in message
+    assert "llm.model（第 2 行）" in message and "应该是一段文字" in message
+    assert "llm.timeot_s（第 3 行）" in message and "没有这个设置，是不是想写 timeout_s？" in message
 
 
 def test_yaml_syntax_error_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="YAML syntax error"):
+    with pytest.raises(ConfigError, match="第 1 行：引号或括号没有配对"):
         parse("llm: [unclosed\n")
 
 
@@ -32,7 +32,7 @@ def test_a_start_with_a_typo_runs_on_the_last_good_copy(tmp_path: Path) -> None:
     path.write_text("llm:\n  modle: typo\n", encoding="utf-8")
     config, error = load_resilient(path)
     assert config.llm.model == "good-model"
-    assert error is not None and "llm.modle (line 2)" in error
+    assert error is not None and "llm.modle（第 2 行）" in error
     assert "modle" not in last_good_path(path).read_text(encoding="utf-8")  # a bad file is never kept
 
 

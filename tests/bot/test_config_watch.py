@@ -16,6 +16,7 @@ from bot.config.watch import ConfigWatcher, edit_yaml_text, write_atomically
 from tests import conftest
 from tests.bot.ops_doubles import ADMIN, FAMILY_ID, make_app, message, record_classifications
 from tests.conftest import wait_until
+from tests.support.app_parts import notices_of
 from tests.support.peer import BOT, FAMILY, at
 
 BASE = """\
@@ -67,22 +68,22 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
     running = app.config
     watcher = await _started(app)
     try:
-        # unknown key, with its line
+        # 没有这个设置, with its line
         watcher.path.write_text(BASE + "chat:\n  max_reply_char: 99\n", encoding="utf-8")
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 1, within=3.0)
         notice = channel.private_texts(ADMIN)[0]
-        assert "chat.max_reply_char (line 7)" in notice and "did you mean max_reply_chars?" in notice
+        assert "chat.max_reply_char（第 7 行）" in notice and "是不是想写 max_reply_chars？" in notice
         assert app.config is running
 
         # wrong type
         watcher.path.write_text(BASE + "chat:\n  max_reply_chars: lots\n", encoding="utf-8")
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 2, within=3.0)
-        assert "chat.max_reply_chars (line 7)" in channel.private_texts(ADMIN)[1]
+        assert "chat.max_reply_chars（第 7 行）" in channel.private_texts(ADMIN)[1]
 
         # YAML syntax
         watcher.path.write_text(BASE + "chat: [oops\n", encoding="utf-8")
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 3, within=3.0)
-        assert "YAML syntax error" in channel.private_texts(ADMIN)[2]
+        assert "没有配对" in channel.private_texts(ADMIN)[2]
         assert app.config is running
 
         # the old config still works: a message in the allowed room reaches classification
@@ -105,7 +106,7 @@ async def test_same_error_is_reported_once(tmp_path: Path) -> None:
     bad = BASE + "bogus: 1\n"
     watcher.path.write_text(bad, encoding="utf-8")
     applied, reason = await watcher.reload()
-    assert not applied and "bogus (line 6)" in reason
+    assert not applied and "bogus（第 6 行）" in reason
     watcher.path.write_text(bad + "\n", encoding="utf-8")  # touched again, same mistake
     await watcher.reload()
     assert len(channel.private_texts(ADMIN)) == 1
@@ -150,7 +151,7 @@ async def test_reload_command_reports_the_error(tmp_path: Path) -> None:
     app.config_watcher.path.write_text(BASE + "quotas:\n  user_messages_per_minute: -1\n", encoding="utf-8")
     await app.dispatcher.on_message(message("#重载", sender=ADMIN, room=None))
     reply = channel.private_texts(ADMIN)[-1]
-    assert "没有重载" in reply and "quotas.user_messages_per_minute (line 7)" in reply
+    assert "没有重载" in reply and "quotas.user_messages_per_minute（第 7 行）" in reply
     app.config_watcher.path.write_text(BASE + "quotas:\n  user_messages_per_minute: 2\n", encoding="utf-8")
     await app.dispatcher.on_message(message("#重载", sender=ADMIN, room=None))
     assert channel.private_texts(ADMIN)[-1] == "已重新加载 config.yaml。"
@@ -172,7 +173,7 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(data), encoding="utf-8")
     async with running_bot(overrides) as app:
-        watcher = ConfigWatcher(path, apply=app.apply_config, notices=app.notices,
+        watcher = ConfigWatcher(path, apply=app.apply_config, notices=notices_of(app),
                                 connected=lambda: app.channel.connected)
         await watcher.start()
         try:
@@ -181,7 +182,7 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
             path.write_text(dump_yaml(data) + "groups_typo: 1\n", encoding="utf-8")
             notice = await asyncio.to_thread(
                 peer.wait_for_sent, lambda m: m["room"] is None and m["to"] == ADMIN, 5)
-            assert "groups_typo" in notice["text"] and "line" in notice["text"]
+            assert "groups_typo" in notice["text"] and "行" in notice["text"]
             assert not app.config.groups.allows(FAMILY, "相亲相爱一家人")
             # a valid edit opens the family room within 2 s
             data["groups"]["allow"] = ["工作群", "相亲相爱一家人"]

@@ -8,6 +8,7 @@ the real LiveConfig; only the channel's login status and room list are given as 
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from bot.config import AppConfig, Secrets, load
 from bot.config.live import LiveConfig
 from bot.config.watch import ConfigWatcher
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, is_loopback
+from bot.console.channel_link import phase
 from bot.console.checks import StatusChecks, llm_summary
 from bot.console.server import ConsoleServer
-from bot.console.web import ConsoleDeps, build_console, phase
+from bot.console.web import ConsoleDeps, build_console
 from bot.jobs import JobQueue, JobRequest, JobState, JobStore
 from bot.messages import ChatRef
 from bot.ops.notices import AdminNotices
+from bot.plugin import load_intents
 from tests.bot.test_admin import IdleKind
 
 PASSWORD = "correct horse battery staple"
@@ -43,10 +46,12 @@ groups:
 """
 FAMILY = RoomInfo("family@chatroom", "相亲相爱一家人")
 ROUTES_READ = ["/admin/api/status", "/admin/api/qr.svg", "/admin/api/jobs", "/admin/api/rooms",
-               "/admin/api/settings"]
+               "/admin/api/settings", "/admin/api/keys", "/admin/api/logs"]
 ROUTES_CHANGE = [("/admin/api/logout", {}), ("/admin/api/jobs/1/cancel", {}),
                  ("/admin/api/rooms", {"room_id": FAMILY.room_id, "topic": FAMILY.topic, "allowed": False}),
-                 ("/admin/api/settings", {"values": {"llm.model": "other"}})]
+                 ("/admin/api/settings", {"values": {"llm.model": "other"}}),
+                 ("/admin/api/keys", {"values": {"AMAP_KEY": "x"}}), ("/admin/api/keys/test/llm", {}),
+                 ("/admin/api/reconnect", {}), ("/admin/api/reload", {})]
 
 
 class Console:
@@ -70,9 +75,11 @@ class Console:
         async def rooms() -> list[RoomInfo]:
             return [FAMILY]
 
-        checks = StatusChecks(self.live, Secrets.from_env({})).run_async
+        self.secrets = Secrets.from_env({}).use_file(tmp_path / "data" / "secrets.json")
+        checks = StatusChecks(self.live, self.secrets).run_async
         deps = ConsoleDeps(config=self.live, login_status=lambda: self.status, rooms=rooms, jobs=self.jobs,
-                           watcher=self.watcher, checks=checks)
+                           watcher=self.watcher, checks=checks, secrets=self.secrets,
+                           intents={i.name: i.label for i in load_intents()})
         self.auth = Auth(password)
         root = build_console(deps, self.auth)
         from fastapi import FastAPI
@@ -110,7 +117,8 @@ async def test_every_data_route_needs_a_session(console: Console) -> None:
     page = await console.client.get("/admin/")
     session = (await console.client.get("/admin/api/session")).json()
     assert page.status_code == 200 and "管理台" in page.text
-    assert session == {"password_required": True, "authenticated": False, "csrf": None, "bot": "小爱"}
+    assert session == {"password_required": True, "authenticated": False, "csrf": None, "bot": "小爱",
+                       "lang": "zh"}
 
 
 async def test_every_change_needs_the_csrf_token(console: Console) -> None:
@@ -149,7 +157,7 @@ async def test_wrong_passwords_lock_the_address_out(console: Console) -> None:
         assert (await console.client.post("/admin/api/login", json={"password": "guess"})).status_code == 401
     assert (await console.client.post("/admin/api/login", json={"password": "guess"})).status_code == 429
     locked = await console.client.post("/admin/api/login", json={"password": PASSWORD})
-    assert locked.status_code == 429 and "try again" in locked.json()["detail"]
+    assert locked.status_code == 429 and "秒后再试" in locked.json()["detail"]
     assert (await console.client.get("/admin/api/status")).status_code == 401
 
 
@@ -179,7 +187,9 @@ async def test_qr_code_is_an_svg_and_gone_once_serving(console: Console) -> None
 
 
 def test_phase_words() -> None:
-    assert phase(LoginStatus("connected", 0, reason="logged out", qr_code="q"))[1] == "logged out, scan again"
+    assert phase(LoginStatus("connected", 0, reason="logged out", qr_code="q"))[1] == (
+        "微信已退出登录，请重新扫码", "logged out, scan again")
+    assert phase(LoginStatus("disconnected", 0, reason="UNAUTHENTICATED: bad token"))[0] == "refused"
     assert phase(LoginStatus("disconnected", 0, reason="gateway unreachable"))[0] == "down"
     assert phase(LoginStatus("connecting", 0))[0] == "connecting"
     assert phase(LoginStatus("playground", 0))[0] == "playground"
@@ -201,10 +211,10 @@ async def test_room_save_keeps_comments_and_applies_at_once(console: Console) ->
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"quotas": {"user_videos_per_day": "-1"}}, "greater than or equal to 0"),
-    ({"quotas": {"user_videos_per_day": "many"}}, "whole number"),
-    ({"intents": ["video", "dance"]}, "unknown intent dance"),
-    ({"quotas": {"videos_forever": "1"}}, "unknown quota videos_forever"),
+    ({"quotas": {"user_videos_per_day": "-1"}}, "不能小于 0"),
+    ({"quotas": {"user_videos_per_day": "many"}}, "应该是整数"),
+    ({"intents": ["video", "dance"]}, "没有这个功能：dance"),
+    ({"quotas": {"videos_forever": "1"}}, "没有这个额度：videos_forever"),
 ])
 async def test_invalid_room_value_is_refused_with_the_validators_message(console: Console, body: dict,
                                                                          message: str) -> None:
@@ -217,16 +227,18 @@ async def test_invalid_room_value_is_refused_with_the_validators_message(console
 
 
 async def test_settings_save_validates_and_never_shows_secrets(console: Console, monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("XIAOAI_IMAGE_API_KEY", "sk-very-secret")
+    monkeypatch.delenv("AMAP_KEY", raising=False)
     csrf = await console.login()
     page = await console.client.get("/admin/api/settings")
-    assert "sk-very-secret" not in page.text
-    secrets = {s["env"]: s["set"] for s in page.json()["secrets"]}
-    assert secrets["OPENAI_API_KEY"] is True and secrets["AMAP_KEY"] is False
+    keys = await console.client.get("/admin/api/keys")
+    assert "sk-very-secret" not in page.text + keys.text
+    secrets = {s["name"]: (s["set"], s["from_env"]) for s in keys.json()["keys"]}
+    assert secrets["XIAOAI_IMAGE_API_KEY"] == (True, True) and secrets["AMAP_KEY"] == (False, False)
     before = console.path.read_bytes()
     bad = await console.client.post("/admin/api/settings", headers={CSRF_HEADER: csrf},
                                     json={"values": {"schedules.timezone": "Mars/Base"}})
-    assert bad.status_code == 422 and "unknown time zone" in bad.json()["detail"]
+    assert bad.status_code == 422 and "没有这个时区" in bad.json()["detail"]
     secret = await console.client.post("/admin/api/settings", json={"values": {"llm.api_key": "x"}},
                                        headers={CSRF_HEADER: csrf})
     assert secret.status_code == 422 and console.path.read_bytes() == before
@@ -271,8 +283,8 @@ def test_status_line_of_the_llm_names_only_a_configured_one() -> None:
 
 async def test_checks_run_off_the_event_loop(console: Console) -> None:
     checks = await asyncio.wait_for(StatusChecks(console.live, Secrets.from_env({})).run_async(), 10)
-    names = [c.name for c in checks]
-    assert names[:2] == ["LLM", "AMap"] and "disk" in names and "console" in names
+    names = [c.key for c in checks]
+    assert names[:2] == ["llm", "amap"] and "disk" in names and "console" in names
     assert all(c.fix for c in checks if not c.ok)
 
 
@@ -297,6 +309,65 @@ def test_doctor_prints_each_check_with_its_fix(tmp_path: Path, monkeypatch, caps
     code = main(["doctor", "--config", str(path)])
     out = capsys.readouterr().out
     assert code == 1
-    assert "[BAD] LLM: not configured" in out and "fix: export OPENAI_API_KEY" in out
-    assert "[BAD] AMap" in out and "[BAD] video weights" in out and str(tmp_path / "none") in out
-    assert "[OK ] disk" in out and "WeChat gateway: none configured" in out
+    assert "[BAD] 语言模型: 没有配置" in out and "怎么办: 在管理台「密钥」页" in out
+    assert "[BAD] 高德地图" in out and "[OK ] 微信: 没接微信" in out and "[OK ] 磁盘" in out
+    # no weights: `xiaoai run` without a gateway is the playground, which serves the demo models
+    assert "[OK ] 视频模型文件: 没找到真的模型文件：试玩页面用随机的演示模型" in out
+    assert main(["doctor", "--config", str(path), "--lang", "en"]) == 1
+    english = capsys.readouterr().out
+    assert "[BAD] LLM: not configured" in english and "fix: enter the LLM key" in english
+
+
+async def test_keys_are_saved_0600_never_shown_back_and_the_environment_wins(console: Console,
+                                                                              monkeypatch) -> None:
+    monkeypatch.delenv("AMAP_KEY", raising=False)
+    monkeypatch.setenv("XIAOAI_SMTP_PASSWORD", "from-the-environment")
+    csrf = await console.login()
+    saved = await console.client.post("/admin/api/keys", headers={CSRF_HEADER: csrf},
+                                      json={"values": {"AMAP_KEY": "amap-key-typed-in-1234"}})
+    assert saved.status_code == 200, saved.text
+    stored = console.path.parent / "data" / "secrets.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and "amap-key-typed-in-1234" in stored.read_text()
+    assert "amap-key-typed-in-1234" not in console.path.read_text(encoding="utf-8")  # never in config.yaml
+    assert console.secrets.get("AMAP_KEY") == "amap-key-typed-in-1234"  # used from the next message on
+    keys = await console.client.get("/admin/api/keys")
+    assert "amap-key-typed-in-1234" not in keys.text
+    row = next(k for k in keys.json()["keys"] if k["name"] == "AMAP_KEY")
+    assert row["set"] and row["shown"] == "已设置（…1234）" and not row["from_env"]
+    refused = await console.client.post("/admin/api/keys", headers={CSRF_HEADER: csrf},
+                                        json={"values": {"XIAOAI_SMTP_PASSWORD": "typed"}})
+    assert refused.status_code == 409 and "环境变量" in refused.json()["detail"]
+    unknown = await console.client.post("/admin/api/keys", headers={CSRF_HEADER: csrf},
+                                        json={"values": {"WECHATY_PUPPET_SERVICE_TOKEN": "x"}})
+    assert unknown.status_code == 422
+    cleared = await console.client.post("/admin/api/keys", headers={CSRF_HEADER: csrf},
+                                        json={"values": {"AMAP_KEY": ""}})
+    assert cleared.status_code == 200 and console.secrets.get("AMAP_KEY") is None
+    forged = await console.client.post("/admin/api/keys", json={"values": {"AMAP_KEY": "x"}})
+    assert forged.status_code == 403
+
+
+async def test_the_settings_form_shows_the_files_value_not_what_the_playground_fills_in(console: Console
+                                                                                         ) -> None:
+    running = console.live.current
+    demo = running.video.model.model_copy(update={"path": Path("/data/demo-models/cogvideox-random")})
+    quotas = running.quotas.model_copy(update={"user_videos_per_day": None})
+    console.live.apply(running.model_copy(update={"video": running.video.model_copy(update={"model": demo}),
+                                                  "quotas": quotas}))
+    await console.login()
+    page = (await console.client.get("/admin/api/settings")).json()
+    fields = {f["path"]: f["value"] for f in page["fields"]}
+    assert fields["video.model.path"] is None  # the file says nothing (null): not the demo model's folder
+    assert fields["quotas.user_videos_per_day"] == "3"  # the file's default, not the playground's lifted one
+
+
+def test_keys_are_masked_in_the_log_but_addresses_stay_readable(tmp_path: Path) -> None:
+    from bot.logs import redactor
+
+    secrets = Secrets(openai_api_key="sk-live-key-for-the-log-42",
+                      openai_base_url="http://10.1.2.3:11434/v1",
+                      puppet_endpoint="10.9.8.7:8788", puppet_token="gateway-token-for-the-log-42")
+    secrets.use_file(tmp_path / "secrets.json").set("AMAP_KEY", "amap-key-for-the-log-42")
+    line = redactor().redact("sk-live-key-for-the-log-42 gateway-token-for-the-log-42 "
+                             "amap-key-for-the-log-42 http://10.1.2.3:11434/v1 10.9.8.7:8788")
+    assert line == "*** *** *** http://10.1.2.3:11434/v1 10.9.8.7:8788"

@@ -23,10 +23,10 @@ from bot.console.web import qr_svg
 from bot.jobs import JobState
 from bot.messages import ChatRef
 from bot.runtime.app import add_console, build_app
-from intents import Intent
 from tests.bot.test_playground import PANDA_PROMPT
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, FAMILY, NodePeer, at, free_port
 
 PASSWORD = "family-admin-pass"
@@ -90,9 +90,9 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    fake_llm.classify(VIDEO_ASK, Intent.VIDEO.value)
+    fake_llm.classify(VIDEO_ASK, Intent.VIDEO.label)
     fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
-    fake_llm.classify(IMAGE_ASK, Intent.IMAGE.value)
+    fake_llm.classify(IMAGE_ASK, Intent.IMAGE.label)
     fake_llm.add("FLUX image prompt writer", SHIBA)
     images.reset("hold")  # the picture job keeps the one worker busy, so the video after it waits
     from bot.config import VideoConfig
@@ -139,14 +139,14 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
 
         await asyncio.to_thread(log_in, "wrong guess")
         refused = await poll(lambda: text("#login-error"), 10, "the wrong-password message")
-        assert "Wrong password" in refused and not find("#app").is_displayed()
+        assert "密码不对" in refused and not find("#app").is_displayed()
         await asyncio.to_thread(log_in, PASSWORD)
         await poll(lambda: find("#app").is_displayed(), 10, "the console after login")
 
         # -- the QR code from the mock's scan event, live ---------------------------------------------
         qr = await poll(lambda: (s := driver.execute_script(QR_STATE))["shown"] and s["width"] > 0 and s,
                         15, "the login QR code")
-        assert qr["phase"] == "waiting_for_scan" and "waiting for scan" in text("#conn-state")
+        assert qr["phase"] == "waiting_for_scan" and "等待扫码登录" in text("#conn-state")
         served = await asyncio.to_thread(driver.execute_async_script, FETCH_TEXT, qr["src"])
         assert served == qr_svg("https://login.weixin.qq.com/l/xiaoai-mock")  # the mock's own code
         await asyncio.to_thread(screenshot, driver, "console-status-qr.png")
@@ -161,7 +161,7 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         await poll(lambda: driver.execute_script(QR_STATE)["phase"] == "serving", 15, "serving")
         assert "小爱 (xiaoai)" in text("#conn-account") and not find("#qr").is_displayed()
         checks = await asyncio.to_thread(lambda: text("#checks"))
-        assert "LLM: fake-model" in checks and "video weights" in checks and "AMap" in checks
+        assert "语言模型：fake-model" in checks and "视频模型文件" in checks and "高德地图" in checks
         await asyncio.to_thread(screenshot, driver, "console-status-serving.png")
 
         # -- the queue: a picture runs, a video waits; cancel the video ---------------------------------
@@ -220,19 +220,20 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
 
         await asyncio.to_thread(bad_quota)
         error = await poll(lambda: text(f"{card} .room-error"), 10, "the validator's message")
-        assert "greater than or equal to 0" in error and "user_videos_per_day" in error
+        assert "不能小于 0" in error and "user_videos_per_day" in error
         assert path.read_bytes() == good  # noqa: ASYNC240
         await asyncio.to_thread(screenshot, driver, "console-groups.png")
 
-        # -- settings: secrets named with their variables, never shown --------------------------------
+        # -- settings, and the keys page: secrets named, never shown -----------------------------------
         await asyncio.to_thread(click, '#tabs button[data-tab="settings"]')
         await poll(lambda: driver.find_elements(By.CSS_SELECTOR, '#settings [data-path="llm.model"]'), 10,
                    "the settings form")
-        secrets_text = await asyncio.to_thread(lambda: text("#secrets"))
-        assert "OPENAI_API_KEY" in secrets_text and "test-key" not in driver.page_source
-        assert "XIAOAI_ADMIN_PASSWORD" in secrets_text and PASSWORD not in driver.page_source
-        await asyncio.to_thread(driver.set_window_size, 1100, 2000)  # the whole form and the secrets
+        await asyncio.to_thread(driver.set_window_size, 1100, 2000)  # the whole form
         await asyncio.to_thread(screenshot, driver, "console-settings.png")
+        await asyncio.to_thread(click, '#tabs button[data-tab="keys"]')
+        keys_text = await poll(lambda: text("#keys"), 10, "the keys page")
+        assert "OPENAI_API_KEY" in keys_text and "test-key" not in driver.page_source
+        assert PASSWORD not in driver.page_source
 
         # -- WeChat drops the session: "logged out, scan again", with the new code ---------------------
         await asyncio.to_thread(driver.set_window_size, 1100, 1100)
@@ -241,7 +242,7 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         await asyncio.to_thread(peer.scan, "https://login.weixin.qq.com/l/after-logout")
         again = await poll(lambda: (s := driver.execute_script(QR_STATE))["phase"] == "logged_out"
                            and s["shown"] and s["width"] > 0 and s, 15, "logged out with a new QR code")
-        assert "logged out, scan again" in text("#conn-state") and "scan again" in text("#qr-note")
+        assert "微信已退出登录，请重新扫码" in text("#conn-state") and "重新扫码" in text("#qr-note")
         assert await asyncio.to_thread(driver.execute_async_script, FETCH_TEXT, again["src"]) == qr_svg(
             "https://login.weixin.qq.com/l/after-logout")
         await asyncio.to_thread(screenshot, driver, "console-status-logged-out.png")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from intents import Intent
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import latest_question
 from tests.support.peer import BOT, BOT_NAME, BOT_ROOM_ALIAS, FAMILY, OTHER, at
 from tests.support.recording_handlers import record_handlers
@@ -28,7 +28,7 @@ async def stays_silent(peer, seconds=1.0) -> bool:
 
 
 async def test_mention_is_classified_and_answered_with_at_asker(running_bot, peer, fake_llm):
-    fake_llm.classify("今天吃什么", Intent.CHAT.value)
+    fake_llm.classify("今天吃什么", Intent.CHAT.label)
     fake_llm.add("今天吃什么", "吃饺子吧！")
     async with running_bot():
         started = time.monotonic()
@@ -44,7 +44,7 @@ async def test_mention_is_classified_and_answered_with_at_asker(running_bot, pee
 @pytest.mark.parametrize("text", [f"@{BOT_NAME}\u2005讲个笑话", f"@{BOT_NAME} 讲个笑话",
                                   f"@{BOT_ROOM_ALIAS} 讲个笑话"])
 async def test_typed_mention_without_mention_id_is_served(running_bot, peer, fake_llm, text):
-    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label)
     fake_llm.add("讲个笑话", "从前有座山。")
     async with running_bot():
         peer.say("bob", text, room=FAMILY, mention=[])
@@ -92,7 +92,7 @@ async def test_non_text_message_to_the_bot_gets_a_hint_in_private(running_bot, p
 
 
 async def test_private_chat_when_enabled_is_answered_without_at(running_bot, peer, fake_llm):
-    fake_llm.classify("明天几点起床", Intent.CHAT.value)
+    fake_llm.classify("明天几点起床", Intent.CHAT.label)
     fake_llm.add("明天几点起床", "七点就好～")
     async with running_bot({"bot": {"private_chat": True}}):
         peer.say("carol", f"@{BOT_NAME} 明天几点起床", room=None)
@@ -133,14 +133,14 @@ async def test_llm_down_or_slow_gets_a_friendly_reply(running_bot, peer, fake_ll
 async def test_all_eight_labels_reach_their_handler(running_bot, peer, fake_llm, monkeypatch):
     reached = record_handlers(monkeypatch)
     for intent in Intent:
-        fake_llm.classify(f"请求{intent.module}", intent.value)
+        fake_llm.classify(f"请求{intent.name}", intent.label)
     async with running_bot():
         for n, intent in enumerate(Intent):  # spread over members: per-user rate limits exist
             sender = ("alice", "bob", "carol")[n % 3]
-            peer.say(sender, at() + f"请求{intent.module}", room=FAMILY, mention=[BOT])
+            peer.say(sender, at() + f"请求{intent.name}", room=FAMILY, mention=[BOT])
         await wait_until(lambda: len(bot_texts(peer)) == len(Intent), within=15)
-    assert sorted(reached) == sorted(Intent)
-    assert {t.split(" ", 1)[1] for t in bot_texts(peer)} == {f"handled {i.module}" for i in Intent}
+    assert sorted(i.name for i in reached) == sorted(i.name for i in Intent)
+    assert {t.split(" ", 1)[1] for t in bot_texts(peer)} == {f"handled {i.name}" for i in Intent}
 
 
 async def test_gateway_down_at_start_then_up_is_served(running_bot, peer, fake_llm):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import INTENT_NAMES, ConfigError, parse
+from bot.config import ConfigError, intent_names, parse
 from bot.messages import ChatRef
-from intents import Intent
 from tests.bot.ops_doubles import FAMILY_ID, FAMILY_TOPIC, OTHER_ID, make_app, message
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, FAMILY, OTHER, at
 
 CONFIG = """\
@@ -31,7 +31,7 @@ groups:
 
 
 def test_intent_names_match_the_registry() -> None:
-    assert set(INTENT_NAMES) == {intent.module for intent in Intent}
+    assert intent_names() == {intent.name for intent in Intent}
 
 
 def test_for_chat_merges_room_over_global() -> None:
@@ -55,7 +55,7 @@ def test_for_chat_merges_room_over_global() -> None:
 
 
 def test_unknown_intent_is_named_with_its_line() -> None:
-    with pytest.raises(ConfigError, match=r"groups\.rooms\.x\.intents \(line 4\): .*unknown intent movie"):
+    with pytest.raises(ConfigError, match=r"groups\.rooms\.x\.intents（第 4 行）：.*没有这个功能：movie"):
         parse("groups:\n  rooms:\n    x:\n      intents: [chat, movie]\n")
 
 
@@ -83,9 +83,9 @@ async def test_keyword_trigger_and_disabled_intent(tmp_path: Path) -> None:
 
 
 async def test_e2e_room_persona_and_disabled_intent(running_bot, peer, fake_llm) -> None:
-    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label)
     fake_llm.add("讲个笑话", "从前有座山。")
-    fake_llm.classify("画只猫", Intent.IMAGE.value)
+    fake_llm.classify("画只猫", Intent.IMAGE.label)
     overrides = {"groups": {"rooms": {
         "相亲相爱一家人": {"persona": "你是家里的小爱，说话要像晚辈。", "keywords": ["小爱"]},
         OTHER: {"intents": ["chat"]}}}}

@@ -17,7 +17,7 @@ from pathlib import Path
 from loguru import logger
 
 from bot.logs import MASK, ConnectionLog, Redactor, secret_values, setup_logging
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, FAMILY, NodePeer, at
 
 GATEWAY_TOKEN = "gw-token-7Qm2Zp9Lx4Vb"
@@ -65,7 +65,7 @@ def run_bot(tmp_path: Path, endpoint: str, token: str, fake_llm, seconds: float 
 
 
 def test_a_conversation_logs_no_secret_and_no_message_text(tmp_path, fake_llm):
-    fake_llm.classify(QUESTION, Intent.CHAT.value)
+    fake_llm.classify(QUESTION, Intent.CHAT.label)
     fake_llm.add(QUESTION, "去公园放风筝吧！")
     with NodePeer(token=GATEWAY_TOKEN) as peer:
         def converse() -> None:

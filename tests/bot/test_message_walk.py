@@ -15,8 +15,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from intents import Intent
 from tests.intents.test_amap_e2e import ask, overrides, question
+from tests.support.builtin_intents import Intent
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "intents", "nlu", "generators", "services", "prompts")

@@ -15,9 +15,9 @@ import pytest
 
 from bot.config import AppConfig
 from bot.messages import Reply
-from intents import Intent
 from tests import conftest
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 
 
 class Page:
@@ -94,7 +94,7 @@ async def raw_get(url: str, path: str) -> int:
 
 
 async def test_member_mentions_the_bot_and_the_reply_arrives_live(tmp_path, fake_llm):
-    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label)
     fake_llm.add("讲个笑话", "从前有座山，山里有座庙。")
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
         response = await page.say("mom", "@小爱 讲个笑话")
@@ -115,7 +115,7 @@ async def test_messages_without_mention_are_shown_but_not_answered(tmp_path, fak
         await page.say("dad", "今天晚上吃饺子")
         await page.say("kid", "@小爱同学 好的")  # not the bot's name unless configured as an alias
         await asyncio.sleep(1.0)
-        history = app.history.recent("room:playground@chatroom", app.config.history)
+        history = app.dispatcher.history.recent("room:playground@chatroom", app.config.history)
     assert page.bot_messages() == []
     assert [e.text for e in history] == ["今天晚上吃饺子", "@小爱同学 好的"]
     assert fake_llm.calls() == []
@@ -175,7 +175,7 @@ async def test_files_are_shown_inline_and_outside_files_are_copied_in(tmp_path, 
 
 
 async def test_a_page_that_connects_later_sees_the_recent_messages(tmp_path, fake_llm):
-    fake_llm.classify("在吗", Intent.CHAT.value)
+    fake_llm.classify("在吗", Intent.CHAT.label)
     fake_llm.add("在吗", "在的～")
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
         await page.say("grandma", "@小爱 在吗")
@@ -199,7 +199,7 @@ def script_panda_video_without_weights(tmp_path: Path, fake_llm: Any, monkeypatc
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "no-modelscope"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no-hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    fake_llm.classify("熊猫弹吉他", Intent.VIDEO.value)
+    fake_llm.classify("熊猫弹吉他", Intent.VIDEO.label)
     fake_llm.add("CogVideoX prompt writer", PANDA_PROMPT)
     return {"offline": {"playground": {"demo_models": True}}}
 
@@ -237,7 +237,7 @@ async def test_picture_request_without_weights_runs_on_the_labelled_demo_model(t
     from PIL import Image
 
     overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
-    fake_llm.classify("画一只在雪地里的柴犬", Intent.IMAGE.value)
+    fake_llm.classify("画一只在雪地里的柴犬", Intent.IMAGE.label)
     fake_llm.add("FLUX image prompt writer", "A fluffy Shiba Inu sits in fresh white snow under a pale sky, "
                  "looking up with a gentle smile, soft daylight, eye-level photograph.")
     async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from intents import Intent
 from tests.bot.test_playground import playground, script_panda_video_without_weights, shrink_video
+from tests.support.builtin_intents import Intent
 
 T = TypeVar("T")
 
@@ -158,9 +158,9 @@ async def test_the_page_keeps_the_conversation_and_a_message_typed_while_the_ser
     browser_or_skip()
     from selenium.webdriver.common.by import By
 
-    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label)
     fake_llm.add("讲个笑话", "从前有座山。")
-    fake_llm.classify("还在吗", Intent.CHAT.value)
+    fake_llm.classify("还在吗", Intent.CHAT.label)
     fake_llm.add("还在吗", "一直都在～")
     driver_task = asyncio.create_task(asyncio.to_thread(start_chromium, tmp_path))
 

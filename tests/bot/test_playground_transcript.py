@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from bot.channels.playground.transcript import Transcript
-from intents import Intent
 from tests.bot.test_playground import Page, playground
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 
 
 def messages(page: Page) -> list[tuple[int, str]]:
@@ -17,7 +17,7 @@ def messages(page: Page) -> list[tuple[int, str]]:
 
 
 async def test_the_conversation_is_replayed_after_a_restart(tmp_path, fake_llm):
-    fake_llm.classify("在吗", Intent.CHAT.value)
+    fake_llm.classify("在吗", Intent.CHAT.label)
     fake_llm.add("在吗", "在的～")
     sent_once = {"member_id": "grandma", "text": "@小爱 在吗", "client_id": "kept-1"}
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
@@ -64,7 +64,7 @@ async def test_a_reconnecting_page_gets_only_what_it_missed_and_a_new_file_reset
 
 
 async def test_a_message_sent_again_is_shown_and_answered_once(tmp_path, fake_llm):
-    fake_llm.classify("讲个笑话", Intent.CHAT.value)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label)
     fake_llm.add("讲个笑话", "从前有座山。")
     async with playground(tmp_path, fake_llm) as (_app, _channel, page):
         body = {"member_id": "mom", "text": "@小爱 讲个笑话", "client_id": "c-1"}

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.messages import Reply
-from intents import Intent
 from tests.bot.ops_doubles import FAMILY_ID, make_app, message
+from tests.support.builtin_intents import Intent
 
 CONFIG = "bot:\n  name: 小爱\n"
 
@@ -25,15 +25,13 @@ async def test_bare_mention_keeps_the_latest_line_in_the_transcript(tmp_path: Pa
         return Reply("好的")
 
     app.dispatcher.classify = classifier
-    from intents import REGISTRY
-
-    saved, REGISTRY[Intent.CHAT] = REGISTRY[Intent.CHAT], chat
+    saved, Intent.CHAT.handler = Intent.CHAT.handler, chat
     try:
         await app.dispatcher.on_message(message("明天去哪儿玩好呢", sender="alice", mentioned=False))
         await app.dispatcher.on_message(message("", sender="bob"))
         await app.dispatcher.on_message(message("你说呢", sender="bob"))
     finally:
-        REGISTRY[Intent.CHAT] = saved
+        Intent.CHAT.handler = saved
     assert len(transcripts) == 2 and "alice: 明天去哪儿玩好呢" in transcripts[0]
     assert "你说呢" not in transcripts[1] and "alice: 明天去哪儿玩好呢" in transcripts[1]  # not itself
     assert channel.texts(FAMILY_ID) == ["好的", "好的"]

@@ -16,6 +16,7 @@ from bot.config import ConfigError, ScheduleEntry, parse
 from bot.ops.scheduler import Scheduler, trigger_for
 from intents.weather import DAILY_OFF_REPLY as WEATHER_OFF_REPLY
 from tests.bot.ops_doubles import FAMILY_ID, FAMILY_TOPIC, make_app, message
+from tests.support.app_parts import service
 from tests.support.peer import FAMILY
 
 UTC = dt.UTC
@@ -54,14 +55,14 @@ def test_weekdays_only() -> None:
 
 
 @pytest.mark.parametrize("bad, reason", [
-    ('{name: a, kind: text, at: "7.30", room: r, text: t}', "time must be HH:MM"),
-    ('{name: a, kind: text, at: "25:00", room: r, text: t}', "time must be HH:MM"),
-    ("{name: a, kind: weather, at: '07:00', room: r}", "needs city"),
-    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days must be"),
-    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "inside data_dir"),
+    ('{name: a, kind: text, at: "7.30", room: r, text: t}', "时间要写成 HH:MM"),
+    ('{name: a, kind: text, at: "25:00", room: r, text: t}', "时间要写成 HH:MM"),
+    ("{name: a, kind: weather, at: '07:00', room: r}", "还要写 city"),
+    ("{name: a, kind: text, at: '07:00', days: weekends, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: cleanup, at: '03:00', paths: [../etc]}", "data_dir 里面"),
     # a range that wraps the week passed the pattern, then broke the scheduler (build_app raised)
-    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days must be"),
-    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days must be"),
+    ("{name: a, kind: text, at: '07:00', days: fri-mon, room: r, text: t}", "days 要写"),
+    ("{name: a, kind: text, at: '07:00', days: 'mon-fri,sun-sat', room: r, text: t}", "days 要写"),
     ("{name: a, kind: alarm, at: '03:00'}", "schedules.jobs.0.kind"),
 ])
 def test_bad_entries_are_named(bad: str, reason: str) -> None:
@@ -70,16 +71,16 @@ def test_bad_entries_are_named(bad: str, reason: str) -> None:
 
 
 def test_bad_zone_and_duplicate_names() -> None:
-    with pytest.raises(ConfigError, match="unknown time zone"):
+    with pytest.raises(ConfigError, match="没有这个时区"):
         parse("schedules:\n  timezone: Mars/Base\n")
-    with pytest.raises(ConfigError, match="unique: a"):
+    with pytest.raises(ConfigError, match="不能重复：a"):
         parse("schedules:\n  jobs:\n    - {name: a, kind: cleanup, at: '03:00'}\n"
               "    - {name: a, kind: cleanup, at: '04:00'}\n")
 
 
 async def test_jobs_are_named_and_set_deliberately_and_resynced(tmp_path: Path) -> None:
     app, _channel = make_app(tmp_path, CONFIG)
-    scheduler: Scheduler = app.scheduler
+    scheduler: Scheduler = service(app, "scheduler")
     await scheduler.start()
     try:
         jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
@@ -103,7 +104,7 @@ async def test_text_job_sends_to_the_room_by_topic(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, CONFIG)
     # the room is named by topic: the id is learned from a message seen in it
     await app.dispatcher.on_message(message("大家好", mentioned=False))
-    await app.scheduler.run_entry("morning")
+    await service(app, "scheduler").run_entry("morning")
     assert channel.sent[-1][0].chat_id == FAMILY_ID
     assert channel.texts(FAMILY_ID)[-1] == "早上好，记得吃早饭～"
 
@@ -111,19 +112,19 @@ async def test_text_job_sends_to_the_room_by_topic(tmp_path: Path) -> None:
 async def test_weather_job_without_weather_says_so(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("AMAP_KEY", raising=False)
     app, channel = make_app(tmp_path, CONFIG)
-    await app.scheduler.run_entry("weekday-weather")
+    await service(app, "scheduler").run_entry("weekday-weather")
     assert channel.texts(FAMILY_ID) == [WEATHER_OFF_REPLY]
 
 
 async def test_weather_job_uses_the_weather_intent(tmp_path: Path, monkeypatch) -> None:
     from intents import weather
 
-    async def daily_report(client, city: str) -> str:
+    async def daily_report(client, city: str, config) -> str:
         return f"{city}：晴，5~15°C"
 
     monkeypatch.setattr(weather, "daily_report", daily_report, raising=False)
     app, channel = make_app(tmp_path, CONFIG)
-    await app.scheduler.run_entry("weekday-weather")
+    await service(app, "scheduler").run_entry("weekday-weather")
     assert channel.texts(FAMILY_ID) == ["北京：晴，5~15°C"]
 
 
@@ -136,35 +137,38 @@ async def test_cleanup_removes_old_media_and_history(tmp_path: Path) -> None:
     for path, age_days in ((old, 8), (fresh, 1)):
         path.write_bytes(b"x")
         os.utime(path, (now - age_days * 86400, now - age_days * 86400))
-    app.history.add("room:a", "妈妈", "上周的话", timestamp=now - 8 * 86400)
-    app.history.add("room:a", "妈妈", "今天的话", timestamp=now - 60)
+    app.dispatcher.history.add("room:a", "妈妈", "上周的话", timestamp=now - 8 * 86400)
+    app.dispatcher.history.add("room:a", "妈妈", "今天的话", timestamp=now - 60)
     entry = app.config.schedules.jobs[2]
-    files, messages = await app.scheduler.cleanup(entry, now=now)
+    files, messages = await service(app, "scheduler").cleanup(entry, now=now)
     assert (files, messages) == (1, 1)
     assert not old.exists() and fresh.exists()
-    assert [e.text for e in app.history.recent("room:a", app.config.history, now=now)] == ["今天的话"]
+    kept = app.dispatcher.history.recent("room:a", app.config.history, now=now)
+    assert [e.text for e in kept] == ["今天的话"]
 
 
 async def test_a_due_job_runs_through_apscheduler(tmp_path: Path) -> None:
     """The wiring end to end: make one job due now instead of waiting for its time."""
     app, channel = make_app(tmp_path, CONFIG.replace("相亲相爱一家人", FAMILY_ID))
-    await app.scheduler.start()
+    await service(app, "scheduler").start()
     try:
-        app.scheduler._scheduler.get_job("daily:morning").modify(next_run_time=dt.datetime.now(SHANGHAI))
+        service(app, "scheduler")._scheduler.get_job("daily:morning").modify(
+            next_run_time=dt.datetime.now(SHANGHAI))
         for _ in range(100):
             if channel.texts(FAMILY_ID):
                 break
             await asyncio.sleep(0.02)
         assert channel.texts(FAMILY_ID) == ["早上好，记得吃早饭～"]
     finally:
-        await app.scheduler.stop()
+        await service(app, "scheduler").stop()
 
 
 async def test_e2e_scheduled_text_reaches_the_room(running_bot, peer, fake_llm) -> None:
     overrides = {"schedules": {"jobs": [
         {"name": "hello", "kind": "text", "at": "07:30", "room": FAMILY, "text": "早上好呀～"}]}}
     async with running_bot(overrides) as app:
-        app.scheduler._scheduler.get_job("daily:hello").modify(next_run_time=dt.datetime.now(SHANGHAI))
+        service(app, "scheduler")._scheduler.get_job("daily:hello").modify(
+            next_run_time=dt.datetime.now(SHANGHAI))
         sent = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
     assert sent["text"] == "早上好呀～"
     assert FAMILY_TOPIC  # the peer's family room
@@ -175,6 +179,7 @@ async def test_e2e_a_room_named_by_topic_is_found_without_a_message_first(runnin
         {"name": "pills", "kind": "text", "at": "20:00", "room": FAMILY_TOPIC, "text": "奶奶记得吃药哦～"}]}}
     async with running_bot(overrides) as app:
         assert FAMILY_TOPIC not in app.dispatcher.gates[2].ids  # nobody has spoken since the start
-        app.scheduler._scheduler.get_job("daily:pills").modify(next_run_time=dt.datetime.now(SHANGHAI))
+        service(app, "scheduler")._scheduler.get_job("daily:pills").modify(
+            next_run_time=dt.datetime.now(SHANGHAI))
         sent = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)
     assert sent["text"] == "奶奶记得吃药哦～"

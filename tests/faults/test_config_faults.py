@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from intents import Intent
 from tests.faults.conftest import REPO_ROOT, to_admin, wait_sent
+from tests.support.builtin_intents import Intent
 from tests.support.peer import BOT, FAMILY, at
 
 ADMIN = "alice"
@@ -55,13 +55,13 @@ def test_check_config_rejects_an_empty_file(tmp_path, text):
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
     result = check_config(path)
-    assert result.returncode != 0 and "empty" in result.stderr.lower(), result.stdout + result.stderr
+    assert result.returncode != 0 and "文件是空的" in result.stderr, result.stdout + result.stderr
 
 
 def _edit_is_rejected_and_admins_kept(bot_process, peer, fake_llm, tmp_path, bad_text: str) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(admin_config(tmp_path), encoding="utf-8")
-    fake_llm.classify("在吗", Intent.CHAT.value)
+    fake_llm.classify("在吗", Intent.CHAT.label)
     fake_llm.add("在吗", "在的在的！")
     bot = bot_process(config_path=config)
     config.write_text(bad_text, encoding="utf-8")
@@ -88,7 +88,7 @@ def test_hot_reload_of_an_empty_file_keeps_the_running_config(bot_process, peer,
 
 @pytest.mark.slow
 def test_second_bot_on_the_same_data_dir_exits_naming_the_first(bot_process, peer, fake_llm, tmp_path):
-    fake_llm.classify("在吗", Intent.CHAT.value)
+    fake_llm.classify("在吗", Intent.CHAT.label)
     fake_llm.add("在吗", "在的在的！")
     first = bot_process({})
     second = bot_process(connect=False)  # the same config file, so the same data_dir

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from intents import Intent
 from tests.faults.conftest import wait_sent
 from tests.intents.test_video_e2e import CAT, script
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import is_classify
 from tests.support.peer import ALICE, BOB, BOT, CAROL, FAMILY, at
 
@@ -44,7 +44,7 @@ def percentile(values: list[float], share: float) -> float:
 def test_a_flood_while_a_video_renders_is_answered_once_each(bot_process, peer, fake_llm, tiny_model):
     script(fake_llm, "猫的视频", CAT)
     fake_llm.add(lambda req: is_classify(req) and "第" in str(req["messages"][-1].get("content", "")),
-                 Intent.CHAT.value)
+                 Intent.CHAT.label)
     fake_llm.add(lambda req: not is_classify(req) and bool(NUMBERED.search(
         str(req["messages"][-1].get("content", "")))), answer_by_number)
     # rate limits off and the LLM's usual deadlines: the flood measures the queueing, not the limits

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from intents import Intent
 from tests.faults.conftest import wait_sent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import FakeAmap, script_slots
 from tests.support.peer import BOT, FAMILY, at, free_port
 
-LLM_DOWN = "大脑（语言模型）暂时连不上"
+LLM_DOWN = "脑子转不过来"
 # llm.timeout_s 3 and classify_timeout_s 2 in the test config: classify, the embedded fallback, chat
 ANSWER_WITHIN_S = 20
 
@@ -42,7 +42,7 @@ def test_llm_fault_gets_a_friendly_reply_in_bounded_time(bot_process, peer, fake
 
 
 def test_slow_llm_within_its_deadline_is_waited_for(bot_process, peer, fake_llm):
-    fake_llm.classify("讲个笑话", Intent.CHAT.value, delay=0.8)
+    fake_llm.classify("讲个笑话", Intent.CHAT.label, delay=0.8)
     fake_llm.add("讲个笑话", "小明的爸爸有三个儿子……", delay=1.5)
     bot_process({})
     text, _ = ask(peer, "讲个笑话吧")
@@ -52,7 +52,7 @@ def test_slow_llm_within_its_deadline_is_waited_for(bot_process, peer, fake_llm)
 @pytest.fixture
 def weather(fake_llm) -> str:
     question = "明天北京天气怎么样"
-    fake_llm.classify(question, Intent.WEATHER.value)
+    fake_llm.classify(question, Intent.WEATHER.label)
     script_slots(fake_llm, "weather", question, {"place": "北京", "day": "明天"})
     return question
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,6 @@ def _render(generator, steps: int) -> dict:  # noqa: ANN001
 def test_full_size_2b_random_weights(tmp_path: Path) -> None:
     from bot.config import VideoConfig
     from generators.cogvideox import CogVideoXGenerator
-    from generators.loading import gpu_memory
     from tests.support.tiny_models import build_cogvideox_folder
 
     report: dict = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__,
@@ -120,3 +120,36 @@ def test_full_size_2b_random_weights(tmp_path: Path) -> None:
     if out_dir:
         Path(out_dir, "gpu_check.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     assert "error" not in report["runs"][0], report["runs"][0]
+
+
+# -- reporting (this test's own: the product has no use for it) ------------------------------------
+@dataclass(frozen=True)
+class GpuMemory:
+    """One CUDA device's name and memory, in GiB (reported by this test)."""
+
+    name: str
+    total_gib: float
+    allocated_gib: float
+    reserved_gib: float
+    peak_allocated_gib: float
+
+    def summary(self) -> str:
+        return (f"{self.name}: 已用 {self.allocated_gib:.1f} GiB（保留 {self.reserved_gib:.1f}，"
+                f"峰值 {self.peak_allocated_gib:.1f}）/ 共 {self.total_gib:.0f} GiB")
+
+
+def gpu_memory(device: int = 0) -> GpuMemory | None:
+    """Current memory of CUDA device `device`, or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    gib = 1024**3
+    props = torch.cuda.get_device_properties(device)
+    return GpuMemory(
+        name=props.name,
+        total_gib=props.total_memory / gib,
+        allocated_gib=torch.cuda.memory_allocated(device) / gib,
+        reserved_gib=torch.cuda.memory_reserved(device) / gib,
+        peak_allocated_gib=torch.cuda.max_memory_allocated(device) / gib,
+    )

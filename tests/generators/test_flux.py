@@ -92,7 +92,7 @@ def test_cancellation_stops_the_run(schnell: FluxGenerator) -> None:
     ({"steps": 2.5}, "步数"),
     ({"guidance": -1}, "引导强度"),
     ({"guidance": 35}, "引导强度"),
-    ({"seed": -3}, "随机种子"),
+    ({"seed": -3}, "随机数"),
     ({"prompt": "snow " * 300}, "描述太长了"),
 ])
 def test_bad_inputs_get_clear_errors(schnell: FluxGenerator, overrides: dict, message: str) -> None:

@@ -82,5 +82,5 @@ def test_key_comes_from_its_own_variable_then_openai_key() -> None:
 
 
 def test_bad_api_size_is_a_config_error() -> None:
-    with pytest.raises(ValueError, match="size must look like 1024x1024"):
+    with pytest.raises(ValueError, match="尺寸要写成 1024x1024"):
         ImageConfig(api={"size": "big"})

@@ -150,7 +150,7 @@ def test_cache_config_takes_the_published_defaults_and_tuning() -> None:
 
 def test_cache_window_must_be_ordered_and_leave_the_first_step_out() -> None:
     for window in ([800, 100], [-1, 1000]):
-        with pytest.raises(ValueError, match="timestep window"):
+        with pytest.raises(ValueError, match="时间步窗口"):
             flat_video(cache="pab", cache_timesteps=window)
 
 

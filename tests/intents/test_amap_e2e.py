@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import FakeAmap, script_slots
 from tests.support.peer import BOT, FAMILY, at, free_port
 
@@ -28,7 +28,7 @@ async def ask(peer, text: str, sender: str = "alice") -> str:
 
 
 def question(fake_llm, text: str, intent: Intent, kind: str, slots: dict[str, str]) -> None:
-    fake_llm.classify(text, intent.value)
+    fake_llm.classify(text, intent.label)
     script_slots(fake_llm, kind, text, slots)
 
 
@@ -69,7 +69,7 @@ async def test_cycle_drive_transit_places(running_bot, peer, fake_llm, amap):
 async def test_missing_origin_follow_up_in_the_same_chat(running_bot, peer, fake_llm, amap):
     question(fake_llm, "走到王府井要多久", Intent.WALK, "route",
              {"origin": "", "destination": "王府井", "city": ""})
-    fake_llm.classify("天安门", Intent.CHAT.value)
+    fake_llm.classify("天安门", Intent.CHAT.label)
     script_slots(fake_llm, "route", "天安门", {"origin": "天安门", "destination": "王府井", "city": ""})
     async with running_bot(overrides(amap)):
         assert await ask(peer, "走到王府井要多久") == "从哪里出发呀？"

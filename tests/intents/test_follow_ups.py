@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from intents import Intent
 from nlu.follow_ups import FollowUp, PreviousTurn, resolve_follow_up, subject_of
+from tests.support.builtin_intents import BUILTIN, Intent
 
 
 def after(intent: Intent, text: str, follow_up: str) -> FollowUp | None:
-    return resolve_follow_up(follow_up, PreviousTurn.from_request(intent, text))
+    return resolve_follow_up(follow_up, PreviousTurn.from_request(intent, text), BUILTIN)
 
 
 def test_switching_the_travel_mode_keeps_both_places():
@@ -59,8 +59,9 @@ def test_messages_that_stand_alone_are_no_follow_ups(intent, text, follow_up):
 
 
 def test_no_previous_turn_no_follow_up():
-    assert resolve_follow_up("那开车呢", None) is None
-    assert resolve_follow_up("", PreviousTurn(Intent.WALK, {"origin": "a", "destination": "b"})) is None
+    assert resolve_follow_up("那开车呢", None, BUILTIN) is None
+    walked = PreviousTurn(Intent.WALK, {"origin": "a", "destination": "b"})
+    assert resolve_follow_up("", walked, BUILTIN) is None
 
 
 @pytest.mark.parametrize(("asked", "subject"), [

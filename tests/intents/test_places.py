@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from intents import Intent
 from intents.places import render_places
 from intents.slots import rule_slots
 from services.amap import Poi
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import script_slots
 
 
@@ -23,7 +23,7 @@ def test_render_places_with_and_without_rating():
 
 
 def places_question(fake_llm, text: str, slots: dict[str, str]) -> None:
-    fake_llm.classify(text, Intent.PLACES.value)
+    fake_llm.classify(text, Intent.PLACES.label)
     script_slots(fake_llm, "places", text, slots)
 
 
@@ -48,10 +48,10 @@ async def test_city_only_uses_text_search(driver, fake_llm, amap_server):
 async def test_missing_keyword_then_place_follow_ups(driver, fake_llm):
     places_question(fake_llm, "附近有啥好地方", {"place": "", "city": "", "keyword": ""})
     assert "想找什么样的地方" in await driver.say("附近有啥好地方")
-    fake_llm.classify("火锅", Intent.CHAT.value)
+    fake_llm.classify("火锅", Intent.CHAT.label)
     script_slots(fake_llm, "places", "火锅", {"place": "", "city": "", "keyword": "火锅"})
     assert "在哪一带找" in await driver.say("火锅")
-    fake_llm.classify("三里屯", Intent.CHAT.value)
+    fake_llm.classify("三里屯", Intent.CHAT.label)
     script_slots(fake_llm, "places", "三里屯", "我不确定")  # garbage: the bare answer fills the place
     assert (await driver.say("三里屯")).startswith("三里屯附近的火锅")
 

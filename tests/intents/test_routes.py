@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from intents import Intent
-from intents.routes import DRIVE, WALK, render_path, render_transit
+from intents.routes import MODES, render_path, render_transit
 from intents.slots import rule_slots
 from services.amap import Location, RoutePlan, TransitLeg, TransitPlan
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import script_slots
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import free_port
 
+WALK, _CYCLE, DRIVE, _TRANSIT = MODES
 A = Location("天安门", "116.397477,39.908692", "110101", "010", "北京市")
 B = Location("王府井", "116.417093,39.914585", "110101", "010", "北京市")
 
@@ -41,13 +42,13 @@ def test_render_transit():
 
 def route_question(fake_llm, text: str, intent: Intent, origin: str, destination: str,
                    city: str = "") -> None:
-    fake_llm.classify(text, intent.value)
+    fake_llm.classify(text, intent.label)
     script_slots(fake_llm, "route", text, {"origin": origin, "destination": destination, "city": city})
 
 
 def chat_line(fake_llm, text: str, reply: str) -> None:
     """`text` is plain chat: the classifier says chat and the chat answer is `reply`."""
-    fake_llm.classify(text, Intent.CHAT.value)
+    fake_llm.classify(text, Intent.CHAT.label)
     fake_llm.add(text, reply)
 
 
@@ -83,7 +84,7 @@ async def test_transit_between_cities_uses_both_citycodes(driver, fake_llm, amap
 async def test_missing_origin_asked_then_answered(driver, fake_llm, amap_server):
     route_question(fake_llm, "走到王府井要多久", Intent.WALK, "", "王府井")
     assert await driver.say("走到王府井要多久") == "从哪里出发呀？"
-    fake_llm.classify("天安门", Intent.CHAT.value)  # a bare answer looks like chat to the classifier
+    fake_llm.classify("天安门", Intent.CHAT.label)  # a bare answer looks like chat to the classifier
     script_slots(fake_llm, "route", "天安门", {"origin": "天安门", "destination": "王府井", "city": ""})
     text = await driver.say("天安门")
     assert text.startswith("从天安门步行到王府井")
@@ -101,7 +102,7 @@ async def test_follow_up_can_switch_mode_and_new_request_drops_question(driver, 
     # a clearly different request drops an open question
     route_question(fake_llm, "去三里屯", Intent.WALK, "", "三里屯")
     assert await driver.say("去三里屯") == "从哪里出发呀？"
-    fake_llm.classify("画一只猫", Intent.IMAGE.value)
+    fake_llm.classify("画一只猫", Intent.IMAGE.label)
     await driver.say("画一只猫")
     chat_line(fake_llm, "王府井", "王府井是北京的商业街。")
     assert await driver.say("王府井") == "王府井是北京的商业街。"
@@ -158,6 +159,6 @@ def test_rule_slots_for_routes(text, slots):
 
 
 async def test_route_without_llm_reads_the_wording(driver, fake_llm):
-    fake_llm.classify("从天安门走到王府井", Intent.WALK.value)
+    fake_llm.classify("从天安门走到王府井", Intent.WALK.label)
     fake_llm.add(lambda req: "路线槽位" in prompt_text(req), None, status=500)  # slot extraction fails
     assert (await driver.say("从天安门走到王府井怎么走")).startswith("从天安门步行到王府井")

@@ -86,7 +86,7 @@ async def test_rewriter_answering_chinese_is_retried_once_with_the_reason(fake_l
 
 async def test_rewriter_failing_twice_gives_a_clear_reply(fake_llm, llm):
     fake_llm.add("CogVideoX prompt writer", "好的！这是提示词：一只熊猫。")
-    with pytest.raises(UserInputError, match="没能把你的描述写成合格的英文视频提示词"):
+    with pytest.raises(UserInputError, match="没能理解好你想要的画面"):
         await rewrite_prompt(context(llm), 226, estimate_tokens)
     assert len(fake_llm.calls()) == 2
 
@@ -104,7 +104,7 @@ async def test_rewriter_without_llm_says_so(fake_llm):
     assert str(caught.value) == NO_LLM_REPLY
     fake_llm.fail_all(500)
     broken = LLM(LLMConfig(timeout_s=2, retries=0), Secrets(None, fake_llm.base_url, None, None))
-    with pytest.raises(UserInputError, match="语言模型现在连不上"):
+    with pytest.raises(UserInputError, match="忙不过来"):
         await rewrite_prompt(context(broken), 226, estimate_tokens)
     await broken.close()
     await unconfigured.close()

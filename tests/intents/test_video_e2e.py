@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at, free_port
 
@@ -51,7 +51,7 @@ def script(fake_llm, request_text: str, prompt: str | list[str]) -> None:
 
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req)
                  and request_text in prompt_text(req).rpartition(" asks: ")[2], rewrite)
-    fake_llm.classify(request_text, Intent.VIDEO.value)
+    fake_llm.classify(request_text, Intent.VIDEO.label)
 
 
 def texts(peer) -> list[str]:
@@ -121,7 +121,7 @@ async def test_same_seed_gives_identical_frames(running_bot, peer, fake_llm, tin
 async def test_three_requests_arrive_in_order_while_chat_is_answered(running_bot, peer, fake_llm, tiny_model):
     for key, prompt in (("猫的视频", CAT), ("狗的视频", DOG), ("鱼的视频", FISH)):
         script(fake_llm, key, prompt)
-    fake_llm.classify("今天吃什么", Intent.CHAT.value)
+    fake_llm.classify("今天吃什么", Intent.CHAT.label)
     fake_llm.add(lambda req: "今天吃什么" in prompt_text(req).rpartition("问：")[2], "吃饺子吧！")
     async with running_bot(video_config(tiny_model, sampling={"steps": 20})):
         for user, key in (("alice", "猫的视频"), ("bob", "狗的视频"), ("carol", "鱼的视频")):
@@ -189,7 +189,7 @@ async def test_rewriter_answering_chinese_is_handled(running_bot, peer, fake_llm
         peer.say("alice", at() + "生成一个熊猫弹吉他的视频", room=FAMILY, mention=[BOT])
         await wait_videos(peer, 1)
         peer.say("bob", at() + "生成一个小猫跳舞的视频", room=FAMILY, mention=[BOT])
-        refusal = await wait_sent(peer, lambda m: "没能把你的描述" in (m.get("text") or ""))
+        refusal = await wait_sent(peer, lambda m: "没能理解好你想要的画面" in (m.get("text") or ""))
     assert refusal["mentionIds"] == ["bob"]
     assert len(videos(peer)) == 1
 

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from intents import Intent
 from intents.slots import bare_answer, clean_value, parse_json_object, rule_slots
 from intents.weather import hint, render_weather, target_days
 from services.amap import DayCast, LiveWeather
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import script_slots
 
 WED = dt.date(2026, 5, 6)  # a Wednesday
@@ -73,7 +73,7 @@ def test_parse_json_object_is_defensive():
 
 # -- the handler through the router ------------------------------------------------------------------
 async def test_tomorrow_forecast_for_the_right_day(driver, fake_llm, amap_server):
-    fake_llm.classify("明天北京天气", Intent.WEATHER.value)
+    fake_llm.classify("明天北京天气", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "明天北京天气", {"place": "北京", "day": "明天"})
     text = await driver.say("明天北京天气怎么样")
     tomorrow = amap_server.calls("v3/weather/weatherInfo")[0]
@@ -84,14 +84,14 @@ async def test_tomorrow_forecast_for_the_right_day(driver, fake_llm, amap_server
 
 
 async def test_today_includes_live_weather(driver, fake_llm):
-    fake_llm.classify("杭州今天", Intent.WEATHER.value)
+    fake_llm.classify("杭州今天", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "杭州今天", {"place": "杭州", "day": "今天"})
     text = await driver.say("杭州今天热不热")
     assert "杭州市天气" in text and "现在晴，23°C" in text and "今天" in text
 
 
 async def test_weekend_shows_both_days_or_says_out_of_range(driver, fake_llm):
-    fake_llm.classify("周末", Intent.WEATHER.value)
+    fake_llm.classify("周末", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "周末", {"place": "北京", "day": "周末"})
     text = await driver.say("周末北京下雨吗")
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the bot's day, not this machine's
@@ -106,20 +106,20 @@ async def test_weekend_shows_both_days_or_says_out_of_range(driver, fake_llm):
 async def test_a_day_already_past_is_not_called_not_yet_visible(driver, fake_llm):
     yesterday = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date() - dt.timedelta(days=1)
     asked = f"{yesterday.month}月{yesterday.day}号"
-    fake_llm.classify("北京天气过去", Intent.WEATHER.value)
+    fake_llm.classify("北京天气过去", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "北京天气过去", {"place": "北京", "day": asked})
     text = await driver.say(f"北京天气过去{asked}")
     assert "已经过去" in text and "还看不到" not in text
 
 
 async def test_missing_place_asks_then_follow_up_completes(driver, fake_llm, amap_server):
-    fake_llm.classify("后天要不要带伞", Intent.WEATHER.value)
+    fake_llm.classify("后天要不要带伞", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "后天要不要带伞", {"place": "", "day": "后天"})
     assert await driver.say("后天要不要带伞") == "想查哪个城市的天气呀？"
     assert amap_server.calls() == []
     # the classifier sees a bare place name as chat; the open question brings it back to 天气,
     # and the LLM's empty answer still yields the place from the bare reply
-    fake_llm.classify("杭州", Intent.CHAT.value)
+    fake_llm.classify("杭州", Intent.CHAT.label)
     script_slots(fake_llm, "weather", "杭州", "{}")
     text = await driver.say("杭州")
     assert "杭州市天气" in text and "后天" in text and "多云" in text
@@ -130,14 +130,14 @@ async def test_missing_place_asks_then_follow_up_completes(driver, fake_llm, ama
 async def test_default_city_is_used_when_no_place(driver, fake_llm, amap_server):
     driver.app.apply_config(driver.app.config.model_copy(update={
         "amap": driver.app.config.amap.model_copy(update={"default_city": "上海"})}))
-    fake_llm.classify("今天冷不冷", Intent.WEATHER.value)
+    fake_llm.classify("今天冷不冷", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "今天冷不冷", {"place": "", "day": "今天"})
     text = await driver.say("今天冷不冷")
     assert "上海市天气" in text
 
 
 async def test_unknown_place_and_no_key(driver, fake_llm, monkeypatch, amap_server):
-    fake_llm.classify("火星天气", Intent.WEATHER.value)
+    fake_llm.classify("火星天气", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "火星天气", {"place": "火星", "day": "今天"})
     assert "没找到「火星」" in await driver.say("火星天气")
     monkeypatch.delenv("AMAP_KEY")
@@ -148,7 +148,7 @@ async def test_unknown_place_and_no_key(driver, fake_llm, monkeypatch, amap_serv
 
 async def test_quota_error_in_plain_chinese(driver, fake_llm, amap_server):
     amap_server.fail("10044", path="v3/weather/weatherInfo")
-    fake_llm.classify("明天北京", Intent.WEATHER.value)
+    fake_llm.classify("明天北京", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "明天北京", {"place": "北京", "day": "明天"})
     text = await driver.say("明天北京天气")
     assert "查询次数用完了" in text
@@ -157,7 +157,7 @@ async def test_quota_error_in_plain_chinese(driver, fake_llm, amap_server):
 async def test_polish_rewrites_and_falls_back_to_template(driver, fake_llm):
     driver.app.apply_config(driver.app.config.model_copy(update={
         "amap": driver.app.config.amap.model_copy(update={"polish": True})}))
-    fake_llm.classify("明天北京", Intent.WEATHER.value)
+    fake_llm.classify("明天北京", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "明天北京", {"place": "北京", "day": "明天"})
     fake_llm.add("查询结果", "妈妈，明天北京小雨转中雨，12~18°C，记得带伞哦～")
     assert await driver.say("明天北京天气") == "妈妈，明天北京小雨转中雨，12~18°C，记得带伞哦～"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, at
 from tests.support.redis_server import REPO, RedisServer, Worker, require_redis_server
@@ -133,7 +133,7 @@ def deploy(tmp_path, peer, fake_llm, redis_server, tiny_model):
 
 
 def ask(peer, fake_llm, user: str, text: str, room: str = FAMILY) -> None:
-    fake_llm.classify(text, Intent.VIDEO.value)
+    fake_llm.classify(text, Intent.VIDEO.label)
     peer.say(user, at() + text, room=room, mention=[BOT])
 
 

@@ -14,7 +14,7 @@ from bot.config import AppConfig, Secrets
 from bot.messages import ChatRef, IncomingMessage, Reply
 from bot.pipeline.context import Context
 from bot.pipeline.conversation import HistoryEntry
-from bot.pipeline.dispatch import FollowUps, transcript
+from bot.pipeline.dispatch import transcript
 from bot.pipeline.gates import Turn
 from bot.runtime.app import Application, build_app
 from services.amap import AmapClient
@@ -39,8 +39,8 @@ def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = No
         return 0
 
     return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), config=config, history=history,
-                   transcript=transcript(msg, history), llm=llm, jobs=jobs,
-                   amap=AmapClient(config.amap, None), followups=FollowUps(), say=say,
+                   transcript=transcript(msg, history[:1], config.history.max_messages), llm=llm, jobs=jobs,
+                   amap=AmapClient(config.amap, None), say=say,
                    notify_admins=notify_admins)
 
 
@@ -60,7 +60,7 @@ class ChatDriver:
         msg = IncomingMessage(id=f"m{next(_ids)}", chat=FAMILY_ROOM, sender_id=sender_id,
                               sender_name=sender_name, text=text, mentioned=True, room_topic="相亲相爱一家人")
         app = self.app
-        app.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
+        app.dispatcher.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
         ctx = replace(app.dispatcher.context(Turn(msg, app.config.for_chat(msg.chat, msg.room_topic))),
                       say=self._record)
         reply = await app.dispatcher.handle(ctx)
@@ -71,7 +71,7 @@ class ChatDriver:
 
     async def _record(self, reply: Reply) -> bool:
         self.replies.append(reply)
-        self.app.history.add(FAMILY_ROOM.key, self.app.config.bot.name, reply.text, from_bot=True)
+        self.app.dispatcher.history.add(FAMILY_ROOM.key, self.app.config.bot.name, reply.text, from_bot=True)
         return True
 
     async def close(self) -> None:

@@ -99,6 +99,7 @@ class FakeLLM(LoopbackServer):
         class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 request = self.read_json()
+                request["authorization"] = self.headers.get("Authorization")  # which key the bot sent
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self.send_json(404, {"error": {"message": "not found"}})
                     return

@@ -8,6 +8,7 @@ ranks run together (an all_reduce of value x (rank + 1) on the compute group), a
 from __future__ import annotations
 
 import json
+import multiprocessing
 import signal
 import sys
 from typing import Any
@@ -40,7 +41,8 @@ def main() -> None:
     group = RankGroup(2, False, echo_follower, compute_timeout_s=float(sys.argv[1]))
     try:
         ranks = group.start()
-        print("ready " + ",".join(map(str, group.pids)), flush=True)
+        pids = [proc.pid for proc in multiprocessing.active_children()]  # the follower ranks
+        print("ready " + ",".join(map(str, pids)), flush=True)
         for line in sys.stdin:
             job = json.loads(line)
             group.submit(job)

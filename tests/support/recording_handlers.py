@@ -1,5 +1,5 @@
 """Stand-in intent handlers for routing tests: each records that its intent was reached and answers
-"handled <module>", so a test sees which handler the router picked without running the real one."""
+"handled <name>", so a test sees which handler the router picked without running the real one."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 
-import intents
 from bot.messages import Reply
-from intents import Intent
+from bot.plugin import IntentSpec
+from tests.support.builtin_intents import Intent
 
 
-def record_handlers(monkeypatch: pytest.MonkeyPatch) -> list[Intent]:
-    """Replace every registered handler for this test; the list fills with the intents reached."""
-    reached: list[Intent] = []
+def record_handlers(monkeypatch: pytest.MonkeyPatch) -> list[IntentSpec]:
+    """Replace every built-in intent's handler for this test; the list fills with the intents reached."""
+    reached: list[IntentSpec] = []
 
-    def recorder(intent: Intent):
+    def recorder(intent: IntentSpec):
         async def handle(ctx: Any) -> Reply:
             reached.append(intent)
-            return Reply(f"handled {intent.module}")
+            return Reply(f"handled {intent.name}")
         return handle
 
     for intent in Intent:
-        monkeypatch.setitem(intents.REGISTRY, intent, recorder(intent))
+        monkeypatch.setattr(intent, "handler", recorder(intent))
     return reached

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pydantic import BaseModel, Field
 
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.playground.transcript import Transcript
+from bot.channels.playground.web import MAX_TEXT, ChannelStopping, web_app
 from bot.config import PlaygroundConfig
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 
@@ -34,33 +34,9 @@ ROOM_ID = "playground@chatroom"
 BOT_ID = "xiaoai"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
-MAX_TEXT = 2000
-MAX_PHOTO_BASE64 = 32_000_000  # base64 of a little over 20 MB: larger files get the kind "too large" reply
 KEEPALIVE_S = 15.0
 SEEN_CLIENT_IDS = 500
 ADMIN_HINT = "想用管理命令？把成员 id 写进 config.yaml 的 bot.admins，例如 admins: [{id}]"
-
-
-class ChannelStopping(Exception):
-    """A post arrived while the server shuts down: the bot would not answer it any more."""
-
-
-class PostedPhoto(BaseModel):
-    """A photo a member sent with the page's photo button: the file as base64, and its name."""
-
-    member_id: str
-    name: str = Field(default="photo.jpg", max_length=200)
-    data: str = Field(min_length=1, max_length=MAX_PHOTO_BASE64)
-    client_id: str | None = Field(default=None, max_length=64)
-
-
-class PostedMessage(BaseModel):
-    """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
-    id for it, so a message sent again after a lost answer is shown and answered once."""
-
-    member_id: str
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    client_id: str | None = Field(default=None, max_length=64)
 
 
 JobStatus = Callable[[], list[dict[str, Any]]]
@@ -79,7 +55,7 @@ class PlaygroundChannel:
         bot_name: Callable[[], str],
         *,
         job_status: JobStatus | None = None,
-        notice: str = "",
+        notice: Callable[[], str] | str = "",
         media_labels: dict[str, str] | None = None,
         transcript: Transcript | None = None,
     ) -> None:
@@ -87,7 +63,7 @@ class PlaygroundChannel:
         self.media_dir = Path(media_dir)
         self._bot_name = bot_name
         self.job_status = job_status
-        self.notice = notice  # shown above the chat, e.g. "没有配置大模型：闲聊不可用"
+        self.notice = notice  # shown above the chat (or what gives it), e.g. "还没有接上语言模型…"
         self.media_labels = media_labels or {}  # media kind -> line added to such replies ("演示模型：噪声")
         self.chat = ChatRef(ROOM_ID, is_room=True)
         self._members = {m.id: m.name for m in config.members}
@@ -368,9 +344,23 @@ class PlaygroundChannel:
         return candidate
 
     def web_app(self) -> Any:
-        from bot.channels.playground.web import web_app
-
         return web_app(self)
+
+    # -- what the page reads (bot/channels/playground/web.py) ---------------------------------------
+    def room_info(self) -> dict[str, Any]:
+        """The room the page draws: topic, the bot, the members, the notice and the admin hint."""
+        return {"topic": self.config.room_topic, "bot": {"id": BOT_ID, "name": self._bot_name()},
+                "members": [{"id": i, "name": n} for i, n in self._members.items()],
+                "notice": self.notice() if callable(self.notice) else self.notice,
+                "admin_hint": ADMIN_HINT.format(id=next(iter(self._members)))}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def mounts(self) -> list[tuple[str, Any]]:
+        return list(self._mounts)
 
 
 def job_status_of(jobs: Any) -> JobStatus:

@@ -5,16 +5,58 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncIterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from bot.channels.playground.channel import ADMIN_HINT, BOT_ID, ChannelStopping, PostedMessage, PostedPhoto
+from pydantic import BaseModel, Field
 
-if TYPE_CHECKING:
-    from bot.channels.playground.channel import PlaygroundChannel
+MAX_TEXT = 2000  # characters in one posted message
+MAX_PHOTO_BASE64 = 32_000_000  # base64 of a little over 20 MB: larger files get the kind "too large" reply
 
 
-def web_app(channel: PlaygroundChannel) -> Any:
+class ChannelStopping(Exception):
+    """A post arrived while the server shuts down: the bot would not answer it any more."""
+
+
+class PostedMessage(BaseModel):
+    """What the page sends when a member types: who, the text (with any typed @小爱), and the page's own
+    id for it, so a message sent again after a lost answer is shown and answered once."""
+
+    member_id: str
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    client_id: str | None = Field(default=None, max_length=64)
+
+
+class PostedPhoto(BaseModel):
+    """A photo a member sent with the page's photo button: the file as base64, and its name."""
+
+    member_id: str
+    name: str = Field(default="photo.jpg", max_length=200)
+    data: str = Field(min_length=1, max_length=MAX_PHOTO_BASE64)
+    client_id: str | None = Field(default=None, max_length=64)
+
+
+class Page(Protocol):
+    """What the web app reads from the playground channel (its public side)."""
+
+    stopping: bool
+    mounts: list[tuple[str, Any]]
+
+    def room_info(self) -> dict[str, Any]: ...
+
+    async def post(self, member_id: str, text: str, client_id: str | None) -> dict[str, Any]: ...
+
+    async def post_photo(self, member_id: str, data: bytes, name: str,
+                         client_id: str | None) -> dict[str, Any]: ...
+
+    def events(self, since: int, epoch: str | None) -> AsyncIterator[str]: ...
+
+    def media_path(self, relative: str) -> Path | None: ...
+
+
+def web_app(channel: Page) -> Any:
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
@@ -34,10 +76,7 @@ def web_app(channel: PlaygroundChannel) -> Any:
 
     @app.get("/api/room")
     async def room() -> dict[str, Any]:
-        return {"topic": channel.config.room_topic, "bot": {"id": BOT_ID, "name": channel._bot_name()},
-                "members": [{"id": i, "name": n} for i, n in channel._members.items()],
-                "notice": channel.notice,
-                "admin_hint": ADMIN_HINT.format(id=next(iter(channel._members)))}
+        return channel.room_info()
 
     @app.post("/api/messages")
     async def post_message(body: PostedMessage) -> dict[str, Any]:
@@ -65,7 +104,7 @@ def web_app(channel: PlaygroundChannel) -> Any:
 
     @app.get("/api/events")
     async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
-        if channel._stopping:  # the page must not think it is back; it retries in a second
+        if channel.stopping:  # the page must not think it is back; it retries in a second
             raise HTTPException(503, "shutting down", headers={"Connection": "close"})
         return StreamingResponse(channel.events(since, epoch), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -77,6 +116,6 @@ def web_app(channel: PlaygroundChannel) -> Any:
             raise HTTPException(404, "no such media file")
         return FileResponse(path)
 
-    for path, mounted in channel._mounts:
+    for path, mounted in channel.mounts:
         app.mount(path, mounted)
     return app

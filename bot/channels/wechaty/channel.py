@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from enum import StrEnum
 
 from loguru import logger
@@ -34,6 +35,9 @@ import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; i
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
 _KINDS = {MessageType.MESSAGE_TYPE_TEXT: MessageKind.TEXT, MessageType.MESSAGE_TYPE_IMAGE: MessageKind.PHOTO,
           MessageType.MESSAGE_TYPE_ATTACHMENT: MessageKind.FILE}
+
+
+STATE_CHANGES_KEPT = 64  # the latest connection states (the login status reads the last)
 
 
 class ChannelUnavailable(Exception):
@@ -90,7 +94,7 @@ class WechatyChannel:
         self._on_message: MessageHandler | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self.state_changes: list[tuple[float, str, str]] = []
+        self.state_changes: deque[tuple[float, str, str]] = deque(maxlen=STATE_CHANGES_KEPT)
         self.log = ConnectionLog("wechaty", endpoint)
         redactor().add(token)
         self._account: str | None = None

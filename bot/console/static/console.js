@@ -1,5 +1,6 @@
 // 小爱 admin console: a small page over /admin/api. Every change sends the session's CSRF token in a
-// header; all data is put in the page as text (textContent), never as HTML.
+// header; all data is put in the page as text (textContent), never as HTML. Chinese by default; the
+// header's switch stores English in the xiaoai_lang cookie, which the server reads too.
 'use strict'
 
 const API = '/admin/api'
@@ -7,7 +8,49 @@ const POLL_MS = 1000
 let csrf = null
 let tab = 'status'
 let timer = null
+let bannerTimer = null
 let lastQr = null
+let logAfter = 0
+
+const LANG = (document.cookie.match(/(?:^|; )xiaoai_lang=(\w+)/) || [])[1] === 'en' ? 'en' : 'zh'
+const WORDS = { // key: [中文, English]
+  console: ['管理台', 'console'],
+  tab_status: ['状态', 'Status'], tab_queue: ['队列', 'Queue'], tab_groups: ['群', 'Groups'],
+  tab_settings: ['设置', 'Settings'], tab_keys: ['密钥', 'Keys'], tab_logs: ['日志', 'Log'],
+  logout: ['退出', 'Log out'], other_lang: ['English', '中文'],
+  open_note: ['没有设置管理密码：这个管理台不用登录，所以只有这台机器能打开。要从别的设备打开，请设置环境变量 XIAOAI_ADMIN_PASSWORD。',
+    'No XIAOAI_ADMIN_PASSWORD is set: this console has no login, so it only listens on this machine.'],
+  scan_banner: ['微信还没有登录。', 'WeChat is not logged in.'], scan_go: ['去扫码登录', 'Scan the QR code'],
+  password: ['管理密码', 'Password'], login: ['登录', 'Log in'], wrong_password: ['密码不对', 'Wrong password'],
+  wechat: ['微信', 'WeChat'], since: ['自', 'since'], qr_note: ['用微信扫码登录', 'Scan with WeChat to log the bot in'],
+  qr_again: ['已退出登录，请重新扫码', 'Logged out: scan again with WeChat'],
+  reconnect: ['重新连接微信', 'Reconnect WeChat'], reload: ['重新加载配置', 'Reload the config'],
+  checks: ['检查', 'Checks'], pending: ['排队和生成中', 'Pending and running'],
+  col_kind: ['类型', 'kind'], col_who: ['谁', 'who'], col_room: ['群', 'room'], col_state: ['状态', 'state'],
+  col_progress: ['进度', 'progress'], col_waiting: ['等了', 'waiting'], col_finished: ['完成于', 'finished'],
+  col_took: ['用时', 'took'], col_error: ['出错原因', 'error'],
+  queue_empty: ['队列是空的。', 'The queue is empty.'], finished: ['最近一天完成的', 'Finished in the last day'],
+  rooms: ['群', 'Rooms'], readonly: ['没有配置文件：小爱用的是内置默认设置，这里改了也存不下来。请用 --config config.yaml 启动。',
+    'No config file: the bot runs on its built-in defaults, so nothing can be saved.'],
+  saved: ['已保存，马上生效。', 'Saved and applied.'], not_saved: ['没有保存：', 'Not saved: '],
+  save: ['保存', 'Save'], cancel: ['取消', 'Cancel'], private_chat: ['私聊', 'private'],
+  keys_title: ['密钥和服务地址', 'Keys and endpoints'],
+  keys_note: ['保存在数据目录的 secrets.json（只有运行小爱的用户能读），不写进 config.yaml，保存后马上生效，不用重启。环境变量设置的优先，这里改不了。',
+    'Kept in secrets.json in the data folder (readable by the bot\'s user only), never in config.yaml; applied at once. Environment variables win.'],
+  key_set: ['已设置', 'set'], key_unset: ['未设置', 'not set'], key_env: ['（由环境变量设置，这里改不了）', ' (set by an environment variable, which wins)'],
+  key_new: ['填新的值（留空 = 不改）', 'new value (empty = unchanged)'], key_clear: ['清除', 'clear'],
+  test: ['测试一下', 'Test'], testing: ['正在测试…', 'testing…'],
+  log_level: ['显示级别', 'Level'], level_debug: ['调试', 'debug'], level_info: ['信息', 'info'],
+  level_warning: ['警告', 'warning'], level_error: ['错误', 'error'],
+  log_note: ['最近的日志，每秒更新；密钥和口令都已遮住。', 'The latest lines, live; secrets are masked.'],
+  allowed: [' 在本群开通小爱', ' serve this room'], features: ['功能：', 'features: '], persona: ['人设', 'persona'],
+  persona_hint: ['空 = 用全局人设', 'empty = the global persona'], quotas: ['额度（空 = 用全局的）：', 'quotas (empty = global): '],
+  global: ['全局', 'global'], config_file: ['配置文件：', 'config: '], reloads: ['（已热更新 {n} 次）', ' (hot-reloaded {n} times)'],
+  no_file: ['配置：内置默认设置（没有文件）', 'config: built-in defaults (no file)'], fix: ['怎么办：', 'fix: '],
+  seconds: ['{n} 秒', '{n} s'], minutes: ['{n} 分钟', '{n} min'],
+}
+const t = (key, values = {}) => (WORDS[key] ? WORDS[key][LANG === 'en' ? 1 : 0] : key)
+  .replace(/\{(\w+)\}/g, (_, name) => values[name])
 
 const $ = (sel, root = document) => root.querySelector(sel)
 function el (tag, props = {}, ...children) {
@@ -21,8 +64,8 @@ function el (tag, props = {}, ...children) {
   for (const child of children) node.append(child)
   return node
 }
-const when = ts => (ts ? new Date(ts * 1000).toLocaleString('zh-CN', { hour12: false }) : '')
-const seconds = s => (s == null ? '' : s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`)
+const when = ts => (ts ? new Date(ts * 1000).toLocaleString(LANG === 'en' ? 'en-GB' : 'zh-CN', { hour12: false }) : '')
+const seconds = s => (s == null ? '' : s < 90 ? t('seconds', { n: Math.round(s) }) : t('minutes', { n: Math.round(s / 60) }))
 
 async function api (path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' }
@@ -44,6 +87,7 @@ async function api (path, { method = 'GET', body } = {}) {
 function showLogin () {
   csrf = null
   clearInterval(timer)
+  clearInterval(bannerTimer)
   $('#app').hidden = true
   $('#tabs').hidden = true
   $('#login').hidden = false
@@ -54,7 +98,22 @@ function showApp () {
   $('#app').hidden = false
   $('#tabs').hidden = false
   selectTab(tab)
+  clearInterval(bannerTimer)
+  bannerTimer = setInterval(loadBanner, 2 * POLL_MS)
+  loadBanner()
 }
+
+// -- on every page: while WeChat waits for a scan, a banner leads to the QR code ---------------------
+async function loadBanner () {
+  const data = await api('/status').catch(() => null)
+  const phase = data ? data.connection.phase : null
+  $('#scan-banner').hidden = !(phase === 'waiting_for_scan' || phase === 'logged_out') || tab === 'status'
+}
+$('#scan-banner-go').addEventListener('click', () => selectTab('status'))
+$('#lang-switch').addEventListener('click', () => {
+  document.cookie = `xiaoai_lang=${LANG === 'en' ? 'zh' : 'en'}; path=/admin; SameSite=Strict`
+  location.reload()
+})
 
 $('#login-form').addEventListener('submit', async event => {
   event.preventDefault()
@@ -65,7 +124,7 @@ $('#login-form').addEventListener('submit', async event => {
     $('#password').value = ''
     showApp()
   } catch (e) {
-    $('#login-error').textContent = e.status === 401 ? '密码不对 Wrong password' : e.message
+    $('#login-error').textContent = e.status === 401 ? t('wrong_password') : e.message
   }
 })
 
@@ -82,9 +141,10 @@ function selectTab (name) {
   }
   for (const section of document.querySelectorAll('.tab')) section.hidden = section.id !== `tab-${name}`
   clearInterval(timer)
-  const load = { status: loadStatus, queue: loadQueue, groups: loadGroups, settings: loadSettings }[name]
+  const load = { status: loadStatus, queue: loadQueue, groups: loadGroups, settings: loadSettings, keys: loadKeys, logs: loadLogs }[name]
+  if (name === 'logs') { logAfter = 0; $('#log-lines').replaceChildren() }
   load()
-  if (name === 'status' || name === 'queue') timer = setInterval(load, POLL_MS) // live: QR, progress
+  if (['status', 'queue', 'logs'].includes(name)) timer = setInterval(load, POLL_MS) // live: QR, progress, log
 }
 for (const button of document.querySelectorAll('#tabs button[data-tab]')) {
   button.addEventListener('click', () => selectTab(button.dataset.tab))
@@ -108,24 +168,23 @@ async function loadStatus () {
     $('#qr-image').src = `${API}/qr.svg?at=${encodeURIComponent(c.qr_at)}`
   }
   $('#qr-note').textContent = c.phase === 'logged_out'
-    ? '已退出登录，请重新扫码 Logged out: scan again with WeChat'
-    : '用微信扫码登录 Scan with WeChat to log the bot in'
-  $('#checks').replaceChildren(...data.checks.map(check => el('li', { class: check.ok ? 'ok' : 'bad' },
-    el('b', {}, check.name), `: ${check.detail}`, ...(check.fix ? [el('span', { class: 'fix' }, `→ ${check.fix}`)] : []))))
+    ? t('qr_again') : t('qr_note')
+  $('#checks').replaceChildren(...data.checks.map(check => el('li', { class: check.ok ? 'ok' : 'bad', dataset: { key: check.key } },
+    el('b', {}, check.name), `：${check.detail}`, ...(check.fix ? [el('span', { class: 'fix' }, `→ ${check.fix}`)] : []))))
   const cfg = data.config
   $('#config-line').textContent = cfg.path
-    ? `config: ${cfg.path} (hot-reloaded ${cfg.reloads} times)` : 'config: embedded defaults (no file)'
+    ? t('config_file') + cfg.path + t('reloads', { n: cfg.reloads }) : t('no_file')
 }
 
 // -- queue ---------------------------------------------------------------------------------------
-const roomCell = job => el('td', { title: job.room }, job.is_room ? (job.room_topic || job.room) : `私聊 ${job.asker}`)
+const roomCell = job => el('td', { title: job.room }, job.is_room ? (job.room_topic || job.room) : `${t('private_chat')} ${job.asker}`)
 async function loadQueue () {
   const data = await api('/jobs').catch(e => { $('#queue-error').textContent = e.message; return null })
   if (!data) return
   const now = Date.now() / 1000
   $('#pending tbody').replaceChildren(...data.pending.map(job => {
     const bar = job.steps ? el('progress', { max: job.steps, value: job.step }) : ''
-    const cancel = el('button', { class: 'cancel', type: 'button', textContent: '取消 Cancel' })
+    const cancel = el('button', { class: 'cancel', type: 'button', textContent: t('cancel') })
     cancel.addEventListener('click', async () => {
       cancel.disabled = true
       try {
@@ -149,23 +208,23 @@ async function loadQueue () {
 }
 
 // -- groups --------------------------------------------------------------------------------------
-function roomCard (room, intents, quotaKeys, writable) {
+function roomCard (room, intents, quotaKeys, writable, labels) {
   const allowed = el('input', { type: 'checkbox', class: 'allowed', checked: room.allowed })
   const boxes = intents.map(name => el('label', {}, el('input', {
     type: 'checkbox', class: 'intent', value: name, checked: room.intents === null || room.intents.includes(name),
-  }), ` ${name}`))
-  const persona = el('textarea', { class: 'persona', placeholder: '空 = 全局 chat.persona', value: room.persona })
-  const quotas = quotaKeys.map(key => el('label', {}, `${key} `, el('input', {
+  }), ` ${labels.intents[name] || name}`))
+  const persona = el('textarea', { class: 'persona', placeholder: t('persona_hint'), value: room.persona })
+  const quotas = quotaKeys.map(key => el('label', {}, `${labels.quotas[key] || key} `, el('input', {
     type: 'text', class: 'quota', name: key, size: 5, value: key in room.quotas ? String(room.quotas[key] ?? 'null') : '',
-    placeholder: 'global',
+    placeholder: t('global'),
   })))
   const error = el('p', { class: 'error room-error', role: 'alert' })
-  const saved = el('p', { class: 'ok room-saved', hidden: true, textContent: '已保存并生效 Saved and applied.' })
-  const save = el('button', { class: 'save', type: 'button', textContent: '保存 Save', disabled: !writable })
+  const saved = el('p', { class: 'ok room-saved', hidden: true, textContent: t('saved') })
+  const save = el('button', { class: 'save', type: 'button', textContent: t('save'), disabled: !writable })
   const card = el('div', { class: 'room', dataset: { roomId: room.room_id } },
     el('h3', {}, room.topic, el('span', { class: 'muted' }, `  ${room.room_id}`)),
-    el('label', {}, allowed, ' 在本群开通小爱 (allowed)'), el('div', { class: 'intents' }, '功能 intents: ', ...boxes),
-    el('div', {}, '人设 persona', persona), el('div', { class: 'quotas' }, '额度 quotas (空 = 全局): ', ...quotas),
+    el('label', {}, allowed, t('allowed')), el('div', { class: 'intents' }, t('features'), ...boxes),
+    el('div', {}, t('persona'), persona), el('div', { class: 'quotas' }, t('quotas'), ...quotas),
     save, error, saved)
   save.addEventListener('click', async () => {
     error.textContent = ''
@@ -180,7 +239,7 @@ function roomCard (room, intents, quotaKeys, writable) {
       await api('/rooms', { method: 'POST', body })
       saved.hidden = false
     } catch (e) {
-      error.textContent = `没有保存 Not saved: ${e.message}`
+      error.textContent = t('not_saved') + e.message
     }
   })
   return card
@@ -190,7 +249,8 @@ async function loadGroups () {
   const data = await api('/rooms').catch(() => null)
   if (!data) return
   $('#groups-readonly').hidden = data.writable
-  $('#rooms').replaceChildren(...data.rooms.map(r => roomCard(r, data.intents, data.quota_keys, data.writable)))
+  const labels = { intents: data.intent_labels || {}, quotas: data.quota_labels || {} }
+  $('#rooms').replaceChildren(...data.rooms.map(r => roomCard(r, data.intents, data.quota_keys, data.writable, labels)))
 }
 
 // -- settings ------------------------------------------------------------------------------------
@@ -210,12 +270,10 @@ async function loadSettings () {
   const data = await api('/settings').catch(() => null)
   if (!data) return
   const form = $('#settings')
-  const save = el('button', { class: 'save', type: 'submit', textContent: '保存 Save', disabled: !data.writable })
+  const save = el('button', { class: 'save', type: 'submit', textContent: t('save'), disabled: !data.writable })
   form.replaceChildren(...data.fields.map(field => el('label', {}, `${field.label} `,
     el('code', {}, field.path), el('br'), settingInput(field), field.hint ? el('span', { class: 'hint' }, ` ${field.hint}`) : '')), save)
   form.dataset.original = JSON.stringify(Object.fromEntries(data.fields.map(f => [f.path, f.value ?? ''])))
-  $('#secrets').replaceChildren(...data.secrets.map(s => el('li', {}, el('code', {}, s.env),
-    ` — ${s.what}: `, el('b', { class: s.set ? 'ok' : 'muted' }, s.set ? 'set' : 'not set'))))
 }
 
 $('#settings').addEventListener('submit', async event => {
@@ -233,12 +291,108 @@ $('#settings').addEventListener('submit', async event => {
     $('#settings-saved').hidden = false
     loadSettings()
   } catch (e) {
-    $('#settings-error').textContent = `没有保存 Not saved: ${e.message}`
+    $('#settings-error').textContent = t('not_saved') + e.message
   }
 })
 
+// -- status buttons ----------------------------------------------------------------------------------
+for (const [id, path] of [['#reconnect', '/reconnect'], ['#reload', '/reload']]) {
+  $(id).addEventListener('click', async () => {
+    const button = $(id)
+    button.disabled = true
+    try {
+      const data = await api(path, { method: 'POST' })
+      $('#action-result').textContent = data.text
+      $('#action-result').className = data.applied === false ? 'error' : 'ok'
+    } catch (e) {
+      $('#action-result').textContent = e.message
+      $('#action-result').className = 'error'
+    }
+    button.disabled = false
+    loadStatus()
+  })
+}
+
+// -- keys --------------------------------------------------------------------------------------------
+function keyRow (key, writable) {
+  const state = el('b', { class: key.set ? 'ok' : 'muted' }, key.set ? (key.shown || t('key_set')) : t('key_unset'))
+  const input = el('input', { type: key.name.endsWith('_URL') ? 'text' : 'password', class: 'key-input', autocomplete: 'off',
+    dataset: { name: key.name }, placeholder: t('key_new'), disabled: key.from_env || !writable })
+  const clear = el('button', { type: 'button', class: 'key-clear', textContent: t('key_clear'), disabled: key.from_env || !key.set || !writable })
+  clear.addEventListener('click', () => saveKeys({ [key.name]: null }))
+  return el('div', { class: 'key', dataset: { name: key.name, provider: key.provider } },
+    el('label', {}, el('span', { class: 'what' }, key.what), ' ', el('code', {}, key.name), ' ', state,
+      key.from_env ? el('span', { class: 'muted' }, t('key_env')) : ''), el('br'), input, ' ', clear)
+}
+
+async function loadKeys () {
+  const data = await api('/keys').catch(() => null)
+  if (!data) return
+  const groups = {}
+  for (const key of data.keys) (groups[key.provider] = groups[key.provider] || []).push(key)
+  const blocks = Object.entries(groups).map(([provider, keys]) => {
+    const result = el('span', { class: 'test-result', role: 'status' })
+    const test = data.testable.includes(provider)
+      ? el('button', { type: 'button', class: 'test', textContent: t('test'), dataset: { provider } }) : ''
+    if (test) {
+      test.addEventListener('click', async () => {
+        result.textContent = t('testing')
+        result.className = 'test-result'
+        try {
+          const answer = await api(`/keys/test/${provider}`, { method: 'POST' })
+          result.textContent = answer.text
+          result.className = `test-result ${answer.ok ? 'ok' : 'error'}`
+        } catch (e) {
+          result.textContent = e.message
+          result.className = 'test-result error'
+        }
+      })
+    }
+    return el('fieldset', { dataset: { provider } }, ...keys.map(k => keyRow(k, data.writable)), el('p', {}, test, ' ', result))
+  })
+  const save = el('button', { class: 'save', type: 'submit', textContent: t('save'), disabled: !data.writable })
+  $('#keys').replaceChildren(...blocks, save)
+}
+
+async function saveKeys (values) {
+  $('#keys-error').textContent = ''
+  $('#keys-saved').hidden = true
+  try {
+    await api('/keys', { method: 'POST', body: { values } })
+    $('#keys-saved').hidden = false
+    loadKeys()
+  } catch (e) {
+    $('#keys-error').textContent = t('not_saved') + e.message
+  }
+}
+
+$('#keys').addEventListener('submit', event => {
+  event.preventDefault()
+  const values = {}
+  for (const input of $('#keys').querySelectorAll('input.key-input')) {
+    if (input.value.trim()) values[input.dataset.name] = input.value.trim()
+  }
+  saveKeys(values)
+})
+
+// -- log -----------------------------------------------------------------------------------------------
+async function loadLogs () {
+  const level = $('#log-level').value
+  const data = await api(`/logs?after=${logAfter}&level=${level}`).catch(() => null)
+  if (!data || !data.lines.length) return
+  const box = $('#log-lines')
+  const follow = box.scrollTop + box.clientHeight >= box.scrollHeight - 20
+  box.append(...data.lines.map(line => el('div', { class: `log ${line.level.toLowerCase()}`, dataset: { seq: line.seq } }, line.text)))
+  while (box.childElementCount > 1000) box.firstElementChild.remove()
+  logAfter = data.lines[data.lines.length - 1].seq
+  if (follow) box.scrollTop = box.scrollHeight
+}
+$('#log-level').addEventListener('change', () => { logAfter = 0; $('#log-lines').replaceChildren(); loadLogs() })
+
 // -- start ---------------------------------------------------------------------------------------
 async function start () {
+  for (const node of document.querySelectorAll('[data-t]')) node.textContent = t(node.dataset.t)
+  document.documentElement.lang = LANG === 'en' ? 'en' : 'zh-CN'
   const info = await api('/session')
   $('#bot-name').textContent = info.bot
   $('#open-note').hidden = info.password_required
