@@ -26,10 +26,10 @@ from loguru import logger
 from bot.channels.wechaty.channel import WechatyChannel
 from bot.config import Secrets, load
 from bot.runtime.app import add_console, build_app
-from intents import Intent
 from tests.bot.test_console_browser import screenshot, sent_to
 from tests.bot.test_playground_browser import browser_or_skip, poll, start_chromium
 from tests.conftest import wait_until
+from tests.support.builtin_intents import Intent
 from tests.support.fake_amap import TEST_KEY, script_slots
 from tests.support.fake_llm import is_classify, prompt_text
 from tests.support.peer import BOT, FAMILY, NodePeer, at, free_port

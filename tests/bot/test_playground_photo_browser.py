@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from intents import Intent
 from tests.bot.test_playground import playground
 from tests.bot.test_playground_browser import BOT_TEXTS, VIDEO_STATE, browser_or_skip, poll, start_chromium
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import prompt_text
 
 ASK = "@小爱 让这张照片动起来"
@@ -37,7 +37,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 def overrides(models: dict[str, Path], fake_llm) -> dict:
     fake_llm.add(lambda req: "motion-prompt writer" in prompt_text(req), MOTION)
-    fake_llm.classify("让这张照片动起来", Intent.VIDEO.value)
+    fake_llm.classify("让这张照片动起来", Intent.VIDEO.label)
     return {"video": {"model": {"path": str(models["text"])}, "sampling": SMALL,
                       "photo": {"model": {"path": str(models["photo"])}, "sampling": SMALL}}}
 
@@ -99,5 +99,6 @@ async def test_a_member_uploads_a_photo_and_it_comes_alive_in_chromium(tmp_path,
         with contextlib.suppress(BaseException):
             await asyncio.to_thread((await driver_task).quit)
     assert widths and widths[0] in (0, 200)  # shown in the room (0 while the image still loads)
-    assert acks[0].startswith("@小明") and MOTION in acks[0]
+    assert acks[0].startswith("@小明") and "camera" not in acks[0]  # the group reads plain words only
+    assert any("motion-prompt writer" in prompt_text(r) for r in fake_llm.calls("other"))
     assert video["error"] is None and (video["width"], video["height"]) == (96, 64)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from generators.photos import decode_photo
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.fake_llm import prompt_text
 from tests.support.peer import BOT, FAMILY, OTHER, at
 
@@ -53,7 +53,7 @@ def camera_photo(colour: tuple[int, int, int], size: tuple[int, int] = (480, 640
 
 def script(fake_llm) -> None:
     fake_llm.add(lambda req: "motion-prompt writer" in prompt_text(req), MOTION)
-    fake_llm.classify(ASK, Intent.VIDEO.value)
+    fake_llm.classify(ASK, Intent.VIDEO.label)
 
 
 async def wait_sent(peer, predicate, within: float = 60.0) -> dict:
@@ -90,7 +90,8 @@ async def test_alice_photo_then_request_and_bob_is_asked_for_his(running_bot, pe
         assert not peer.sent()  # a photo without an @ gets no reply
         peer.say("alice", at() + ASK, room=FAMILY, mention=[BOT])
         ack = await wait_sent(peer, lambda m: "排队第" in (m.get("text") or ""))
-        assert ack["mentionIds"] == ["alice"] and MOTION in ack["text"]
+        assert ack["mentionIds"] == ["alice"] and "camera" not in ack["text"]  # plain words, no prompt
+        assert any("motion-prompt writer" in prompt_text(r) for r in fake_llm.calls("other"))
         video = await wait_sent(peer, lambda m: bool(m.get("file")))
         assert video["file"]["mimeType"] == "video/mp4" and video["room"] == FAMILY
         assert any("照片动起来啦" in t for t in texts_to(peer, "alice"))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.config import AppConfig
-from intents import Intent
+from tests.support.builtin_intents import Intent
 from tests.support.chat_driver import ChatDriver
 from tests.support.fake_llm import prompt_text
 
