@@ -154,6 +154,10 @@ class Secrets:
             return self.file.values().get(name, default)
         return default
 
+    def key(self, name: str) -> str | None:
+        """`get(name)` without surrounding blanks; None when unset or blank (what a client sends)."""
+        return (self.get(name) or "").strip() or None
+
     def from_environment(self, name: str) -> bool:
         """Set by the environment (the console cannot change it, and says so)."""
         return bool(self._given.get(name) if name in self._given else os.environ.get(name))

@@ -18,7 +18,7 @@ from bot.console.providers import TESTABLE, run_test
 from bot.console.words import error, pick
 
 if TYPE_CHECKING:
-    from bot.console.web import ConsoleDeps
+    from bot.console.deps import ConsoleDeps
 
 
 class KeysBody(BaseModel):

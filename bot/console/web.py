@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +22,11 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from bot.channels.base import Channel, LoginStatus, RoomInfo
-from bot.config import AppConfig, ConfigError, Secrets
+from bot.config import AppConfig, ConfigError
 from bot.console.actions import add_actions
 from bot.console.auth import COOKIE, CSRF_HEADER, Auth, LockedOut, Session
 from bot.console.channel_link import phase
-from bot.console.checks import Check
+from bot.console.deps import ConsoleDeps
 from bot.console.forms import (
     ROOM_QUOTAS,
     SETTINGS,
@@ -40,26 +38,10 @@ from bot.console.forms import (
 from bot.console.words import LANG_COOKIE, QUOTA_LABELS, error, lang_of, pick
 
 if TYPE_CHECKING:
-    from bot.config.watch import ConfigWatcher
     from bot.jobs import JobQueue
 
 FINISHED_WINDOW_S = 24 * 3600
 _STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
-
-
-@dataclass(frozen=True)
-class ConsoleDeps:
-    """What the console reads and changes, and nothing else."""
-
-    config: Callable[[], AppConfig]
-    login_status: Callable[[], LoginStatus]
-    rooms: Callable[[], Awaitable[list[RoomInfo]]]
-    jobs: JobQueue
-    watcher: ConfigWatcher
-    checks: Callable[[], Awaitable[list[Check]]]
-    intents: Mapping[str, str]  # the intents this bot has (the registry): name -> label, for the switches
-    secrets: Secrets | None = None  # keys set in the console (None: the keys page is read-only)
-    channel: Channel | None = None  # for the reconnect button
 
 
 class LoginBody(BaseModel):
@@ -239,7 +221,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
         key, _entry = deps.config().groups.room_entry(body.room_id, body.topic)
-        config = await _update(room_edit, form, key, deps.intents)
+        config = await _update(room_edit, form, key, list(deps.intents))
         applied = config.for_chat(_chat(body.room_id), body.topic)
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}

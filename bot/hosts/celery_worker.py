@@ -64,7 +64,7 @@ class Heartbeat:
         self._client = client
         self.name = name
         self._info = {"name": name, "host": socket.gethostname(), "gpu": gpu, "queues": list(queues),
-                      "pid": os.getpid()}
+                      "pid": os.getpid(), "ttl_s": ttl_s}  # the bot tells the key's age from what is left
         self.job: dict[str, Any] | None = None
         self._every_s = every_s
         self._ttl_ms = max(1000, int(ttl_s * 1000))

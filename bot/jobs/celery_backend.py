@@ -5,13 +5,14 @@ followed until its result comes back; whatever Redis forgets is sent again from 
 
 * resume: after a bot restart a job already rendered, rendering, or still queued in Redis is
   followed, not sent twice; anything else is submitted.
-* worker lost: the job's worker stopped heartbeating (SIGKILL, power) -> submitted again under a new
-  token (the old copy the broker may restore later is dropped by the workers); twice -> the asker is told.
-  A heartbeat missing only because Redis restarted empty (or was out of reach) is not a loss: for
-  `worker_lost_s` after Redis is back every worker gets the time to beat again.
+* worker lost: the bot has seen no heartbeat from the job's worker for `worker_lost_s` (SIGKILL, power;
+  bot/jobs/liveness.py) -> submitted again under a new token (the old copy the broker may restore later
+  is dropped by the workers); twice -> the asker is told.
 * Redis lost: the job's token is gone (restarted empty) -> submitted again; progress still written by
   the copy that was rendering (an older token) is followed for its result but never counted as a loss.
 * cancellation: the cancel key is set; the worker's step callback sees it and stops the render.
+* given up (lost twice, Redis lost too often, a cancel the worker did not confirm): a render that still
+  finishes is picked up by `LateResults` (bot/jobs/late_results.py), never dropped unseen.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from bot.jobs.broker import (
     broker_url,
     celery_app,
     check_broker_url,
-    live_workers,
     redact,
     redis_client,
 )
+from bot.jobs.late_results import LateResults
+from bot.jobs.liveness import WorkerLiveness, read_heartbeats
 from bot.jobs.outbox import GENERIC_REASON
 from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
 from generators.base import GenerationCancelled, GeneratorError
@@ -52,7 +54,7 @@ MAX_WORKER_LOSSES = 2  # a job whose worker died this often is reported, not sen
 MAX_SUBMISSIONS = 8  # Redis lost this often during one job: give up on it
 CANCEL_WAIT_S = 3.0  # how long a stopped job waits for its worker to confirm
 MISCONFIGURED = "负责生成的机器连不上，请管理员查看日志"
-WORKER_LOST = "负责生成的机器两次中途停掉了，请稍后再发一次"
+WORKER_LOST = "负责生成的机器两次中途停掉了，这个任务不会再自动重做，请稍后再发一次"
 TOO_MANY_SUBMISSIONS = "任务队列服务（Redis）反复中断，这个任务没能完成，请稍后再发一次"
 
 
@@ -70,12 +72,13 @@ class CeleryBackend:
         self.poll_s = poll_s
         self.slots = config().max_in_flight
         self._workers: list[dict[str, Any]] = []
-        self._heartbeats_since = time.monotonic()  # Redis has kept heartbeats since then (up, reachable)
+        self._liveness = WorkerLiveness(lambda: self._config().worker_lost_s)
         self._redis_ok = True
         self._refused: str | None = None
         self._client: Any = None
         self._app: Any = None
         self._monitor: asyncio.Task | None = None
+        self.late = LateResults(self._config, self._tell)
 
     # -- WorkerBackend --------------------------------------------------------------------------
     def handles(self, kind: str) -> bool:
@@ -101,10 +104,12 @@ class CeleryBackend:
         self._app = await asyncio.to_thread(celery_app, url, self._config())
         logger.info("jobs: celery backend on {}", redact(url))
         self._monitor = asyncio.create_task(self._watch_workers(), name="jobs-celery-workers")
+        self.late.start(self._client, self._app, self._write)
 
     async def stop(self) -> None:
         try:
             await cancel_and_wait(self._monitor)
+            await self.late.stop()
         finally:
             if self._client is not None:
                 with contextlib.suppress(Exception):
@@ -126,7 +131,7 @@ class CeleryBackend:
                 await self._retrying(self._send_cancel, task_id, None, should_stop=lambda: False)
                 cancel_sent = time.monotonic()
             try:
-                status, result, has_token = await asyncio.to_thread(self._poll, task_id)
+                status, result, has_token, lost = await asyncio.to_thread(self._poll, task_id, token)
             except Exception as exc:  # noqa: BLE001 - Redis restarting: keep following the job
                 if cancel_sent is not None:
                     break
@@ -139,9 +144,11 @@ class CeleryBackend:
                 await asyncio.to_thread(self._forget, task_id, False)
                 raise GeneratorError(GENERIC_REASON, problem="celery:task-failure",
                                      admin_detail=f"GPU 工作进程上的任务 {task_id} 失败: {result!r}")
-            if cancel_sent is not None and (status != "PROGRESS"
-                                            or time.monotonic() - cancel_sent > CANCEL_WAIT_S):
-                break  # not rendering (queued copies find no token and are dropped), or not answering
+            if cancel_sent is not None and status != "PROGRESS":
+                break  # not rendering (queued copies find no token and are dropped)
+            if cancel_sent is not None and time.monotonic() - cancel_sent > CANCEL_WAIT_S:
+                await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
+                break  # not answering: its render may still finish
             resubmit = None
             if cancel_sent is not None:
                 pass  # waiting for the worker to confirm: never send a stopped job again
@@ -152,14 +159,14 @@ class CeleryBackend:
                 if result.get("token", token) != token:  # a copy sent before Redis forgot its token:
                     if not has_token:  # its result counts, its silence does not; ours is gone again
                         resubmit = "Redis lost it"
-                elif not self._is_alive(result.get("worker")):
+                elif lost:
                     losses += 1
                     logger.warning("jobs: worker {} stopped while rendering {} ({}x)",
                                    result.get("worker"), task_id, losses)
                     await self._tell(f"GPU 工作进程 {result.get('worker')} 在做任务 #{job.id} 时失联了"
                                      + ("，已交给别的工作进程重做。" if losses < MAX_WORKER_LOSSES else "。"))
                     if losses >= MAX_WORKER_LOSSES:
-                        await asyncio.to_thread(self._forget, task_id, False)
+                        await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
                         raise GeneratorError(WORKER_LOST)
                     resubmit = "its worker was lost"
             elif status == "PENDING" and not has_token:
@@ -167,6 +174,7 @@ class CeleryBackend:
             if resubmit is not None:
                 submissions += 1
                 if submissions > MAX_SUBMISSIONS:
+                    await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
                     raise GeneratorError(TOO_MANY_SUBMISSIONS)
                 logger.warning("jobs: sending {} again ({})", task_id, resubmit)
                 token = await self._retrying(self._submit, task_id, job, should_stop)
@@ -177,15 +185,22 @@ class CeleryBackend:
         raise GenerationCancelled(f"{task_id} stopped")
 
     # -- blocking helpers (threads) -------------------------------------------------------------
-    def _poll(self, task_id: str) -> tuple[str, Any, bool]:
+    def _poll(self, task_id: str, token: str | None = None) -> tuple[str, Any, bool, bool]:
+        """(status, result, whether Redis has the job's token, whether the copy `token` names was
+        rendering on a worker the bot has not heard from for `worker_lost_s`)."""
         meta = self._app.backend.get_task_meta(task_id)
         has_token = bool(self._client.exists(TOKEN_KEY + task_id))
-        return meta.get("status", "PENDING"), meta.get("result"), has_token
+        status, result = meta.get("status", "PENDING"), meta.get("result")
+        lost = False
+        if (token is not None and status == "PROGRESS" and isinstance(result, dict)
+                and result.get("token", token) == token):
+            lost = self.is_lost(str(result.get("worker") or ""))
+        return status, result, has_token, lost
 
     def _resume_or_submit(self, task_id: str, job: Job) -> str:
         """Follow a job Redis still knows (rendered, rendering, queued); otherwise submit it."""
         token = self._client.get(TOKEN_KEY + task_id)
-        status, _result, _ = self._poll(task_id)
+        status, *_ = self._poll(task_id)
         if token is not None and (status in ("SUCCESS", "PROGRESS") or self._queued(task_id, job)):
             logger.info("jobs: following {} ({})", task_id, status.lower())
             return token.decode()
@@ -204,6 +219,7 @@ class CeleryBackend:
         """Send the job under a new token (only kind, parameters and seed: no names, no chat ids)."""
         token = secrets.token_hex(8)
         ttl = int(self._config().visibility_timeout_s * 2)
+        self.late.unwatch(task_id)  # followed again: its result goes the usual way
         self._app.backend.forget(task_id)
         self._client.delete(CANCEL_KEY + task_id)
         self._client.set(TOKEN_KEY + task_id, token, ex=ttl)
@@ -216,6 +232,11 @@ class CeleryBackend:
     def _send_cancel(self, task_id: str, _job: Any) -> None:
         self._client.set(CANCEL_KEY + task_id, "1", ex=int(self._config().visibility_timeout_s))
         self._client.delete(TOKEN_KEY + task_id)
+
+    def _give_up(self, task_id: str, job: Job, output_stem: Path) -> None:
+        """Stop following a job whose render may still finish somewhere: its result is watched for."""
+        self.late.watch(task_id, job.id, output_stem)
+        self._forget(task_id, keep_cancel=True)
 
     def _forget(self, task_id: str, keep_cancel: bool) -> None:
         """Drop what Redis holds for a finished job (the cancel key stays until a render saw it)."""
@@ -259,12 +280,12 @@ class CeleryBackend:
         finally:
             await asyncio.to_thread(self._forget, task_id, False)
 
-    async def _retrying(self, call: Callable[[str, Job], str | None], task_id: str, job: Job | None,
-                        should_stop: ShouldStop) -> Any:
+    async def _retrying(self, call: Callable[..., str | None], task_id: str, job: Job | None,
+                        should_stop: ShouldStop, *more: Any) -> Any:
         """`call` in a thread until Redis answers (it may be restarting); GenerationCancelled if stopped."""
         while True:
             try:
-                return await asyncio.to_thread(call, task_id, job)
+                return await asyncio.to_thread(call, task_id, job, *more)
             except Exception as exc:  # noqa: BLE001 - Redis down: the job waits, the bot keeps serving
                 if should_stop():
                     raise GenerationCancelled(f"{task_id} stopped while Redis was unreachable") from exc
@@ -273,20 +294,25 @@ class CeleryBackend:
                 await asyncio.sleep(1.0)
 
     # -- live workers ---------------------------------------------------------------------------
-    def _is_alive(self, worker: Any) -> bool:
-        """A worker is lost when its heartbeat is missing from a Redis that has kept heartbeats for at
-        least `worker_lost_s` (a restart empties it; then each worker gets that long to beat again)."""
-        if not worker or any(w.get("name") == worker for w in self._workers):
-            return True
-        return time.monotonic() - self._heartbeats_since <= self._config().worker_lost_s
+    def is_lost(self, worker: str) -> bool:
+        """Whether the bot has heard no heartbeat from `worker` for `worker_lost_s` (its key is read now;
+        blocking: call it in a thread). See bot/jobs/liveness.py."""
+        if not worker:
+            return False
+        read_at = time.monotonic()
+        beat = read_heartbeats(self._client, [worker]).get(worker)
+        return self._liveness.is_lost(worker, None if beat is None else beat[1], read_at)
 
     def _refresh_workers(self) -> list[dict[str, Any]]:
-        workers = live_workers(self._client)
+        read_at = time.monotonic()
+        heartbeats = read_heartbeats(self._client)
+        self._liveness.saw(heartbeats, read_at)
+        workers = [info for info, _age in heartbeats.values()]
         try:  # INFO may be refused by an ACL (+@all -@dangerous) or lack the field: then no restart is seen
             uptime = float(self._client.info("server")["uptime_in_seconds"])
         except Exception:  # noqa: BLE001 - the heartbeats above are what counts
             return workers
-        self._heartbeats_since = max(self._heartbeats_since, time.monotonic() - uptime)
+        self._liveness.redis_up_for(uptime)
         return workers
 
     async def _watch_workers(self) -> None:
@@ -297,13 +323,13 @@ class CeleryBackend:
             try:
                 workers = await asyncio.to_thread(self._refresh_workers)
                 if not self._redis_ok:
-                    self._heartbeats_since = time.monotonic()
+                    self._liveness.redis_gap()
                 self._workers, self._redis_ok = workers, True
             except Exception as exc:  # noqa: BLE001 - Redis down: no worker is reachable either
                 if self._redis_ok:
                     logger.warning("jobs: Redis unreachable ({})", type(exc).__name__)
                 self._redis_ok, self._workers = False, []
-                self._heartbeats_since = time.monotonic()  # no worker can beat meanwhile: none is lost
+                self._liveness.redis_gap()  # no worker can beat meanwhile: none is lost
             grace = time.monotonic() - started > self._config().worker_lost_s
             if not self._workers and grace and not told_none:
                 told_none = True

@@ -112,7 +112,9 @@ class Outbox:
                 ok = await self._post(store, job, label(job.request.kind))
                 now = time.time()
                 if ok:
-                    await asyncio.to_thread(store.mark_delivered, job.id, now)
+                    if not await asyncio.to_thread(store.mark_delivered, job.id, now, job.state):
+                        self._due.set()  # a late result turned the job done while its failure went out:
+                        break  # send the result too
                     continue
                 counted = self._is_connected()  # failures while disconnected are not the file's fault
                 await asyncio.to_thread(store.mark_delivery_failed, job.id, now + self.retry_delivery_s,

@@ -24,6 +24,7 @@ from loguru import logger
 from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
+from bot.jobs.late_results import LateOutcome
 from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
 from bot.jobs.progress import StepProgress
 from bot.jobs.retention import Retention
@@ -170,6 +171,14 @@ class JobQueue:
         self._wake_outbox()
         logger.info("jobs: cancelled #{}", job_id)
         return job
+
+    async def late_result(self, job_id: int, path: Path) -> LateOutcome:
+        """A file that came back after its job ended without one (given up on, cancelled): delivered once
+        if the asker has not been told how the job ended, else kept on the job's row for the admins."""
+        outcome = await asyncio.to_thread(self.store.take_late_result, job_id, str(path))
+        if outcome == "delivering":
+            self._wake_outbox()
+        return outcome
 
     def status(self) -> dict[str, Any]:
         """A small summary for admins (#状态) and health checks."""

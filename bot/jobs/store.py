@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from bot.jobs.admission import Counts, refusal
+from bot.jobs.late_results import LateOutcome
 from bot.jobs.types import (
     FINISHED_STATES,
     PENDING_STATES,
@@ -212,8 +213,29 @@ class JobStore:
             args += only_from
         return self._write(sql, args) > 0
 
-    def mark_delivered(self, job_id: int, now: float) -> None:
-        self._write("UPDATE jobs SET delivered_at=? WHERE id=?", (now, job_id))
+    def mark_delivered(self, job_id: int, now: float, state: JobState | None = None) -> bool:
+        """False when `state` is given and the job left it meanwhile (a late result: deliver that too)."""
+        if state is None:
+            return self._write("UPDATE jobs SET delivered_at=? WHERE id=?", (now, job_id)) > 0
+        return self._write("UPDATE jobs SET delivered_at=? WHERE id=? AND state=?",
+                           (now, job_id, state.value)) > 0
+
+    def take_late_result(self, job_id: int, result: str) -> LateOutcome:
+        """A file that came back after the job ended without one: 'delivering' (the job is done now: its
+        asker had not been told how it ended), 'kept' (on the row, for the admins) or 'pending' (it runs
+        again and will collect its own result)."""
+        with self._lock:
+            row = self._db.execute("SELECT state, delivered_at FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return "kept"
+            if row["state"] in PENDING_STATES:
+                return "pending"
+            if row["state"] != "done" and row["delivered_at"] is None and self._db.execute(
+                    "UPDATE jobs SET state='done', result=?, error=NULL WHERE id=? AND delivered_at IS NULL",
+                    (result, job_id)).rowcount:
+                return "delivering"
+            self._db.execute("UPDATE jobs SET result=? WHERE id=? AND result IS NULL", (result, job_id))
+            return "kept"
 
     def mark_caption_sent(self, job_id: int, now: float) -> None:
         self._write("UPDATE jobs SET caption_sent_at=? WHERE id=?", (now, job_id))

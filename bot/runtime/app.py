@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -200,11 +201,12 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
+    if gpu_workers is not None:  # a render that finishes after its job was given up on
+        gpu_workers.late.on_result = jobs.late_result
     photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
     jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
-    # running it for a family: schedules, the config file, disconnect alerts
-    amap = AmapConnections(key=lambda: (secrets.get(AMAP_KEY_ENV) or "").strip() or None)
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,

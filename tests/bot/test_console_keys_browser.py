@@ -83,9 +83,9 @@ async def test_keys_logs_reconnect_and_every_page_in_chinese(tmp_path, fake_llm,
     for name in ("AMAP_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     amap_server.reset()
-    fake_llm.classify(CHAT, Intent.CHAT.value)
+    fake_llm.classify(CHAT, Intent.CHAT.label)
     fake_llm.add(lambda req: not is_classify(req) and CHAT in prompt_text(req), "挺好的，谢谢关心！")
-    fake_llm.classify(WEATHER, Intent.WEATHER.value)
+    fake_llm.classify(WEATHER, Intent.WEATHER.label)
     script_slots(fake_llm, "weather", WEATHER, {"place": "北京", "day": "明天"})
     port = free_port()
     path = tmp_path / "config.yaml"

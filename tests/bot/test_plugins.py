@@ -59,7 +59,7 @@ def test_check_config_accepts_a_plugin_intent_in_a_room_and_rejects_it_without_t
     done = subprocess.run([sys.executable, "-m", "bot", "check-config", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    with pytest.raises(ConfigError, match=r"groups\.rooms\.family\.intents .*unknown intent joke"):
+    with pytest.raises(ConfigError, match=r"groups\.rooms\.family\.intents（第 4 行）：.*没有这个功能：joke"):
         parse("groups:\n  rooms:\n    family:\n      intents: [joke, chat]\n")
 
 

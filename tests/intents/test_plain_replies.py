@@ -20,7 +20,7 @@ SHIBA = "A fluffy Shiba Inu sits in fresh white snow, looking up with a gentle s
 @pytest.fixture
 async def driver(fake_llm, images, tmp_path) -> Any:
     for text in (REQUEST, DETAILED):
-        fake_llm.classify(text, Intent.IMAGE.value)
+        fake_llm.classify(text, Intent.IMAGE.label)
     fake_llm.add(lambda req: "FLUX image prompt writer" in prompt_text(req), SHIBA)
     images.reset("hold")  # the job waits: only the acknowledgement is read here
     api = {"base_url": images.base_url, "model": "flux-test", "retries": 0}

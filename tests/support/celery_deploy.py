@@ -45,24 +45,30 @@ class Deployment:
     """One bot process and its workers sharing a config file and a data_dir."""
 
     def __init__(self, tmp_path: Path, peer, fake_llm, redis: RedisServer, model: Path, steps: int,
-                 image: Path | None = None, photo_model: Path | None = None) -> None:
+                 image: Path | None = None, worker_lost_s: float = 8, bot_heartbeat_s: float = 0.5,
+                 photo_model: Path | None = None) -> None:
         self.tmp, self.peer, self.fake_llm = tmp_path, peer, fake_llm
-        self.config = tmp_path / "config.yaml"
-        self.config.write_text(
-            f"data_dir: {tmp_path / 'data'}\nllm:\n  model: fake-model\nbot:\n  admins: [{ADMIN}]\n"
-            f"quotas: {{user_videos_per_day: null, group_videos_per_day: null}}\n"
-            f"video:\n  model:\n    path: {model}\n"
-            f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
-            f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
-            + (f"  photo:\n    model: {{path: {photo_model}}}\n"
-               f"    sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
-               if photo_model else "")
-            +
-            f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: 0.5\n  worker_lost_s: 8\n"
-            "offline:\n  classifier: {enabled: false}\n"  # the fake LLM classifies: no CPU on warm-ups
-            + (f"image:\n  model: {{path: {image}}}\n  sampling: {{height: 64, width: 96, steps: 2}}\n"
-               if image else ""),
-            encoding="utf-8")
+
+        def config(heartbeat_s: float) -> str:
+            return (
+                f"data_dir: {tmp_path / 'data'}\nllm:\n  model: fake-model\nbot:\n  admins: [{ADMIN}]\n"
+                f"quotas: {{user_videos_per_day: null, group_videos_per_day: null}}\n"
+                f"video:\n  model:\n    path: {model}\n"
+                f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
+                f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
+                + (f"  photo:\n    model: {{path: {photo_model}}}\n"
+                   f"    sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
+                   if photo_model else "")
+                + f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: {heartbeat_s}\n"
+                f"  worker_lost_s: {worker_lost_s}\n"
+                "offline:\n  classifier: {enabled: false}\n"  # the fake LLM classifies: no CPU on warm-ups
+                + (f"image:\n  model: {{path: {image}}}\n  sampling: {{height: 64, width: 96, steps: 2}}\n"
+                   if image else ""))
+
+        self.config = tmp_path / "config.yaml"  # the workers'
+        self.config.write_text(config(0.5), encoding="utf-8")
+        self.bot_config = tmp_path / "bot.yaml"  # the bot looks at the heartbeats every bot_heartbeat_s
+        self.bot_config.write_text(config(bot_heartbeat_s), encoding="utf-8")
         self.bot: subprocess.Popen | None = None
         self.workers: list[Worker] = []
         self.bot_log = tmp_path / "bot.log"
@@ -73,7 +79,7 @@ class Deployment:
                     "WECHATY_PUPPET_SERVICE_ENDPOINT": self.peer.endpoint,
                     "WECHATY_PUPPET_SERVICE_TOKEN": self.peer.token})
         out = open(self.bot_log, "a", encoding="utf-8")  # noqa: SIM115 - closed with the process
-        self.bot = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(self.config)],
+        self.bot = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(self.bot_config)],
                                     cwd=self.tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         self.peer.wait_for_client(timeout=60)
@@ -84,8 +90,10 @@ class Deployment:
         self.bot.send_signal(signal.SIGKILL)
         self.bot.wait(10)
 
-    def start_workers(self, count: int, queues: str = "video,image") -> None:
-        started = [Worker(self.config, gpu, self.tmp, queues).start()
+    def start_workers(self, count: int, queues: str = "video,image", broker_url: str | None = None) -> None:
+        """`broker_url`: connect as another Redis user (XIAOAI_BROKER_URL, as an operator would)."""
+        env = {"XIAOAI_BROKER_URL": broker_url} if broker_url else {}
+        started = [Worker(self.config, gpu, self.tmp, queues, env).start()
                    for gpu in range(len(self.workers), len(self.workers) + count)]
         for worker in started:
             worker.wait_ready()
@@ -123,8 +131,10 @@ def deploy(tmp_path, peer, fake_llm, redis_server, tiny_model):
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req), PROMPT)
     made: list[Deployment] = []
 
-    def make(steps: int = 4, image: Path | None = None, photo_model: Path | None = None) -> Deployment:
-        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image, photo_model))
+    def make(steps: int = 4, image: Path | None = None, photo_model: Path | None = None,
+             **timing: float) -> Deployment:
+        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image,
+                               photo_model=photo_model, **timing))
         return made[-1]
 
     yield make

@@ -84,8 +84,9 @@ class RedisServer:
 class Worker:
     """`python -m bot worker --config PATH --gpu N` as a subprocess; output kept in a log file."""
 
-    def __init__(self, config: Path, gpu: int, log_dir: Path, queues: str = "video,image") -> None:
-        self.config, self.gpu, self.queues = config, gpu, queues
+    def __init__(self, config: Path, gpu: int, log_dir: Path, queues: str = "video,image",
+                 env: dict[str, str] | None = None) -> None:
+        self.config, self.gpu, self.queues, self.env = config, gpu, queues, env or {}
         self.log = log_dir / f"worker-gpu{gpu}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -94,7 +95,7 @@ class Worker:
         return f"gpu{self.gpu}@"
 
     def start(self) -> Worker:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **self.env}
         out = open(self.log, "a", encoding="utf-8")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "worker", "--config", str(self.config), "--gpu", str(self.gpu),
@@ -105,7 +106,7 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:  # a loaded CI machine loads slowly
         deadline = time.monotonic() + timeout
         while "ready." not in self.output():
             if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
