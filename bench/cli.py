@@ -63,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     queue.add_argument("--jobs", type=int, default=12, help="jobs per row (default 12)")
     queue.add_argument("--steps", type=int, default=20, help="denoising steps per job (default 20)")
     queue.set_defaults(func=cmd_queue)
+    flood = modes.add_parser("flood", help="200 @-mentions in 2 s over 10 rooms through the Node peer: reply "
+                             "latency right after start, at rest and during a CPU render")
+    flood.add_argument("--phases", default=",".join(_flood_phases()),
+                       help="comma-separated: " + ", ".join(_flood_phases()))
+    flood.set_defaults(func=cmd_flood)
 
 
 def _presets() -> list[str]:
@@ -127,3 +132,16 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     run([int(n) for n in args.workers.split(",") if n.strip()], args.jobs, args.steps)
     return 0
+
+
+def _flood_phases() -> tuple[str, ...]:
+    from bench.flood import PHASES
+
+    return PHASES
+
+
+def cmd_flood(args: argparse.Namespace) -> int:
+    from bench.flood import FLOOD, run
+
+    rows = run([p for p in args.phases.split(",") if p.strip()])
+    return 0 if all(row["answered"] == FLOOD for row in rows) else 1

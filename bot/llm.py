@@ -123,12 +123,16 @@ class LiveLLM:
         self._secrets = secrets
         self.current = LLM(config, secrets)
         self._closing: set[asyncio.Task] = set()
+        secrets.on_change(self.on_secrets)
 
     def __call__(self) -> LLM:
-        """The client for now; a key or endpoint saved in the console since the last call builds a new one."""
+        """The client for now (a key or endpoint saved in the console has already replaced it)."""
+        return self.current
+
+    def on_secrets(self) -> None:
+        """A key or endpoint saved in the console: a new client when the LLM's own changed."""
         if self.current.source != (self._secrets.openai_api_key, self._secrets.openai_base_url):
             self._replace(self.current.config)
-        return self.current
 
     def on_config(self, old: AppConfig, new: AppConfig) -> None:
         if new.llm != self.current.config:

@@ -206,12 +206,14 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
     jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
-    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))
+    secrets.on_change(amap.reread_key)  # a key saved in the console reaches the next message
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
                                                     rooms=rooms, gpu_workers=gpu_workers, intents=intents)
-    embedded = EmbeddedClassifier(intents, config=config.offline.classifier)
+    embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
+                                  cache_dir=config.data_dir / "cache")
     dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
                              jobs=jobs, amap=amap, rooms=rooms, notices=notices, photos=photos)
     services: list[tuple[str, Service]] = [
@@ -252,7 +254,7 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: getattr(channel, "state", None), notices=notices, env=secrets)
+                              state=lambda: channel.login_status(), notices=notices, env=secrets)
     started_at = time.time()
     checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,

@@ -46,7 +46,7 @@ def test_six_requests_from_three_people_in_two_rooms_on_two_workers(deploy, peer
     delivered = Counter((c["mentionIds"][0], c["room"]) for c in captions(peer))
     assert delivered == Counter(requests)
     acks = [m for m in peer.sent() if "排队第" in (m.get("text") or "")]
-    assert len(acks) == 6 and all("预计" in a["text"] for a in acks)
+    assert len(acks) == 6  # an estimate only once renders like these were measured (test_estimates.py)
     rendered = [w.output().count("rendered in") for w in deployment.workers]
     assert sum(rendered) == 6 and all(rendered), rendered  # both GPUs took work
     print(f"6 videos on 2 workers in {took:.1f}s, split {rendered}")

@@ -12,6 +12,8 @@ from typing import Any
 
 from generators.base import GeneratorError
 
+_SIZE_PARAMS = ("steps", "num_frames", "height", "width", "size")  # what makes one job longer than another
+
 
 class GeneratorKind:
     """Base of a job kind backed by one generator. Subclasses implement `build` and `request`."""
@@ -57,6 +59,18 @@ class GeneratorKind:
             return self._generator
 
     # -- JobKind ---------------------------------------------------------------------------------
+    def profile(self, params: Mapping[str, Any]) -> str:
+        """What a job's run time depends on: where it runs, the model and speed preset, its size."""
+        config = self._config()
+        model = getattr(config, "model", None)
+        speed = getattr(config, "speed", None)
+        parts = [getattr(config, "backend", "local"), getattr(model, "variant", ""),
+                 str(getattr(model, "path", "")), getattr(speed, "preset", "")]
+        if getattr(config, "backend", "local") == "api":
+            parts[1:3] = [config.api.model, config.api.size]
+        parts += [f"{key}={params[key]}" for key in sorted(params) if key in _SIZE_PARAMS]
+        return "|".join(str(part) for part in parts)
+
     def check(self, params: Mapping[str, Any]) -> None:
         self.generator.check_inputs(self.request(params, params.get("seed")))
 
