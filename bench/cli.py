@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video = modes.add_parser("video", help="time the production CogVideoX generator per configuration row")
     where = video.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-path", type=Path, help="a CogVideoX diffusers folder (real or random)")
-    where.add_argument("--build", choices=("2b", "5b"), help="write a random-weight folder of this variant")
+    where.add_argument("--build", choices=("2b", "5b", "1.5-5b", "5b-i2v", "1.5-5b-i2v"),
+                       help="write a random-weight folder of this variant (-i2v: image-to-video)")
     video.add_argument("--size", choices=("full", "tiny"), default="full",
                        help="--build: the real shapes (full) or the test model (tiny)")
     video.add_argument("--model-dir", type=Path, default=None, help="--build: where (reused if present)")
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--rows", default="plain", help="comma-separated rows: " + ", ".join(_presets()))
     video.add_argument("--row", action="append", default=[], help="one more row: NAME:key=value,key=value")
     video.add_argument("--steps", type=int, default=6, help="denoising steps per row (default 6)")
-    video.add_argument("--frames", type=int, default=49, help="frames per video (default 49, the models')")
+    video.add_argument("--frames", type=int, default=None,
+                       help="frames per video (default: the model's own, 49 or 81 for 1.5)")
     video.add_argument("--warmup-steps", type=int, default=10,
                        help="rows that compile or cache first render this many steps, timed apart")
     video.add_argument("--vae", default="", help="VAE decode variants on the plain row's latents, e.g. "

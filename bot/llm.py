@@ -32,7 +32,13 @@ class LLMUnavailable(Exception):
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
-    content: str
+    content: str | list[dict[str, Any]]  # text, or OpenAI content parts (text + image_url) for vision
+
+
+def with_image(text: str, jpeg_base64: str) -> list[dict[str, Any]]:
+    """A user message's content parts: the text and a JPEG as a data URL (`llm.vision: true`)."""
+    return [{"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg_base64}"}}]
 
 
 _RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,

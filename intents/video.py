@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.jobs import Receipt
+from bot.messages import Reply
+from bot.pipeline.context import Context
 from bot.plugin import IntentSpec
 from bot.time_text import eta_text
 from intents.generation import GenerationIntent
@@ -36,6 +38,15 @@ class VideoIntent(GenerationIntent):
 
         return VideoRequest.from_config(prompt, section.sampling, **overrides)
 
+    async def handle(self, ctx: Context) -> Reply | None:
+        """A request about a photo ("让这张照片动起来") is the photo flow's (intents/photo_video.py)."""
+        from intents.photo_video import handle as photo_video
+        from intents.photo_video import wants_photo_video
+
+        if wants_photo_video(ctx.message.text):
+            return await photo_video(ctx)
+        return await super().handle(ctx)
+
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK if receipt.live_workers else ACK_NO_WORKER
         return template.format(position=receipt.position, eta=eta_text(receipt.eta_s)) + shown
@@ -49,4 +60,5 @@ handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
 
 
 INTENT = IntentSpec(name="video", label="视频生成", handler=handle, follow_up="clip",
-                    describe="要求生成、制作一段视频或动画")
+                    describe="要求生成、制作一段视频或动画，或让刚发的照片动起来（如“让这张照片动起来”"
+                             "“让照片里的人笑一下”）")

@@ -28,6 +28,7 @@ from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.login_state import state_text
+from bot.channels.wechaty.photos import photo_bytes
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 from bot.logs import ConnectionLog, redactor, route_stdlib_logging
@@ -40,6 +41,8 @@ import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; i
 # isort: on
 
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
+_KINDS = {MessageType.MESSAGE_TYPE_TEXT: MessageKind.TEXT, MessageType.MESSAGE_TYPE_IMAGE: MessageKind.PHOTO,
+          MessageType.MESSAGE_TYPE_ATTACHMENT: MessageKind.FILE}
 
 
 STATE_CHANGES_KEPT = 64  # the latest connection states (the login status reads the last)
@@ -282,9 +285,11 @@ class WechatyChannel:
         talker = msg.talker()
         room = msg.room()
         text = msg.text() or ""
-        kind = MessageKind.TEXT if msg.type() == MessageType.MESSAGE_TYPE_TEXT else MessageKind.OTHER
+        kind = _KINDS.get(msg.type(), MessageKind.OTHER)
         common = {"id": msg.message_id, "sender_id": talker.contact_id, "sender_name": talker.name,
                   "kind": kind, "timestamp": time.time(), "from_self": talker.contact_id == self._self_id}
+        if kind is MessageKind.PHOTO and not common["from_self"]:
+            common["attachment"] = await photo_bytes(msg, session.puppet)
         names = (self._self_name or "",)
         if room is None:  # a private chat is addressed to the bot
             return IncomingMessage(chat=ChatRef(talker.contact_id, is_room=False), text=text.strip(),

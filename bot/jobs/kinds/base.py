@@ -34,6 +34,10 @@ class GeneratorKind:
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
         raise NotImplementedError
 
+    def view(self, config: Any) -> Any:
+        """The settings the generator reads, from the kind's section (default: the section itself)."""
+        return config
+
     def built_from(self, config: Any) -> tuple[Any, ...]:
         """The sub-sections a built generator holds on to (its weights, its client); a change in any of
         them builds a new one. Everything else it reads (sampling limits, encoding) is read live."""
@@ -51,7 +55,7 @@ class GeneratorKind:
                 self._generator = self.build(config)
                 self._built_for = built_from
             else:
-                self._generator.config = config
+                self._generator.config = self.view(config)
             return self._generator
 
     # -- JobKind ---------------------------------------------------------------------------------
