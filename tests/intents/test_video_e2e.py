@@ -97,7 +97,7 @@ async def test_video_request_is_acked_then_the_mp4_arrives(running_bot, peer, fa
         [video] = await wait_videos(peer, 1)
         video_s = time.monotonic() - started
     assert ack["room"] == FAMILY and ack["mentionIds"] == ["alice"]
-    assert ack["text"].startswith("@妈妈 收到，排队第 1 位。") and PANDA not in ack["text"]  # plain by default
+    assert ack["text"].startswith("@妈妈 收到，排队第 1 位。") and PANDA not in ack["text"]  # plain
     assert "预计" not in ack["text"]  # nothing like it was measured yet: no number rather than a guess
     caption = [m for m in peer.sent() if m.get("text") and "视频做好啦" in m["text"]]
     assert caption and caption[0]["mentionIds"] == ["alice"] and PANDA not in caption[0]["text"]
