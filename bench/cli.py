@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video = modes.add_parser("video", help="time the production CogVideoX generator per configuration row")
     where = video.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-path", type=Path, help="a CogVideoX diffusers folder (real or random)")
-    where.add_argument("--build", choices=("2b", "5b"), help="write a random-weight folder of this variant")
+    where.add_argument("--build", choices=("2b", "5b", "1.5-5b", "5b-i2v", "1.5-5b-i2v"),
+                       help="write a random-weight folder of this variant (-i2v: image-to-video)")
     video.add_argument("--size", choices=("full", "tiny"), default="full",
                        help="--build: the real shapes (full) or the test model (tiny)")
     video.add_argument("--model-dir", type=Path, default=None, help="--build: where (reused if present)")
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     video.add_argument("--rows", default="plain", help="comma-separated rows: " + ", ".join(_presets()))
     video.add_argument("--row", action="append", default=[], help="one more row: NAME:key=value,key=value")
     video.add_argument("--steps", type=int, default=6, help="denoising steps per row (default 6)")
-    video.add_argument("--frames", type=int, default=49, help="frames per video (default 49, the models')")
+    video.add_argument("--frames", type=int, default=None,
+                       help="frames per video (default: the model's own, 49 or 81 for 1.5)")
     video.add_argument("--warmup-steps", type=int, default=10,
                        help="rows that compile or cache first render this many steps, timed apart")
     video.add_argument("--vae", default="", help="VAE decode variants on the plain row's latents, e.g. "
@@ -61,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     queue.add_argument("--jobs", type=int, default=12, help="jobs per row (default 12)")
     queue.add_argument("--steps", type=int, default=20, help="denoising steps per job (default 20)")
     queue.set_defaults(func=cmd_queue)
+    flood = modes.add_parser("flood", help="200 @-mentions in 2 s over 10 rooms through the Node peer: reply "
+                             "latency right after start, at rest and during a CPU render")
+    flood.add_argument("--phases", default=",".join(_flood_phases()),
+                       help="comma-separated: " + ", ".join(_flood_phases()))
+    flood.set_defaults(func=cmd_flood)
 
 
 def _presets() -> list[str]:
@@ -125,3 +132,16 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     run([int(n) for n in args.workers.split(",") if n.strip()], args.jobs, args.steps)
     return 0
+
+
+def _flood_phases() -> tuple[str, ...]:
+    from bench.flood import PHASES
+
+    return PHASES
+
+
+def cmd_flood(args: argparse.Namespace) -> int:
+    from bench.flood import FLOOD, run
+
+    rows = run([p for p in args.phases.split(",") if p.strip()])
+    return 0 if all(row["answered"] == FLOOD for row in rows) else 1

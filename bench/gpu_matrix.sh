@@ -65,6 +65,15 @@ for phase in "$@"; do
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-default:preset=default,warmup_steps=0 ;;
     5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
+    photo)  # 图生视频 and CogVideoX1.5: anchor vs presets, one process per model (random weights, released shapes)
+        run 400 $B --build 5b-i2v --model-dir /tmp/m5bi2v --steps 50 --budget-s 330 \
+          --rows plain,preset-default,preset-fast                      # 480x720x49, the photo fitted by crop
+        rm -rf /tmp/m5bi2v
+        run 560 $B --build 1.5-5b --model-dir /tmp/m15 --steps 10 --budget-s 480 \
+          --rows plain,preset-default,preset-fast                      # 768x1360x81 (latent frames padded to 22)
+        rm -rf /tmp/m15
+        run 560 $B --build 1.5-5b-i2v --model-dir /tmp/m15i2v --steps 10 --budget-s 480 \
+          --rows plain,preset-default,preset-fast ;;
     *) echo "unknown phase $phase" ;;
   esac
 done

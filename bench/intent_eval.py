@@ -34,7 +34,7 @@ DEFAULT_DATA = DATA_DIR / "intents.tsv"
 # what `eval-intents` measures with no --data: each labelled set, the follow-ups, the slot sets
 INTENT_SETS = ("intents.tsv", "intents_family.tsv", "intents_family_heldout.tsv",
                "intents_family_heldout2.tsv", "intents_family_heldout3.tsv", "intents_family_heldout4.tsv",
-               "intents_family_heldout5.tsv")
+               "intents_family_heldout5.tsv", "intents_photo.tsv")
 FOLLOW_UPS = ("follow_ups.tsv", "follow_ups_heldout.tsv")
 SLOT_SETS = ("slots.tsv", "slots_heldout.tsv")
 

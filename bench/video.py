@@ -82,7 +82,7 @@ class RowSpec:
     steps: int = 6
     cap_gib: float | None = None
     warmup_steps: int = 0  # render this many steps first (compiles, cache branches) and time it apart
-    frames: int = 49  # the released models' length; fewer for quick runs (capped by the model)
+    frames: int | None = None  # None: the model's own length (49, 1.5: 81); fewer for quick runs
 
     @property
     def is_reference(self) -> bool:
@@ -161,7 +161,7 @@ class References:
 
 
 def build_model(variant: str, size: str, folder: Path, text_layers: int | None) -> Path:
-    """A random-weight pipeline folder of the real 2B/5B shapes (reused when already there)."""
+    """A random-weight pipeline folder of the released shapes (reused when already there)."""
     if (folder / "model_index.json").is_file():
         return folder
     try:
@@ -201,14 +201,46 @@ def recording_cache_decisions(store: list[float]) -> Iterator[None]:
         hook_class._should_compute_remaining_blocks = original
 
 
+def sample_photo(height: int, width: int) -> str:
+    """A deterministic photo-like picture (smooth gradients and a disc) as a job's `image` parameter,
+    in the 3:4 portrait shape phones take, so the fitting (crop) is part of what is timed."""
+    import numpy as np
+    from PIL import Image
+
+    from generators.photos import encode_photo
+
+    rows, cols = np.mgrid[0:4 * height // 3, 0:width]
+    red = (rows * 255 // max(1, rows.max())).astype(np.uint8)
+    green = (cols * 255 // max(1, cols.max())).astype(np.uint8)
+    disc = ((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2 < (min(height, width) / 4) ** 2) * 200
+    picture = np.stack([red, green, disc.astype(np.uint8)], axis=-1)
+    return encode_photo(Image.fromarray(picture))
+
+
+def production_generator(folder: Path, limits: Any, settings: dict[str, Any]) -> Any:
+    """The bot's generator for `folder` with the row's flat settings: the photo model (read through
+    `photo_view`, as the bot does) for an image-to-video folder, else the text-to-video one."""
+    from bot.config import VideoConfig
+    from bot.config.legacy import nest
+    from generators.cogvideox import CogVideoXGenerator, CogVideoXPhotoGenerator, photo_view
+    from generators.settings import PhotoModelSettings
+
+    config = VideoConfig.model_validate(nest("video", {"model_path": folder, **settings}))
+    if not limits.image_input:
+        return CogVideoXGenerator(config)
+    photo_model = PhotoModelSettings(**(config.model.model_dump(exclude={"variant"})
+                                        | {"variant": limits.variant}))
+    config = config.model_copy(update={"photo": config.photo.model_copy(update={"model": photo_model})})
+    return CogVideoXPhotoGenerator(photo_view(config))
+
+
 def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             vae_variants: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Render once with `spec` through the production generator; returns its row (plus VAE rows)."""
     import torch
 
-    from bot.config import VideoConfig
-    from bot.config.legacy import nest
-    from generators.cogvideox import CogVideoXGenerator, VideoRequest, model_limits
+    from generators.cogvideox import VideoRequest, model_limits
+    from generators.cogvideox_models import variant_defaults
 
     sync = Clock()
     sync.collect_previous_row()
@@ -223,13 +255,12 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     generator = None
     step_ends: list[float] = []
     try:
-        config = VideoConfig.model_validate(nest("video", {"model_path": folder, **settings}))
         if spec.cap_gib is not None:
             if not sync.cuda:
                 raise RuntimeError("cap_gib needs a CUDA GPU")
             total = torch.cuda.get_device_properties(0).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, spec.cap_gib * GIB / total))
-        generator = CogVideoXGenerator(config)
+        generator = production_generator(folder, limits, settings)
         started = time.perf_counter()
         generator.load()
         row["load_s"] = round(time.perf_counter() - started, 2)
@@ -245,12 +276,15 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                 sync.reset_peak()
 
         height, width = limits.native_size
-        request = VideoRequest(PROMPT, num_frames=min(spec.frames, limits.max_frames), steps=spec.steps,
-                               seed=0, height=height, width=width)
+        frames = min(spec.frames or variant_defaults(limits.variant)["num_frames"], limits.max_frames)
+        photo = sample_photo(height, width) if limits.image_input else None
+        request = VideoRequest(PROMPT, num_frames=frames, steps=spec.steps, seed=0, height=height,
+                               width=width, image=photo)
+        row["size"] = f"{height}x{width}x{frames}"
         if spec.warmup_steps:
             begin = sync.now()
-            generator.generate(VideoRequest(PROMPT, num_frames=request.num_frames, steps=spec.warmup_steps,
-                                            seed=1, height=height, width=width))
+            generator.generate(VideoRequest(PROMPT, num_frames=frames, steps=spec.warmup_steps, seed=1,
+                                            height=height, width=width, image=photo))
             row["warmup_run_s"] = round(sync.now() - begin, 2)
             row["warmup_steps"] = spec.warmup_steps
         # after the warm-up: the schedule is for this render's steps, and compiled blocks stay as compiled
@@ -292,11 +326,11 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             "peak_decode_gib": marks.get("decode_peak"),
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
         })
-        reference = refs.get(limits.variant, spec.steps, spec.frames)
+        reference = refs.get(limits.variant, spec.steps, frames)
         new_reference = spec.is_reference and reference is None
         if new_reference:
-            refs.put(limits.variant, spec.steps, marks["latents"], result.frames, spec.frames)
-            reference = refs.get(limits.variant, spec.steps, spec.frames)
+            refs.put(limits.variant, spec.steps, marks["latents"], result.frames, frames)
+            reference = refs.get(limits.variant, spec.steps, frames)
         if reference is not None:
             row["psnr_db"] = round_value(psnr(reference[1], result.frames))
             row["latent_rel_err"] = round_value(relative_error(reference[0], marks["latents"]), 6)

@@ -32,7 +32,13 @@ class LLMUnavailable(Exception):
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
-    content: str
+    content: str | list[dict[str, Any]]  # text, or OpenAI content parts (text + image_url) for vision
+
+
+def with_image(text: str, jpeg_base64: str) -> list[dict[str, Any]]:
+    """A user message's content parts: the text and a JPEG as a data URL (`llm.vision: true`)."""
+    return [{"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{jpeg_base64}"}}]
 
 
 _RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
@@ -117,12 +123,16 @@ class LiveLLM:
         self._secrets = secrets
         self.current = LLM(config, secrets)
         self._closing: set[asyncio.Task] = set()
+        secrets.on_change(self.on_secrets)
 
     def __call__(self) -> LLM:
-        """The client for now; a key or endpoint saved in the console since the last call builds a new one."""
+        """The client for now (a key or endpoint saved in the console has already replaced it)."""
+        return self.current
+
+    def on_secrets(self) -> None:
+        """A key or endpoint saved in the console: a new client when the LLM's own changed."""
         if self.current.source != (self._secrets.openai_api_key, self._secrets.openai_base_url):
             self._replace(self.current.config)
-        return self.current
 
     def on_config(self, old: AppConfig, new: AppConfig) -> None:
         if new.llm != self.current.config:

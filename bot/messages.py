@@ -14,7 +14,9 @@ from pathlib import Path
 
 class MessageKind(StrEnum):
     TEXT = "text"
-    OTHER = "other"  # pictures, voice, stickers, files...: anything we don't read
+    PHOTO = "photo"  # a picture; its bytes in `attachment` (None: the download failed)
+    FILE = "file"  # any other file sent as an attachment (not downloaded)
+    OTHER = "other"  # voice, stickers, links...: anything we don't read
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class IncomingMessage:
     timestamp: float = field(default_factory=time.time)
     from_self: bool = False  # the bot's own message echoed back by the platform
     bot_names: tuple[str, ...] = ()  # names the bot goes by in this chat (account name, room alias)
+    attachment: bytes | None = field(default=None, repr=False)  # a PHOTO message's file, as received
+    photo: Path | None = None  # the asker's photo a request refers to (set by the photo gate)
 
 
 @dataclass(frozen=True)

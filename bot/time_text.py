@@ -16,3 +16,8 @@ def duration_text(seconds: float) -> str:
         return f"{hours}小时{minutes}分钟" if minutes else f"{hours}小时"
     days, hours = divmod(hours, 24)
     return f"{days}天{hours}小时" if hours else f"{days}天"
+
+
+def eta_text(seconds: float | None) -> str:
+    """"预计 40 秒。" from a measured estimate; nothing at all while there is none to give."""
+    return "" if seconds is None else f"预计 {max(1, int(seconds))} 秒。"

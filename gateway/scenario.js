@@ -6,7 +6,7 @@
  *   mock returns nothing, and python-wechaty's msg.say() then raises), records everything the bot
  *   sends, echoes the bot's own messages back like real puppets do, and serves room aliases.
  * - A fixed cast with stable ids (the same after a gateway restart):
- *     bot   xiaoai  小爱
+ *     bot   xiaoai  小爱   (a second account the bot may log in as: xiaomei 小美)
  *     alice 妈妈   bob 爸爸   carol 奶奶
  *     family@chatroom 相亲相爱一家人 (bot's room alias 小爱同学), other@chatroom 工作群
  * - An HTTP control API (JSON) on 127.0.0.1:$XIAOAI_SCENARIO_PORT, see README.md.
@@ -18,15 +18,20 @@ import { FileBox } from 'file-box'
 import { PuppetMock, mock } from 'wechaty-puppet-mock'
 
 export const BOT_ID = 'xiaoai'
+export const OTHER_ACCOUNT_ID = 'xiaomei' // POST /login {"as": "xiaomei"}: the family's other phone
 export const CONTACTS = [
   { id: BOT_ID, name: '小爱' },
+  { id: OTHER_ACCOUNT_ID, name: '小美' },
   { id: 'alice', name: '妈妈' },
   { id: 'bob', name: '爸爸' },
   { id: 'carol', name: '奶奶' },
 ]
+// XIAOAI_SCENARIO_ROOMS=N adds rooms room1@chatroom .. roomN@chatroom (群1 .. 群N), e.g. for a flood bench
+const EXTRA_ROOMS = Math.max(0, Number(process.env.XIAOAI_SCENARIO_ROOMS || 0) | 0)
 export const ROOMS = [
   { id: 'family@chatroom', topic: '相亲相爱一家人', aliases: { [BOT_ID]: '小爱同学' } },
   { id: 'other@chatroom', topic: '工作群', aliases: {} },
+  ...Array.from({ length: EXTRA_ROOMS }, (_, i) => ({ id: `room${i + 1}@chatroom`, topic: `群${i + 1}`, aliases: {} })),
 ]
 
 export const WAIT_FOR_SCAN = process.env.XIAOAI_SCENARIO_LOGIN === 'scan'
@@ -313,9 +318,16 @@ export async function createScenario ({ log, puppetOptions = {} }) {
         mocker.scan(String(qrcode), Number(status))
         return { ok: true, qrcode, status }
       }
-      case 'POST /login':
-        if (!puppet.isLoggedIn) puppet.login(BOT_ID)
-        return { ok: true, loggedIn: puppet.isLoggedIn }
+      case 'POST /login': {
+        // the phone confirmed a scan: log in as the bot's account, or as another one ({"as": "xiaomei"})
+        const { as: account = BOT_ID } = await readJson(req)
+        if (!mocker.cacheContactPayload.has(account)) throw new HttpError(400, `unknown contact "as": ${account}`)
+        if (puppet.isLoggedIn && puppet.currentUserId !== account) {
+          throw new HttpError(409, `logged in as ${puppet.currentUserId}; POST /logout first`)
+        }
+        if (!puppet.isLoggedIn) await puppet.login(account)
+        return { ok: true, loggedIn: puppet.isLoggedIn, botId: puppet.currentUserId }
+      }
       default: throw new HttpError(404, `no route ${key}`)
     }
   }

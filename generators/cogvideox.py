@@ -1,9 +1,11 @@
-"""CogVideoX text-to-video, in-process with diffusers.
+"""CogVideoX text-to-video and image-to-video, in-process with diffusers.
 
-`CogVideoXGenerator(config.video)` finds the weights (never downloads), loads them lazily once and keeps
-them resident, checks every request before any GPU work, and runs one video at a time with a step
-callback for progress and cancellation. `generate` blocks: call it from a worker thread. Encoding the
-frames to MP4 is `generators.mp4.encode_mp4`.
+`CogVideoXGenerator(config.video)` (2b, 5b, 1.5-5B) and
+`CogVideoXPhotoGenerator(photo_view(config.video))` (5b-I2V, 1.5-5B-I2V: the render starts from the
+request's photo) find the weights (never downloads), load them lazily once and keep them resident, check
+every request before any GPU work, and run one video at a time with a step callback for progress and
+cancellation. `generate` blocks: call it from a worker thread. Encoding the frames to MP4 is
+`generators.mp4.encode_mp4`.
 
 With `ranks` (a multi-GPU worker's compute group) and `video.parallel` set, one video is rendered by all
 ranks together (generators/parallel.py): rank 0 calls `generate` and gets the frames, every other rank
@@ -18,9 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generators.base import GeneratorError, RequestData, ShouldStop, StepCallback, check_guidance_and_seed
+from generators.base import (
+    GeneratorError,
+    RequestData,
+    ShouldStop,
+    StepCallback,
+    check_guidance_and_seed,
+    went_wrong,
+)
+from generators.cogvideox_models import (
+    PHOTO_SOURCES,
+    PREFERRED_DTYPE,
+    RELEASED_2B_LIMITS,
+    RELEASED_SIZE,
+    SOURCES,
+    ModelLimits,
+    is_15,
+    model_limits,
+    size_problem,
+)
 from generators.diffusion import DiffusersGenerator, ModelFamily
-from generators.loading import ModelSource, read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
 from generators.presets import resolve_preset
 from generators.rules import VIDEO_MIN_SIDE, frames_problem, side_problem, steps_problem
@@ -30,18 +49,17 @@ from generators.step_cache import match_guidance
 if TYPE_CHECKING:
     import numpy as np
 
-SOURCES = {
-    variant: ModelSource(f"CogVideoX-{variant}", (f"ZhipuAI/CogVideoX-{variant}",),
-                         (f"THUDM/CogVideoX-{variant}", f"zai-org/CogVideoX-{variant}"))
-    for variant in ("2b", "5b")
-}
-PREFERRED_DTYPE = {"2b": "float16", "5b": "bfloat16"}
-RELEASED_SIZE = (480, 720)
+__all__ = ["PHOTO_SOURCES", "RELEASED_2B_LIMITS", "RELEASED_SIZE", "SOURCES", "CogVideoXGenerator",
+           "CogVideoXPhotoGenerator", "ModelLimits", "VideoRequest", "VideoResult", "model_limits",
+           "photo_view",
+           "validate_request"]
+
 
 
 @dataclass(frozen=True)
 class VideoRequest(RequestData):
-    """One video to render; plain data so a job can be stored or sent elsewhere (`asdict`)."""
+    """One video to render; plain data so a job can be stored or sent elsewhere (`asdict`). `image` is
+    the photo an image-to-video render starts from (base64 JPEG, `generators.photos`), else None."""
 
     what = "video"
 
@@ -52,11 +70,7 @@ class VideoRequest(RequestData):
     seed: int | None = None
     height: int = 480
     width: int = 720
-
-    @property
-    def seconds(self) -> float:
-        """Length of the finished video at 8 fps."""
-        return self.num_frames / 8
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,41 +93,6 @@ class VideoResult:
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
 
-@dataclass(frozen=True)
-class ModelLimits:
-    """What a model folder accepts, read from its config files (no torch needed)."""
-
-    variant: str
-    native_size: tuple[int, int]
-    max_frames: int
-    max_prompt_tokens: int
-    frame_step: int = 8
-    attention_heads: int = 30  # what Ulysses splits (video.parallel)
-    spatial_scale: int = 8  # pixels per latent row/column (the VAE's downsampling)
-
-    @property
-    def released(self) -> bool:
-        """Real released weights only support their native 480x720; tiny test models allow any size."""
-        return self.native_size == RELEASED_SIZE
-
-
-RELEASED_2B_LIMITS = ModelLimits("2b", RELEASED_SIZE, 49, 226)
-
-
-def model_limits(folder: Path) -> ModelLimits:
-    """Limits of the CogVideoX pipeline saved in `folder`."""
-    transformer = read_component_config(folder, "transformer")
-    vae = read_component_config(folder, "vae")
-    spatial = 2 ** (len(vae.get("block_out_channels", (128, 256, 256, 512))) - 1)
-    native = (int(transformer.get("sample_height", 60)) * spatial,
-              int(transformer.get("sample_width", 90)) * spatial)
-    variant = "5b" if transformer.get("use_rotary_positional_embeddings") else "2b"
-    sample_frames = int(transformer.get("sample_frames", 49))
-    max_frames = sample_frames if native == RELEASED_SIZE else max(sample_frames, 49)
-    return ModelLimits(variant, native, max_frames, int(transformer.get("max_text_seq_length", 226)),
-                       attention_heads=int(transformer.get("num_attention_heads", 30)), spatial_scale=spatial)
-
-
 def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LIMITS,
                      max_steps: int = 100) -> None:
     """Raise GeneratorError (Chinese, fit for the asker) naming the first rule the request breaks.
@@ -124,7 +103,8 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
         raise GeneratorError("视频描述是空的，请说说想要什么画面。")
     frames = request.num_frames
     if frames_problem(frames, limits.frame_step):
-        raise GeneratorError(f"帧数必须是 8 的倍数加 1（如 9、17、25、33、41、49），收到 {frames!r}。")
+        examples = "17、33、49、81、161" if limits.frame_step == 16 else "9、17、25、33、41、49"
+        raise GeneratorError(f"帧数必须是 {limits.frame_step} 的倍数加 1（如 {examples}），收到 {frames!r}。")
     if frames > limits.max_frames:
         raise GeneratorError(f"帧数最多 {limits.max_frames}，收到 {frames}。")
     steps = request.steps
@@ -135,12 +115,16 @@ def validate_request(request: VideoRequest, limits: ModelLimits = RELEASED_2B_LI
     for name, value in (("高度", height), ("宽度", width)):
         if side_problem(value, VIDEO_MIN_SIDE):
             raise GeneratorError(f"视频{name}必须是 16 的倍数（至少 16），收到 {value!r}。")
-    if limits.released and (height, width) != RELEASED_SIZE:
-        raise GeneratorError(f"现在的视频只能做 480x720（高x宽）的，收到 {height}x{width}。")
+    if problem := size_problem(limits, height, width):
+        raise GeneratorError(problem)
+    if limits.image_input and not request.image:
+        raise GeneratorError("照片不见了，请再发一次照片。")
+    if request.image and not limits.image_input:
+        raise went_wrong("a photo reached the text-to-video model", "video:photo-to-text-model")
 
 
 class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
-    """CogVideoX-2b/-5b (or any pipeline folder of the same layout), loaded once and kept resident."""
+    """CogVideoX-2b/-5b/1.5-5B (or any pipeline folder of the same layout), loaded once and kept resident."""
 
     family = ModelFamily(
         "CogVideoXPipeline", "CogVideoX", what="视频", sources=SOURCES, setting="video.model.path",
@@ -170,11 +154,15 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
             return load_xdit_pipeline(folder, dtype, plan, "cuda")
         return super().build_pipeline(pipeline_cls, folder, dtype, config)
 
+    def fallbacks(self, variant: str) -> list[str]:
+        """Only the same generation: a 1.0 config (480x720, 8N+1) cannot drive a 1.5 model, nor back."""
+        return [v for v in self.family.sources if is_15(v) == is_15(variant)]
+
     def read_limits(self, folder: Path) -> ModelLimits:
         return model_limits(folder)
 
     def preferred_dtype(self) -> str:
-        return PREFERRED_DTYPE[self.limits.variant]
+        return PREFERRED_DTYPE.get(self.limits.variant, "bfloat16")
 
     def resolve_config(self, on_gpu: bool, mode: str) -> tuple[Any, list[str]]:
         return resolve_preset(self.config, on_gpu, mode)
@@ -192,10 +180,22 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     def run_context(self) -> contextlib.AbstractContextManager[Any]:
         return speed_context(self.active_config, self._pipe)
 
+    @staticmethod
+    def fitted_photo(request: VideoRequest) -> Any:
+        """The request's photo cut to its size (aspect kept, centre crop), as the pipeline takes it."""
+        from generators.photos import decode_photo, fit_photo
+
+        assert request.image is not None  # validate_request saw to it
+        return fit_photo(decode_photo(request.image), request.height, request.width)
+
     def check_inputs(self, request: VideoRequest) -> None:
         """Every parameter rule, plus the prompt's token length; reads config files and the tokenizer
         (no weights), so run it off the event loop the first time."""
         validate_request(request, self.limits, self.config.sampling.max_steps)
+        if request.image:
+            from generators.photos import decode_photo
+
+            decode_photo(request.image)  # a file that is no photo is refused before it is queued
         self.check_prompt_length(request.prompt)
         self.split_plan(request.guidance)
 
@@ -236,7 +236,9 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
                 # a split rank holds one guidance half: nothing to approximate the other half from
                 match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1 and not split_cfg)
             started = time.perf_counter()
+            photo = {"image": self.fitted_photo(request)} if self.limits.image_input else {}
             output = self._pipe(
+                **photo,
                 prompt=request.prompt.strip(),
                 num_frames=request.num_frames,
                 height=request.height,
@@ -258,3 +260,19 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
                                  "这次没做成。")
         return VideoResult(frames=video, fps=self.config.sampling.fps, seed=seed, steps=request.steps,
                            seconds=elapsed)
+
+
+def photo_view(video: Any) -> Any:
+    """The `video` settings as the photo model reads them: `video.photo`'s model and sampling, the speed
+    switches, encoding and parallel split shared with text-to-video."""
+    return video.model_copy(update={"model": video.photo.model, "sampling": video.photo.sampling})
+
+
+class CogVideoXPhotoGenerator(CogVideoXGenerator):
+    """CogVideoX-5b-I2V / CogVideoX1.5-5B-I2V: a photo and a prompt about its motion -> a video. Reads
+    `photo_view(video)`, so presets, memory modes and quantization apply as for text-to-video."""
+
+    family = ModelFamily(
+        "CogVideoXImageToVideoPipeline", "CogVideoX-I2V", what="视频", sources=PHOTO_SOURCES,
+        setting="video.photo.model.path", tokenizer_folder="tokenizer",
+        quantized={"transformer": "diffusers", "text_encoder": "transformers"})

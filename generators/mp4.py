@@ -4,9 +4,10 @@ ffmpeg runs as a subprocess of its own here (imageio-ffmpeg supplies the binary)
 and error output are seen: a write that failed half way (a full disk) must never count as a video. The
 file is written under a temporary name, probed (every frame decodes), then renamed into place.
 
-The gateway's gRPC messages are capped (see the notes), so the bitrate is bounded by `max_bytes` over
-the video's duration: at the defaults a 6-second 480x720 video at 2 Mbit/s is about 1.6 MB, and no
-setting produces a file over the cap (it is re-encoded at a lower rate, or refused clearly).
+The file must cross the gateway (64 MB messages) and WeChat (web puppets refuse videos over 20 MB), so
+the bitrate is bounded by `max_bytes` over the video's duration: at the defaults a 6-second 480x720 video
+at 2 Mbit/s is about 1.6 MB, a 10-second 768x1360 one at 6 Mbit/s about 7.5 MB, and no setting produces
+a file over the cap (it is re-encoded at a lower rate, or refused clearly).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ DEFAULT_BITRATE_KBPS = 2000
 DEFAULT_MAX_BYTES = 3_000_000
 DEFAULT_PRESET = "veryfast"  # x264 speed preset: at a fixed bitrate, 4x faster than "medium" here
 CONTAINER_HEADROOM = 0.85  # share of the cap given to the video stream; the rest covers MP4 overhead
+
+
+REFERENCE_AREA = 480 * 720  # the size `bitrate_kbps` is set for
+
+
+def scaled_bitrate(bitrate_kbps: int, height: int, width: int) -> int:
+    """The wanted rate for a height x width video: `bitrate_kbps` is for 480x720, larger frames (1.5's
+    768x1360) get proportionally more so they look as clean; `bitrate_for` still caps it by size."""
+    return max(bitrate_kbps, round(bitrate_kbps * height * width / REFERENCE_AREA))
 
 
 def bitrate_for(num_frames: int, fps: float, bitrate_kbps: int = DEFAULT_BITRATE_KBPS,

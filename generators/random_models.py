@@ -4,9 +4,10 @@ production loaders: the playground's demo models (`generators/demo.py`), the ben
 
 `build_flux_folder(path)` does the same for FLUX.1 (CLIP and T5 tokenizers built offline).
 `build_cogvideox_folder(path, variant="2b")` writes a tiny (~1 MB) pipeline whose layout equals the real
-ZhipuAI/CogVideoX-2b (or -5b with variant="5b": RoPE, bf16, its VAE scale and scheduler shift). Its
-native size is 64x96 and it renders 9 frames in about a second on CPU. `size="full"` builds the real
-2B/5B shapes instead (random weights; build it on a GPU: device="cuda"). The tokenizer knows whole
+ZhipuAI/CogVideoX-2b (or -5b with variant="5b": RoPE, bf16, its VAE scale and scheduler shift; "1.5-5b",
+"5b-i2v" and "1.5-5b-i2v" for CogVideoX1.5-5B and the two image-to-video models). Its native size is
+64x96 and it renders 9 frames in about a second on CPU. `size="full"` builds the released shapes instead
+(random weights; build it on a GPU: device="cuda"). The tokenizer knows whole
 words from a small English list and spells out the rest letter by letter.
 """
 
@@ -18,7 +19,7 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-Variant = Literal["2b", "5b"]
+Variant = Literal["2b", "5b", "1.5-5b", "5b-i2v", "1.5-5b-i2v"]
 
 # Prompt words seen in CogVideoX-style prompts; others are spelled out letter by letter.
 _WORDS = """a an the and or of in on at to with from by for into over under through across near behind
@@ -49,7 +50,7 @@ def build_tokenizer(path: Path) -> int:
     return len(tokenizer)
 
 
-def _scheduler(variant: Variant):  # noqa: ANN202 - diffusers type imported lazily
+def _scheduler(variant: str):  # noqa: ANN202 - diffusers type imported lazily
     from diffusers import CogVideoXDDIMScheduler
 
     return CogVideoXDDIMScheduler(
@@ -60,21 +61,54 @@ def _scheduler(variant: Variant):  # noqa: ANN202 - diffusers type imported lazi
     )
 
 
+def _transformer_shape(variant: Variant, size: Literal["tiny", "full"]) -> dict[str, Any]:
+    """CogVideoXTransformer3DModel arguments for a variant, tiny or at the released shapes (diffusers'
+    scripts/convert_cogvideox_to_diffusers.py): 1.5 = patch_size_t 2, no patch bias, 300x300 sample;
+    image-to-video = twice the latent channels in; 5B-I2V learned positions, 1.5-I2V an ofs embedding."""
+    is_15, photo = variant.startswith("1.5"), variant.endswith("i2v")
+    latent = 4 if size == "tiny" else 16
+    shape: dict[str, Any] = {"in_channels": latent * (2 if photo else 1), "out_channels": latent,
+                             "use_rotary_positional_embeddings": variant != "2b"}
+    if size == "tiny":
+        shape |= {"num_attention_heads": 2, "attention_head_dim": 16, "time_embed_dim": 8,
+                  "text_embed_dim": 32, "num_layers": 2, "sample_width": 12, "sample_height": 8,
+                  "sample_frames": 9, "patch_size": 2, "max_text_seq_length": 226}
+    else:
+        two_b = variant == "2b"
+        shape |= {"num_attention_heads": 30 if two_b else 48, "num_layers": 30 if two_b else 42}
+    if is_15:
+        sample = 12 if size == "tiny" else 300  # square like the released 300x300: both orientations fit
+        shape |= {"patch_size_t": 2, "patch_bias": False, "sample_height": sample, "sample_width": sample,
+                  "sample_frames": 17 if size == "tiny" else 81}
+    if variant == "5b-i2v":
+        shape["use_learned_positional_embeddings"] = True
+    if variant == "1.5-5b-i2v":
+        shape["ofs_embed_dim"] = shape.get("time_embed_dim", 512)  # added to the time embedding
+    return shape
+
+
 def build_cogvideox_folder(path: Path | str, variant: Variant = "2b", size: Literal["tiny", "full"] = "tiny",
                            device: str = "cpu", text_layers: int | None = None, seed: int = 0) -> Path:
     """Write a random CogVideoX pipeline folder at `path` (created); returns the path.
 
-    tiny: 2 layers, 64x96 native size, 226 text tokens (like the real models) so real prompts fit.
-    full: the released 2B/5B shapes (T5-XXL too, unless `text_layers` trims its depth)."""
+    tiny: 2 layers, 64x96 native size (1.5: 96x96, 17 frames), 226 text tokens (like the real models) so
+    real prompts fit. full: the released shapes (T5-XXL too, unless `text_layers` trims its depth).
+    Image-to-video variants are saved as CogVideoXImageToVideoPipeline folders."""
     import torch
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXPipeline,
+        CogVideoXTransformer3DModel,
+    )
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     vocab_size = build_tokenizer(path / "tokenizer")
-    rope = variant == "5b"
     dtype = torch.float32 if size == "tiny" else (torch.float16 if variant == "2b" else torch.bfloat16)
+    vae_scale = {"scaling_factor": 1.15258426 if variant == "2b" else 0.7,
+                 "invert_scale_latents": variant == "1.5-5b-i2v"}
     torch.manual_seed(seed)
     previous_dtype = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -85,26 +119,19 @@ def build_cogvideox_folder(path: Path | str, variant: Variant = "2b", size: Lite
                                        num_layers=text_layers or 2, num_heads=4,
                                        relative_attention_num_buckets=8, relative_attention_max_distance=32,
                                        feed_forward_proj="gated-gelu")
-                transformer = CogVideoXTransformer3DModel(
-                    num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
-                    time_embed_dim=8, text_embed_dim=32, num_layers=2, sample_width=12, sample_height=8,
-                    sample_frames=9, patch_size=2, max_text_seq_length=226,
-                    use_rotary_positional_embeddings=rope)
                 vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=4,
-                                             layers_per_block=1, norm_num_groups=2,
-                                             scaling_factor=1.15258426 if variant == "2b" else 0.7)
+                                             layers_per_block=1, norm_num_groups=2, **vae_scale)
             else:
                 text_config = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240,
                                        num_layers=text_layers or 24, num_heads=64,
                                        feed_forward_proj="gated-gelu")
-                transformer = CogVideoXTransformer3DModel(
-                    num_attention_heads=30 if variant == "2b" else 48,
-                    num_layers=30 if variant == "2b" else 42, use_rotary_positional_embeddings=rope)
-                vae = AutoencoderKLCogVideoX(scaling_factor=1.15258426 if variant == "2b" else 0.7)
+                vae = AutoencoderKLCogVideoX(**vae_scale)
+            transformer = CogVideoXTransformer3DModel(**_transformer_shape(variant, size))
             text_encoder = T5EncoderModel(text_config)
     finally:
         torch.set_default_dtype(previous_dtype)
-    pipe = CogVideoXPipeline(
+    pipeline_class = CogVideoXImageToVideoPipeline if variant.endswith("i2v") else CogVideoXPipeline
+    pipe = pipeline_class(
         tokenizer=AutoTokenizer.from_pretrained(str(path / "tokenizer"), local_files_only=True),
         text_encoder=text_encoder.eval(), vae=vae.eval(), transformer=transformer.eval(),
         scheduler=_scheduler(variant))

@@ -10,11 +10,18 @@ unknown keys and never changes once loaded.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from generators.cogvideox_models import (
+    PHOTO_VARIANTS,
+    TEXT_VARIANTS,
+    variant_defaults,
+    variant_frames_problem,
+)
 from generators.rules import (
     IMAGE_MAX_SIDE,
     IMAGE_MIN_SIDE,
@@ -25,6 +32,7 @@ from generators.rules import (
     steps_problem,
 )
 
+_KNOWN_VARIANTS = TEXT_VARIANTS + PHOTO_VARIANTS
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Parallel = Literal["none", "cfg", "cfg+ulysses"]
 Quantization = Literal["none", "int8_weight_only", "fp8_dynamic"]
@@ -58,12 +66,23 @@ class ModelSettings(Settings):
     _expand_path = field_validator("path")(_expand_user)
 
 
-class VideoModelSettings(ModelSettings):
-    """CogVideoX: 2B or 5B; decoding in tiles by default (~4 GiB instead of ~15 GiB)."""
+VideoMemoryMode = Literal["auto", "gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload",
+                          "cpu"]
 
-    variant: Literal["2b", "5b"] = "2b"
-    memory_mode: Literal["auto", "gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload",
-                         "cpu"] = "auto"
+
+class VideoModelSettings(ModelSettings):
+    """CogVideoX: 2B, 5B or 1.5-5B; decoding in tiles by default (~4 GiB instead of ~15 GiB)."""
+
+    variant: Literal["2b", "5b", "1.5-5b"] = "2b"
+    memory_mode: VideoMemoryMode = "auto"
+    vae_tiling: bool = True
+
+
+class PhotoModelSettings(ModelSettings):
+    """The image-to-video model: CogVideoX-5b-I2V or CogVideoX1.5-5B-I2V."""
+
+    variant: Literal["5b-i2v", "1.5-5b-i2v"] = "5b-i2v"
+    memory_mode: VideoMemoryMode = "auto"
     vae_tiling: bool = True
 
 
@@ -131,10 +150,11 @@ class ImageSampling(Settings):
 
 
 class VideoEncode(Settings):
-    """The MP4: H.264 bitrate, a hard size cap (the gateway's message limit), encoder speed."""
+    """The MP4: H.264 bitrate (for 480x720; larger frames get proportionally more), a hard size cap
+    (WeChat's web puppets refuse videos over 20 MB; the gateway carries 64), encoder speed."""
 
     bitrate_kbps: int = Field(default=2000, ge=100)
-    max_mp4_mb: float = Field(default=3.0, gt=0.1)
+    max_mp4_mb: float = Field(default=20.0, gt=0.1, le=64)
     x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
         "veryfast")
 
@@ -263,6 +283,43 @@ class VideoApiSettings(Settings):
         if model in self.prices_yuan_per_second:
             return round(self.prices_yuan_per_second[model] * self.duration, 4)
         return None
+def _variant_sampling(data: Any, default_variant: str) -> Any:
+    """Fill the sampling keys the admin left out with the chosen variant's own (1.5: 768x1360, 81
+    frames, 16 fps), so `variant: 1.5-5b` alone is a working setting."""
+    if not isinstance(data, Mapping):
+        return data
+    model = data.get("model")
+    variant = (model.get("variant") if isinstance(model, Mapping) else getattr(model, "variant", None)) \
+        or default_variant
+    sampling = data.get("sampling", {})
+    if not isinstance(sampling, Mapping) or not isinstance(variant, str) or variant not in _KNOWN_VARIANTS:
+        return data
+    return {**data, "sampling": {**variant_defaults(variant), **sampling}}
+
+
+def _variant_frames(model: ModelSettings, sampling: VideoSampling, section: str) -> None:
+    if problem := variant_frames_problem(model.variant, sampling.num_frames):
+        raise ValueError(f"{section}.sampling.num_frames: {problem}")
+
+
+class PhotoSettings(Settings):
+    """Photo to video (图生视频): its own model and defaults; speed, encoding and the queue are shared
+    with text-to-video."""
+
+    model: PhotoModelSettings = PhotoModelSettings()
+    sampling: VideoSampling = VideoSampling()
+    max_age_minutes: float = Field(default=30, gt=0, le=24 * 60)  # how old the asker's latest photo may be
+    keep_hours: float = Field(default=24, gt=0)  # photos received are deleted after this
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return _variant_sampling(data, "5b-i2v")
+
+    @model_validator(mode="after")
+    def _frames_fit(self) -> PhotoSettings:
+        _variant_frames(self.model, self.sampling, "video.photo")
+        return self
 
 
 class VideoSettings(Settings):
@@ -270,6 +327,7 @@ class VideoSettings(Settings):
 
     model: VideoModelSettings = VideoModelSettings()
     sampling: VideoSampling = VideoSampling()
+    photo: PhotoSettings = PhotoSettings()
     encode: VideoEncode = VideoEncode()
     speed: SpeedSettings = SpeedSettings()
     # one video on the GPUs of `xiaoai worker --gpus 0,1`: cfg = the two guidance halves on 2 GPUs;
@@ -277,6 +335,16 @@ class VideoSettings(Settings):
     parallel: Parallel = "none"
     remote: RemoteSettings = RemoteSettings()
     api: VideoApiSettings = VideoApiSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return _variant_sampling(data, "2b")
+
+    @model_validator(mode="after")
+    def _frames_fit(self) -> VideoSettings:
+        _variant_frames(self.model, self.sampling, "video")
+        return self
 
 
 class ImageSettings(Settings):

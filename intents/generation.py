@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from loguru import logger
 
 from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt, limits_for
-from bot.llm import ChatMessage, LLMUnavailable
+from bot.llm import ChatMessage, LLMUnavailable, with_image
 from bot.messages import Reply
 from bot.pipeline.context import Context
 from generators.base import GeneratorError, ModelNotFound
@@ -127,11 +127,12 @@ def requested_overrides(text: str) -> dict[str, int]:
 
 
 async def rewrite(ctx: Context, *, prompt_name: str, check: Callable[[str], str],
-                  failed_reply: str, no_llm_reply: str, max_tokens: int = 400,
+                  failed_reply: str, no_llm_reply: str, max_tokens: int = 400, image: str | None = None,
                   **variables: object) -> str:
     """Ask the LLM (prompt `prompts/<prompt_name>.md`) for the English prompt and `check` the answer;
-    one retry with the reason fed back. Raises NoRewriter when no LLM is configured, UserInputError with
-    `no_llm_reply` when it is down, and with `failed_reply` when both answers were rejected."""
+    one retry with the reason fed back; `image` (base64 JPEG) goes along as an image_url part. Raises
+    NoRewriter when no LLM is configured, UserInputError with `no_llm_reply` when it is down, and with
+    `failed_reply` when both answers were rejected."""
     if not ctx.llm.configured:
         raise NoRewriter(no_llm_reply)
     feedback = ""
@@ -140,8 +141,9 @@ async def rewrite(ctx: Context, *, prompt_name: str, check: Callable[[str], str]
         system, user = render(prompt_name, history=ctx.transcript, sender=ctx.message.sender_name,
                               request=ctx.message.text or "（只@了你）", feedback=feedback, **variables)
         try:
+            content = with_image(user, image) if image else user
             answer = await ctx.llm.complete(
-                [ChatMessage("system", system), ChatMessage("user", user)], max_tokens=max_tokens,
+                [ChatMessage("system", system), ChatMessage("user", content)], max_tokens=max_tokens,
                 temperature=0.7)
         except LLMUnavailable as exc:
             raise UserInputError(no_llm_reply) from exc
@@ -178,6 +180,11 @@ class GenerationIntent:
 
     def overrides(self, text: str, section: Any) -> dict[str, int]:
         return requested_overrides(text)
+
+    async def prepare(self, ctx: Context, section: Any) -> dict[str, Any] | Reply:
+        """Request fields this message brings besides its words (a photo), or a Reply asking for what
+        is missing; default: none."""
+        return {}
 
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         """The generator's request object (VideoRequest / ImageRequest), built from config."""
@@ -221,7 +228,10 @@ class GenerationIntent:
         msg = ctx.message
 
         # 1. parameters: config defaults + what the asker said, checked before the LLM is even asked
-        overrides = self.overrides(msg.text, section)
+        extra = await self.prepare(ctx, section)
+        if isinstance(extra, Reply):
+            return extra
+        overrides: dict[str, Any] = {**self.overrides(msg.text, section), **extra}
         seed = overrides.pop("seed", None)
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)

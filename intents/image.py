@@ -18,7 +18,9 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from bot.jobs import Receipt
+from bot.ops.notices import ADMINS_TOLD
 from bot.plugin import IntentSpec
+from bot.time_text import eta_text
 from intents.generation import GenerationIntent, RewriteRejected, requested_overrides
 from prompts import PROMPTS_DIR
 
@@ -29,9 +31,9 @@ NO_LLM_REPLY = "画图前我要先把你的描述整理一下，可我这会儿�
 REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
 LOST_SUBJECT_REPLY = ("抱歉，我两次都没能把「{words}」放进画里，怕画出来不是你要的。"
                       "换个说法再试一次吧～")
-MODEL_MISSING_REPLY = "画图的功能还没有装好，暂时画不了图，我已经告诉管理员了。"
-ACK_FIRST = "收到，马上画～预计 {eta} 秒。"
-ACK_QUEUED = "收到，排队第 {position} 位，预计 {eta} 秒。"
+MODEL_MISSING_REPLY = f"画图的功能还没有装好，暂时画不了图，{ADMINS_TOLD}。"
+ACK_FIRST = "收到，马上画～{eta}"
+ACK_QUEUED = "收到，排队第 {position} 位。{eta}"
 ACK_NO_WORKER = "收到，排队第 {position} 位。负责画图的机器现在不在线，等它恢复后就开始画。"
 CAPTION = "你要的图画好啦🎨"
 
@@ -144,7 +146,7 @@ class ImageIntent(GenerationIntent):
         template = ACK_FIRST if receipt.position <= 1 else ACK_QUEUED
         if not receipt.live_workers:
             template = ACK_NO_WORKER
-        return template.format(position=receipt.position, eta=max(1, int(receipt.eta_s)))
+        return template.format(position=receipt.position, eta=eta_text(receipt.eta_s))
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION + shown

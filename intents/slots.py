@@ -20,6 +20,7 @@ from loguru import logger
 from bot.config import AmapConfig
 from bot.llm import ChatMessage, LLMUnavailable
 from bot.messages import Reply
+from bot.ops.notices import ADMINS_TOLD, honest
 from bot.pipeline.context import Answer, Question
 from bot.time_text import duration_text
 from intents.base import UserInputError
@@ -39,8 +40,8 @@ MAX_BARE_ANSWER = 20  # longer follow-ups are sentences, not a bare place name
 
 # -- errors in plain Chinese ----------------------------------------------------------------------------
 AMAP_REPLIES: dict[type[amap.AmapError], str] = {  # the first class the failure is an instance of
-    amap.AmapNoKey: "我还没接上高德地图，暂时查不了天气、路线和地点，我已经告诉管理员了。",
-    amap.AmapKeyRejected: "高德地图这会儿用不了，我已经告诉管理员了，稍后再问我吧🙏",
+    amap.AmapNoKey: f"我还没接上高德地图，暂时查不了天气、路线和地点，{ADMINS_TOLD}。",
+    amap.AmapKeyRejected: f"高德地图这会儿用不了，{ADMINS_TOLD}，稍后再问我吧🙏",
     amap.AmapQuotaExceeded: "今天高德地图的查询次数用完了，明天0点后会自动恢复，明天再问我吧🙏",
     amap.AmapBusy: "高德地图这会儿太忙了，过一分钟再问我试试～",
     amap.AmapNoRoute: ("没找到合适的路线，可能两地太远、不在国内，或者这种出行方式走不通。"
@@ -72,7 +73,7 @@ async def amap_failed(ctx: Context, exc: amap.AmapError) -> Reply:
     fix = admin_fix(exc)
     if fix is not None:  # other failures were logged once, with their cause, by the client
         logger.error("amap: {}", fix)
-        await ctx.notify_admins(fix, key=f"amap:{type(exc).__name__}")
+        return Reply(honest(explain(exc), await ctx.notify_admins(fix, key=f"amap:{type(exc).__name__}")))
     return Reply(explain(exc))
 
 

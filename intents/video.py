@@ -10,13 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from bot.jobs import Receipt
+from bot.messages import Reply
+from bot.pipeline.context import Context
 from bot.plugin import IntentSpec
+from bot.time_text import eta_text
 from intents.generation import GenerationIntent
 
 MIN_WORDS, MAX_WORDS = 40, 110
 NO_LLM_REPLY = "做视频前我要先把你的描述整理一下，可我这会儿忙不过来，稍后再@我试试吧🙏"
 REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
-ACK = "收到，排队第 {position} 位，预计 {eta} 秒。"
+ACK = "收到，排队第 {position} 位。{eta}"
 ACK_NO_WORKER = "收到，排队第 {position} 位。负责做视频的机器现在不在线，等它恢复后就开始做。"
 CAPTION = "你要的视频做好啦🎬"
 
@@ -35,9 +38,18 @@ class VideoIntent(GenerationIntent):
 
         return VideoRequest.from_config(prompt, section.sampling, **overrides)
 
+    async def handle(self, ctx: Context) -> Reply | None:
+        """A request about a photo ("让这张照片动起来") is the photo flow's (intents/photo_video.py)."""
+        from intents.photo_video import handle as photo_video
+        from intents.photo_video import wants_photo_video
+
+        if wants_photo_video(ctx.message.text):
+            return await photo_video(ctx)
+        return await super().handle(ctx)
+
     def ack(self, receipt: Receipt, shown: str) -> str:
         template = ACK if receipt.live_workers else ACK_NO_WORKER
-        return template.format(position=receipt.position, eta=int(receipt.eta_s)) + shown
+        return template.format(position=receipt.position, eta=eta_text(receipt.eta_s)) + shown
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION + shown
@@ -48,4 +60,5 @@ handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
 
 
 INTENT = IntentSpec(name="video", label="视频生成", handler=handle, follow_up="clip",
-                    describe="要求生成、制作一段视频或动画")
+                    describe="要求生成、制作一段视频或动画，或让刚发的照片动起来（如“让这张照片动起来”"
+                             "“让照片里的人笑一下”）")

@@ -2,7 +2,9 @@
 
 The prompt's label list is written from the registry (each intent's label and one-line description),
 so a plugin's intent is offered to the LLM like a built-in one. The answer is parsed defensively: the
-exact label (or name), else the one label contained in the answer, else the fallback (chat).
+exact label (or name), else the one label contained in the answer, else the fallback (chat). A places
+label for a question that asks the way to one place ("去颐和园怎么走") is read as a route question, so the
+missing origin is asked for instead of searching for places named like the question.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import re
 from typing import TYPE_CHECKING
 
 from bot.llm import LLM, ChatMessage
+from nlu.embedded import load_examples, named_route_mode
+from nlu.rule_slots import asks_the_way
 from prompts import render
 
 if TYPE_CHECKING:
@@ -61,4 +65,15 @@ async def classify_text(llm: LLM, intents: IntentRegistry, question: str, sender
         max_tokens=16,
         temperature=0,
     )
-    return parse_label(answer, intents)
+    return way_not_places(parse_label(answer, intents), question, intents)
+
+
+def way_not_places(intent: IntentSpec, question: str, intents: IntentRegistry) -> IntentSpec:
+    """A route intent (the travel mode the question names, else the first one, as the embedded classifier
+    picks) for a places label on a question that asks the way ("去颐和园怎么走"); any other as it is."""
+    if intent.follow_up != "places" or not asks_the_way(question):
+        return intent
+    routes = intents.with_follow_up("route")
+    if not routes:
+        return intent
+    return named_route_mode(question.lower(), load_examples(intents).route_modes) or routes[0]

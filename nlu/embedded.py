@@ -34,6 +34,7 @@ from loguru import logger
 from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
+from nlu.embedding_cache import cache_key, cached_vectors
 from nlu.lexicon import normalise, without_retraction
 from prompts import PROMPTS_DIR
 
@@ -146,7 +147,7 @@ def named_route_mode(text: str, route_modes: dict[IntentSpec, list[str]]) -> Int
 class _Index:
     """The engine plus the embedded examples; built once per examples file and shared (it is read-only)."""
 
-    def __init__(self, examples: Examples) -> None:
+    def __init__(self, examples: Examples, cache_dir: Path | None = None, key: str = "") -> None:
         import numpy as np
 
         try:
@@ -162,7 +163,8 @@ class _Index:
         self.intents = list(examples.phrases)
         phrases = [p for intent in self.intents for p in examples.phrases[intent]]
         self.labels = np.array([self.intents.index(i) for i in self.intents for _ in examples.phrases[i]])
-        self.vectors = self.embed_many(phrases)  # (n, 384), L2-normalised
+        self.vectors = cached_vectors(cache_dir if key else None, key, len(phrases),
+                                      lambda: self.embed_many(phrases))  # (n, 384), L2-normalised
 
     def embed(self, text: str) -> np.ndarray:
         with self._lock:
@@ -211,16 +213,19 @@ _INDEXES: dict[str, _Index] = {}
 _INDEXES_LOCK = threading.Lock()
 
 
-def _index_for(intents: IntentRegistry, path: Path) -> _Index:
-    digest = hashlib.sha256(path.read_bytes())
+def _index_for(intents: IntentRegistry, path: Path, cache_dir: Path | None = None) -> _Index:
+    text = path.read_bytes()
+    digest = hashlib.sha256(text)
     for intent in intents:
         digest.update(repr((id(intent), intent.name, intent.examples)).encode())
     key = digest.hexdigest()
     with _INDEXES_LOCK:
         if key not in _INDEXES:
             started = time.perf_counter()
-            _INDEXES[key] = _Index(load_examples(intents, path))
-            logger.info("embedded classifier: {} examples embedded in {:.1f} s",
+            # on disk: the examples file, every intent's own examples and the model (ids differ per run)
+            stored = cache_key(text + repr([(i.name, i.examples) for i in intents]).encode())
+            _INDEXES[key] = _Index(load_examples(intents, path), cache_dir, stored)
+            logger.info("embedded classifier: {} examples ready in {:.1f} s",
                         len(_INDEXES[key].labels), time.perf_counter() - started)
         return _INDEXES[key]
 
@@ -246,9 +251,10 @@ class EmbeddedClassifier:
     """`await classifier(ctx)` -> Intent, computed in a worker thread so the event loop never waits."""
 
     def __init__(self, intents: IntentRegistry, examples_path: Path = EXAMPLES_PATH,
-                 config: EmbeddedClassifierConfig | None = None) -> None:
+                 config: EmbeddedClassifierConfig | None = None, cache_dir: Path | None = None) -> None:
         self.intents = intents
         self.examples_path = examples_path
+        self.cache_dir = cache_dir  # where the examples' embeddings are kept between starts
         self.config = config or EmbeddedClassifierConfig()  # used when no Context gives the current one
         self._index: _Index | None = None
 
@@ -266,7 +272,7 @@ class EmbeddedClassifier:
     def load(self) -> None:
         """Load the engine and embed the examples (idempotent, blocking: ~1-2 s the first time)."""
         if self._index is None:
-            self._index = _index_for(self.intents, self.examples_path)
+            self._index = _index_for(self.intents, self.examples_path, self.cache_dir)
 
     def predict(self, text: str, config: EmbeddedClassifierConfig | None = None) -> Prediction:
         """Blocking: classify one message text (empty text is chat)."""

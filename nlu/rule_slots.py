@@ -134,3 +134,14 @@ def _keyword(tail: str) -> str:
     if re.search(r"玩|逛|去处|景点", head):
         return "景点"
     return _ASKING.sub("", head).strip()
+
+
+# -- route or places? -----------------------------------------------------------------------------------
+_ASKS_THE_WAY = re.compile(r"怎么走|怎么去|咋走|咋去|如何去|如何走|怎样去|怎么过去|怎么到|怎么坐车|路线")
+_LOOKS_FOR_PLACES = re.compile(r"附近|周边|周围|一带|推荐|哪里有|哪儿有|哪有|有什么|有哪些|好吃|好玩")
+
+
+def asks_the_way(text: str) -> bool:
+    """"去颐和园怎么走": the way to one place, not a search for places of a kind ("附近哪里有火锅")."""
+    plain = normalise(text)
+    return bool(_ASKS_THE_WAY.search(plain)) and not _LOOKS_FOR_PLACES.search(plain)

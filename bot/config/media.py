@@ -16,7 +16,7 @@ class QueueSettings(Section):
     """How a kind's jobs wait: per-person pending limit, the ETA estimate, how long files stay."""
 
     max_pending_per_user: int | None = Field(default=2, ge=1)  # queued + running per person; null = any
-    seconds_per_job: float = Field(default=120, gt=0)  # ETA per job until real durations are measured
+    seconds_per_job: float = Field(default=120, gt=0)  # unused: estimates come from measured durations
     media_max_age_hours: float = Field(default=72, gt=0)  # finished files are deleted after this
 
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +132,7 @@ class Secrets:
                  "WECHATY_PUPPET_SERVICE_TOKEN": puppet_token, "XIAOAI_ADMIN_PASSWORD": admin_password}
         self._given = {name: value or None for name, value in given.items()}
         self.file: SecretFile | None = None
+        self._listeners: list[Callable[[], None]] = []
         _redact_too(given)
 
     @classmethod
@@ -169,6 +170,13 @@ class Secrets:
         if self.from_environment(name):
             raise PermissionError(name)
         self.file.set(name, value)
+        for listener in self._listeners:
+            listener()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after the console saves or clears a key. Readers on the message path keep their
+        own copy and refresh it here, instead of asking the store on every message."""
+        self._listeners.append(listener)
 
     @property
     def openai_api_key(self) -> str | None:

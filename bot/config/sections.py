@@ -109,6 +109,7 @@ class LLMConfig(Section):
     retries: int = Field(default=1, ge=0, le=5)
     classify_timeout_s: float = Field(default=10.0, gt=0)
     temperature: float = Field(default=0.3, ge=0, le=2)
+    vision: bool = False  # the model reads pictures: a photo video's prompt is written from the photo too
 
 
 class ChatConfig(Section):

@@ -26,7 +26,7 @@ def phase(status: LoginStatus) -> tuple[str, Text]:
         return "serving", ("已登录，正在服务", "serving")
     if status.state == "playground":
         return "playground", ("没接微信：这是本地试玩页面", "no WeChat: this is the local playground")
-    if status.state == "connected":
+    if status.state == "logged_out":  # the gateway is there, no account logged in
         if status.reason == "logged out":
             return "logged_out", ("微信已退出登录，请重新扫码", "logged out, scan again")
         if status.qr_status == "scanned":

@@ -31,7 +31,7 @@ async def probe_gateway(endpoint: str, token: str | None, config: AppConfig, wit
     status = channel.login_status()
     while time.monotonic() < deadline and not task.done():
         status = channel.login_status()
-        waiting_for_scan = status.state == "connected" and status.qr_code
+        waiting_for_scan = status.state == "logged_out" and status.qr_code
         if status.state in ("serving", "disconnected") or waiting_for_scan:
             break
         await asyncio.sleep(0.1)

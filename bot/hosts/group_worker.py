@@ -47,7 +47,9 @@ def video_follower(config: AppConfig, ranks: Any) -> JobHandler:
         logger.error("rank {}: the video model is not usable here: {}", ranks.rank, exc)
 
     def handle(job: Any) -> None:
-        kind.generator.follow(kind.request(job.get("params") or {}, job.get("seed")))
+        params = job.get("params") or {}
+        kind.make_room(params)
+        kind.generator_for(params).follow(kind.request(params, job.get("seed")))
 
     return handle
 

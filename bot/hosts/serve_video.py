@@ -5,7 +5,8 @@ at a time, jobs survive restarts), composed without an outbox: clients poll, and
 delivered once its file was downloaded. Every route but `/v1/health` needs
 `Authorization: Bearer $XIAOAI_VIDEO_TOKEN`.
 
-    POST   /v1/videos/check     {prompt, num_frames?, seed?, steps?, guidance?, height?, width?}
+    POST   /v1/videos/check     {prompt, num_frames?, seed?, steps?, guidance?, height?, width?, image?}
+                                (image: base64 JPEG/PNG = image-to-video with `video.photo`'s model)
                                 -> 200 {ok} | 422 {detail}: validated, nothing queued
     POST   /v1/videos           same body -> 202 {id, status, position, eta_s}
     GET    /v1/videos/{id}      -> {id, status (queued|running|done|failed|cancelled), step, steps, error}
@@ -51,6 +52,7 @@ class VideoBody(BaseModel):
     guidance: float | None = None
     height: int | None = None
     width: int | None = None
+    image: str | None = Field(default=None, max_length=30_000_000)  # base64 photo: image-to-video
 
 
 def _status(job: Job) -> dict[str, Any]:
@@ -71,7 +73,9 @@ class VideoRoutes:
         from generators.cogvideox import VideoRequest
 
         given = body.model_dump(exclude={"prompt", "seed"}, exclude_none=True)
-        params = VideoRequest.from_config(body.prompt, self.config().video.sampling, **given).to_dict()
+        video = self.config().video
+        sampling = video.photo.sampling if body.image else video.sampling
+        params = VideoRequest.from_config(body.prompt, sampling, **given).to_dict()
         return {k: v for k, v in params.items() if k != "seed"}, body.seed
 
     def _find(self, job_id: int) -> Job:

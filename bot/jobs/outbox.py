@@ -17,11 +17,12 @@ from loguru import logger
 from bot.jobs.store import JobStore
 from bot.jobs.types import Job, JobState
 from bot.messages import ChatRef, Reply
+from bot.ops.notices import Told
 from generators.base import GeneratorError
 
 Deliver = Callable[[ChatRef, Reply], Awaitable[bool]]
 """Post a reply; False when the channel could not take it (retried later)."""
-TellAdmins = Callable[..., Awaitable[int]]
+TellAdmins = Callable[..., Awaitable[Told]]
 """`AdminNotices.tell(text, key=...)`: a private note to the admins, once per problem."""
 
 FAILURE_TEXT = "抱歉，{what}没有生成成功：{reason}"
@@ -65,18 +66,19 @@ class Outbox:
     def wake(self) -> None:
         self._due.set()
 
-    async def tell_admins_about(self, error: GeneratorError, what: str = "生成") -> None:
-        """The exact fix for a failure the asker was told about in plain words (once per problem)."""
-        await self._tell(ADMIN_FAILURE.format(what=what, asker=error, detail=error.admin_detail),
-                         error.problem)
+    async def tell_admins_about(self, error: GeneratorError, what: str = "生成") -> Told:
+        """The exact fix for a failure the asker is told about in plain words (once per problem)."""
+        return await self._tell(ADMIN_FAILURE.format(what=what, asker=error, detail=error.admin_detail),
+                                error.problem)
 
-    async def _tell(self, text: str, key: str | None) -> None:
+    async def _tell(self, text: str, key: str | None) -> Told:
         if self._tell_admins is None:
-            return
+            return Told.NO_ADMINS
         try:
-            await self._tell_admins(text, key=key)
+            return await self._tell_admins(text, key=key)
         except Exception:  # noqa: BLE001 - telling the admin must never stop delivery
             logger.exception("jobs: telling the admins failed")
+            return Told.NOT_REACHED
 
     def _reply(self, store: JobStore, job: Job, label: str) -> tuple[Reply, bool, bool]:
         """The reply, whether its file was given up on, whether its caption already went out (SQLite and

@@ -40,6 +40,7 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
+from bot.ops.notices import Told, honest
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 
@@ -131,12 +132,13 @@ class JobQueue:
         since, day = day_start(now, self._timezone())
         try:
             job, duplicate = await asyncio.to_thread(self.store.insert, request, limits, now=now, since=since,
-                                                     day=day, label=self.label(request.kind))
+                                                     day=day, label=self.label(request.kind),
+                                                     profile=self._profile(request))
         except sqlite3.OperationalError as exc:  # "database or disk is full"
             if not is_no_space(exc):
                 raise
             raise await self._storage_full(StorageFull(self.store.path.parent, str(exc))) from exc
-        receipt = await self._receipt(job, limits.seconds_per_job, duplicate)
+        receipt = await self._receipt(job, duplicate)
         if duplicate:
             return receipt
         try:
@@ -146,8 +148,9 @@ class JobQueue:
             await asyncio.to_thread(self.store.set_state, job.id, JobState.QUEUED,
                                     only_from=(JobState.ACCEPTED.value,))
             self._work.set()
-        logger.info("jobs: accepted #{} {} for {} (position {}, eta {:.0f}s)",
-                    job.id, job.name, request.asker_name, receipt.position, receipt.eta_s)
+        logger.info("jobs: accepted #{} {} for {} (position {}, eta {})", job.id, job.name,
+                    request.asker_name, receipt.position,
+                    "not measured yet" if receipt.eta_s is None else f"{receipt.eta_s:.0f}s")
         return receipt
 
     def _priced(self, kind: str, params: Mapping[str, Any], limits: Limits) -> Limits:
@@ -272,15 +275,25 @@ class JobQueue:
         step, steps = self._progress.get(job.id, (0, 0))
         return replace(job, step=step, steps=steps) if steps else job
 
-    def _estimate(self, kind: str, fallback: float) -> float:
-        durations = self.store.recent_durations(kind)
-        return sum(durations) / len(durations) if durations else fallback
+    def _profile(self, request: JobRequest) -> str:
+        profile = getattr(self.kinds.get(request.kind), "profile", None)
+        return profile(request.params) if profile is not None else ""
 
-    def _eta(self, ahead: list[Job], kind: str, seconds_per_job: float, workers: int) -> float:
+    def _estimate(self, job: Job) -> float | None:
+        """The mean of the last measured runs of jobs like this one (kept in the job store)."""
+        durations = self.store.recent_durations(job.request.kind, job.profile)
+        return sum(durations) / len(durations) if durations else None
+
+    def _eta(self, own: Job, ahead: list[Job], workers: int) -> float | None:
+        """Seconds until `own` is done, or None while any job it waits on was never measured."""
         now = time.time()
-        total = self._estimate(kind, seconds_per_job)
+        total = self._estimate(own)
+        if total is None:
+            return None
         for job in ahead:
-            estimate = self._estimate(job.request.kind, seconds_per_job)
+            estimate = self._estimate(job)
+            if estimate is None:
+                return None
             if job.state is JobState.RUNNING and job.started_at:
                 total += max(estimate - (now - job.started_at), estimate * 0.1)
             else:
@@ -293,13 +306,13 @@ class JobQueue:
         waiting = [j for j in pending if j.state is not JobState.RUNNING]
         return running + run_order(waiting, self.priority, self._overtakes, self.max_overtakes)
 
-    async def _receipt(self, job: Job, seconds_per_job: float, duplicate: bool) -> Receipt:
+    async def _receipt(self, job: Job, duplicate: bool) -> Receipt:
         pending = await asyncio.to_thread(self.store.pending)
         ordered = self._in_run_order(pending)
         ids = [j.id for j in ordered]
         ahead = ordered[:ids.index(job.id)] if job.id in ids else [j for j in pending if j.id < job.id]
         workers = self.backend_for(job.request.kind).live_workers()
-        eta = await asyncio.to_thread(self._eta, ahead, job.request.kind, seconds_per_job, workers)
+        eta = await asyncio.to_thread(self._eta, job, ahead, workers)
         return Receipt(job=job, position=len(ahead) + 1, eta_s=eta, duplicate=duplicate, live_workers=workers)
 
     def _has_room(self, job: Job) -> bool:
@@ -372,11 +385,12 @@ class JobQueue:
             await self._finish(job.id, JobState.FAILED, error=str(exc))
         except GeneratorError as exc:
             logger.warning("jobs: #{} failed: {}", job.id, exc)
-            await self._finish(job.id, JobState.FAILED, error=str(exc))
-            if exc.admin_detail:
+            told = Told.NO_ADMINS
+            if exc.admin_detail:  # told first: the asker's sentence says whether they were
                 logger.error("jobs: #{}: {}", job.id, exc.admin_detail)
                 if self.outbox is not None:
-                    await self.outbox.tell_admins_about(exc)
+                    told = await self.outbox.tell_admins_about(exc)
+            await self._finish(job.id, JobState.FAILED, error=honest(str(exc), told))
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue

@@ -21,15 +21,16 @@ import httpx
 from loguru import logger
 
 from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
+from bot.ops.notices import ADMINS_TOLD
 from generators.base import GenerationCancelled, GeneratorError, not_ready
 
 if TYPE_CHECKING:
     from bot.config import VideoConfig
 
-UNREACHABLE = "视频服务暂时连不上，我已经告诉管理员了，稍后再试吧。"
+UNREACHABLE = f"视频服务暂时连不上，{ADMINS_TOLD}，稍后再试吧。"
 UNREACHABLE_FIX = ("连不上视频服务 {url}（{cause}）：请检查 xiaoai serve-video 是否在运行、"
                    "video.remote.url 是否正确。")
-REFUSED = "视频功能暂时用不了，我已经告诉管理员了。"
+REFUSED = f"视频功能暂时用不了，{ADMINS_TOLD}。"
 REFUSED_FIX = "视频服务 {url} 拒绝了访问令牌（HTTP {status}）：请让两边的 XIAOAI_VIDEO_TOKEN 一致后重启。"
 FAILED = "视频服务出错了，稍后再试吧。"
 POLL_OUTAGE_S = 60.0  # while rendering, how long the service may stay unreachable (a Wi-Fi blip)

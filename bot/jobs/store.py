@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     error TEXT,
     caption_sent_at REAL,
+    profile TEXT NOT NULL DEFAULT '',
     cost_yuan REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS api_tasks (
@@ -70,6 +71,7 @@ _ADDED_COLUMNS = {
     "deliver_failures": "INTEGER NOT NULL DEFAULT 0",
     "next_delivery_at": "REAL NOT NULL DEFAULT 0",
     "caption_sent_at": "REAL",
+    "profile": "TEXT NOT NULL DEFAULT ''",
     "cost_yuan": "REAL NOT NULL DEFAULT 0",
 }
 LEGACY_QUOTA_FILE = "quotas.json"  # an earlier release's daily counts, beside this store in data_dir
@@ -123,7 +125,7 @@ class JobStore:
             id=row["id"], request=JobRequest.from_json(row["request"]), state=JobState(row["state"]),
             attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], delivered_at=row["delivered_at"],
-            result=Path(row["result"]) if row["result"] else None, error=row["error"],
+            result=Path(row["result"]) if row["result"] else None, error=row["error"], profile=row["profile"],
         )
 
     # -- admission ------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class JobStore:
             return refusal(limits, self._counts(kind, asker_id, chat, since), label)
 
     def insert(self, request: JobRequest, limits: Limits, *, now: float, since: float, day: str,
-               label: str) -> tuple[Job, bool]:
+               label: str, profile: str = "") -> tuple[Job, bool]:
         """Check the limits and write the job in one transaction; (job, duplicate).
 
         `since` is the start of today in the configured time zone. Raises QueueLimitReached."""
@@ -167,9 +169,9 @@ class JobStore:
                     raise QueueLimitReached(refused)
                 cursor = db.execute(
                     "INSERT INTO jobs (kind, message_id, chat_key, asker_id, day, request, state, created_at,"
-                    " cost_yuan) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
+                    " profile, cost_yuan) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?)",
                     (request.kind, request.message_id, request.chat.key, request.asker_id, day,
-                     request.to_json(), now, limits.cost_yuan))
+                     request.to_json(), now, profile, limits.cost_yuan))
                 row = db.execute("SELECT * FROM jobs WHERE id=?", (cursor.lastrowid,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
@@ -206,10 +208,11 @@ class JobStore:
             due.append(self._job(row))
         return due, None
 
-    def recent_durations(self, kind: str, count: int = 5) -> list[float]:
+    def recent_durations(self, kind: str, profile: str = "", count: int = 5) -> list[float]:
+        """How long the last `count` finished jobs of this kind and profile (model, preset, size) ran."""
         rows = self._rows(
-            "SELECT finished_at - started_at AS d FROM jobs WHERE kind=? AND state='done' "
-            "AND started_at IS NOT NULL ORDER BY id DESC LIMIT ?", (kind, count))
+            "SELECT finished_at - started_at AS d FROM jobs WHERE kind=? AND profile=? AND state='done' "
+            "AND started_at IS NOT NULL ORDER BY id DESC LIMIT ?", (kind, profile, count))
         return [r["d"] for r in rows]
 
     def deliver_failures(self, job_id: int) -> int:

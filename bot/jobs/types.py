@@ -84,6 +84,7 @@ class Job:
     error: str | None = None
     step: int = 0  # progress of a running job (in memory only)
     steps: int = 0
+    profile: str = ""  # what its duration depends on (JobKind.profile): estimates compare like with like
 
     @property
     def name(self) -> str:
@@ -109,7 +110,7 @@ class Receipt:
 
     job: Job
     position: int  # 1 = next to run (or running)
-    eta_s: float
+    eta_s: float | None  # None until jobs like these have been measured: no number is better than a guess
     duplicate: bool = False  # the same message was already submitted (a replayed event)
     live_workers: int = 1  # workers able to run it now; 0 = it waits until one comes back
 

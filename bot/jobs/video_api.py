@@ -11,6 +11,7 @@ problem (the outbox's `tell_admins_about`). Prices and the daily budget feed the
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -129,17 +130,17 @@ class ApiVideoBackend:
             label = provider_for(provider).label
             raise not_ready("视频", f"video.backend 用的是 {label}，但没有设置环境变量 "
                             f"{KEY_ENVS[provider]}：设置后重启小爱。", f"video-api:no-key:{provider}")
-        if not str(params.get("prompt") or "").strip() and not params.get("photo"):
+        if not str(params.get("prompt") or "").strip() and _photo_of(params) is None:
             raise GeneratorError("要先说说想要什么样的视频哦。")
-        if self._settings_for(provider).price_yuan(bool(params.get("photo"))) is None:
-            model = self._settings_for(provider).model_for(bool(params.get("photo")))
+        if self._settings_for(provider).price_yuan(_photo_of(params) is not None) is None:
+            model = self._settings_for(provider).model_for(_photo_of(params) is not None)
             raise not_ready("视频", f"模型 {model} 没有价格：请在 video.api.prices_yuan（每个视频）或 "
                             "prices_yuan_per_second（每秒）里写上它的价格。", f"video-api:no-price:{model}")
 
     def price(self, params: Mapping[str, Any]) -> tuple[float, float | None]:
         """(this job's list price in 元, the daily budget) for the admission check."""
         settings = self._settings_for(self._provider())
-        return settings.price_yuan(bool(params.get("photo"))) or 0.0, settings.daily_budget_yuan
+        return settings.price_yuan(_photo_of(params) is not None) or 0.0, settings.daily_budget_yuan
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:
@@ -149,7 +150,7 @@ class ApiVideoBackend:
         settings = self._settings_for(provider_name)
         provider = provider_for(provider_name)
         params = job.request.params
-        photo = Path(params["photo"]) if params.get("photo") else None
+        photo = _photo_of(params)
         asker = hashlib.sha256(job.request.asker_id.encode()).hexdigest()[:24]  # no WeChat id leaves here
         request = VideoApiRequest(prompt=str(params.get("prompt") or ""), photo=photo,
                                   user_id=f"xiaoai-{asker}")
@@ -200,3 +201,13 @@ class ApiVideoBackend:
         return GeneratorError(reply, admin_detail=f"任务 #{job.id}：{admin}",
                               problem=f"video-api:{exc.failure.value}:{provider}")
 
+
+
+def _photo_of(params: Mapping[str, Any]) -> bytes | Path | None:
+    """A job's photo: `image` (base64 JPEG text, as the photo intent stores it) or `photo` (a file path)."""
+    if params.get("image"):
+        try:
+            return base64.b64decode(str(params["image"]), validate=True)
+        except ValueError:
+            return b""  # not base64: the provider rules turn it into a kind bad-photo reply
+    return Path(params["photo"]) if params.get("photo") else None

@@ -23,6 +23,8 @@ from loguru import logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from bot.background import cancel_and_wait
+from bot.channels.base import LoginStatus
+from bot.channels.login_state import LOGGED_OUT, state_text_zh
 from bot.config import AlertsConfig, AppConfig, SmtpConfig
 from bot.ops.notices import AdminNotices
 from bot.time_text import duration_text
@@ -77,11 +79,21 @@ def send_mail(smtp: SmtpConfig, subject: str, text: str, password: str | None) -
         server.send_message(mail)
 
 
+def disconnect_text(name: str, down_for: float, status: LoginStatus | None) -> str:
+    """The alert, worded from the channel's one login state (what happened, and what fixes it)."""
+    what = f"：{state_text_zh(status)}。" if status is not None else "，"
+    logged_out = status is not None and status.state == LOGGED_OUT
+    fix = ("请在管理页面（或网关的终端）扫新的二维码重新登录。" if logged_out
+           else "请看看微信网关和登录的手机是否在线。")
+    return (f"【{name}】已经和微信断开 {down_for:.0f} 秒了{what}群里的消息现在收不到。"
+            f"{fix}恢复后我会在微信里告诉你。")
+
+
 class DisconnectAlerts:
     """A Service: polls the channel's connection; one alert per outage, one WeChat note on recovery."""
 
     def __init__(self, config: Callable[[], AppConfig], *, connected: Callable[[], bool],
-                 state: Callable[[], object | None], notices: AdminNotices,
+                 state: Callable[[], LoginStatus | None], notices: AdminNotices,
                  clock: Callable[[], float] = time.monotonic, env: Any = None) -> None:
         self._config = config
         self._connected = connected
@@ -136,10 +148,7 @@ class DisconnectAlerts:
 
     async def alert(self, down_for: float, config: AlertsConfig) -> None:
         name = self._config().bot.name
-        state = self._state()
-        message = (f"【{name}】已经和微信断开 {down_for:.0f} 秒了"
-                   f"{f'（状态：{state}）' if state is not None else ''}，群里的消息现在收不到。"
-                   "请看看微信网关和登录的手机是否在线。恢复后我会在微信里告诉你。")
+        message = disconnect_text(name, down_for, self._state())
         logger.error("alerts: {}", message)
         fields = {"message": message, "event": "disconnected", "bot": name, "down_s": f"{down_for:.0f}"}
         routes = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bot.config import AppConfig, ChatSettings
 from bot.llm import LLM
 from bot.messages import IncomingMessage, Reply
+from bot.ops.notices import Told
 from bot.pipeline.conversation import HistoryEntry
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Context:
     amap: AmapClient
     say: Callable[[Reply], Awaitable[bool]]  # send now (acks, progress); the handler's return comes last
     # a private note with the exact fix to the admins, once per `key` (what the group hears stays plain)
-    notify_admins: Callable[..., Awaitable[int]]
+    notify_admins: Callable[..., Awaitable[Told]]  # Told.YES once an admin has it
     intent: IntentSpec | None = None  # the intent the dispatcher routed this message to
     pending: Pending | None = None  # the bot's open question this message answers, set by the dispatcher
 

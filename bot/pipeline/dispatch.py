@@ -25,6 +25,7 @@ from bot.config import AmapConfig, chat_settings
 from bot.config.live import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
+from bot.ops.notices import Told, honest
 from bot.pipeline.context import Answer, Context, Pending, Question
 from bot.pipeline.conversation import History, HistoryEntry
 from bot.pipeline.gates import Gate, ReplyFn, Turn
@@ -42,7 +43,7 @@ NO_LLM_REPLY = ("我现在还不会陪你聊天，不过这些我都能帮你：
 NO_LLM_FIX = ("有人想和小爱闲聊，但没有配置语言模型：在管理台「密钥」页填语言模型的密钥（本地模型填服务地址，"
               "如 Ollama 的 http://localhost:11434/v1，再在「设置」里写模型名），保存后马上生效，不用重启。"
               "也可以设置环境变量 OPENAI_API_KEY / OPENAI_BASE_URL。")
-NotifyAdmins = Callable[..., Awaitable[int]]
+NotifyAdmins = Callable[..., Awaitable[Told]]
 APOLOGY_REPLY = "抱歉，这次出了点小问题，没能完成。你可以稍后再试一次～"
 INTENT_OFF_REPLY = "本群没有开通「{label}」功能哦，需要的话请找管理员开通～"
 
@@ -194,33 +195,37 @@ class Dispatcher:
             if not ctx.settings.intent_enabled(intent.name):
                 return Reply(INTENT_OFF_REPLY.format(label=intent.label))
             ctx = replace(ctx, intent=intent, pending=pending)
-            reply = await intent.handler(ctx)
+            try:
+                reply = await intent.handler(ctx)
+            except Exception:  # failed: a follow-up ("那上海呢") still means the same request again
+                self.turns.remember(ctx, intent, follow_up, None)
+                raise
             if isinstance(reply, Question):  # asked back: the answer comes to this intent
                 self.followups.ask(ctx.message, reply, ctx.config.amap.pending_minutes * 60)
             else:
                 self.turns.remember(ctx, intent, follow_up, reply)
             return reply
         except UserInputError as exc:
-            if exc.admin_detail:
-                await self.tell_admins(ctx, exc.admin_detail, exc.problem)
-            return Reply(str(exc))
+            if not exc.admin_detail:
+                return Reply(str(exc))
+            return Reply(honest(str(exc), await self.tell_admins(ctx, exc.admin_detail, exc.problem)))
         except LLMUnavailable as exc:
             logger.warning("message {}: LLM unavailable: {}", ctx.message.id, exc)
             if ctx.llm.configured:
                 return Reply(LLM_DOWN_REPLY)
-            await self.tell_admins(ctx, NO_LLM_FIX, "llm:not-configured")
-            return Reply(NO_LLM_REPLY)
+            return Reply(honest(NO_LLM_REPLY, await self.tell_admins(ctx, NO_LLM_FIX, "llm:not-configured")))
         except Exception:  # noqa: BLE001 - the one place unexpected errors end up
             logger.exception("message {}: handler failed", ctx.message.id)
             return Reply(APOLOGY_REPLY)
 
-    async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> None:
-        """The other audience of a problem the group was told about in plain words."""
+    async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> Told:
+        """The other audience of a problem the group is told about in plain words."""
         logger.error("message {}: {}", ctx.message.id, detail)
         try:
-            await ctx.notify_admins(detail, key=problem)
+            return await ctx.notify_admins(detail, key=problem)
         except Exception:  # noqa: BLE001 - the asker's reply must still go out
             logger.exception("message {}: telling the admins failed", ctx.message.id)
+            return Told.NOT_REACHED
 
     async def classify(self, ctx: Context) -> IntentSpec:
         """The LLM when one is configured and answers; the embedded classifier otherwise.

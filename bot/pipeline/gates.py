@@ -116,10 +116,27 @@ async def allow_list(turn: Turn) -> Turn | None:
     return turn if config.bot.private_chat else None
 
 
+_NAME_TAIL = re.compile(r"^[\s\u2005\u00a0,，:：、!！~～]+")
+
+
+def strip_leading_name(text: str, names: list[str]) -> str | None:
+    """The text after the bot's name when the message starts with it and a pause ("小爱，…", "小爱 …");
+    None otherwise ("小爱真可爱" is about the bot, not to it)."""
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        if text.startswith(name) and (tail := _NAME_TAIL.match(text[len(name):])) is not None:
+            return text[len(name) + tail.end():]
+    return None
+
+
 async def addressing(turn: Turn) -> Turn | None:
-    """"小爱，明天下雨吗" where `groups.keywords` are on counts as addressed."""
-    msg = turn.message
-    if not msg.mentioned and (text := turn.settings.strip_keyword(msg.text)) is not None:
+    """"小爱，明天下雨吗" counts as addressed: the bot's own name first (always), or a `groups.keywords`."""
+    msg, bot = turn.message, turn.settings.config.bot
+    if msg.mentioned:
+        return turn
+    text = turn.settings.strip_keyword(msg.text)
+    if text is None:
+        text = strip_leading_name(msg.text, [bot.name, *bot.aliases, *msg.bot_names])
+    if text is not None:
         return replace(turn, message=replace(msg, text=text, mentioned=True))
     return turn
 

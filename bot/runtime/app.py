@@ -52,6 +52,9 @@ from bot.pipeline.gates import (
     self_echo,
     typed_mention,
 )
+from bot.pipeline.photo_gate import PhotoGate
+from bot.pipeline.photos import FOLDER as PHOTO_FOLDER
+from bot.pipeline.photos import PhotoStore
 from bot.plugin import IntentRegistry, load_intents
 from intents import weather
 from nlu.classify import LLMClassifier
@@ -214,15 +217,19 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
+    photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
+    jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
-    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))  # read per message, set in the console
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))
+    secrets.on_change(amap.reread_key)  # a key saved in the console reaches the next message
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
                                                     rooms=rooms, gpu_workers=gpu_workers, intents=intents)
-    embedded = EmbeddedClassifier(intents, config=config.offline.classifier)
+    embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
+                                  cache_dir=config.data_dir / "cache")
     dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
-                             jobs=jobs, amap=amap, rooms=rooms, notices=notices)
+                             jobs=jobs, amap=amap, rooms=rooms, notices=notices, photos=photos)
     services: list[tuple[str, Service]] = [
         ("jobs", jobs),
         ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
@@ -261,7 +268,7 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
     watcher = ConfigWatcher(config_path, apply=live.apply, notices=notices,
                             connected=lambda: channel.connected)
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
-                              state=lambda: getattr(channel, "state", None), notices=notices, env=secrets)
+                              state=lambda: channel.login_status(), notices=notices, env=secrets)
     started_at = time.time()
     checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers(), jobs=jobs)
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
@@ -273,12 +280,15 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
 
 def _dispatcher(live: LiveConfig, intents: IntentRegistry, embedded: EmbeddedClassifier, *,
                 admin: AdminCommands, sender: Sender, history: History, llm: LiveLLM, jobs: JobQueue,
-                amap: AmapConnections, rooms: RoomDirectory, notices: AdminNotices) -> Dispatcher:
+                amap: AmapConnections, rooms: RoomDirectory, notices: AdminNotices,
+                photos: PhotoStore) -> Dispatcher:
     """The gates in order, then the LLM classifier (the embedded one without it), then the intent."""
+    followups = FollowUps()
     gates = [Dedup(), self_echo, rooms, typed_mention, AdminGate(admin.run), allow_list, addressing,
-             NonText(sender.reply), Record(history), mention_only, RateLimit(sender.reply)]
+             PhotoGate(photos, followups, sender.reply), NonText(sender.reply), Record(history), mention_only,
+             RateLimit(sender.reply)]
     return Dispatcher(
         config=live, gates=gates, classify_llm=LLMClassifier(intents), classify_embedded=embedded,
         intents=intents, reply=sender.reply, history=history, llm=llm, jobs=jobs, amap=amap.client,
-        followups=FollowUps(), notify_admins=notices.tell,
+        followups=followups, notify_admins=notices.tell,
     )

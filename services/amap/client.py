@@ -348,17 +348,23 @@ class AmapConnections:
     """One HTTP connection pool shared by every message's client; closed when the bot stops."""
 
     def __init__(self, key: Callable[[], str | None] = key_from_env) -> None:
-        self._key = key
+        self._read_key = key
+        self.key = key()
         self._http: httpx.AsyncClient | None = None
 
+    def reread_key(self) -> None:
+        """Take the key again (a new one was saved): each message's client uses the copy held here."""
+        self.key = self._read_key()
+
     def client(self, config: AmapSettings) -> AmapClient:
-        """A client for this message's config; the key is read now, so a restart is all a new key needs."""
+        """A client for this message's config, with the key as last read."""
         if self._http is None:
             self._http = httpx.AsyncClient()
-        return AmapClient(config, self._key(), self._http)
+        return AmapClient(config, self.key, self._http)
 
     async def start(self) -> None:
-        if self._key() is None:
+        self.reread_key()
+        if self.key is None:
             logger.warning("amap: {} is not set; weather, routes and places will say how to set it", KEY_ENV)
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import MessageHandler
+from bot.channels.base import LoginStatus, MessageHandler
 from bot.config import Secrets, parse
 from bot.messages import ChatRef, IncomingMessage, Reply
 from bot.runtime.app import Application, build_app
@@ -41,6 +41,9 @@ class RecordingChannel:
         if not self.connected:
             raise ConnectionError("not connected")
         self.sent.append((chat, reply))
+
+    def login_status(self) -> LoginStatus:
+        return LoginStatus("serving" if self.connected else "disconnected", 0.0, account="小爱 (xiaoai)")
 
     async def find_room(self, topic: str) -> str | None:
         return {FAMILY_TOPIC: FAMILY_ID, OTHER_TOPIC: OTHER_ID}.get(topic)

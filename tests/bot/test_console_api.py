@@ -69,7 +69,7 @@ class Console:
                                      connected=lambda: True)
         self.jobs = JobQueue(JobStore(tmp_path / "data" / "jobs.sqlite3"), media_dir=tmp_path / "media")
         self.jobs.register(IdleKind(), label="视频")
-        self.status = LoginStatus(state="connected", since=1.0, qr_code="https://login.weixin.qq.com/l/x",
+        self.status = LoginStatus(state="logged_out", since=1.0, qr_code="https://login.weixin.qq.com/l/x",
                                   qr_status="waiting", qr_at=2.0)
 
         async def rooms() -> list[RoomInfo]:
@@ -187,7 +187,7 @@ async def test_qr_code_is_an_svg_and_gone_once_serving(console: Console) -> None
 
 
 def test_phase_words() -> None:
-    assert phase(LoginStatus("connected", 0, reason="logged out", qr_code="q"))[1] == (
+    assert phase(LoginStatus("logged_out", 0, reason="logged out", qr_code="q"))[1] == (
         "微信已退出登录，请重新扫码", "logged out, scan again")
     assert phase(LoginStatus("disconnected", 0, reason="UNAUTHENTICATED: bad token"))[0] == "refused"
     assert phase(LoginStatus("disconnected", 0, reason="gateway unreachable"))[0] == "down"

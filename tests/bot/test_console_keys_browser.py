@@ -187,7 +187,7 @@ async def test_keys_logs_reconnect_and_every_page_in_chinese(tmp_path, fake_llm,
         await asyncio.to_thread(click, "#reconnect")
         await poll(lambda: "正在重新连接微信" in find("#action-result").text, 10, "reconnecting")
         def reconnected() -> bool:
-            after = [state for _t, state, _r in channel.state_changes[changes:]]
+            after = [state for _t, state, _r in list(channel.state_changes)[changes:]]
             return "connecting" in after and channel.connected
 
         await wait_until(reconnected, within=20)

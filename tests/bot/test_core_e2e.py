@@ -88,7 +88,7 @@ async def test_non_text_message_to_the_bot_gets_a_hint_in_private(running_bot, p
     async with running_bot({"bot": {"private_chat": True}}):
         peer.say("carol", "", room=None, type="image")
         hint = await wait_sent(peer, lambda m: m["room"] in (None, ""))
-    assert "文字" in hint["text"]
+    assert "让这张照片动起来" in hint["text"]  # a photo sent to the bot: what it can do with it
 
 
 async def test_private_chat_when_enabled_is_answered_without_at(running_bot, peer, fake_llm):

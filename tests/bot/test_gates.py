@@ -24,7 +24,7 @@ def test_gates_run_in_the_documented_order(tmp_path: Path) -> None:
     app, _channel = make_app(tmp_path, CONFIG)
     names = [getattr(g, "__name__", type(g).__name__) for g in app.dispatcher.gates]
     assert names == ["Dedup", "self_echo", "RoomDirectory", "typed_mention", "AdminGate", "allow_list",
-                     "addressing", "NonText", "Record", "mention_only", "RateLimit"]
+                     "addressing", "PhotoGate", "NonText", "Record", "mention_only", "RateLimit"]
 
 
 async def test_each_gate_stops_what_it_owns(tmp_path: Path) -> None:

@@ -132,9 +132,13 @@ async def test_position_and_eta(tmp_path: Path):
     await queue.start()
     try:
         kind.gates["a"] = threading.Event()
-        limits = Limits(seconds_per_job=10)
-        await queue.submit(request("a", asker="u1"), limits)
+        limits = Limits()
+        unmeasured = await queue.submit(request("a", asker="u1"), limits)
+        assert unmeasured.eta_s is None  # no job like it has run yet: no number
         await wait_until(lambda: kind.started == ["a"], 5)
+        for n in range(3):  # three earlier runs of 10 s each, as the store would have them
+            earlier, _ = queue.store.insert(request(f"old{n}"), limits, now=0, since=0, day="d", label="测试")
+            queue.store.set_state(earlier.id, JobState.DONE, started_at=100.0, finished_at=110.0)
         await queue.submit(request("b", asker="u2"), limits)
         third = await queue.submit(request("c", asker="u3"), limits)
         assert third.position == 3

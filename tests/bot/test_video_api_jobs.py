@@ -52,9 +52,11 @@ class Harness:
         self.queue.register(VideoKind(lambda: self.video, backend=lambda: self.backend.choice().backend),
                             label="视频", retention_s=lambda: 3600)
 
-    async def tell(self, text: str, key: str | None = None) -> int:
+    async def tell(self, text: str, key: str | None = None) -> Any:
+        from bot.ops.notices import Told
+
         self.admin_notes.append((text, key))
-        return 1
+        return Told.YES
 
     async def submit(self, tag: str, **params: Any) -> Any:
         request = JobRequest(kind="video", params={"prompt": f"A {tag} runs in a green field.", **params},

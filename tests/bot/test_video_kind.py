@@ -49,7 +49,7 @@ def test_local_run_encodes_with_the_configured_x264_preset(tmp_path: Path, monke
     monkeypatch.setattr("generators.mp4.encode_mp4", record)
     path = kind.run(request, tmp_path / "000001-1", lambda *_: None, lambda: False)
     assert path == tmp_path / "000001-1.mp4"
-    assert seen == {"fps": 8, "preset": "medium", "max_bytes": 3_000_000}
+    assert seen == {"fps": 8, "preset": "medium", "max_bytes": 20_000_000}
 
 
 def edited(config: Any, section: str, **values: Any) -> Any:

@@ -32,6 +32,7 @@ from tests.support.peer import (
     FAMILY,
     GATEWAY_DIR,
     OTHER,
+    OTHER_ACCOUNT,
     NodePeer,
     PeerError,
     at,
@@ -148,6 +149,7 @@ def test_starts_with_mock_puppet_and_reports_health(peer):
     assert h["botId"] == BOT
     assert {c["id"]: c["name"] for c in h["contacts"]} == {
         BOT: "小爱",
+        OTHER_ACCOUNT: "小美",
         ALICE: "妈妈",
         BOB: "爸爸",
         "carol": "奶奶",
@@ -187,6 +189,14 @@ def test_logout_and_login_are_simulated(peer):
         peer.say(ALICE, "anyone?", room=FAMILY)
     peer.login()
     assert peer.health()["loggedIn"] is True
+    with pytest.raises(PeerError, match="409"):  # another account only after a logout
+        peer.login(OTHER_ACCOUNT)
+    peer.logout()
+    peer.login(OTHER_ACCOUNT)
+    assert peer.health()["botId"] == OTHER_ACCOUNT
+    peer.logout()
+    peer.login()  # the module's peer goes on as the bot's own account
+    assert peer.health()["botId"] == BOT
 
 
 # --------------------------------------------------------------------------------------------- over gRPC
@@ -211,7 +221,8 @@ def test_grpc_message_flow_mentions_alias_and_sent_log(peer):
             member = await stub.room_member_payload(id=FAMILY, member_id=BOT)
             assert member.room_alias == BOT_ROOM_ALIAS and member.name == "小爱"
             room = await stub.room_payload(id=FAMILY)
-            assert room.topic == "相亲相爱一家人" and set(room.member_ids) == {BOT, ALICE, BOB, "carol"}
+            assert room.topic == "相亲相爱一家人"
+            assert set(room.member_ids) == {BOT, OTHER_ACCOUNT, ALICE, BOB, "carol"}
 
             private = peer.say(BOB, "在吗")
             _, ev = await client.next_event(EVENT_MESSAGE)

@@ -197,10 +197,12 @@ async def test_e2e_refused_prompt_is_explained(running_bot, peer, fake_llm, imag
 
 async def test_e2e_missing_model_is_explained(running_bot, peer, fake_llm, tmp_path) -> None:
     script(fake_llm)
-    async with running_bot({"image": {"model": {"path": str(tmp_path / "no-such-model")}}}):
+    missing = {"image": {"model": {"path": str(tmp_path / "no-such-model")}}, "bot": {"admins": ["carol"]}}
+    async with running_bot(missing):
         peer.say("alice", at() + REQUEST, room=FAMILY, mention=[BOT])
-        reply = await wait_sent(peer, lambda m: m.get("text"))
-    assert MODEL_MISSING_REPLY in reply["text"]
+        reply = await wait_sent(peer, lambda m: m["room"] == FAMILY and m.get("text"))
+    assert MODEL_MISSING_REPLY in reply["text"]  # "我已经告诉管理员了": carol has the fix
+    assert [m for m in peer.sent() if m["to"] == "carol"]
     assert fake_llm.calls("other") == []  # no rewrite was asked for a picture that cannot be drawn
 
 

@@ -45,7 +45,8 @@ class Deployment:
     """One bot process and its workers sharing a config file and a data_dir."""
 
     def __init__(self, tmp_path: Path, peer, fake_llm, redis: RedisServer, model: Path, steps: int,
-                 image: Path | None = None, worker_lost_s: float = 8, bot_heartbeat_s: float = 0.5) -> None:
+                 image: Path | None = None, worker_lost_s: float = 8, bot_heartbeat_s: float = 0.5,
+                 photo_model: Path | None = None) -> None:
         self.tmp, self.peer, self.fake_llm = tmp_path, peer, fake_llm
 
         def config(heartbeat_s: float) -> str:
@@ -55,7 +56,10 @@ class Deployment:
                 f"video:\n  model:\n    path: {model}\n"
                 f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
                 f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
-                f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: {heartbeat_s}\n"
+                + (f"  photo:\n    model: {{path: {photo_model}}}\n"
+                   f"    sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
+                   if photo_model else "")
+                + f"jobs:\n  backend: celery\n  broker_url: {redis.url}\n  heartbeat_s: {heartbeat_s}\n"
                 f"  worker_lost_s: {worker_lost_s}\n"
                 "offline:\n  classifier: {enabled: false}\n"  # the fake LLM classifies: no CPU on warm-ups
                 + (f"image:\n  model: {{path: {image}}}\n  sampling: {{height: 64, width: 96, steps: 2}}\n"
@@ -127,8 +131,10 @@ def deploy(tmp_path, peer, fake_llm, redis_server, tiny_model):
     fake_llm.add(lambda req: "CogVideoX prompt writer" in prompt_text(req), PROMPT)
     made: list[Deployment] = []
 
-    def make(steps: int = 4, image: Path | None = None, **timing: float) -> Deployment:
-        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image, **timing))
+    def make(steps: int = 4, image: Path | None = None, photo_model: Path | None = None,
+             **timing: float) -> Deployment:
+        made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image,
+                               photo_model=photo_model, **timing))
         return made[-1]
 
     yield make

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.config import AppConfig, Secrets
 from bot.messages import ChatRef, IncomingMessage, Reply
+from bot.ops.notices import Told
 from bot.pipeline.context import Context
 from bot.pipeline.conversation import HistoryEntry
 from bot.pipeline.dispatch import transcript
@@ -35,8 +36,8 @@ def family_context(llm: Any, text: str, earlier: tuple[str, str], jobs: Any = No
     async def say(reply: Reply) -> bool:
         return True
 
-    async def notify_admins(text: str, key: str | None = None) -> int:
-        return 0
+    async def notify_admins(text: str, key: str | None = None) -> Told:
+        return Told.NO_ADMINS  # the default config has no bot.admins
 
     return Context(message=msg, settings=config.for_chat(FAMILY_ROOM), config=config, history=history,
                    transcript=transcript(msg, history[:1], config.history.max_messages), llm=llm, jobs=jobs,

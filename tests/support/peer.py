@@ -7,7 +7,8 @@
         reply = peer.wait_for_sent(lambda m: m["room"] == FAMILY)
 
 The cast (ids are stable across gateway restarts): bot `xiaoai` (小爱; room alias 小爱同学 in the family
-room), `alice` 妈妈, `bob` 爸爸, `carol` 奶奶; rooms `family@chatroom` 相亲相爱一家人 and
+room), `xiaomei` 小美 (another account the bot may log in as), `alice` 妈妈, `bob` 爸爸,
+`carol` 奶奶; rooms `family@chatroom` 相亲相爱一家人 and
 `other@chatroom` 工作群.
 Stdlib + httpx only.
 """
@@ -37,6 +38,7 @@ BOT = "xiaoai"
 BOT_NAME = "小爱"
 BOT_ROOM_ALIAS = "小爱同学"
 ALICE, BOB, CAROL = "alice", "bob", "carol"
+OTHER_ACCOUNT, OTHER_ACCOUNT_NAME = "xiaomei", "小美"  # a second account the bot can log in as
 FAMILY = "family@chatroom"
 OTHER = "other@chatroom"
 MENTION_SEP = "\u2005"  # real WeChat clients put U+2005 after "@Name"
@@ -324,8 +326,9 @@ class NodePeer:
         """Simulate WeChat dropping the bot's session (a logout event reaches the client)."""
         self._call("POST", "/logout")
 
-    def login(self) -> None:
-        self._call("POST", "/login")
+    def login(self, account: str = BOT) -> None:
+        """The phone confirms a scan: log in as `account` (the bot's own, or OTHER_ACCOUNT)."""
+        self._call("POST", "/login", {"as": account})
 
     def scan(self, qrcode: str | None = None, status: int = 2) -> dict:
         """Emit a login QR code (status 2 waiting, 3 scanned) while logged out; returns {qrcode, status}."""

@@ -25,7 +25,7 @@ __all__ = ["Variant", "build_cogvideox_folder", "build_tokenizer", "build_clip_t
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a random CogVideoX pipeline folder (no download).")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--variant", choices=("2b", "5b"), default="2b")
+    parser.add_argument("--variant", choices=("2b", "5b", "1.5-5b", "5b-i2v", "1.5-5b-i2v"), default="2b")
     parser.add_argument("--full", action="store_true", help="real 2B/5B shapes (needs a GPU to be quick)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.playground.transcript import Transcript
 from bot.channels.playground.web import MAX_TEXT, ChannelStopping, web_app
 from bot.config import PlaygroundConfig
-from bot.messages import ChatRef, IncomingMessage, Reply
+from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 
 ROOM_ID = "playground@chatroom"
 BOT_ID = "xiaoai"
@@ -229,6 +229,37 @@ class PlaygroundChannel:
         task.add_done_callback(self._tasks.discard)
         return event
 
+    async def post_photo(self, member_id: str, data: bytes, name: str,
+                         client_id: str | None = None) -> dict[str, Any]:
+        """A member sent a photo with the page's button: show it in the room, hand it to the router as a
+        photo message (the photo gate checks and keeps it; nothing answers a photo by itself)."""
+        if self._stopping:
+            raise ChannelStopping("the playground is shutting down; send it again when it is back")
+        if member_id not in self._members:
+            raise KeyError(member_id)
+        if client_id and client_id in self._posted:
+            return self._posted[client_id]
+        suffix = Path(name).suffix.lower()
+        suffix = suffix if suffix in IMAGE_SUFFIXES else ""
+        shown = self.media_dir / "playground" / (uuid.uuid4().hex + suffix)
+        await asyncio.to_thread(_write, shown, data)
+        event = self._message_event(sender_id=member_id, sender_name=self._members[member_id], text="")
+        event["media"] = await self._publish_file(shown)
+        event["media"]["name"] = Path(name).name or "photo"
+        if client_id:
+            event["client_id"] = client_id
+            self._posted[client_id] = event
+        self._broadcast(event)
+        message = IncomingMessage(
+            id=f"pg-{uuid.uuid4().hex[:12]}", chat=self.chat, sender_id=member_id,
+            sender_name=self._members[member_id], text="", mentioned=False, kind=MessageKind.PHOTO,
+            attachment=data, room_topic=self.config.room_topic,
+        )
+        task = asyncio.create_task(self._deliver(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return event
+
     async def _deliver(self, message: IncomingMessage) -> None:
         if self._on_message is None:
             return
@@ -344,6 +375,11 @@ def job_status_of(jobs: Any) -> JobStatus:
 
 def _sse(event: dict[str, Any]) -> str:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -3,6 +3,8 @@ page reads (replayed after a reconnect), and the generated media. Served by `Pla
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 MAX_TEXT = 2000  # characters in one posted message
+MAX_PHOTO_BASE64 = 32_000_000  # base64 of a little over 20 MB: larger files get the kind "too large" reply
 
 
 class ChannelStopping(Exception):
@@ -26,6 +29,15 @@ class PostedMessage(BaseModel):
     client_id: str | None = Field(default=None, max_length=64)
 
 
+class PostedPhoto(BaseModel):
+    """A photo a member sent with the page's photo button: the file as base64, and its name."""
+
+    member_id: str
+    name: str = Field(default="photo.jpg", max_length=200)
+    data: str = Field(min_length=1, max_length=MAX_PHOTO_BASE64)
+    client_id: str | None = Field(default=None, max_length=64)
+
+
 class Page(Protocol):
     """What the web app reads from the playground channel (its public side)."""
 
@@ -35,6 +47,9 @@ class Page(Protocol):
     def room_info(self) -> dict[str, Any]: ...
 
     async def post(self, member_id: str, text: str, client_id: str | None) -> dict[str, Any]: ...
+
+    async def post_photo(self, member_id: str, data: bytes, name: str,
+                         client_id: str | None) -> dict[str, Any]: ...
 
     def events(self, since: int, epoch: str | None) -> AsyncIterator[str]: ...
 
@@ -73,6 +88,19 @@ def web_app(channel: Page) -> Any:
             raise HTTPException(400, f"unknown member {body.member_id!r}") from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+
+    @app.post("/api/photos")
+    async def post_photo(body: PostedPhoto) -> dict[str, Any]:
+        try:
+            data = base64.b64decode(body.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPException(400, "the photo is not base64") from None
+        try:
+            return await channel.post_photo(body.member_id, data, body.name, body.client_id)
+        except ChannelStopping as exc:
+            raise HTTPException(503, str(exc)) from None
+        except KeyError:
+            raise HTTPException(400, f"unknown member {body.member_id!r}") from None
 
     @app.get("/api/events")
     async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:

@@ -4,7 +4,13 @@ python-wechaty's own `Wechaty.start()` exits the process when the gateway is dow
 60 s after a mid-session drop, and sits idle on a refused token. So we drive the puppet ourselves: each
 *session* builds a fresh Wechaty object, connects, and serves until the event stream ends; the
 supervisor loop reconnects with a short capped backoff (back within seconds of the gateway's return) and
-logs every state change. Only this module imports wechaty.
+logs every state change.
+
+Within a session, login, logout, a new QR code and a login as another account may come at any time (a
+WeChat session drops every day or two). python-wechaty's event bridge forwards only the first login of a
+connection and logs a failing listener as "internal error <>", so we bridge the puppet's events ourselves
+and follow each login and logout: the self id, the names the bot answers to and the state move with it.
+Only this module imports wechaty.
 """
 
 from __future__ import annotations
@@ -21,17 +27,22 @@ from loguru import logger
 from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty imports below)
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
+from bot.channels.login_state import state_text
+from bot.channels.wechaty.photos import photo_bytes
 from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 from bot.config import WechatyConfig
 from bot.logs import ConnectionLog, redactor, route_stdlib_logging
 
 from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
-from wechaty_puppet import FileBox, MessageType  # noqa: E402
+from wechaty_puppet import EventErrorPayload, EventLoginPayload, EventLogoutPayload  # noqa: E402
+from wechaty_puppet import EventMessagePayload, FileBox, MessageType  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
 # isort: on
 
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
+_KINDS = {MessageType.MESSAGE_TYPE_TEXT: MessageKind.TEXT, MessageType.MESSAGE_TYPE_IMAGE: MessageKind.PHOTO,
+          MessageType.MESSAGE_TYPE_ATTACHMENT: MessageKind.FILE}
 
 
 STATE_CHANGES_KEPT = 64  # the latest connection states (the login status reads the last)
@@ -44,7 +55,7 @@ class ChannelUnavailable(Exception):
 class State(StrEnum):
     STOPPED = "stopped"
     CONNECTING = "connecting"
-    CONNECTED = "connected"  # stream open, waiting for login
+    LOGGED_OUT = "logged_out"  # stream open, no account logged in: waiting for a scan or the login
     SERVING = "serving"  # logged in, messages flow
     DISCONNECTED = "disconnected"
 
@@ -55,25 +66,8 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 class _Session(Wechaty):
-    """One connection to the gateway. Forwards messages to the channel; dies with its stream."""
-
-    def __init__(self, channel: WechatyChannel, options: WechatyOptions) -> None:
-        super().__init__(options)
-        self._channel = channel
-
-    async def on_login(self, contact) -> None:  # noqa: ANN001 - wechaty's type
-        await self._channel._on_login(self, contact)
-
-    async def on_logout(self, contact) -> None:  # noqa: ANN001
-        self._channel._account = None
-        self._channel._set_state(State.CONNECTED, "logged out")
-
-    async def on_scan(self, qr_code: str, status, data=None) -> None:  # noqa: ANN001 - wechaty's types
-        self._channel._on_scan(qr_code, status)
-
-    async def on_message(self, msg: Message) -> None:
-        # wechaty awaits this inside its own listener task; run ours separately so errors are ours.
-        self._channel._spawn(self._channel._on_wechaty_message(self, msg))
+    """One connection to the gateway; dies with its stream. Its puppet's events reach the channel through
+    `WechatyChannel._bridge_events`, not through Wechaty's own bridge."""
 
 
 class WechatyChannel:
@@ -88,6 +82,7 @@ class WechatyChannel:
         self._state = State.STOPPED
         self._session: _Session | None = None
         self._self_name: str | None = None
+        self._self_id: str | None = None  # the logged-in account: its messages are our own echo
         self._on_message: MessageHandler | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -107,6 +102,7 @@ class WechatyChannel:
         return self._state is State.SERVING
 
     def login_status(self) -> LoginStatus:
+        """The one reading of where the login stands (console, doctor, #状态 and the alerts share it)."""
         since, _state, reason = self.state_changes[-1] if self.state_changes else (0.0, "", "")
         qr = None if self.connected else self._login_qr
         return LoginStatus(state=self._state.value, since=since, reason=reason, account=self._account,
@@ -171,15 +167,15 @@ class WechatyChannel:
             token=self.token,
             port=self.config.port,
         )
-        session = _Session(self, options)
+        session = _Session(options)
         self._session = session
         self._login_qr = None  # a gateway still waiting on a code sends it again when the stream opens
         # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
         session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
         await session.init_puppet()
         _fresh_object_pools(session)
-        await session.init_puppet_event_bridge(session.puppet)
-        self._set_state(State.CONNECTED)
+        self._bridge_events(session)
+        self._set_state(State.LOGGED_OUT, "waiting for the login")
         watchdog = asyncio.create_task(self._watch(host, port))
         stream = asyncio.create_task(session.puppet.start())  # returns when the stream ends
         try:
@@ -203,7 +199,7 @@ class WechatyChannel:
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
-        self._account = None
+        self._forget_account()
         if session is None:
             return
         with contextlib.suppress(Exception):
@@ -218,10 +214,59 @@ class WechatyChannel:
         await self._close_session()
 
     # -- events -------------------------------------------------------------------------------
-    async def _on_login(self, session: _Session, contact) -> None:  # noqa: ANN001
-        self._self_name = contact.name
-        self._account, self._login_qr = f"{contact.name} ({contact.contact_id})", None
-        self._set_state(State.SERVING, f"logged in as {contact.name} ({contact.contact_id})")
+    def _bridge_events(self, session: _Session) -> None:
+        """The puppet's login, logout, scan, message and error events to the channel, every time."""
+        puppet = session.puppet
+
+        def spawned(handler):  # noqa: ANN001, ANN202 - each event handled in its own task, errors ours
+            return lambda payload: self._spawn(self._guarded(handler(session, payload)))
+
+        puppet.on("login", spawned(self._on_login))
+        puppet.on("logout", spawned(self._on_logout))
+        puppet.on("message", spawned(self._on_puppet_message))
+        puppet.on("scan", lambda payload: self._on_scan(payload.qrcode or "", payload.status))
+        puppet.on("error", self._on_puppet_error)
+
+    async def _guarded(self, coro) -> None:  # noqa: ANN001
+        try:
+            await coro
+        except Exception:  # noqa: BLE001 - one bad event must not go unseen or end the stream
+            logger.exception("wechaty: handling a puppet event failed")
+
+    async def _on_login(self, session: _Session, payload: EventLoginPayload) -> None:
+        """A login, the first of the connection or any later one (the same account or another)."""
+        if session is not self._session:
+            return
+        contact_id = payload.contact_id
+        session.contact_id = contact_id
+        name = contact_id
+        try:
+            contact = session.ContactSelf.load(contact_id)
+            await asyncio.wait_for(contact.ready(), 5)
+            name = contact.name or contact_id
+        except Exception as exc:  # noqa: BLE001 - serve under the id rather than not at all
+            logger.warning("wechaty: could not read the logged-in account's name: {}", exc)
+        self._self_id, self._self_name = contact_id, name
+        self._account, self._login_qr = f"{name} ({contact_id})", None
+        self._set_state(State.SERVING, f"logged in as {self._account}")
+
+    async def _on_logout(self, session: _Session, payload: EventLogoutPayload) -> None:
+        if session is not self._session:
+            return
+        self._forget_account()
+        self._set_state(State.LOGGED_OUT, "logged out")
+
+    def _forget_account(self) -> None:
+        self._account = self._self_id = self._self_name = None
+
+    def _on_puppet_error(self, payload: object) -> None:
+        text = payload.data if isinstance(payload, EventErrorPayload) else repr(payload)
+        logger.warning("wechaty: the gateway reported an error: {}", redactor().redact(str(text)))
+
+    async def _on_puppet_message(self, session: _Session, payload: EventMessagePayload) -> None:
+        msg = session.Message.load(payload.message_id)
+        await msg.ready()
+        await self._on_wechaty_message(session, msg)
 
     async def _on_wechaty_message(self, session: _Session, msg: Message) -> None:
         try:
@@ -240,9 +285,11 @@ class WechatyChannel:
         talker = msg.talker()
         room = msg.room()
         text = msg.text() or ""
-        kind = MessageKind.TEXT if msg.type() == MessageType.MESSAGE_TYPE_TEXT else MessageKind.OTHER
+        kind = _KINDS.get(msg.type(), MessageKind.OTHER)
         common = {"id": msg.message_id, "sender_id": talker.contact_id, "sender_name": talker.name,
-                  "kind": kind, "timestamp": time.time(), "from_self": msg.is_self()}
+                  "kind": kind, "timestamp": time.time(), "from_self": talker.contact_id == self._self_id}
+        if kind is MessageKind.PHOTO and not common["from_self"]:
+            common["attachment"] = await photo_bytes(msg, session.puppet)
         names = (self._self_name or "",)
         if room is None:  # a private chat is addressed to the bot
             return IncomingMessage(chat=ChatRef(talker.contact_id, is_room=False), text=text.strip(),
@@ -297,7 +344,7 @@ class WechatyChannel:
         """Say `reply` in `chat` with room.say / contact.say (msg.say raises after a good send)."""
         session = self._session
         if session is None or not self.connected:
-            raise ChannelUnavailable(f"WeChat is not connected ({self._state.value})")
+            raise ChannelUnavailable(f"WeChat is not serving: {state_text(self.login_status())}")
         if chat.is_room:
             target = session.Room.load(chat.chat_id)
         else:

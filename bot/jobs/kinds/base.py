@@ -12,6 +12,8 @@ from typing import Any
 
 from generators.base import GeneratorError
 
+_SIZE_PARAMS = ("steps", "num_frames", "height", "width", "size")  # what makes one job longer than another
+
 
 class GeneratorKind:
     """Base of a job kind backed by one generator. Subclasses implement `build` and `request`."""
@@ -32,6 +34,10 @@ class GeneratorKind:
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
         raise NotImplementedError
 
+    def view(self, config: Any) -> Any:
+        """The settings the generator reads, from the kind's section (default: the section itself)."""
+        return config
+
     def built_from(self, config: Any) -> tuple[Any, ...]:
         """The sub-sections a built generator holds on to (its weights, its client); a change in any of
         them builds a new one. Everything else it reads (sampling limits, encoding) is read live."""
@@ -49,10 +55,22 @@ class GeneratorKind:
                 self._generator = self.build(config)
                 self._built_for = built_from
             else:
-                self._generator.config = config
+                self._generator.config = self.view(config)
             return self._generator
 
     # -- JobKind ---------------------------------------------------------------------------------
+    def profile(self, params: Mapping[str, Any]) -> str:
+        """What a job's run time depends on: where it runs, the model and speed preset, its size."""
+        config = self._config()
+        model = getattr(config, "model", None)
+        speed = getattr(config, "speed", None)
+        parts = [getattr(config, "backend", "local"), getattr(model, "variant", ""),
+                 str(getattr(model, "path", "")), getattr(speed, "preset", "")]
+        if getattr(config, "backend", "local") == "api":
+            parts[1:3] = [config.api.model, config.api.size]
+        parts += [f"{key}={params[key]}" for key in sorted(params) if key in _SIZE_PARAMS]
+        return "|".join(str(part) for part in parts)
+
     def check(self, params: Mapping[str, Any]) -> None:
         self.generator.check_inputs(self.request(params, params.get("seed")))
 

@@ -29,8 +29,33 @@ def video_token(env: Mapping[str, str] | None = None) -> str | None:
     return env.get(TOKEN_ENV) or None
 
 
+class PhotoModel(GeneratorKind):
+    """The image-to-video generator of the `video` kind, built from `video.photo` (and the shared speed
+    switches) the same lazy, resident way as the text-to-video one."""
+
+    name = "video"
+
+    def __init__(self, config: Callable[[], VideoConfig], ranks: Any = None) -> None:
+        super().__init__(config)
+        self.ranks = ranks
+
+    def view(self, config: VideoConfig) -> Any:
+        from generators.cogvideox import photo_view
+
+        return photo_view(config)
+
+    def built_from(self, config: VideoConfig) -> tuple[Any, ...]:
+        return (config.photo.model, config.speed, config.parallel)
+
+    def build(self, config: VideoConfig) -> Any:
+        from generators.cogvideox import CogVideoXPhotoGenerator
+
+        return CogVideoXPhotoGenerator(self.view(config), ranks=self.ranks)
+
+
 class VideoKind(GeneratorKind):
-    """Runs one video job with CogVideoXGenerator."""
+    """Runs one video job with CogVideoXGenerator, or CogVideoXPhotoGenerator when the job carries a
+    photo (`image`); one of the two models is resident at a time."""
 
     name = "video"
     default_max_prompt_tokens = DEFAULT_MAX_PROMPT_TOKENS
@@ -40,6 +65,21 @@ class VideoKind(GeneratorKind):
         super().__init__(config)
         self.ranks = ranks  # a multi-GPU worker's compute group (generators.parallel.RankContext)
         self._backend = backend  # what `video.backend: auto` resolved to (bot.jobs.video_choice)
+        self.photo = PhotoModel(config, ranks)
+
+    def generator_for(self, params: Mapping[str, Any]) -> Any:
+        """The photo model for a job with a photo, else the text model."""
+        return self.photo.generator if params.get("image") else self.generator
+
+    def make_room(self, params: Mapping[str, Any]) -> None:
+        """Unload the model this job does not use: two 5B pipelines rarely fit one GPU together."""
+        other = self.generator if params.get("image") else self.photo.generator
+        if other.loaded:
+            logger.info("video: unloading {} to make room", type(other).__name__)
+            other.unload()
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        self.generator_for(params).check_inputs(self.request(params, params.get("seed")))
 
     @property
     def backend(self) -> str:
@@ -64,12 +104,15 @@ class VideoKind(GeneratorKind):
 
     def run(self, request: JobRequest, output_stem: Path, on_step: StepCallback,
             should_stop: ShouldStop) -> Path:
-        output = self.generator.generate(self.request(request.params, request.seed), on_step, should_stop)
+        self.make_room(request.params)
+        generator = self.generator_for(request.params)
+        output = generator.generate(self.request(request.params, request.seed), on_step, should_stop)
         path = output_stem.with_suffix(".mp4")
-        from generators.mp4 import encode_mp4
+        from generators.mp4 import encode_mp4, scaled_bitrate
 
         encode = self._config().encode
-        return encode_mp4(output.frames, path, output.fps, encode.bitrate_kbps, int(encode.max_mp4_mb * 1e6),
+        kbps = scaled_bitrate(encode.bitrate_kbps, *output.frames.shape[1:3])
+        return encode_mp4(output.frames, path, output.fps, kbps, int(encode.max_mp4_mb * 1e6),
                           preset=encode.x264_preset)
 
     # -- for the prompt rewriter: a remote host's or an API's model is not here to ask -------------------

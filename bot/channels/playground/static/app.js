@@ -289,6 +289,33 @@ function send() {
   box.focus();
 }
 
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function sendPhoto() {
+  // The photo goes straight to the room (no outbox: it is too large to keep in the page's storage).
+  const input = $("photo");
+  const file = input.files && input.files[0];
+  input.value = "";
+  if (!file) return;
+  const body = { client_id: newClientId(), member_id: me(), name: file.name, data: await readBase64(file) };
+  try {
+    const res = await fetch("/api/photos", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (res.ok) showOnce(await res.json());
+    else alert("照片没发出去：" + (await failureReason(res)));
+  } catch {
+    alert("照片没发出去：连接断开了，稍后再试");
+  }
+}
+
 function restyleMine() {
   for (const row of document.querySelectorAll(".msg")) {
     if (!row.classList.contains("bot")) row.classList.toggle("me", row.dataset.sender === me());
@@ -312,6 +339,7 @@ async function main() {
   }
   $("member").onchange = restyleMine;
   $("send").onclick = send;
+  $("photo").onchange = sendPhoto;
   $("at").onclick = () => {
     const box = $("text");
     box.value = `@${room.bot.name} ` + box.value.replace(new RegExp(`^@${room.bot.name}\\s*`), "");
