@@ -2,8 +2,8 @@
 `xiaoai doctor` all show this one list, so they never disagree.
 
 Every text comes in Chinese and English (the console's switch); what is shown passes the log's redaction.
-Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`): nothing here imports torch or loads
-weights, so the page can poll it while the bot serves.
+Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`, one read of the job store's timings):
+nothing here imports torch or loads weights, so the page can poll it while the bot serves.
 """
 
 from __future__ import annotations
@@ -252,13 +252,16 @@ class StatusChecks:
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
+        from bot.console.timings import timing_checks
+
         config = self.config()
         checks: Sequence[Check | None] = [
             self.wechat() if self.wechat is not None else None,
             llm_check(config, self.secrets), amap_check(self.secrets),
             *weights_checks(config, self.demo_fallback),
             gpu_check(config), memory_check(), disk_check(config.data_dir),
-            workers_check(config, self.live_workers), console_check(config, self.secrets),
+            workers_check(config, self.live_workers), *timing_checks(config),
+            console_check(config, self.secrets),
         ]
         return [check for check in checks if check is not None]
 
