@@ -2,8 +2,8 @@
 `xiaoai doctor` all show this one list, so they never disagree.
 
 Every text comes in Chinese and English (the console's switch); what is shown passes the log's redaction.
-Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`): nothing here imports torch or loads
-weights, so the page can poll it while the bot serves.
+Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`, one read of the job store's timings):
+nothing here imports torch or loads weights, so the page can poll it while the bot serves.
 """
 
 from __future__ import annotations
@@ -253,7 +253,9 @@ class StatusChecks:
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
+        from bot.console.timings import timing_checks
         from bot.console.video_backend import resolved, video_check  # video.backend auto, as it chose
+
         config = self.config()
         seen = resolved(config, self.secrets)  # the weights and GPU lines judge the backend auto picked
         checks: Sequence[Check | None] = [
@@ -261,8 +263,8 @@ class StatusChecks:
             llm_check(config, self.secrets), amap_check(self.secrets),
             *weights_checks(seen, self.demo_fallback),
             gpu_check(seen), memory_check(), disk_check(config.data_dir),
-            workers_check(config, self.live_workers), console_check(config, self.secrets),
-            video_check(config, self.secrets, self.jobs),
+            workers_check(config, self.live_workers), *timing_checks(config),
+            console_check(config, self.secrets), video_check(config, self.secrets, self.jobs),
         ]
         return [check for check in checks if check is not None]
 

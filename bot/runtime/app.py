@@ -43,6 +43,7 @@ from bot.pipeline.gates import (
     AdminGate,
     Dedup,
     NonText,
+    PhotoGate,
     RateLimit,
     Record,
     RoomDirectory,
@@ -52,7 +53,6 @@ from bot.pipeline.gates import (
     self_echo,
     typed_mention,
 )
-from bot.pipeline.photo_gate import PhotoGate
 from bot.pipeline.photos import FOLDER as PHOTO_FOLDER
 from bot.pipeline.photos import PhotoStore
 from bot.plugin import IntentRegistry, load_intents
