@@ -249,19 +249,22 @@ class StatusChecks:
     live_workers: Callable[[], int] | None = None
     wechat: Callable[[], Check | None] | None = None
     demo_fallback: bool = False
+    jobs: Any = None  # the job queue, for today's spend on a hosted video API (bot.jobs.JobQueue)
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
         from bot.console.timings import timing_checks
+        from bot.console.video_backend import resolved, video_check  # video.backend auto, as it chose
 
         config = self.config()
+        seen = resolved(config, self.secrets)  # the weights and GPU lines judge the backend auto picked
         checks: Sequence[Check | None] = [
             self.wechat() if self.wechat is not None else None,
             llm_check(config, self.secrets), amap_check(self.secrets),
-            *weights_checks(config, self.demo_fallback),
-            gpu_check(config), memory_check(), disk_check(config.data_dir),
+            *weights_checks(seen, self.demo_fallback),
+            gpu_check(seen), memory_check(), disk_check(config.data_dir),
             workers_check(config, self.live_workers), *timing_checks(config),
-            console_check(config, self.secrets),
+            console_check(config, self.secrets), video_check(config, self.secrets, self.jobs),
         ]
         return [check for check in checks if check is not None]
 
@@ -289,10 +292,10 @@ def wechat_check(status: LoginStatus) -> Check:
 
 
 def checks_for(channel: Any, config: Callable[[], AppConfig], secrets: Secrets,
-               live_workers: Callable[[], int] | None = None) -> StatusChecks:
+               live_workers: Callable[[], int] | None = None, jobs: Any = None) -> StatusChecks:
     """The checks of a running bot on `channel`: what the console and `#状态` both show."""
     from bot.console.channel_link import login_status
 
     playground = getattr(channel, "name", "") == "playground"
     return StatusChecks(config, secrets, live_workers, wechat=lambda: wechat_check(login_status(channel)),
-                        demo_fallback=playground and config().offline.playground.demo_models)
+                        demo_fallback=playground and config().offline.playground.demo_models, jobs=jobs)
