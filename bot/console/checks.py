@@ -19,44 +19,13 @@ from typing import Any
 
 from bot.channels.base import LoginStatus
 from bot.config import AppConfig, Secrets
-from bot.console.words import Text, pick
+from bot.console.check import Check
+from bot.console.words import Text
 
 MIN_FREE_MEMORY_GIB = 2.0
 MIN_FREE_DISK_GIB = 5.0
 AMAP_KEY_ENV = "AMAP_KEY"
 SET_IN_CONSOLE = ("在管理台「密钥」页填写", "enter it on the console's Keys page")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the status page: which, green or red, the detail, and (when red) how to fix it."""
-
-    key: str  # stable id: llm, amap, wechat, video_weights ...
-    ok: bool
-    name: Text
-    detail: Text
-    fix: Text = ("", "")
-
-    def as_dict(self, lang: str = "zh") -> dict[str, Any]:
-        from bot.logs import redactor
-
-        return {"key": self.key, "ok": self.ok, "name": pick(self.name, lang),
-                "detail": redactor().redact(pick(self.detail, lang)),
-                "fix": redactor().redact(pick(self.fix, lang))}
-
-    def line(self, lang: str = "zh") -> str:
-        """`[OK ] name: detail` (and the fix on the next line), as `xiaoai doctor` prints it."""
-        shown = self.as_dict(lang)
-        mark = "OK " if self.ok else "BAD"
-        fix_word = "怎么办" if lang == "zh" else "fix"
-        return (f"[{mark}] {shown['name']}: {shown['detail']}"
-                + (f"\n      {fix_word}: {shown['fix']}" if shown["fix"] else ""))
-
-    def status_line(self) -> str:
-        """The line of `#状态`: a mark, the plain name and the detail in Chinese."""
-        shown = self.as_dict("zh")
-        return f"{'✅' if self.ok else '❌'} {shown['name']}：{shown['detail']}" + (
-            f"（{shown['fix']}）" if shown["fix"] else "")
 
 
 def llm_check(config: AppConfig, secrets: Secrets) -> Check:

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from bot.config import AppConfig
-from bot.console.checks import Check
+from bot.console.check import Check
 from bot.console.words import Text
 
 STORE_FILE = "jobs.sqlite3"  # the bot's JobStore under data_dir

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.config import AppConfig, Secrets
-from bot.console.checks import Check
+from bot.console.check import Check
 
 WHERE = {"local": ("本机", "this machine"), "remote": ("视频服务主机", "the serve-video host")}
 

@@ -99,6 +99,7 @@ async def test_eta_counts_the_live_workers_and_says_when_there_are_none(tmp_path
     fake = FakeBackend({"video"}, slots=2)
     fake.hold.clear()
     queue = make_queue(tmp_path, Recorder(), [LocalOnly("video")], [fake])
+    queue.store.recent_durations = lambda kind, profile="", count=5: [60.0]  # jobs like these took 60 s here
     await queue.start()
     try:
         limits = Limits(seconds_per_job=60)
