@@ -72,10 +72,11 @@ def ensure_demo(root: Path, name: str, build: Callable[[Path], Path]) -> Path:
 def _with_demo(section: Any, generator_class: Any, root: Path, name: str, build: Callable[[Path], Path],
                settings: dict[str, dict[str, Any]]) -> tuple[Any, bool]:
     """(section, True) pointing at the demo model when no real weights are found; else (section, False).
-    Only for the local backend: a remote service or an images API has its own model."""
+    Only for the local backend (or `auto`, which the caller has resolved to local): a remote service or
+    an API has its own model."""
     from generators.base import ModelNotFound
 
-    if getattr(section, "backend", "local") != "local":
+    if getattr(section, "backend", "local") not in ("local", "auto"):
         return section, False
     try:
         folder = generator_class(section).locate()

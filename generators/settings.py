@@ -231,6 +231,58 @@ class ImageApiSettings(Settings):
         return value
 
 
+# list prices (元), from the providers' documentation (../shared/notes/video-apis.md)
+ZHIPU_PRICES_YUAN = {"cogvideox-flash": 0.0, "cogvideox-2": 0.5, "cogvideox-3": 1.0}  # per video
+DASHSCOPE_PRICES_YUAN_PER_S = {"wanx2.1-t2v-turbo": 0.24, "wanx2.1-i2v-turbo": 0.24, "wanx2.1-i2v-plus": 0.70,
+                               "wan2.2-t2v-plus": 0.14}  # per second of video (480P for wan2.2)
+API_DEFAULT_MODELS = {"zhipu": ("cogvideox-flash", "cogvideox-flash"),
+                      "dashscope": ("wanx2.1-t2v-turbo", "wanx2.1-i2v-turbo")}  # (from text, from a photo)
+
+
+class VideoApiSettings(Settings):
+    """A hosted video API for families without a GPU: 智谱 CogVideoX (key from env ZHIPUAI_API_KEY) or
+    DashScope 通义万相 (env DASHSCOPE_API_KEY). Money is counted in 元 with the prices below."""
+
+    provider: Literal["zhipu", "dashscope"] = "zhipu"
+    model: str | None = None  # from text; null: zhipu cogvideox-flash, dashscope wanx2.1-t2v-turbo
+    photo_model: str | None = None  # from a photo; null: zhipu the same model, dashscope wanx2.1-i2v-turbo
+    base_url: str | None = None  # null: the provider's public endpoint
+    poll_s: float = Field(default=5.0, gt=0)  # how often a task's state is read
+    timeout_s: float = Field(default=900, gt=0)  # give up on one video after this (from its create call)
+    size: str | None = None  # zhipu 1280x720 ...; dashscope 1280*720 ...; null: the provider's default
+    fps: Literal[30, 60] | None = None  # zhipu only; null: the provider's default
+    duration: int = Field(default=5, ge=1, le=10)  # seconds; zhipu takes 5 or 10
+    quality: Literal["speed", "quality"] = "speed"  # zhipu only
+    watermark: bool | None = None  # null: the provider's default
+    daily_budget_yuan: float | None = Field(default=10.0, ge=0)  # per day (schedules.timezone); null: any
+    max_in_flight: int = Field(default=2, ge=1, le=20)  # videos asked of the provider at once
+    max_download_mb: float = Field(default=100, gt=0)  # a result larger than this is refused
+    prices_yuan: dict[str, float] = Field(default_factory=lambda: dict(ZHIPU_PRICES_YUAN))  # per video
+    prices_yuan_per_second: dict[str, float] = Field(
+        default_factory=lambda: dict(DASHSCOPE_PRICES_YUAN_PER_S))  # per second of video
+
+    @field_validator("size")
+    @classmethod
+    def _size_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{3,4}[x*]\d{3,4}", value):
+            raise ValueError(f"size must look like 1280x720 (zhipu) or 1280*720 (dashscope), got {value!r}")
+        return value
+
+    def model_for(self, photo: bool) -> str:
+        """The model a request goes to: the configured one, else the provider's default."""
+        chosen = self.photo_model if photo else self.model
+        if photo and chosen is None and self.provider == "zhipu":
+            chosen = self.model
+        return chosen or API_DEFAULT_MODELS[self.provider][1 if photo else 0]
+
+    def price_yuan(self, photo: bool = False) -> float | None:
+        """What one video costs at list price; None when the model has no price configured."""
+        model = self.model_for(photo)
+        if model in self.prices_yuan:
+            return self.prices_yuan[model]
+        if model in self.prices_yuan_per_second:
+            return round(self.prices_yuan_per_second[model] * self.duration, 4)
+        return None
 def _variant_sampling(data: Any, default_variant: str) -> Any:
     """Fill the sampling keys the admin left out with the chosen variant's own (1.5: 768x1360, 81
     frames, 16 fps), so `variant: 1.5-5b` alone is a working setting."""
@@ -282,6 +334,7 @@ class VideoSettings(Settings):
     # cfg+ulysses = also the attention heads, through xDiT (4 or 6 GPUs); none = one GPU per video
     parallel: Parallel = "none"
     remote: RemoteSettings = RemoteSettings()
+    api: VideoApiSettings = VideoApiSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from bot.messages import Reply
 from bot.pipeline.context import Context
-from bot.pipeline.photo_gate import PHOTO_SLOT, REQUEST_SLOT
-from intents.generation import GenerationIntent
-from intents.video import VideoIntent
+from bot.pipeline.gates import PHOTO_SLOT, REQUEST_SLOT
+from bot.pipeline.photos import PhotoStore
+from intents.video_flow import VideoIntent
 
 ASK_PHOTO = "把照片发给我吧📷 发到群里就行，我收到就开始做。"
 NO_LLM_REPLY = "让照片动起来前我要先想好怎么动，可我这会儿忙不过来，稍后再@我试试吧🙏"
@@ -57,16 +58,13 @@ class PhotoVideoIntent(VideoIntent):
     failed_reply = REWRITE_FAILED_REPLY
     probe_prompt = "The person in the photo smiles and waves slowly."
 
-    async def handle(self, ctx: Context) -> Reply | None:
-        return await GenerationIntent.handle(self, ctx)  # not VideoIntent's, which sends photos here
-
     def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
         from generators.cogvideox import VideoRequest
 
         return VideoRequest.from_config(prompt, section.photo.sampling, **overrides)
 
     async def prepare(self, ctx: Context, section: Any) -> dict[str, Any] | Reply:
-        photo = ctx.message.photo
+        photo = the_photo(ctx)
         if photo is None:
             return ctx.ask({REQUEST_SLOT: ctx.message.text}, PHOTO_SLOT, ASK_PHOTO)
         from generators.photos import PhotoRefused
@@ -87,8 +85,9 @@ class PhotoVideoIntent(VideoIntent):
             return self.check_answer(answer, request, limit, counter)
 
         image = None
-        if ctx.config.llm.vision and ctx.message.photo is not None:
-            image = await asyncio.to_thread(_small_jpeg, ctx.message.photo)
+        photo = the_photo(ctx) if ctx.config.llm.vision else None
+        if photo is not None:
+            image = await asyncio.to_thread(_small_jpeg, photo)
         low, high = self.words
         return await rewrite(ctx, prompt_name=self.rewriter, check=check, failed_reply=self.failed_reply,
                              no_llm_reply=self.no_llm_reply, max_tokens=self.rewrite_max_tokens,
@@ -97,6 +96,16 @@ class PhotoVideoIntent(VideoIntent):
 
     def caption(self, seed: int, shown: str, section: Any) -> str:
         return CAPTION + shown
+
+
+def the_photo(ctx: Context) -> Path | None:
+    """The photo a request is about: the one it came with (the answer to "把照片发给我吧"), else the asker's
+    latest in this room within `video.photo.max_age_minutes` (a photo posted just before the @)."""
+    if ctx.message.photo is not None:
+        return ctx.message.photo
+    since = time.time() - ctx.config.video.photo.max_age_minutes * 60
+    latest = PhotoStore(ctx.jobs.media_dir).latest(ctx.message.chat, ctx.message.sender_id, since)
+    return None if latest is None else latest.path
 
 
 def _small_jpeg(path: Path, side: int = 768) -> str:

@@ -1,62 +1,30 @@
-"""视频生成: rewrite the chat into an English CogVideoX prompt, check it, queue the render, ack at once.
-
-The shared flow lives in `intents/generation.py`; the job queue (`bot/jobs/`, the kind in
-`bot/jobs/kinds/video.py`) posts the MP4 with @asker later. Everything the asker can fix (bad frame
-count, quota reached, a prompt the LLM could not write) comes back as a short reply.
+"""视频生成: rewrite the chat into an English CogVideoX prompt, check it, queue the render, ack at once;
+a request about a photo ("让这张照片动起来") goes to the photo flow (`intents/photo_video.py`).
+The text flow is `intents/video_flow.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from bot.jobs import Receipt
 from bot.messages import Reply
 from bot.pipeline.context import Context
 from bot.plugin import IntentSpec
-from bot.time_text import eta_text
-from intents.generation import GenerationIntent
+from intents.video_flow import NO_LLM_REPLY, VideoIntent
 
-MIN_WORDS, MAX_WORDS = 40, 110
-NO_LLM_REPLY = "做视频前我要先把你的描述整理一下，可我这会儿忙不过来，稍后再@我试试吧🙏"
-REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想要的画面，换个说法再试一次吧～"
-ACK = "收到，排队第 {position} 位。{eta}"
-ACK_NO_WORKER = "收到，排队第 {position} 位。负责做视频的机器现在不在线，等它恢复后就开始做。"
-CAPTION = "你要的视频做好啦🎬"
-
-
-class VideoIntent(GenerationIntent):
-    kind = "video"
-    probe_prompt = "A panda playing a guitar in a bamboo forest."
-    rewriter = "video_rewrite"
-    words = (MIN_WORDS, MAX_WORDS)
-    no_llm_reply = NO_LLM_REPLY
-    failed_reply = REWRITE_FAILED_REPLY
-    default_prompt_tokens = 226  # CogVideoX's T5 limit
-
-    def request(self, prompt: str, section: Any, **overrides: Any) -> Any:
-        from generators.cogvideox import VideoRequest
-
-        return VideoRequest.from_config(prompt, section.sampling, **overrides)
-
-    async def handle(self, ctx: Context) -> Reply | None:
-        """A request about a photo ("让这张照片动起来") is the photo flow's (intents/photo_video.py)."""
-        from intents.photo_video import handle as photo_video
-        from intents.photo_video import wants_photo_video
-
-        if wants_photo_video(ctx.message.text):
-            return await photo_video(ctx)
-        return await super().handle(ctx)
-
-    def ack(self, receipt: Receipt, shown: str) -> str:
-        template = ACK if receipt.live_workers else ACK_NO_WORKER
-        return template.format(position=receipt.position, eta=eta_text(receipt.eta_s)) + shown
-
-    def caption(self, seed: int, shown: str, section: Any) -> str:
-        return CAPTION + shown
-
+__all__ = ["INTENT", "NO_LLM_REPLY", "handle", "rewrite_prompt"]
 
 _intent = VideoIntent()
-handle, rewrite_prompt = _intent.handle, _intent.rewrite_prompt
+rewrite_prompt = _intent.rewrite_prompt
+
+
+async def handle(ctx: Context) -> Reply | None:
+    """A request about a photo is the photo flow's; any other, the text flow's."""
+    from intents.photo_video import handle as photo_video
+    from intents.photo_video import wants_photo_video
+
+    if wants_photo_video(ctx.message.text):
+        return await photo_video(ctx)
+    return await _intent.handle(ctx)
+
 
 
 INTENT = IntentSpec(name="video", label="视频生成", handler=handle, follow_up="clip",

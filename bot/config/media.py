@@ -34,9 +34,11 @@ _IMAGE_QUEUE = {"max_pending_per_user": 3, "seconds_per_job": 20}
 
 
 class VideoConfig(VideoSettings):
-    """CogVideoX video generation: in this process (`local`) or on a `serve-video` host (`remote`)."""
+    """Video generation: CogVideoX in this process (`local`), on a `serve-video` host (`remote`), a hosted
+    API (`api`: 智谱 or 通义万相), or `auto`:
+    local with weights and a GPU, else the API when its key is set."""
 
-    backend: Literal["local", "remote"] = "local"
+    backend: Literal["auto", "local", "remote", "api"] = "auto"
     load_at_start: bool = False  # load the weights when the bot starts instead of at the first video
     queue: _queue(**_VIDEO_QUEUE) = QueueSettings(**_VIDEO_QUEUE)  # type: ignore[valid-type]
     show_prompt: bool = False  # everyone sees the seed and English text (else admins and "#详情")
@@ -45,6 +47,11 @@ class VideoConfig(VideoSettings):
     def _remote_needs_url(self) -> VideoConfig:
         if self.backend == "remote" and not self.remote.url:
             raise ValueError("video.backend 是 remote 时，还要写 video.remote.url（serve-video 的地址）")
+        if self.backend in ("api", "auto"):
+            for photo in (False, True):
+                if self.api.price_yuan(photo) is None:
+                    raise ValueError(f"video.api 的模型 {self.api.model_for(photo)} 没有价格：请写在 "
+                                     "video.api.prices_yuan（每个视频）或 prices_yuan_per_second（每秒）里")
         return self
 
 

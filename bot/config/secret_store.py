@@ -198,6 +198,11 @@ class Secrets:
     def admin_password(self) -> str | None:
         return self.get("XIAOAI_ADMIN_PASSWORD")
 
+    def video_api_keys(self) -> dict[str, str | None]:
+        """{provider: key} for the hosted video APIs: ZHIPUAI_API_KEY / DASHSCOPE_API_KEY (the environment,
+        else the console's file), read at each use so a key saved in the console counts at once."""
+        return {"zhipu": self.get("ZHIPUAI_API_KEY"), "dashscope": self.get("DASHSCOPE_API_KEY")}
+
 
 def shown(value: str | None, *, is_url: bool = False) -> str:
     """What the console shows of a secret: never the value, only that it is set and its last 4 characters."""

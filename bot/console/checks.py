@@ -2,8 +2,8 @@
 `xiaoai doctor` all show this one list, so they never disagree.
 
 Every text comes in Chinese and English (the console's switch); what is shown passes the log's redaction.
-Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`): nothing here imports torch or loads
-weights, so the page can poll it while the bot serves.
+Cheap by design (file stats, the secrets, /proc, one `nvidia-smi`, one read of the job store's timings):
+nothing here imports torch or loads weights, so the page can poll it while the bot serves.
 """
 
 from __future__ import annotations
@@ -19,44 +19,13 @@ from typing import Any
 
 from bot.channels.base import LoginStatus
 from bot.config import AppConfig, Secrets
-from bot.console.words import Text, pick
+from bot.console.check import Check
+from bot.console.words import Text
 
 MIN_FREE_MEMORY_GIB = 2.0
 MIN_FREE_DISK_GIB = 5.0
 AMAP_KEY_ENV = "AMAP_KEY"
 SET_IN_CONSOLE = ("在管理台「密钥」页填写", "enter it on the console's Keys page")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the status page: which, green or red, the detail, and (when red) how to fix it."""
-
-    key: str  # stable id: llm, amap, wechat, video_weights ...
-    ok: bool
-    name: Text
-    detail: Text
-    fix: Text = ("", "")
-
-    def as_dict(self, lang: str = "zh") -> dict[str, Any]:
-        from bot.logs import redactor
-
-        return {"key": self.key, "ok": self.ok, "name": pick(self.name, lang),
-                "detail": redactor().redact(pick(self.detail, lang)),
-                "fix": redactor().redact(pick(self.fix, lang))}
-
-    def line(self, lang: str = "zh") -> str:
-        """`[OK ] name: detail` (and the fix on the next line), as `xiaoai doctor` prints it."""
-        shown = self.as_dict(lang)
-        mark = "OK " if self.ok else "BAD"
-        fix_word = "怎么办" if lang == "zh" else "fix"
-        return (f"[{mark}] {shown['name']}: {shown['detail']}"
-                + (f"\n      {fix_word}: {shown['fix']}" if shown["fix"] else ""))
-
-    def status_line(self) -> str:
-        """The line of `#状态`: a mark, the plain name and the detail in Chinese."""
-        shown = self.as_dict("zh")
-        return f"{'✅' if self.ok else '❌'} {shown['name']}：{shown['detail']}" + (
-            f"（{shown['fix']}）" if shown["fix"] else "")
 
 
 def llm_check(config: AppConfig, secrets: Secrets) -> Check:
@@ -249,16 +218,22 @@ class StatusChecks:
     live_workers: Callable[[], int] | None = None
     wechat: Callable[[], Check | None] | None = None
     demo_fallback: bool = False
+    jobs: Any = None  # the job queue, for today's spend on a hosted video API (bot.jobs.JobQueue)
 
     def run(self) -> list[Check]:
         """Blocking (file stats, nvidia-smi): call through `asyncio.to_thread` in the bot."""
+        from bot.console.timings import timing_checks
+        from bot.console.video_backend import resolved, video_check  # video.backend auto, as it chose
+
         config = self.config()
+        seen = resolved(config, self.secrets)  # the weights and GPU lines judge the backend auto picked
         checks: Sequence[Check | None] = [
             self.wechat() if self.wechat is not None else None,
             llm_check(config, self.secrets), amap_check(self.secrets),
-            *weights_checks(config, self.demo_fallback),
-            gpu_check(config), memory_check(), disk_check(config.data_dir),
-            workers_check(config, self.live_workers), console_check(config, self.secrets),
+            *weights_checks(seen, self.demo_fallback),
+            gpu_check(seen), memory_check(), disk_check(config.data_dir),
+            workers_check(config, self.live_workers), *timing_checks(config),
+            console_check(config, self.secrets), video_check(config, self.secrets, self.jobs),
         ]
         return [check for check in checks if check is not None]
 
@@ -286,10 +261,10 @@ def wechat_check(status: LoginStatus) -> Check:
 
 
 def checks_for(channel: Any, config: Callable[[], AppConfig], secrets: Secrets,
-               live_workers: Callable[[], int] | None = None) -> StatusChecks:
+               live_workers: Callable[[], int] | None = None, jobs: Any = None) -> StatusChecks:
     """The checks of a running bot on `channel`: what the console and `#状态` both show."""
     from bot.console.channel_link import login_status
 
     playground = getattr(channel, "name", "") == "playground"
     return StatusChecks(config, secrets, live_workers, wechat=lambda: wechat_check(login_status(channel)),
-                        demo_fallback=playground and config().offline.playground.demo_models)
+                        demo_fallback=playground and config().offline.playground.demo_models, jobs=jobs)

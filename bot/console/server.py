@@ -91,7 +91,7 @@ def attach_console(channel: Channel, *, config: Callable[[], AppConfig], secrets
     settings = config().console
     if not settings.enabled:
         return None
-    checks = checks_for(channel, config, secrets, live_workers)
+    checks = checks_for(channel, config, secrets, live_workers, jobs=jobs)
     rooms: Callable[[], Awaitable[list]] = channel.rooms
     deps = ConsoleDeps(config=config, login_status=lambda: login_status(channel), rooms=rooms, jobs=jobs,
                        watcher=watcher, checks=checks.run_async, intents=dict(intents), secrets=secrets,

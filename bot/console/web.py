@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -82,20 +83,18 @@ def _job_row(jobs: JobQueue, job: Any, topics: dict[str, str]) -> dict[str, Any]
             "error": job.error}
 
 
-def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
-    """The console as an ASGI app; mount it at /admin (its cookie and page links say /admin)."""
-    static = resources.files("bot.console") / "static"
-    app = FastAPI(title="小爱 console", docs_url=None, redoc_url=None, openapi_url=None)
+@dataclass(frozen=True)
+class Guards:
+    """The request dependencies every route group uses: who is logged in, CSRF for changes, the language."""
 
-    topics: dict[str, str] = {}
-    topics_read = [0.0]
+    session_of: Callable[[Request], Session]
+    changing: Callable[..., Session]
+    lang: Callable[[Request], str]
 
-    async def room_topics() -> dict[str, str]:
-        """Room id -> topic for the queue page (the channel's list, read at most once a minute)."""
-        if time.monotonic() - topics_read[0] > 60:
-            topics_read[0] = time.monotonic()
-            topics.update({room.room_id: room.topic for room in await deps.rooms()})
-        return topics
+
+def _guards(auth: Auth) -> Guards:
+    def lang(request: Request) -> str:
+        return lang_of(request.cookies.get(LANG_COOKIE))
 
     def session_of(request: Request) -> Session:
         session = auth.session(request.cookies.get(COOKIE))
@@ -108,11 +107,27 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
             raise HTTPException(403, error("csrf", lang(request)))
         return session
 
-    def lang(request: Request) -> str:
-        return lang_of(request.cookies.get(LANG_COOKIE))
+    return Guards(session_of, changing, lang)
 
-    def set_cookie(response: Response, session: Session) -> None:
-        response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict", path="/admin")
+
+def _set_cookie(response: Response, session: Session) -> None:
+    response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict", path="/admin")
+
+
+def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
+    """The console as an ASGI app; mount it at /admin (its cookie and page links say /admin)."""
+    app = FastAPI(title="小爱 console", docs_url=None, redoc_url=None, openapi_url=None)
+    guards = _guards(auth)
+    _add_page_and_login(app, deps, auth, guards)
+    _add_status_and_queue(app, deps, guards)
+    _add_rooms_and_settings(app, deps, guards)
+    add_actions(app, deps, guards.session_of, guards.changing, guards.lang)
+    return app
+
+
+def _add_page_and_login(app: FastAPI, deps: ConsoleDeps, auth: Auth, guards: Guards) -> None:
+    """The page itself, its static files, and logging in and out."""
+    static = resources.files("bot.console") / "static"
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
@@ -130,10 +145,10 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         session = auth.session(request.cookies.get(COOKIE))
         if session is None and not auth.required:
             session = auth.open_session()
-            set_cookie(response, session)
+            _set_cookie(response, session)
         return {"password_required": auth.required, "authenticated": session is not None,
                 "csrf": session.csrf if session else None, "bot": deps.config().bot.name,
-                "lang": lang(request)}
+                "lang": guards.lang(request)}
 
     @app.post("/api/login")
     async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
@@ -141,23 +156,37 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         try:
             session = await asyncio.to_thread(auth.login, body.password, client)
         except LockedOut as exc:
-            raise HTTPException(429, error("locked", lang(request), seconds=int(exc.seconds) + 1)) from None
+            wait_s = int(exc.seconds) + 1
+            raise HTTPException(429, error("locked", guards.lang(request), seconds=wait_s)) from None
         if session is None:
-            raise HTTPException(401, error("wrong_password", lang(request)))
-        set_cookie(response, session)
+            raise HTTPException(401, error("wrong_password", guards.lang(request)))
+        _set_cookie(response, session)
         return {"authenticated": True, "csrf": session.csrf}
 
     @app.post("/api/logout")
-    async def logout(response: Response, session: Session = Depends(changing)) -> dict[str, Any]:  # noqa: B008
+    async def logout(response: Response, session: Session = Depends(guards.changing)) -> dict[str, Any]:  # noqa: B008
         auth.logout(session.token)
         response.delete_cookie(COOKIE, path="/admin")
         return {"authenticated": False}
 
-    @app.get("/api/status", dependencies=[Depends(session_of)])
+
+def _add_status_and_queue(app: FastAPI, deps: ConsoleDeps, guards: Guards) -> None:
+    """The status page (checks, the WeChat login and its QR) and the job queue."""
+    topics: dict[str, str] = {}
+    topics_read = [0.0]
+
+    async def room_topics() -> dict[str, str]:
+        """Room id -> topic for the queue page (the channel's list, read at most once a minute)."""
+        if time.monotonic() - topics_read[0] > 60:
+            topics_read[0] = time.monotonic()
+            topics.update({room.room_id: room.topic for room in await deps.rooms()})
+        return topics
+
+    @app.get("/api/status", dependencies=[Depends(guards.session_of)])
     async def status(request: Request) -> dict[str, Any]:
         from bot.logs import redactor
 
-        language = lang(request)
+        language = guards.lang(request)
         login_status = deps.login_status()
         checks = await deps.checks()
         watcher = deps.watcher
@@ -169,14 +198,14 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "checks": [c.as_dict(language) for c in checks], "now": time.time(),
                 "config": {"path": str(watcher.path) if watcher.path else None, "reloads": watcher.reloads}}
 
-    @app.get("/api/qr.svg", dependencies=[Depends(session_of)])
+    @app.get("/api/qr.svg", dependencies=[Depends(guards.session_of)])
     async def qr_image(request: Request) -> Response:
         payload = deps.login_status().qr_code
         if not payload:
-            raise HTTPException(404, error("no_qr", lang(request)))
+            raise HTTPException(404, error("no_qr", guards.lang(request)))
         return Response(qr_svg(payload), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/jobs", dependencies=[Depends(session_of)])
+    @app.get("/api/jobs", dependencies=[Depends(guards.session_of)])
     async def jobs() -> dict[str, Any]:
         queue = deps.jobs
         pending = await asyncio.to_thread(queue.list)
@@ -185,16 +214,20 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         return {"pending": [_job_row(queue, j, names) for j in pending],
                 "finished": [_job_row(queue, j, names) for j in finished]}
 
-    @app.post("/api/jobs/{job_id}/cancel", dependencies=[Depends(changing)])
+    @app.post("/api/jobs/{job_id}/cancel", dependencies=[Depends(guards.changing)])
     async def cancel(job_id: int, request: Request) -> dict[str, Any]:
         job = await deps.jobs.cancel(job_id)
         if job is None:
-            raise HTTPException(404, error("no_job", lang(request), job=job_id))
+            raise HTTPException(404, error("no_job", guards.lang(request), job=job_id))
         return {"cancelled": job_id}
 
-    @app.get("/api/rooms", dependencies=[Depends(session_of)])
+
+def _add_rooms_and_settings(app: FastAPI, deps: ConsoleDeps, guards: Guards) -> None:
+    """The groups page and the settings form, both written through the config watcher."""
+
+    @app.get("/api/rooms", dependencies=[Depends(guards.session_of)])
     async def rooms(request: Request) -> dict[str, Any]:
-        language = lang(request)
+        language = guards.lang(request)
         config = deps.config()
         groups = config.groups
         found = {room.room_id: room.topic for room in await deps.rooms()}
@@ -216,7 +249,7 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                 "quota_labels": {k: pick(QUOTA_LABELS[k], language) for k in ROOM_QUOTAS},
                 "writable": deps.watcher.path is not None}
 
-    @app.post("/api/rooms", dependencies=[Depends(changing)])
+    @app.post("/api/rooms", dependencies=[Depends(guards.changing)])
     async def save_room(body: RoomBody) -> dict[str, Any]:
         form = RoomForm(body.room_id, body.topic, body.allowed,
                         None if body.intents is None else tuple(body.intents), body.persona, body.quotas)
@@ -226,9 +259,9 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
         return {"saved": True, "allowed": config.groups.allows(body.room_id, body.topic),
                 "intents": sorted(applied.intents) if applied.intents is not None else None}
 
-    @app.get("/api/settings", dependencies=[Depends(session_of)])
+    @app.get("/api/settings", dependencies=[Depends(guards.session_of)])
     async def settings(request: Request) -> dict[str, Any]:
-        language = lang(request)
+        language = guards.lang(request)
         values = await asyncio.to_thread(file_value, deps.watcher.path, deps.config())
         return {"fields": [{"path": f.path, "label": pick(f.label, language), "kind": f.kind,
                             "choices": list(f.choices), "hint": pick(f.hint, language),
@@ -236,12 +269,10 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
                            for f in SETTINGS],
                 "writable": deps.watcher.path is not None}
 
-    @app.post("/api/settings", dependencies=[Depends(changing)])
+    @app.post("/api/settings", dependencies=[Depends(guards.changing)])
     async def save_settings(body: SettingsBody) -> dict[str, Any]:
         await _update(settings_edit, body.values)
         return {"saved": True}
-
-    add_actions(app, deps, session_of, changing, lang)
 
     async def _update(make_edit: Callable[..., Any], *args: Any) -> AppConfig:
         """Validated, comment-keeping write; the validator's message as a 422 when refused."""
@@ -249,8 +280,6 @@ def build_console(deps: ConsoleDeps, auth: Auth) -> FastAPI:
             return await deps.watcher.update(make_edit(*args))
         except ConfigError as exc:  # the form is about this file: its path would only be noise here
             raise HTTPException(422, str(exc).removeprefix(f"{deps.watcher.path}：")) from None
-
-    return app
 
 
 def _shown(kind: str, value: str | None) -> str | None:

@@ -14,6 +14,8 @@ One home per concern:
 * `retention`  `Retention`: removes media older than its kind's retention.
 * `backends`   the `WorkerBackend` seam and `LocalBackend` (a worker thread in this process).
 * `remote`     `RemoteBackend`: video jobs rendered by an `xiaoai serve-video` host.
+* `video_api`  `ApiVideoBackend`: video jobs made by a hosted API (智谱 / 通义万相), paid once, with
+               the job store as the provider task's ledger; `video_choice` resolves `video.backend: auto`.
 * `kinds`      the job kinds the bot hosts (`VideoKind`, `ImageKind`), imported by the composition root.
 
 The worker-backend seam (see `backends.WorkerBackend`): `name`, `slots`, `handles(kind)`,

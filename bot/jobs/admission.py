@@ -24,6 +24,7 @@ PENDING_REPLY = "你已经有 {pending} 个任务在排队了，等它们做好�
 USER_DAILY_REPLY = "你今天的{label}额度（{limit} 个）用完啦，明天再来吧～"
 GROUP_DAILY_REPLY = "本群今天的{label}额度（{limit} 个）用完啦，明天再来吧～"
 NOT_OFFERED_REPLY = "这里暂时不提供{label}生成哦～"
+BUDGET_REPLY = "今天做{label}的预算用完啦，明天再来吧"
 
 
 def limits_for(section: Any, chat_quotas: Any, kind: str, *, is_admin: bool) -> Limits:
@@ -54,6 +55,7 @@ class Counts:
     pending: int  # this asker's accepted/queued/running jobs of the kind
     asker_today: int  # this asker's jobs of the kind in this chat today
     room_today: int | None  # the room's jobs of the kind today; None in a private chat
+    spent_yuan: float = 0.0  # the kind's money today: paid, plus the price of jobs still pending
 
 
 def refusal(limits: Limits, counts: Counts, label: str) -> str | None:
@@ -68,6 +70,9 @@ def refusal(limits: Limits, counts: Counts, label: str) -> str | None:
             return NOT_OFFERED_REPLY.format(label=label)
         if limit is not None and used >= limit:
             return reply.format(label=label, limit=limit)
+    budget = limits.daily_budget_yuan
+    if budget is not None and limits.cost_yuan > 0 and counts.spent_yuan + limits.cost_yuan > budget + 1e-9:
+        return BUDGET_REPLY.format(label=label)
     return None
 
 

@@ -80,6 +80,7 @@ class JobQueue:
         self._work = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stop_flags: dict[int, threading.Event] = {}  # claimed/running job id -> should_stop
+        self._claimed_on: dict[int, WorkerBackend] = {}  # claimed/running job id -> the backend it holds
         self._cancelled_by_asker: set[int] = set()  # running jobs stopped by cancel(), not by a shutdown
         self._shutting_down = False
         self._progress: dict[int, tuple[int, int]] = {}
@@ -114,6 +115,7 @@ class JobQueue:
         """Raise QueueLimitReached if a job would be refused now (before costly work such as the LLM);
         counts nothing: `submit` applies the same rules again when it writes the job."""
         since, _day = day_start(self._clock(), self._timezone())
+        limits = self._priced(kind, {}, limits)
         refused = await asyncio.to_thread(self.store.refusal, kind, asker_id, chat, limits, since=since,
                                           label=self.label(kind))
         if refused is not None:
@@ -125,6 +127,7 @@ class JobQueue:
         transaction that writes the job. `on_accepted` (the acknowledgement) runs before the job can
         start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
         await self.check(request.kind, request.params)
+        limits = self._priced(request.kind, request.params, limits)
         now = self._clock()
         since, day = day_start(now, self._timezone())
         try:
@@ -149,6 +152,20 @@ class JobQueue:
                     request.asker_name, receipt.position,
                     "not measured yet" if receipt.eta_s is None else f"{receipt.eta_s:.0f}s")
         return receipt
+
+    def _priced(self, kind: str, params: Mapping[str, Any], limits: Limits) -> Limits:
+        """`limits` with the job's price and the daily budget when its backend charges money (a hosted
+        API), so the budget is checked in the same transaction as the quotas."""
+        price = getattr(self.backend_for(kind), "price", None)
+        if price is None:
+            return limits
+        cost, budget = price(params)
+        return replace(limits, cost_yuan=cost, daily_budget_yuan=budget)
+
+    def spent_today(self, kind: str) -> float:
+        """Money the kind's jobs cost today (paid, plus pending jobs at list price); SQLite: use a thread."""
+        since, _day = day_start(self._clock(), self._timezone())
+        return self.store.spent_since(kind, since)
 
     def get(self, job_id: int) -> Job | None:
         job = self.store.get(job_id)
@@ -298,10 +315,18 @@ class JobQueue:
         eta = await asyncio.to_thread(self._eta, job, ahead, workers)
         return Receipt(job=job, position=len(ahead) + 1, eta_s=eta, duplicate=duplicate, live_workers=workers)
 
+    def _has_room(self, job: Job) -> bool:
+        """Whether the backend that would run `job` runs fewer than its `slots` jobs now (one GPU runs one
+        job; a hosted API runs `max_in_flight`), so a claimed job is always really running."""
+        backend = self.backend_for(job.request.kind)
+        return sum(b is backend for b in self._claimed_on.values()) < backend.slots
+
     async def _claim(self) -> Job | None:
-        """Take the next queued job per `run_order` and mark it running (one claim at a time)."""
+        """Take the next queued job per `run_order` whose backend has room, and mark it running (one
+        claim at a time)."""
         while True:
-            queued = [j for j in await asyncio.to_thread(self.store.pending) if j.state is JobState.QUEUED]
+            queued = [j for j in await asyncio.to_thread(self.store.pending)
+                      if j.state is JobState.QUEUED and self._has_room(j)]
             if not queued:
                 return None
             job, overtakes = pick_next(queued, self.priority, self._overtakes, self.max_overtakes)
@@ -309,6 +334,7 @@ class JobQueue:
             flag = threading.Event()
             if self._stop_flags.setdefault(job.id, flag) is not flag:
                 continue  # another worker is claiming it right now
+            self._claimed_on[job.id] = self.backend_for(job.request.kind)
             claimed = await asyncio.to_thread(
                 self.store.set_state, job.id, JobState.RUNNING, only_from=("queued",),
                 started_at=time.time(), attempts=job.attempts + 1)
@@ -316,6 +342,7 @@ class JobQueue:
                 self._overtakes = overtakes
                 return await asyncio.to_thread(self.store.get, job.id)
             self._stop_flags.pop(job.id, None)
+            self._claimed_on.pop(job.id, None)
 
     async def _worker(self) -> None:
         while not self._shutting_down:
@@ -379,6 +406,8 @@ class JobQueue:
         finally:
             progress.close()
             self._stop_flags.pop(job.id, None)
+            self._claimed_on.pop(job.id, None)
+            self._work.set()  # a slot is free: an idle worker may take a job that waited for it
             self._cancelled_by_asker.discard(job.id)
             self._progress.pop(job.id, None)
 

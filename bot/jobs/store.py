@@ -48,7 +48,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     error TEXT,
     caption_sent_at REAL,
-    profile TEXT NOT NULL DEFAULT ''
+    profile TEXT NOT NULL DEFAULT '',
+    cost_yuan REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS api_tasks (
+    job_id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    task_id TEXT,
+    created_at REAL,
+    video_url TEXT,
+    paid_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_message ON jobs(kind, message_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -60,9 +72,15 @@ _ADDED_COLUMNS = {
     "next_delivery_at": "REAL NOT NULL DEFAULT 0",
     "caption_sent_at": "REAL",
     "profile": "TEXT NOT NULL DEFAULT ''",
+    "cost_yuan": "REAL NOT NULL DEFAULT 0",
 }
 LEGACY_QUOTA_FILE = "quotas.json"  # an earlier release's daily counts, beside this store in data_dir
 _COUNTED = "kind=? AND created_at>=? AND state NOT IN ('failed', 'cancelled')"
+# money a kind's jobs since a time cost or will cost: the price of every job still pending or done, and of
+# a failed or cancelled one only when its provider task had succeeded (a refused or failed task is free)
+_SPENT = ("SELECT COALESCE(SUM(cost_yuan), 0) FROM jobs WHERE kind=? AND created_at>=? AND cost_yuan>0"
+          " AND (state NOT IN ('failed', 'cancelled')"
+          " OR id IN (SELECT job_id FROM api_tasks WHERE paid_at IS NOT NULL))")
 
 
 class JobStore:
@@ -122,7 +140,8 @@ class JobStore:
         if chat.is_room:
             (room,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE chat_key=? AND {_COUNTED}",
                                  (chat.key, kind, since)).fetchone()
-        return Counts(pending=pending, asker_today=mine, room_today=room)
+        (spent,) = db.execute(_SPENT, (kind, since)).fetchone()
+        return Counts(pending=pending, asker_today=mine, room_today=room, spent_yuan=spent)
 
     def refusal(self, kind: str, asker_id: str, chat: ChatRef, limits: Limits, *, since: float,
                 label: str) -> str | None:
@@ -150,9 +169,9 @@ class JobStore:
                     raise QueueLimitReached(refused)
                 cursor = db.execute(
                     "INSERT INTO jobs (kind, message_id, chat_key, asker_id, day, request, state, created_at,"
-                    " profile) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
+                    " profile, cost_yuan) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?)",
                     (request.kind, request.message_id, request.chat.key, request.asker_id, day,
-                     request.to_json(), now, profile))
+                     request.to_json(), now, profile, limits.cost_yuan))
                 row = db.execute("SELECT * FROM jobs WHERE id=?", (cursor.lastrowid,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
@@ -253,6 +272,41 @@ class JobStore:
 
     def forget_result(self, job_id: int) -> None:
         self._write("UPDATE jobs SET result=NULL WHERE id=?", (job_id,))
+
+    # -- a hosted API's task per job (see generators.video_api.run: the ledger) -------------------------
+    def api_task(self, job_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM api_tasks WHERE job_id=?", (job_id,))
+        return dict(rows[0]) if rows else None
+
+    def api_task_creating(self, job_id: int, provider: str, model: str, request_id: str,
+                          attempt: int) -> None:
+        """Before a create call: a row with no task id yet (a restart that finds it never sends again)."""
+        self._write("INSERT OR REPLACE INTO api_tasks (job_id, provider, model, request_id, attempt)"
+                    " VALUES (?, ?, ?, ?, ?)", (job_id, provider, model, request_id, attempt))
+
+    def api_task_created(self, job_id: int, task_id: str, created_at: float) -> None:
+        self._write("UPDATE api_tasks SET task_id=?, created_at=? WHERE job_id=?",
+                    (task_id, created_at, job_id))
+
+    def api_task_not_created(self, job_id: int) -> None:
+        self._write("DELETE FROM api_tasks WHERE job_id=? AND task_id IS NULL", (job_id,))
+
+    def api_task_succeeded(self, job_id: int, video_url: str, now: float) -> None:
+        """The task made its video: from now on the job's price counts as spent, whatever happens next."""
+        self._write("UPDATE api_tasks SET video_url=?, paid_at=COALESCE(paid_at, ?) WHERE job_id=?",
+                    (video_url, now, job_id))
+
+    def spend_by_day(self, kind: str, since: float) -> list[tuple[str, float, int]]:
+        """(day, 元 paid, videos paid) per day since `since`, oldest first: tasks that made their video."""
+        rows = self._rows(
+            "SELECT j.day AS day, SUM(j.cost_yuan) AS yuan, COUNT(*) AS n FROM jobs j JOIN api_tasks t"
+            " ON t.job_id = j.id WHERE j.kind=? AND t.paid_at IS NOT NULL AND j.created_at>=?"
+            " GROUP BY j.day ORDER BY j.day", (kind, since))
+        return [(r["day"], r["yuan"], r["n"]) for r in rows]
+
+    def spent_since(self, kind: str, since: float) -> float:
+        """Paid and still-pending money of `kind` since `since` (what the daily budget is checked against)."""
+        return float(self._rows(_SPENT, (kind, since))[0][0])
 
     def recover(self, max_attempts: int, now: float, reason: str) -> tuple[int, int]:
         """After a crash or restart: re-queue interrupted jobs, fail those tried too often (with

@@ -100,6 +100,8 @@ class Limits:
     daily_quota_per_chat: int | None = None  # accepted per room per day; None = unlimited, 0 = none
     daily_quota_per_user: int | None = None  # accepted per asker in one chat per day; None/0 as above
     seconds_per_job: float = 120.0  # ETA estimate until real durations have been measured
+    daily_budget_yuan: float | None = None  # money the kind may spend per day (a hosted API); None = any
+    cost_yuan: float = 0.0  # what this job will cost (its list price) once its provider task succeeds
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, Wo
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
 from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
 from bot.jobs.progress import LibraryWarmup
+from bot.jobs.video_api import ApiVideoBackend
+from bot.jobs.video_choice import VideoChoice, choose
 from bot.llm import LLM, LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
 from bot.ops.alerts import DisconnectAlerts
@@ -41,6 +43,7 @@ from bot.pipeline.gates import (
     AdminGate,
     Dedup,
     NonText,
+    PhotoGate,
     RateLimit,
     Record,
     RoomDirectory,
@@ -50,7 +53,6 @@ from bot.pipeline.gates import (
     self_echo,
     typed_mention,
 )
-from bot.pipeline.photo_gate import PhotoGate
 from bot.pipeline.photos import FOLDER as PHOTO_FOLDER
 from bot.pipeline.photos import PhotoStore
 from bot.plugin import IntentRegistry, load_intents
@@ -161,6 +163,11 @@ def add_console(app: Application, secrets: Secrets) -> None:
         app.services.append(("console", console))
 
 
+def video_choice_for(live: LiveConfig, secrets: Secrets) -> Callable[[], VideoChoice]:
+    """Where videos go now (`video.backend`, with `auto` resolved), read from the current config."""
+    return lambda: choose(live.current.video, secrets.video_api_keys())
+
+
 def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path: Path | None = None
               ) -> Application:
     """Wire the bot for `channel`: sending, the job queue with its kinds, the services that run it for
@@ -177,8 +184,15 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
     # the job queue: videos, and pictures with priority so they don't starve behind long videos;
     # with jobs.backend celery both go to the GPU workers; else video jobs go to the serve-video host
-    # while video.backend is remote, and everything else runs here
-    backends: list[WorkerBackend] = [RemoteBackend(lambda: live.current.video, video_token), LocalBackend()]
+    # while video.backend is remote, to a hosted API while it is api (or auto found no GPU but a key),
+    # and everything else runs here
+    store = JobStore(config.data_dir / "jobs.sqlite3")
+    video_choice = video_choice_for(live, secrets)
+    backends: list[WorkerBackend] = [
+        RemoteBackend(lambda: live.current.video, video_token),
+        ApiVideoBackend(lambda: live.current.video, store, secrets.video_api_keys, video_choice),
+        LocalBackend(),
+    ]
     gpu_workers = None
     if config.jobs.backend == "celery":
         from bot.jobs.celery_backend import CeleryBackend
@@ -186,13 +200,13 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         gpu_workers = CeleryBackend(lambda: live.current.jobs, tell_admins=notices.tell)
         backends.insert(0, gpu_workers)
     jobs = JobQueue(
-        JobStore(config.data_dir / "jobs.sqlite3"),
+        store,
         backends,
         media_dir=config.data_dir / "media",
         outbox=Outbox(sender.send, is_connected=lambda: channel.connected, tell_admins=notices.tell),
         timezone=lambda: live.current.schedules.timezone,
     )
-    video_kind = VideoKind(lambda: live.current.video)
+    video_kind = VideoKind(lambda: live.current.video, backend=lambda: video_choice().backend)
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
     image_kind = ImageKind(lambda: live.current.image,
@@ -256,7 +270,7 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
     alerts = DisconnectAlerts(live, connected=lambda: channel.connected,
                               state=lambda: channel.login_status(), notices=notices, env=secrets)
     started_at = time.time()
-    checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers())
+    checks = checks_for(channel, live, secrets, lambda: jobs.backend_for("video").live_workers(), jobs=jobs)
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, started_at=started_at, checks=checks.run_async,
                                      workers=gpu_workers.workers if gpu_workers else None,

@@ -5,6 +5,7 @@ when no WeChat gateway is configured.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +32,18 @@ def llm_configured(config: AppConfig, secrets: Secrets) -> bool:
     return bool(secrets.openai_api_key or secrets.openai_base_url or config.llm.base_url)
 
 
-def with_demo_models(config: AppConfig) -> tuple[AppConfig, dict[str, str]]:
-    """Point `video` / `image` at random-weight demo models when no real weights are found.
+def with_demo_models(config: AppConfig, api_keys: Mapping[str, str | None] | None = None
+                     ) -> tuple[AppConfig, dict[str, str]]:
+    """Point `video` / `image` at random-weight demo models when no real weights are found (not video when
+    `video.backend: auto` picks a hosted API: `api_keys`, default from the environment).
 
     Returns the config to use and {media kind: label} for replies that carry demo output."""
     if not config.offline.playground.demo_models:
         return config, {}
+    from bot.jobs.video_choice import choose
+
+    keys = Secrets.from_env().video_api_keys() if api_keys is None else api_keys
+    video_by_api = choose(config.video, keys).backend == "api"
     from generators.demo import DEMO_IMAGE_LABEL, DEMO_VIDEO_LABEL, demo_image_config, demo_video_config
 
     root = config.data_dir / "demo-models"
@@ -44,6 +51,8 @@ def with_demo_models(config: AppConfig) -> tuple[AppConfig, dict[str, str]]:
     labels: dict[str, str] = {}
     for kind, make, label in (("video", demo_video_config, DEMO_VIDEO_LABEL),
                               ("image", demo_image_config, DEMO_IMAGE_LABEL)):
+        if kind == "video" and video_by_api:
+            continue
         try:
             section, demo = make(getattr(config, kind), root)
         except Exception as exc:  # noqa: BLE001 - no torch/diffusers here: the bot still runs without it
@@ -68,7 +77,7 @@ def without_daily_quotas(config: AppConfig) -> AppConfig:
 def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | None = None) -> Playground:
     """The app with the playground as its channel. Blocking the first time (builds the demo model)."""
     notes: list[str] = []
-    config, labels = with_demo_models(without_daily_quotas(config))
+    config, labels = with_demo_models(without_daily_quotas(config), secrets.video_api_keys())
     if labels:
         what = " and ".join({"video": "CogVideoX (videos)", "image": "FLUX (pictures)"}[k] for k in labels)
         notes.append(f"No {what} weights found: they come from tiny RANDOM demo models (noise), "
@@ -96,6 +105,6 @@ def build_playground(config: AppConfig, secrets: Secrets, config_path: Path | No
     live = app.live_config
     live.overlay(without_daily_quotas)
     if labels:  # an edited config.yaml must not lose the demo model while the playground runs
-        live.overlay(lambda edited: with_demo_models(edited)[0])
+        live.overlay(lambda edited: with_demo_models(edited, secrets.video_api_keys())[0])
     channel.job_status = job_status_of(app.jobs)
     return Playground(app, channel, notes)

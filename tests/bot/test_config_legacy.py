@@ -36,8 +36,11 @@ def test_the_first_releases_file_loads_unchanged_and_means_what_the_new_template
     old = load(RELEASE_0_1)
     template = load(REPO / "config.yaml")  # the shipped template, rewritten nested, says the same ...
     shown = {"show_prompt": True}  # ... except that seeds and English text are no longer shown to everyone
-    template = template.model_copy(update={"video": template.video.model_copy(update=shown),
-                                           "image": template.image.model_copy(update=shown)})
+    # and that video.backend is auto now (local with weights and a GPU, else a hosted API): a file that
+    # chose local keeps local
+    assert (old.video.backend, template.video.backend) == ("local", "auto")
+    video = template.video.model_copy(update={**shown, "backend": "local"})
+    template = template.model_copy(update={"video": video, "image": template.image.model_copy(update=shown)})
     assert old == template
     flat = YAML(typ="safe").load(RELEASE_0_1.read_text(encoding="utf-8"))
     moved = [(section, key) for section in ("video", "image") for key in flat[section]

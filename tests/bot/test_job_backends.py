@@ -99,6 +99,7 @@ async def test_eta_counts_the_live_workers_and_says_when_there_are_none(tmp_path
     fake = FakeBackend({"video"}, slots=2)
     fake.hold.clear()
     queue = make_queue(tmp_path, Recorder(), [LocalOnly("video")], [fake])
+    queue.store.recent_durations = lambda kind, profile="", count=5: [60.0]  # jobs like these took 60 s here
     await queue.start()
     try:
         limits = Limits(seconds_per_job=60)
@@ -115,3 +116,24 @@ async def test_eta_counts_the_live_workers_and_says_when_there_are_none(tmp_path
     finally:
         await queue.stop()
     assert fake.stopped
+
+
+async def test_each_backend_runs_at_most_its_slots_and_a_claimed_job_really_runs(tmp_path):
+    recorder, api, local = Recorder(), FakeBackend({"video"}, slots=2), FakeBackend({"image"}, slots=1)
+    api.hold.clear()
+    local.hold.clear()
+    queue = make_queue(tmp_path, recorder, [LocalOnly("video"), LocalOnly("image")], [api, local])
+    await queue.start()  # two workers: the larger of the backends' slots
+    try:
+        for n in range(3):  # the pictures first: both workers would take one without the slot rule
+            await queue.submit(job("image", f"i{n}", asker=f"b{n}"))
+        for n in range(3):
+            await queue.submit(job("video", f"v{n}", asker=f"a{n}"))
+        await wait_until(lambda: len(api.executed) + len(local.executed) == 2, 5)
+        running = [j for j in queue.list() if j.state is JobState.RUNNING]
+        assert len(running) == 2 and (len(local.executed), len(api.executed)) == (1, 1)
+        api.hold.set()
+        local.hold.set()
+        await wait_until(lambda: recorder.has(6, files=6), 10)
+    finally:
+        await queue.stop()

@@ -25,6 +25,8 @@ from tests.conftest import deep_merge, test_config_data
 from tests.support.fake_amap import TEST_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# the developer's own settings and keys never reach the bot under test (a real video API key would be used)
+ENV_PREFIXES = ("OPENAI_", "WECHATY_", "AMAP_", "XIAOAI_", "ZHIPUAI_", "DASHSCOPE_")
 
 
 def yaml_text(data: dict[str, Any]) -> str:
@@ -96,7 +98,7 @@ def bot_process(peer: Any, fake_llm: Any, tmp_path: Path) -> Iterator[Callable[.
                 data = deep_merge({"amap": {"base_url": amap.base_url, "retries": 0, "timeout_s": 2}}, data)
             config_path.write_text(yaml_text(data), encoding="utf-8")
         environment = {k: v for k, v in os.environ.items()
-                       if not k.startswith(("OPENAI_", "WECHATY_", "AMAP_", "XIAOAI_"))}
+                       if not k.startswith(ENV_PREFIXES)}
         environment.update({
             "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "test-key",
             "WECHATY_PUPPET_SERVICE_ENDPOINT": peer.endpoint, "WECHATY_PUPPET_SERVICE_TOKEN": peer.token,

@@ -60,9 +60,11 @@ class VideoKind(GeneratorKind):
     name = "video"
     default_max_prompt_tokens = DEFAULT_MAX_PROMPT_TOKENS
 
-    def __init__(self, config: Callable[[], VideoConfig], ranks: Any = None) -> None:
+    def __init__(self, config: Callable[[], VideoConfig], ranks: Any = None, *,
+                 backend: Callable[[], str] | None = None) -> None:
         super().__init__(config)
         self.ranks = ranks  # a multi-GPU worker's compute group (generators.parallel.RankContext)
+        self._backend = backend  # what `video.backend: auto` resolved to (bot.jobs.video_choice)
         self.photo = PhotoModel(config, ranks)
 
     def generator_for(self, params: Mapping[str, Any]) -> Any:
@@ -81,7 +83,10 @@ class VideoKind(GeneratorKind):
 
     @property
     def backend(self) -> str:
-        return self._config().backend
+        configured = self._config().backend
+        if self._backend is not None:
+            return self._backend()
+        return "local" if configured == "auto" else configured
 
     def built_from(self, config: VideoConfig) -> tuple[Any, ...]:
         # a remote host renders with its own: the kind only checks
@@ -110,12 +115,12 @@ class VideoKind(GeneratorKind):
         return encode_mp4(output.frames, path, output.fps, kbps, int(encode.max_mp4_mb * 1e6),
                           preset=encode.x264_preset)
 
-    # -- for the prompt rewriter: the remote host's model is not here to ask --------------------------
+    # -- for the prompt rewriter: a remote host's or an API's model is not here to ask -------------------
     def count_tokens(self, prompt: str) -> int | None:
-        return None if self.backend == "remote" else super().count_tokens(prompt)
+        return super().count_tokens(prompt) if self.backend == "local" else None
 
     def max_prompt_tokens(self) -> int | None:
-        return self.default_max_prompt_tokens if self.backend == "remote" else super().max_prompt_tokens()
+        return super().max_prompt_tokens() if self.backend == "local" else self.default_max_prompt_tokens
 
 
 class ModelPreload:
