@@ -42,7 +42,7 @@ def test_syntax_slips_name_the_line_and_the_cause(text: str, line: int, cause: s
 
 def test_a_key_under_the_wrong_section_says_where_it_belongs() -> None:
     message = problem("quotas:\n  num_frames: 9\n")
-    assert "quotas.num_frames（第 2 行）" in message and "num_frames 应该写在 video.sampling 下面" in message
+    assert "quotas.num_frames（第 2 行）" in message and "num_frames 应该写在 video.sampling" in message
 
 
 @pytest.mark.parametrize("text,words", [
@@ -73,4 +73,4 @@ async def test_a_bad_hot_edit_tells_the_admins_the_same_sentence(tmp_path: Path)
     applied, reason = await watcher.reload()
     assert not applied and reason == problem(broken).replace("config.yaml", str(watcher.path), 1)
     told = channel.private_texts(ADMIN)
-    assert told and reason in told[-1] and "num_frames 应该写在 video.sampling 下面" in told[-1]
+    assert told and reason in told[-1] and "num_frames 应该写在 video.sampling" in told[-1]

@@ -22,7 +22,7 @@ groups:
   keywords: []
   rooms:
     相亲相爱一家人:              # by topic
-      keywords: [小爱]
+      keywords: [小爱, 宝宝]
       persona: 你是家里的小爱，说话要像晚辈。
       quotas: {user_images_per_day: 2}
     other@chatroom:            # by id
@@ -75,9 +75,11 @@ async def test_keyword_trigger_and_disabled_intent(tmp_path: Path) -> None:
     app.dispatcher.classify = classifier
     await app.dispatcher.on_message(message("小爱，做个熊猫视频", sender="bob", mentioned=False))
     assert seen == ["做个熊猫视频"]  # the keyword addressed the bot and was removed
+    await app.dispatcher.on_message(message("宝宝，做个熊猫视频", sender="bob", mentioned=False))
+    assert seen == ["做个熊猫视频"] * 2  # any of the room's keywords
     await app.dispatcher.on_message(
-        message("小爱，做个熊猫视频", sender="bob", mentioned=False, room=OTHER_ID))
-    assert len(seen) == 1  # no keyword trigger in the work room
+        message("宝宝，做个熊猫视频", sender="bob", mentioned=False, room=OTHER_ID))
+    assert len(seen) == 2  # no keyword trigger in the work room (the bot's own name first always counts)
     await app.dispatcher.on_message(message("做个熊猫视频", sender="bob", room=OTHER_ID))
     assert channel.texts(OTHER_ID) == ["本群没有开通「视频生成」功能哦，需要的话请找管理员开通～"]
 

@@ -21,7 +21,8 @@ from tests.support.builtin_intents import Intent
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "intents", "nlu", "generators", "services", "prompts")
 MAX_FILES = 12
-LOG_SINK = "bot/logs.py"  # loguru calls its redaction filter for every line written: not a hop on the path
+# loguru calls these for every line written (redaction filter, the console's log page): not hops on the path
+LOG_SINKS = ("bot/logs.py", "bot/console/log_tail.py")
 CHANNEL = "bot/channels/wechaty/channel.py"
 
 
@@ -34,7 +35,7 @@ def _product_file(frame: FrameType) -> str | None:
         try:
             relative = Path(filename).resolve().relative_to(ROOT)
             name = str(relative) if relative.parts and relative.parts[0] in PRODUCT else None
-            _NAMES[filename] = None if name == LOG_SINK else name
+            _NAMES[filename] = None if name in LOG_SINKS else name
         except (ValueError, OSError):
             _NAMES[filename] = None
     return _NAMES[filename]

@@ -55,7 +55,7 @@ def test_truncated_weights_answer_plainly_and_tell_the_admin(bot_process, peer, 
 
     reply = wait_sent(peer, failed, timeout=90)
     said = reply["text"].split(" ", 1)[-1]  # after "@妈妈 "
-    assert "模型" in said and is_plain(said), said
+    assert "文件坏了" in said and "告诉管理员" in said and is_plain(said), said  # plain: no "模型"
     notice = wait_sent(peer, lambda m: to_admin(m, ADMIN) and str(folder) in (m.get("text") or ""),
                        timeout=20)["text"]
     assert "加载失败" in notice, notice

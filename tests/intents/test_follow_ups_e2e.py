@@ -39,7 +39,8 @@ async def test_a_picture_then_make_it_a_video_keeps_the_subject(running_bot, pee
                                                                 tiny_models) -> None:
     flux, cogvideox = tiny_models
     config = {"image": {"model": {"path": str(flux)}, "sampling": SMALL_IMAGE},
-              "video": {"model": {"path": str(cogvideox)}, "sampling": SMALL_VIDEO}}
+              # show_prompt: the ack shows the words the video was made from (the subject kept)
+              "video": {"model": {"path": str(cogvideox)}, "sampling": SMALL_VIDEO, "show_prompt": True}}
     async with running_bot(config, env=NO_LLM):
         peer.say("alice", at() + "画一只柴犬", room=FAMILY, mention=[BOT])
         await asyncio.to_thread(peer.wait_for_sent, lambda m: m.get("file"), 90)
