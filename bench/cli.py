@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def cmd_mp4(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    _repository_on_path()
     from bench.queue import run
 
     run([int(n) for n in args.workers.split(",") if n.strip()], args.jobs, args.steps)
@@ -140,7 +142,16 @@ def _flood_phases() -> tuple[str, ...]:
     return PHASES
 
 
+def _repository_on_path() -> None:
+    """The flood and queue benches drive the test helpers (tests/support); the `xiaoai` script does not
+    put the checkout on sys.path, so add the repository that holds bench/."""
+    root = str(Path(__file__).resolve().parents[1])
+    if (Path(root) / "tests" / "support").is_dir() and root not in sys.path:
+        sys.path.insert(0, root)
+
+
 def cmd_flood(args: argparse.Namespace) -> int:
+    _repository_on_path()
     from bench.flood import FLOOD, run
 
     rows = run([p for p in args.phases.split(",") if p.strip()])

@@ -28,7 +28,7 @@ class SecretSetting:
     """One value the console may set: its environment name and what it is for (Chinese, English)."""
 
     name: str
-    provider: str  # llm | amap | image | video | alerts: which "测试一下" button checks it
+    provider: str  # llm | amap | image | zhipu | dashscope | alerts: which "测试一下" button checks it
     zh: str
     en: str
     is_url: bool = False  # shown in full (an endpoint), not masked to its last 4 characters
@@ -42,8 +42,8 @@ SETTABLE: tuple[SecretSetting, ...] = (
                   "weather, routes, places"),
     SecretSetting("XIAOAI_IMAGE_API_KEY", "image", "画图服务的密钥（不填就用语言模型的密钥）",
                   "the images API key (else the LLM's key)"),
-    SecretSetting("ZHIPUAI_API_KEY", "video", "智谱视频服务的密钥", "ZhipuAI video API key"),
-    SecretSetting("DASHSCOPE_API_KEY", "video", "阿里云百炼（通义万相）视频服务的密钥",
+    SecretSetting("ZHIPUAI_API_KEY", "zhipu", "智谱视频服务的密钥", "ZhipuAI video API key"),
+    SecretSetting("DASHSCOPE_API_KEY", "dashscope", "阿里云百炼（通义万相）视频服务的密钥",
                   "DashScope (Wan) video API key"),
     SecretSetting("XIAOAI_ALERT_WEBHOOK_URL", "alerts", "掉线提醒的 Webhook 地址",
                   "disconnect alerts webhook"),

@@ -10,7 +10,7 @@ from loguru import logger
 from bot.config import AppConfig, Secrets
 from bot.console.words import Text, pick
 
-TESTABLE = ("llm", "amap", "image")
+TESTABLE = ("llm", "amap", "image", "zhipu", "dashscope")
 TEST_TIMEOUT_S = 15.0
 
 
@@ -88,7 +88,11 @@ async def test_image(config: AppConfig, secrets: Secrets) -> TestResult:
 
 
 async def run_test(provider: str, config: AppConfig, secrets: Secrets) -> TestResult:
-    test = {"llm": test_llm, "amap": test_amap, "image": test_image}[provider]
-    result = await test(config, secrets)
+    if provider in ("zhipu", "dashscope"):
+        from bot.console.video_keys import check_video_key
+
+        result = await check_video_key(provider, config, secrets, TEST_TIMEOUT_S)
+    else:
+        result = await {"llm": test_llm, "amap": test_amap, "image": test_image}[provider](config, secrets)
     logger.info("console: test of {}: {}", provider, "works" if result.ok else "failed")
     return result
