@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.channels.base import LoginStatus
 from bot.config import AppConfig, Secrets
-from bot.console.checks import wechat_check, weights_checks
+from bot.console.checks import StatusChecks, wechat_check
 from bot.console.doctor import doctor_checks
 from bot.logs import redactor
 from tests.bot.test_console_api import Console
@@ -43,7 +43,7 @@ def test_doctor_and_the_playground_console_agree_on_the_demo_models(tmp_path: Pa
     file_config = _config(tmp_path)
     doctor = {c.key: c for c in doctor_checks(file_config, Secrets())}
     running, labels = with_demo_models(file_config)  # what the playground serves
-    console = {c.key: c for c in weights_checks(running, demo_fallback=True)}
+    console = {c.key: c for c in StatusChecks(lambda: running, Secrets(), demo_fallback=True).run()}
     assert labels, "the demo models were built"
     for key in ("video_weights", "image_weights"):
         assert doctor[key].ok and console[key].ok
