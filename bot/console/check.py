@@ -1,5 +1,6 @@
 """One line of the status checks (`Check`), apart from the checks themselves so that the modules that
-make some of the lines (video backend, timings) do not import the list that calls them."""
+make some of the lines (video backend, timings) do not import the list that calls them; and `TestResult`,
+what a provider's test button shows."""
 
 from __future__ import annotations
 
@@ -39,3 +40,16 @@ class Check:
         shown = self.as_dict("zh")
         return f"{'✅' if self.ok else '❌'} {shown['name']}：{shown['detail']}" + (
             f"（{shown['fix']}）" if shown["fix"] else "")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """What a console "测试一下" button shows: worked or not, in plain words."""
+
+    ok: bool
+    text: Text
+
+    def as_dict(self, lang: str) -> dict[str, object]:
+        from bot.logs import redactor
+
+        return {"ok": self.ok, "text": redactor().redact(pick(self.text, lang))[:400]}

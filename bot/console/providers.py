@@ -3,26 +3,13 @@ result (what works, or what to fix), redacted like the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from loguru import logger
 
 from bot.config import AppConfig, Secrets
-from bot.console.words import Text, pick
+from bot.console.check import TestResult
 
 TESTABLE = ("llm", "amap", "image", "zhipu", "dashscope")
 TEST_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class TestResult:
-    ok: bool
-    text: Text
-
-    def as_dict(self, lang: str) -> dict[str, object]:
-        from bot.logs import redactor
-
-        return {"ok": self.ok, "text": redactor().redact(pick(self.text, lang))[:400]}
 
 
 async def test_llm(config: AppConfig, secrets: Secrets) -> TestResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from bot.console.check import TestResult
 from bot.console.words import Text
 from generators.video_api.client import VideoApiClient
 from generators.video_api.errors import ApiFailure, Failure
@@ -15,7 +16,6 @@ from generators.video_api.providers import KEY_ENVS, provider_for
 
 if TYPE_CHECKING:
     from bot.config import AppConfig, Secrets
-    from bot.console.providers import TestResult
 
 NAMES = {"zhipu": ("智谱视频服务", "the ZhipuAI video API"),  # the key rows' words, no product codes
          "dashscope": ("通义万相视频服务", "the DashScope video API")}
@@ -52,7 +52,6 @@ def _refusal(exc: ApiFailure, label: str, en: str, base: str) -> tuple[bool, Tex
 
 async def check_video_key(provider: str, config: AppConfig, secrets: Secrets, timeout_s: float) -> TestResult:
     """One free query with the key as saved now, at `video.api.base_url` when that provider is configured."""
-    from bot.console.providers import TestResult
 
     api, (label, en) = provider_for(provider), NAMES[provider]
     key = (secrets.get(KEY_ENVS[provider]) or "").strip()
