@@ -199,16 +199,21 @@ class PlaygroundChannel:
         return {"url": "/media/" + source.relative_to(root).as_posix(), "kind": kind, "name": source.name}
 
     # -- incoming -------------------------------------------------------------------------------
-    async def post(self, member_id: str, text: str, client_id: str | None = None) -> dict[str, Any]:
-        """A member typed `text` on the page: show it to everyone, then hand it to the router.
-
-        A `client_id` seen before returns the event already shown (the page resent it after a lost reply)."""
+    def _shown_before(self, member_id: str, client_id: str | None) -> dict[str, Any] | None:
+        """What every post checks first: the server is up, the member exists; a `client_id` seen before
+        gives back the event already shown (the page resent it after a lost reply)."""
         if self._stopping:
             raise ChannelStopping("the playground is shutting down; send it again when it is back")
         if member_id not in self._members:
             raise KeyError(member_id)
-        if client_id and client_id in self._posted:
-            return self._posted[client_id]
+        return self._posted.get(client_id) if client_id else None
+
+    async def post(self, member_id: str, text: str, client_id: str | None = None) -> dict[str, Any]:
+        """A member typed `text` on the page: show it to everyone, then hand it to the router.
+
+        A `client_id` seen before returns the event already shown (the page resent it after a lost reply)."""
+        if (shown := self._shown_before(member_id, client_id)) is not None:
+            return shown
         text = text.strip()[:MAX_TEXT]
         if not text:
             raise ValueError("empty message")
@@ -233,12 +238,8 @@ class PlaygroundChannel:
                          client_id: str | None = None) -> dict[str, Any]:
         """A member sent a photo with the page's button: show it in the room, hand it to the router as a
         photo message (the photo gate checks and keeps it; nothing answers a photo by itself)."""
-        if self._stopping:
-            raise ChannelStopping("the playground is shutting down; send it again when it is back")
-        if member_id not in self._members:
-            raise KeyError(member_id)
-        if client_id and client_id in self._posted:
-            return self._posted[client_id]
+        if (shown := self._shown_before(member_id, client_id)) is not None:
+            return shown
         suffix = Path(name).suffix.lower()
         suffix = suffix if suffix in IMAGE_SUFFIXES else ""
         shown = self.media_dir / "playground" / (uuid.uuid4().hex + suffix)
