@@ -10,7 +10,11 @@ Within a session, login, logout, a new QR code and a login as another account ma
 WeChat session drops every day or two). python-wechaty's event bridge forwards only the first login of a
 connection and logs a failing listener as "internal error <>", so we bridge the puppet's events ourselves
 and follow each login and logout: the self id, the names the bot answers to and the state move with it.
-Only this module imports wechaty.
+
+Every gRPC call costs the event loop about a millisecond of CPU, so a mention makes two: the message's
+payload in (inbound.py, with the room aliases kept in `RoomLookups`) and the reply out, sent through the
+puppet itself (`Room.say` reloads the message it sent). The echo of a message the bot sent is known by its
+id and dropped without a call. Only this package imports wechaty.
 """
 
 from __future__ import annotations
@@ -28,21 +32,22 @@ from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty
 from bot.background import cancel_and_wait
 from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.login_state import state_text
-from bot.channels.wechaty.photos import photo_bytes
-from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
+from bot.channels.wechaty.inbound import contact_name, to_incoming
+from bot.channels.wechaty.lookups import RoomLookups, SentIds
+from bot.messages import ChatRef, Reply
 from bot.config import WechatyConfig
 from bot.logs import ConnectionLog, redactor, route_stdlib_logging
 
 from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
+from wechaty.config import AT_SEPARATOR  # noqa: E402
 from wechaty_puppet import EventErrorPayload, EventLoginPayload, EventLogoutPayload  # noqa: E402
-from wechaty_puppet import EventMessagePayload, FileBox, MessageType  # noqa: E402
+from wechaty_puppet import EventMessagePayload, FileBox  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
 # isort: on
 
 route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
-_KINDS = {MessageType.MESSAGE_TYPE_TEXT: MessageKind.TEXT, MessageType.MESSAGE_TYPE_IMAGE: MessageKind.PHOTO,
-          MessageType.MESSAGE_TYPE_ATTACHMENT: MessageKind.FILE}
+ROOM_EVENTS = ("room-join", "room-leave", "room-topic")  # a room's members or name changed
 
 
 STATE_CHANGES_KEPT = 64  # the latest connection states (the login status reads the last)
@@ -91,6 +96,8 @@ class WechatyChannel:
         redactor().add(token)
         self._account: str | None = None
         self._login_qr: tuple[str, str, float] | None = None  # (payload, status, when) while logged out
+        self.room_lookups = RoomLookups()  # member aliases per room, for the account logged in now
+        self._sent = SentIds()  # what the bot sent: its echoes need no payload
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -226,6 +233,15 @@ class WechatyChannel:
         puppet.on("message", spawned(self._on_puppet_message))
         puppet.on("scan", lambda payload: self._on_scan(payload.qrcode or "", payload.status))
         puppet.on("error", self._on_puppet_error)
+        for event in ROOM_EVENTS:
+            puppet.on(event, lambda payload: self._on_room_changed(session, payload.room_id))
+
+    def _on_room_changed(self, session: _Session, room_id: str | None) -> None:
+        """A member joined or left, or the room was renamed: its payload and aliases are read again."""
+        if session is not self._session or not room_id:
+            return
+        session.Room._pool.pop(room_id, None)
+        self.room_lookups.forget_room(room_id)
 
     async def _guarded(self, coro) -> None:  # noqa: ANN001
         try:
@@ -237,6 +253,7 @@ class WechatyChannel:
         """A login, the first of the connection or any later one (the same account or another)."""
         if session is not self._session:
             return
+        self._forget_rooms(session)  # another account (or the same, later) may see other rooms and aliases
         contact_id = payload.contact_id
         session.contact_id = contact_id
         name = contact_id
@@ -258,19 +275,29 @@ class WechatyChannel:
 
     def _forget_account(self) -> None:
         self._account = self._self_id = self._self_name = None
+        self._forget_rooms(None)
+
+    def _forget_rooms(self, session: _Session | None) -> None:
+        self.room_lookups.clear()
+        self._sent.clear()
+        if session is not None:
+            _fresh_object_pools(session)
 
     def _on_puppet_error(self, payload: object) -> None:
         text = payload.data if isinstance(payload, EventErrorPayload) else repr(payload)
         logger.warning("wechaty: the gateway reported an error: {}", redactor().redact(str(text)))
 
     async def _on_puppet_message(self, session: _Session, payload: EventMessagePayload) -> None:
+        if payload.message_id in self._sent:
+            return  # the echo of our own reply: the self-echo gate would drop it after a payload call
         msg = session.Message.load(payload.message_id)
         await msg.ready()
         await self._on_wechaty_message(session, msg)
 
     async def _on_wechaty_message(self, session: _Session, msg: Message) -> None:
         try:
-            incoming = await self._to_incoming(session, msg)
+            incoming = await to_incoming(session, msg, self_id=self._self_id, self_name=self._self_name,
+                                         rooms=self.room_lookups)
         except Exception:  # noqa: BLE001 - a message we cannot read must not hurt the stream
             logger.exception("wechaty: could not read message {}", getattr(msg, "message_id", "?"))
             return
@@ -280,34 +307,6 @@ class WechatyChannel:
             await self._on_message(incoming)
         except Exception:  # noqa: BLE001 - a bug on one message must not go unseen or hurt the next
             logger.exception("wechaty: handling message {} failed", incoming.id)
-
-    async def _to_incoming(self, session: _Session, msg: Message) -> IncomingMessage:
-        talker = msg.talker()
-        room = msg.room()
-        text = msg.text() or ""
-        kind = _KINDS.get(msg.type(), MessageKind.OTHER)
-        common = {"id": msg.message_id, "sender_id": talker.contact_id, "sender_name": talker.name,
-                  "kind": kind, "timestamp": time.time(), "from_self": talker.contact_id == self._self_id}
-        if kind is MessageKind.PHOTO and not common["from_self"]:
-            common["attachment"] = await photo_bytes(msg, session.puppet)
-        names = (self._self_name or "",)
-        if room is None:  # a private chat is addressed to the bot
-            return IncomingMessage(chat=ChatRef(talker.contact_id, is_room=False), text=text.strip(),
-                                   mentioned=True, bot_names=names, **common)
-        if common["from_self"]:
-            return IncomingMessage(chat=ChatRef(room.room_id, is_room=True), text=text, mentioned=False,
-                                   **common)
-        await room.ready()
-        topic = await room.topic()
-        by_id = await msg.mention_self()
-        with contextlib.suppress(Exception):  # not every puppet supports room aliases
-            alias = await room.alias(session.user_self())
-            if alias:
-                names = (*names, alias)
-        if by_id:
-            text = await msg.mention_text()
-        return IncomingMessage(chat=ChatRef(room.room_id, is_room=True), text=text.strip(), mentioned=by_id,
-                               room_topic=topic, bot_names=names, **common)
 
     async def find_room(self, topic: str) -> str | None:
         """Look the room up among the account's rooms by its exact topic (None when not connected)."""
@@ -341,22 +340,22 @@ class WechatyChannel:
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> None:
-        """Say `reply` in `chat` with room.say / contact.say (msg.say raises after a good send)."""
+        """Say `reply` in `chat` through the puppet: what `Room.say`/`Contact.say` send, without their reload
+        of the sent message (`msg.say` even raises after a good send)."""
         session = self._session
         if session is None or not self.connected:
             raise ChannelUnavailable(f"WeChat is not serving: {state_text(self.login_status())}")
-        if chat.is_room:
-            target = session.Room.load(chat.chat_id)
-        else:
-            target = session.Contact.load(chat.chat_id)
-        await target.ready()
+        puppet = session.puppet
         if reply.text:
+            text, mention_ids = reply.text, None
             if chat.is_room and reply.mention_ids:
-                await target.say(reply.text, mention_ids=list(reply.mention_ids))
-            else:
-                await target.say(reply.text)
+                mention_ids = list(reply.mention_ids)
+                names = [f"@{await contact_name(session, contact_id)}" for contact_id in mention_ids]
+                text = f"{AT_SEPARATOR.join(names)} {text}"  # as Room.say writes a mention
+            self._sent.add(await puppet.message_send_text(chat.chat_id, text, mention_ids))
         if reply.file is not None:
-            await target.say(FileBox.from_file(str(reply.file), name=reply.file.name))
+            box = FileBox.from_file(str(reply.file), name=reply.file.name)
+            self._sent.add(await puppet.message_send_file(chat.chat_id, box))
 
 
 def _fresh_object_pools(session: Wechaty) -> None:
