@@ -142,8 +142,9 @@ def _pad(text: str, width: int) -> str:
 
 
 def make_classifier(kind: str, config: AppConfig, secrets: Secrets, intents: IntentRegistry
-                    ) -> tuple[TextClassifier, Callable[[], None]]:
-    """A text -> intent function for `kind` ('embedded' or 'llm'), plus a cleanup callback."""
+                    ) -> tuple[TextClassifier, Callable[[], Awaitable[None]]]:
+    """A text -> intent function for `kind` ('embedded' or 'llm'), plus a cleanup coroutine function (in
+    the same event loop: the LLM client's connections belong to the loop that opened them)."""
     if kind == "embedded":
         from nlu.embedded import EmbeddedClassifier
 
@@ -157,14 +158,14 @@ def make_classifier(kind: str, config: AppConfig, secrets: Secrets, intents: Int
             return prediction.intent
 
         by_embedding.cpu_seconds = cpu  # type: ignore[attr-defined] - read by run()
-        return by_embedding, lambda: None
+        return by_embedding, _nothing_to_close
     if kind == "llm":
         return _llm_text_classifier(config, secrets, intents)
     raise ValueError(f"unknown classifier {kind!r}: use embedded or llm")
 
 
 def _llm_text_classifier(config: AppConfig, secrets: Secrets, intents: IntentRegistry
-                         ) -> tuple[TextClassifier, Callable[[], None]]:
+                         ) -> tuple[TextClassifier, Callable[[], Awaitable[None]]]:
     from bot.llm import LLM
     from nlu.classify import classify_text
 
@@ -176,28 +177,33 @@ def _llm_text_classifier(config: AppConfig, secrets: Secrets, intents: IntentReg
         return await classify_text(llm, intents, text, "妈妈", "（没有更早的消息）",
                                    timeout_s=config.llm.classify_timeout_s)
 
-    def close() -> None:
-        asyncio.run(llm.close())
+    return by_llm, llm.close
 
-    return by_llm, close
+
+async def _nothing_to_close() -> None:
+    return None
 
 
 def run(kind: str, data: Path | None, config: AppConfig, secrets: Secrets) -> EvalResult:
     """One labelled set (`data`), or with None every set in tests/data, the follow-ups and the slots."""
+    return asyncio.run(_run(kind, data, config, secrets))
+
+
+async def _run(kind: str, data: Path | None, config: AppConfig, secrets: Secrets) -> EvalResult:
     intents = load_intents(config.plugins.dirs)
     classify, close = make_classifier(kind, config, secrets, intents)
     cpu = getattr(classify, "cpu_seconds", None)
     try:
         if data is not None:
-            result = asyncio.run(evaluate(classify, load_samples(data, intents), cpu))
+            result = await evaluate(classify, load_samples(data, intents), cpu)
             print(format_report(result, kind, intents))
             return result
-        return _run_all(classify, kind, cpu, intents)
+        return await _run_all(classify, kind, cpu, intents)
     finally:
-        close()
+        await close()
 
 
-def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None, intents: IntentRegistry
+async def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None, intents: IntentRegistry
              ) -> EvalResult:
     if not DATA_DIR.is_dir():
         raise SystemExit(f"no labelled sets at {DATA_DIR} (they ship with the source checkout): "
@@ -205,7 +211,7 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None, inten
     everything = EvalResult([], [], [], cpu_seconds=cpu if cpu is not None else [])
     summary = []
     for name in INTENT_SETS:
-        result = asyncio.run(evaluate(classify, load_samples(DATA_DIR / name, intents)))
+        result = await evaluate(classify, load_samples(DATA_DIR / name, intents))
         print(f"== {name}\n{format_report(result, kind, intents)}\n")
         summary.append(f"{name}: {result.accuracy:.1%} ({len(result.samples) - len(result.mistakes)}"
                        f"/{len(result.samples)})")
@@ -215,7 +221,7 @@ def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None, inten
         everything.mistakes.extend(result.mistakes)
     for name in FOLLOW_UPS:
         conversations = load_follow_ups(DATA_DIR / name, intents)
-        follow_ups, follow_up_slots = asyncio.run(evaluate_follow_ups(classify, conversations, intents))
+        follow_ups, follow_up_slots = await evaluate_follow_ups(classify, conversations, intents)
         print(f"== {name} (previous turn → message)\n{format_report(follow_ups, kind, intents)}")
         print(format_slots(follow_up_slots, "slots used by the follow-up answers") + "\n")
         right = len(follow_ups.samples) - len(follow_ups.mistakes)

@@ -9,7 +9,7 @@ Every mention makes two calls on the event loop, so their CPU counts: the comple
 SDK client's own `post` (auth, errors, retries and the `ChatCompletion` model as `chat.completions.create`
 gives them) without `create`'s walk of the request over its typed-dict annotations, which rewrites
 nothing in the plain messages sent here and took about a quarter of a call's CPU (a test checks that the
-server sees the request `create` sends).
+server sees the request `create` sends). The SDK's aiohttp transport carries it (BENCHMARKS.md, the flood).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import openai
 from loguru import logger
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.types.chat import ChatCompletion
 from tenacity import (
     AsyncRetrying,
@@ -65,6 +65,9 @@ class LLM:
             base_url=base_url,
             max_retries=0,  # tenacity below owns retries, so attempts and timeouts add up predictably
             timeout=config.timeout_s,
+            # the SDK's aiohttp transport: httpx's connection pool scans every connection on each request and
+            # response, which a burst of a hundred calls in flight turns into most of a call's CPU
+            http_client=DefaultAioHttpClient(timeout=config.timeout_s),
         )
 
     async def complete(
