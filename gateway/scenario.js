@@ -9,6 +9,7 @@
  *     bot   xiaoai  小爱   (a second account the bot may log in as: xiaomei 小美)
  *     alice 妈妈   bob 爸爸   carol 奶奶
  *     family@chatroom 相亲相爱一家人 (bot's room alias 小爱同学), other@chatroom 工作群
+ * - A count of the gRPC calls the bot makes, by method (GET /calls), so tests can hold the bot to a budget.
  * - An HTTP control API (JSON) on 127.0.0.1:$XIAOAI_SCENARIO_PORT, see README.md.
  */
 import http from 'node:http'
@@ -16,6 +17,7 @@ import http from 'node:http'
 import * as PUPPET from 'wechaty-puppet'
 import { FileBox } from 'file-box'
 import { PuppetMock, mock } from 'wechaty-puppet-mock'
+import { grpc, puppet as grpcPuppet } from 'wechaty-grpc'
 
 export const BOT_ID = 'xiaoai'
 export const OTHER_ACCOUNT_ID = 'xiaomei' // POST /login {"as": "xiaomei"}: the family's other phone
@@ -35,6 +37,25 @@ export const ROOMS = [
 ]
 
 export const WAIT_FOR_SCAN = process.env.XIAOAI_SCENARIO_LOGIN === 'scan'
+
+// gRPC calls by method name ("MessagePayload", "RoomMemberPayload", ...) since the last POST /reset. The
+// PuppetServer adds its service to a grpc-js Server after the scenario is created: each handler is wrapped.
+const grpcCalls = {}
+const addService = grpc.Server.prototype.addService
+grpc.Server.prototype.addService = function (service, implementation) {
+  if (service !== grpcPuppet.PuppetService) return addService.call(this, service, implementation)
+  const counted = {}
+  for (const [name, handler] of Object.entries(implementation)) {
+    const method = name.charAt(0).toUpperCase() + name.slice(1)
+    counted[name] = typeof handler !== 'function'
+      ? handler
+      : function (...args) {
+        grpcCalls[method] = (grpcCalls[method] || 0) + 1
+        return handler.apply(this, args)
+      }
+  }
+  return addService.call(this, service, counted)
+}
 
 // a 1x1 PNG, the default picture for {"type": "image"} messages
 const TINY_PNG_BASE64
@@ -287,6 +308,27 @@ export async function createScenario ({ log, puppetOptions = {} }) {
     return { id: messageId, duplicate: false, delivered: streaming() }
   }
 
+  // a member joined or left the room, or it was renamed, as WeChat reports it
+  function roomEvent ({ type, room, contact = 'carol', topic }) {
+    if (!puppet.isLoggedIn) throw new HttpError(409, 'the bot is not logged in')
+    if (!mocker.cacheRoomPayload.has(room)) throw new HttpError(400, `unknown room: ${room}`)
+    const timestamp = Date.now()
+    if (type === 'join') {
+      puppet.emit('room-join', { roomId: room, inviteeIdList: [contact], inviterId: 'alice', timestamp })
+    } else if (type === 'leave') {
+      puppet.emit('room-leave', { roomId: room, removeeIdList: [contact], removerId: 'alice', timestamp })
+    } else if (type === 'topic') {
+      const payload = mocker.cacheRoomPayload.get(room)
+      const oldTopic = payload.topic
+      mocker.cacheRoomPayload.set(room, { ...payload, topic: String(topic) })
+      puppet.dirtyPayload(PUPPET.types.Dirty.Room, room) // the puppet's own payload cache reads it again
+      puppet.emit('room-topic', { roomId: room, newTopic: String(topic), oldTopic, changerId: 'alice', timestamp })
+    } else {
+      throw new HttpError(400, `"type" must be "join", "leave" or "topic", got ${type}`)
+    }
+    return { ok: true }
+  }
+
   function health () {
     return {
       loggedIn: puppet.isLoggedIn,
@@ -304,7 +346,12 @@ export async function createScenario ({ log, puppetOptions = {} }) {
     switch (key) {
       case 'GET /health': return health()
       case 'GET /sent': return puppet.sent
-      case 'POST /reset': puppet.sent.length = 0; return { ok: true }
+      case 'POST /reset':
+        puppet.sent.length = 0
+        for (const method of Object.keys(grpcCalls)) delete grpcCalls[method]
+        return { ok: true }
+      case 'GET /calls': return grpcCalls
+      case 'POST /room-event': return roomEvent(await readJson(req))
       case 'POST /say': return say(await readJson(req))
       case 'POST /logout':
         // simulate WeChat dropping the session

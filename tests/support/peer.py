@@ -320,7 +320,22 @@ class NodePeer:
         return self._call("GET", "/sent")
 
     def reset(self) -> None:
+        """Clear the sent list and the gRPC call counts."""
         self._call("POST", "/reset")
+
+    def calls(self) -> dict[str, int]:
+        """The gRPC calls the bot made since the last reset, by method ("MessagePayload": 3, ...)."""
+        return self._call("GET", "/calls")
+
+    def room_event(self, kind: str, room: str, *, contact: str | None = None,
+                   topic: str | None = None) -> None:
+        """A member joined ("join") or left ("leave") `room`, or it was renamed to `topic` ("topic")."""
+        body: dict[str, Any] = {"type": kind, "room": room}
+        if contact is not None:
+            body["contact"] = contact
+        if topic is not None:
+            body["topic"] = topic
+        self._call("POST", "/room-event", body)
 
     def logout(self) -> None:
         """Simulate WeChat dropping the bot's session (a logout event reaches the client)."""

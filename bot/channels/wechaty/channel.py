@@ -288,7 +288,7 @@ class WechatyChannel:
         logger.warning("wechaty: the gateway reported an error: {}", redactor().redact(str(text)))
 
     async def _on_puppet_message(self, session: _Session, payload: EventMessagePayload) -> None:
-        if payload.message_id in self._sent:
+        if await self._sent.is_echo(payload.message_id):
             return  # the echo of our own reply: the self-echo gate would drop it after a payload call
         msg = session.Message.load(payload.message_id)
         await msg.ready()
@@ -352,10 +352,10 @@ class WechatyChannel:
                 mention_ids = list(reply.mention_ids)
                 names = [f"@{await contact_name(session, contact_id)}" for contact_id in mention_ids]
                 text = f"{AT_SEPARATOR.join(names)} {text}"  # as Room.say writes a mention
-            self._sent.add(await puppet.message_send_text(chat.chat_id, text, mention_ids))
+            await self._sent.send(puppet.message_send_text(chat.chat_id, text, mention_ids))
         if reply.file is not None:
             box = FileBox.from_file(str(reply.file), name=reply.file.name)
-            self._sent.add(await puppet.message_send_file(chat.chat_id, box))
+            await self._sent.send(puppet.message_send_file(chat.chat_id, box), awaited_by_echoes=False)
 
 
 def _fresh_object_pools(session: Wechaty) -> None:

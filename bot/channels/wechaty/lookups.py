@@ -10,7 +10,9 @@ the event loop's CPU a call), and `Room.say` reloads the message it has just sen
   logout (another account sees other rooms and other aliases). Concurrent lookups of one key share one
   call, so a burst of mentions in a new room asks once.
 * `SentIds` remembers the ids of the messages the bot sent: the platform echoes them back, and an echo
-  of one of them needs no payload to be recognised as the bot's own.
+  of one of them needs no payload to be recognised as the bot's own. The echo's event often comes before
+  the send's answer (the gateway emits it first, on the same connection), so a message that arrives while
+  texts are being sent waits for those sends first, `ECHO_WAIT_S` at most.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from loguru import logger
 LOOKUPS_KEPT = 4096  # (room, member) entries: a family's rooms hold a few hundred members in all
 LOOKUP_TTL_S = 600.0
 SENT_IDS_KEPT = 1024  # far more than can be in flight between a send and its echo
+ECHO_WAIT_S = 0.25  # a text send answers within milliseconds; past this the payload is fetched after all
 
 
 class RoomLookups:
@@ -80,11 +83,36 @@ async def _shared(future: asyncio.Future[str]) -> str:
 
 
 class SentIds:
-    """The ids of the latest messages the bot sent, oldest forgotten first."""
+    """The ids of the latest messages the bot sent, oldest forgotten first, and the sends in flight."""
 
-    def __init__(self, size: int = SENT_IDS_KEPT) -> None:
+    def __init__(self, size: int = SENT_IDS_KEPT, wait_s: float = ECHO_WAIT_S) -> None:
         self.size = size
+        self.wait_s = wait_s
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self._sending: set[asyncio.Future[None]] = set()
+
+    async def send(self, call: Awaitable[str | None], *, awaited_by_echoes: bool = True) -> None:
+        """Run the send `call` and remember the id it answers. A file's send may take seconds: messages do
+        not wait for it (`awaited_by_echoes=False`), its echo costs a payload call."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if awaited_by_echoes:
+            self._sending.add(done)
+        try:
+            self.add(await call)
+        finally:
+            self._sending.discard(done)
+            done.set_result(None)
+
+    async def is_echo(self, message_id: str) -> bool:
+        """Whether `message_id` is one the bot sent, once the text sends in flight now have answered."""
+        pending = set(self._sending)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while message_id not in self._ids and pending and (left := deadline - loop.time()) > 0:
+            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+        return message_id in self._ids
 
     def add(self, message_id: str | None) -> None:
         if not message_id:
@@ -97,4 +125,4 @@ class SentIds:
         return message_id in self._ids
 
     def clear(self) -> None:
-        self._ids.clear()
+        self._ids.clear()  # the sends in flight stay awaited: they end on their own
