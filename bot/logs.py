@@ -113,7 +113,9 @@ def setup_logging(level: str | None = None, *, stream: TextIO | None = None,
     logger.remove()
     # diagnose=False: tracebacks must not print local variables (they hold tokens and message text)
     logger.add(write, level=level, format=FORMAT, colorize=False, backtrace=False, diagnose=False)
-    _stdlib_level = logging.DEBUG if level in ("TRACE", "DEBUG") else logging.INFO
+    # the libraries' INFO lines become DEBUG (see _ToLoguru): above DEBUG they are not even made (httpx
+    # logs every request, python-wechaty every payload it loads: CPU on the event loop for nothing)
+    _stdlib_level = logging.DEBUG if level in ("TRACE", "DEBUG") else logging.WARNING
     silence_known_warnings()
     route_stdlib_logging()
     return _redactor
