@@ -1,7 +1,7 @@
 """The one small interface every transport (Wechaty, the web playground, test peers) implements.
 
 Features never see a transport object: they get an `IncomingMessage` and hand back `Reply`s, which the
-channel turns into its own calls. This keeps WeChat specifics in `bot/channels/wechaty/channel.py` alone.
+channel turns into its own calls. This keeps WeChat specifics in `bot/channels/wechaty/` alone.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.channels.wechaty.lookups import RoomLookups, SentIds
+from bot.channels.wechaty.channel import RoomLookups, SentIds
 
 
 class Gateway:

@@ -1,228 +1,71 @@
-"""WeChat through python-wechaty (puppet-service transport), with a supervisor that never gives up.
+"""WeChat through python-wechaty (puppet-service transport): the message path, in and out.
 
-python-wechaty's own `Wechaty.start()` exits the process when the gateway is down at start, waits a fixed
-60 s after a mid-session drop, and sits idle on a refused token. So we drive the puppet ourselves: each
-*session* builds a fresh Wechaty object, connects, and serves until the event stream ends; the
-supervisor loop reconnects with a short capped backoff (back within seconds of the gateway's return) and
-logs every state change.
+The connection and the login state machine are `supervisor.py`'s; this file is what one message crosses.
+Every gRPC call costs the event loop about a millisecond of CPU (a pure-Python HTTP/2 stack), so a mention
+makes two: the message's payload in and the reply out.
 
-Within a session, login, logout, a new QR code and a login as another account may come at any time (a
-WeChat session drops every day or two). python-wechaty's event bridge forwards only the first login of a
-connection and logs a failing listener as "internal error <>", so we bridge the puppet's events ourselves
-and follow each login and logout: the self id, the names the bot answers to and the state move with it.
+* In: `Message.ready()` fetches the payload, and the talker's and the room's payloads the first time each is
+  seen (python-wechaty keeps them per session). The bot's and the mentioned members' room aliases come from
+  `RoomLookups`: python-wechaty's `mention_self()`, `mention_text()` and `room.alias()` ask the gateway for
+  each on every message.
+* Out: through the puppet itself, as `Room.say`/`Contact.say` send, without their reload of the sent
+  message. The platform echoes what the bot sent: `SentIds` knows those ids, so an echo costs no call.
 
-Every gRPC call costs the event loop about a millisecond of CPU, so a mention makes two: the message's
-payload in (inbound.py, with the room aliases kept in `RoomLookups`) and the reply out, sent through the
-puppet itself (`Room.say` reloads the message it sent). The echo of a message the bot sent is known by its
-id and dropped without a call. Only this package imports wechaty.
+Only this package imports wechaty.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import re
 import time
-from collections import deque
-from enum import StrEnum
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from loguru import logger
 
 # isort: off
 from bot.channels.wechaty import compat  # noqa: F401  (must precede the wechaty imports below)
-from bot.background import cancel_and_wait
-from bot.channels.base import LoginStatus, MessageHandler, RoomInfo
 from bot.channels.login_state import state_text
-from bot.channels.wechaty.inbound import contact_name, to_incoming
-from bot.channels.wechaty.lookups import RoomLookups, SentIds
-from bot.messages import ChatRef, Reply
+from bot.channels.wechaty.photos import photo_bytes
+from bot.channels.wechaty.supervisor import Session, SessionSupervisor, State, fresh_object_pools
+from bot.channels.wechaty.supervisor import split_endpoint  # noqa: F401  (the CLI imports it from here)
 from bot.config import WechatyConfig
-from bot.logs import ConnectionLog, redactor, route_stdlib_logging
+from bot.messages import ChatRef, IncomingMessage, MessageKind, Reply
 
-from wechaty import Message, Wechaty, WechatyOptions  # noqa: E402  (after the compat fix)
+from wechaty import Message  # noqa: E402  (after the compat fix)
 from wechaty.config import AT_SEPARATOR  # noqa: E402
-from wechaty_puppet import EventErrorPayload, EventLoginPayload, EventLogoutPayload  # noqa: E402
-from wechaty_puppet import EventMessagePayload, FileBox  # noqa: E402
-from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
-import wechaty_puppet_service  # noqa: E402, F401  (wechaty imports it lazily; its logger prints the token)
+from wechaty_puppet import EventMessagePayload, FileBox, MessageType  # noqa: E402
 # isort: on
 
-route_stdlib_logging()  # python-wechaty's loggers print to stderr themselves, the token included
+KINDS = {MessageType.MESSAGE_TYPE_TEXT: MessageKind.TEXT, MessageType.MESSAGE_TYPE_IMAGE: MessageKind.PHOTO,
+         MessageType.MESSAGE_TYPE_ATTACHMENT: MessageKind.FILE}
 ROOM_EVENTS = ("room-join", "room-leave", "room-topic")  # a room's members or name changed
-
-
-STATE_CHANGES_KEPT = 64  # the latest connection states (the login status reads the last)
+LOOKUPS_KEPT = 4096  # (room, member) aliases: a family's rooms hold a few hundred members in all
+LOOKUP_TTL_S = 600.0  # WeChat sends no event when a member renames themselves in a room
+SENT_IDS_KEPT = 1024  # far more than can be in flight between a send and its echo
+ECHO_WAIT_S = 0.25  # a text send answers within milliseconds; past this the payload is fetched after all
 
 
 class ChannelUnavailable(Exception):
     """Raised by `send` while the transport is not connected; the caller may retry later."""
 
 
-class State(StrEnum):
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    LOGGED_OUT = "logged_out"  # stream open, no account logged in: waiting for a scan or the login
-    SERVING = "serving"  # logged in, messages flow
-    DISCONNECTED = "disconnected"
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-class _Session(Wechaty):
-    """One connection to the gateway; dies with its stream. Its puppet's events reach the channel through
-    `WechatyChannel._bridge_events`, not through Wechaty's own bridge."""
-
-
-class WechatyChannel:
+class WechatyChannel(SessionSupervisor):
     """The WeChat transport: puppet events in as `IncomingMessage`s, `Reply`s out as puppet calls."""
 
     name = "wechaty"
 
     def __init__(self, endpoint: str, token: str | None, config: WechatyConfig) -> None:
-        self.endpoint = endpoint
-        self.token = token
-        self.config = config  # reconnect backoff, health-check interval, the plugin's port
-        self._state = State.STOPPED
-        self._session: _Session | None = None
-        self._self_name: str | None = None
-        self._self_id: str | None = None  # the logged-in account: its messages are our own echo
-        self._on_message: MessageHandler | None = None
-        self._stopping = asyncio.Event()
+        super().__init__(endpoint, token, config)
         self._tasks: set[asyncio.Task] = set()
-        self.state_changes: deque[tuple[float, str, str]] = deque(maxlen=STATE_CHANGES_KEPT)
-        self.log = ConnectionLog("wechaty", endpoint)
-        redactor().add(token)
-        self._account: str | None = None
-        self._login_qr: tuple[str, str, float] | None = None  # (payload, status, when) while logged out
         self.room_lookups = RoomLookups()  # member aliases per room, for the account logged in now
         self._sent = SentIds()  # what the bot sent: its echoes need no payload
 
-    # -- state --------------------------------------------------------------------------------
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def connected(self) -> bool:
-        return self._state is State.SERVING
-
-    def login_status(self) -> LoginStatus:
-        """The one reading of where the login stands (console, doctor, #状态 and the alerts share it)."""
-        since, _state, reason = self.state_changes[-1] if self.state_changes else (0.0, "", "")
-        qr = None if self.connected else self._login_qr
-        return LoginStatus(state=self._state.value, since=since, reason=reason, account=self._account,
-                           qr_code=qr[0] if qr else None, qr_status=qr[1] if qr else None,
-                           qr_at=qr[2] if qr else None)
-
-    def _on_scan(self, qr_code: str, status: object) -> None:
-        """The puppet's login QR code (or its scan progress): kept for the admin console."""
-        name = str(getattr(status, "name", status)).lower()
-        previous = self._login_qr[0] if self._login_qr else None
-        self._login_qr = (qr_code or previous or "", name, time.time())
-        logger.info("wechaty: login QR code {} (scan status {})", "updated" if qr_code else "unchanged", name)
-
-    def _set_state(self, state: State, reason: str = "") -> None:
-        if state is self._state:
-            return
-        previous, self._state = self._state, state
-        self.state_changes.append((time.time(), state.value, reason))
-        self.log.changed(previous.value, state.value, reason)
-
-    def _spawn(self, coro) -> None:  # noqa: ANN001
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- supervisor ---------------------------------------------------------------------------
-    async def run(self, on_message: MessageHandler) -> None:
-        """Serve until `stop()`: connect, serve, and reconnect with capped backoff on any failure."""
-        self._on_message = on_message
-        self._stopping.clear()
-        delay = self.config.reconnect_initial_s
-        while not self._stopping.is_set():
-            self._set_state(State.CONNECTING, self.endpoint)
-            started = time.monotonic()
-            reason = "event stream ended"
-            try:
-                await self._serve_one_session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure means "reconnect"
-                reason = _describe(exc)
-            finally:
-                await self._close_session()
-            if self._stopping.is_set():
-                break
-            self._set_state(State.DISCONNECTED, reason)
-            if time.monotonic() - started > 30:
-                delay = self.config.reconnect_initial_s  # up for a while: start the backoff afresh
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
-        self._set_state(State.STOPPED)
-
-    async def _serve_one_session(self) -> None:
-        host, port = split_endpoint(self.endpoint)
-        # A cheap async probe first: wechaty's own check is a blocking telnet with a 3 s timeout.
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
-        writer.close()
-        options = WechatyOptions(
-            puppet_options=PuppetOptions(end_point=self.endpoint, token=self.token),
-            endpoint=self.endpoint,
-            token=self.token,
-            port=self.config.port,
-        )
-        session = _Session(options)
-        self._session = session
-        self._login_qr = None  # a gateway still waiting on a code sends it again when the stream opens
-        # We use no wechaty plugins; their manager would start a web server and a scheduler per login.
-        session._plugin_manager.start = _no_plugins  # type: ignore[method-assign]
-        await session.init_puppet()
-        _fresh_object_pools(session)
-        self._bridge_events(session)
-        self._set_state(State.LOGGED_OUT, "waiting for the login")
-        watchdog = asyncio.create_task(self._watch(host, port))
-        stream = asyncio.create_task(session.puppet.start())  # returns when the stream ends
-        try:
-            done, _ = await asyncio.wait({stream, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-            (stream if stream in done else watchdog).result()
-        finally:
-            await cancel_and_wait(stream, watchdog)
-
-    async def _watch(self, host: str, port: int) -> None:
-        """End the session when the gateway stops accepting connections (a dead peer may not say so)."""
-        failures = 0
-        while failures < 2:
-            await asyncio.sleep(self.config.health_interval_s)
-            try:
-                _r, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-                writer.close()
-                failures = 0
-            except (OSError, TimeoutError):
-                failures += 1
-        raise ConnectionError("gateway stopped answering")
-
-    async def _close_session(self) -> None:
-        session, self._session = self._session, None
-        self._forget_account()
-        if session is None:
-            return
-        with contextlib.suppress(Exception):
-            if session._puppet is not None:
-                await asyncio.wait_for(session.puppet.stop(), 2)
-        channel = getattr(session._puppet, "channel", None)  # stop() skips closing it when its RPC fails
-        if channel is not None:
-            channel.close()
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        await self._close_session()
-
     # -- events -------------------------------------------------------------------------------
-    def _bridge_events(self, session: _Session) -> None:
-        """The puppet's login, logout, scan, message and error events to the channel, every time."""
+    def _bridge_events(self, session: Session) -> None:
+        """The puppet's login, logout, scan, message, room and error events to the channel, every time."""
         puppet = session.puppet
 
         def spawned(handler):  # noqa: ANN001, ANN202 - each event handled in its own task, errors ours
@@ -236,12 +79,24 @@ class WechatyChannel:
         for event in ROOM_EVENTS:
             puppet.on(event, lambda payload: self._on_room_changed(session, payload.room_id))
 
-    def _on_room_changed(self, session: _Session, room_id: str | None) -> None:
+    def _on_room_changed(self, session: Session, room_id: str | None) -> None:
         """A member joined or left, or the room was renamed: its payload and aliases are read again."""
         if session is not self._session or not room_id:
             return
         session.Room._pool.pop(room_id, None)
         self.room_lookups.forget_room(room_id)
+
+    def _account_changed(self, session: Session | None) -> None:
+        """Another account (or the same, later) may see other rooms and other aliases."""
+        self.room_lookups.clear()
+        self._sent.clear()
+        if session is not None:
+            fresh_object_pools(session)
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _guarded(self, coro) -> None:  # noqa: ANN001
         try:
@@ -249,52 +104,14 @@ class WechatyChannel:
         except Exception:  # noqa: BLE001 - one bad event must not go unseen or end the stream
             logger.exception("wechaty: handling a puppet event failed")
 
-    async def _on_login(self, session: _Session, payload: EventLoginPayload) -> None:
-        """A login, the first of the connection or any later one (the same account or another)."""
-        if session is not self._session:
-            return
-        self._forget_rooms(session)  # another account (or the same, later) may see other rooms and aliases
-        contact_id = payload.contact_id
-        session.contact_id = contact_id
-        name = contact_id
-        try:
-            contact = session.ContactSelf.load(contact_id)
-            await asyncio.wait_for(contact.ready(), 5)
-            name = contact.name or contact_id
-        except Exception as exc:  # noqa: BLE001 - serve under the id rather than not at all
-            logger.warning("wechaty: could not read the logged-in account's name: {}", exc)
-        self._self_id, self._self_name = contact_id, name
-        self._account, self._login_qr = f"{name} ({contact_id})", None
-        self._set_state(State.SERVING, f"logged in as {self._account}")
-
-    async def _on_logout(self, session: _Session, payload: EventLogoutPayload) -> None:
-        if session is not self._session:
-            return
-        self._forget_account()
-        self._set_state(State.LOGGED_OUT, "logged out")
-
-    def _forget_account(self) -> None:
-        self._account = self._self_id = self._self_name = None
-        self._forget_rooms(None)
-
-    def _forget_rooms(self, session: _Session | None) -> None:
-        self.room_lookups.clear()
-        self._sent.clear()
-        if session is not None:
-            _fresh_object_pools(session)
-
-    def _on_puppet_error(self, payload: object) -> None:
-        text = payload.data if isinstance(payload, EventErrorPayload) else repr(payload)
-        logger.warning("wechaty: the gateway reported an error: {}", redactor().redact(str(text)))
-
-    async def _on_puppet_message(self, session: _Session, payload: EventMessagePayload) -> None:
+    async def _on_puppet_message(self, session: Session, payload: EventMessagePayload) -> None:
         if await self._sent.is_echo(payload.message_id):
             return  # the echo of our own reply: the self-echo gate would drop it after a payload call
         msg = session.Message.load(payload.message_id)
         await msg.ready()
         await self._on_wechaty_message(session, msg)
 
-    async def _on_wechaty_message(self, session: _Session, msg: Message) -> None:
+    async def _on_wechaty_message(self, session: Session, msg: Message) -> None:
         try:
             incoming = await to_incoming(session, msg, self_id=self._self_id, self_name=self._self_name,
                                          rooms=self.room_lookups)
@@ -308,42 +125,12 @@ class WechatyChannel:
         except Exception:  # noqa: BLE001 - a bug on one message must not go unseen or hurt the next
             logger.exception("wechaty: handling message {} failed", incoming.id)
 
-    async def find_room(self, topic: str) -> str | None:
-        """Look the room up among the account's rooms by its exact topic (None when not connected)."""
-        session = self._session
-        if session is None or not self.connected:
-            return None
-        try:
-            rooms = await session.Room.find_all()
-        except Exception as exc:  # noqa: BLE001 - a failed lookup is "not found", logged
-            logger.warning("wechaty: room lookup by topic failed: {}", exc)
-            return None
-        for room in rooms:
-            if room.payload is not None and room.payload.topic == topic:
-                return room.room_id
-        return None
-
-    async def rooms(self) -> list[RoomInfo]:
-        """Every room the account is in, with its topic ([] when not connected or the lookup fails)."""
-        session = self._session
-        if session is None or not self.connected:
-            return []
-        try:
-            found = await session.Room.find_all()
-            for room in found:
-                await room.ready()
-        except Exception as exc:  # noqa: BLE001 - the console shows "none" rather than an error page
-            logger.warning("wechaty: room list failed: {}", exc)
-            return []
-        return [RoomInfo(room.room_id, room.payload.topic if room.payload else room.room_id)
-                for room in found]
-
     # -- sending ------------------------------------------------------------------------------
     async def send(self, chat: ChatRef, reply: Reply) -> None:
         """Say `reply` in `chat` through the puppet: what `Room.say`/`Contact.say` send, without their reload
         of the sent message (`msg.say` even raises after a good send)."""
         session = self._session
-        if session is None or not self.connected:
+        if session is None or self._state is not State.SERVING:
             raise ChannelUnavailable(f"WeChat is not serving: {state_text(self.login_status())}")
         puppet = session.puppet
         if reply.text:
@@ -358,26 +145,161 @@ class WechatyChannel:
             await self._sent.send(puppet.message_send_file(chat.chat_id, box), awaited_by_echoes=False)
 
 
-def _fresh_object_pools(session: Wechaty) -> None:
-    """Give this session's user classes their own caches.
+# -- a puppet message as the neutral IncomingMessage -------------------------------------------------
+async def to_incoming(session: Any, msg: Any, *, self_id: str | None, self_name: str | None,
+                      rooms: RoomLookups) -> IncomingMessage:
+    """`msg` (ready) as the channel hands it on; `self_id` is the account logged in (its messages: echoes)."""
+    talker, room, payload = msg.talker(), msg.room(), msg.payload
+    text = payload.text or ""
+    kind = KINDS.get(msg.type(), MessageKind.OTHER)
+    common: dict[str, Any] = {"id": msg.message_id, "sender_id": talker.contact_id,
+                              "sender_name": talker.name, "kind": kind, "timestamp": time.time(),
+                              "from_self": talker.contact_id == self_id}
+    if kind is MessageKind.PHOTO and not common["from_self"]:
+        common["attachment"] = await photo_bytes(msg, session.puppet)
+    names = (self_name or "",)
+    if room is None:  # a private chat is addressed to the bot
+        return IncomingMessage(chat=ChatRef(talker.contact_id, is_room=False), text=text.strip(),
+                               mentioned=True, bot_names=names, **common)
+    chat = ChatRef(room.room_id, is_room=True)
+    if common["from_self"]:
+        return IncomingMessage(chat=chat, text=text, mentioned=False, **common)
+    await room.ready()  # the room's payload, asked again only after a room event dropped it
+    puppet_self = getattr(session.puppet, "login_user_id", None)  # what `mention_self()` compares
+    mention_ids = list(payload.mention_ids or ())
+    by_id = bool(puppet_self) and puppet_self in mention_ids
+    if puppet_self:
+        alias = await member_alias(session, rooms, room.room_id, puppet_self)
+        if alias:
+            names = (*names, alias)
+    if by_id and kind is MessageKind.TEXT:
+        text = await without_mentions(session, rooms, room.room_id, text, mention_ids)
+    return IncomingMessage(chat=chat, text=text.strip(), mentioned=by_id, room_topic=room.payload.topic,
+                           bot_names=names, **common)
 
-    python-wechaty caches loaded rooms/contacts in class-level `_pool` dicts shared by every Wechaty in
-    the process; after a reconnect they would still point at the dead session's puppet.
-    """
-    for cls in (session.Room, session.Contact, session.ContactSelf, session.Message, session.Tag,
-                session.Friendship, session.RoomInvitation, session.Image, session.Favorite):
-        if "_pool" in {name for klass in cls.__mro__ for name in vars(klass)}:
-            cls._pool = {}
+
+async def member_alias(session: Any, rooms: RoomLookups, room_id: str, contact_id: str) -> str:
+    """The member's alias in the room ("" when none), asked once per room (see `RoomLookups`)."""
+
+    async def load() -> str:
+        member = await session.puppet.room_member_payload(room_id=room_id, contact_id=contact_id)
+        return (member.room_alias or "") if member is not None else ""
+
+    return await rooms.get(room_id, contact_id, load)
 
 
-async def _no_plugins() -> None:
-    return None
+async def contact_name(session: Any, contact_id: str) -> str:
+    """The contact's WeChat name (python-wechaty keeps each contact's payload for the session)."""
+    contact = session.Contact.load(contact_id)
+    await contact.ready()
+    return contact.name
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "UNAUTHENTICATED" in text.upper() or "token" in text.lower():
-        return f"the gateway refused the token: {text}"
-    if isinstance(exc, ConnectionRefusedError | OSError | TimeoutError):
-        return f"gateway unreachable: {text}"
-    return f"{type(exc).__name__}: {text}"
+async def without_mentions(session: Any, rooms: RoomLookups, room_id: str, text: str,
+                           mention_ids: list[str]) -> str:
+    """The text without its `@Name` mentions, as python-wechaty's `mention_text()` removes them: each
+    mentioned member under their room alias, else their name, followed by U+2005, a space or the end."""
+    for contact_id in reversed(mention_ids):
+        alias = await member_alias(session, rooms, room_id, contact_id)
+        name = alias or await contact_name(session, contact_id)
+        text = re.sub(f"@{re.escape(name)}(\u2005|\u0020|$)", "", text)
+    return text
+
+
+# -- what the channel remembers between messages -----------------------------------------------------
+class RoomLookups:
+    """(room id, member id) -> the member's alias in the room, as the gateway gave it once.
+
+    Bounded, each entry kept `ttl_s` at most, dropped for a room on its room events and all of them on login
+    and logout. Concurrent lookups of one key share one call: a burst of mentions in a new room asks once."""
+
+    def __init__(self, size: int = LOOKUPS_KEPT, ttl_s: float = LOOKUP_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[str]]] = OrderedDict()
+
+    async def get(self, room_id: str, key: str, load: Callable[[], Awaitable[str]]) -> str:
+        """The cached value, else `load()`'s (one call for all who ask meanwhile); "" when it fails."""
+        entry_key = (room_id, key)
+        entry = self._entries.get(entry_key)
+        if entry is not None and entry[0] > self._clock():
+            self._entries.move_to_end(entry_key)
+            return await asyncio.shield(entry[1])  # one asker's cancellation must not cancel the others'
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_task(self._load(entry_key, load))
+        self._entries[entry_key] = (self._clock() + self.ttl_s, future)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return await asyncio.shield(future)
+
+    async def _load(self, entry_key: tuple[str, str], load: Callable[[], Awaitable[str]]) -> str:
+        try:
+            return await load() or ""
+        except Exception as exc:  # noqa: BLE001 - not every puppet answers it; ask again next time
+            logger.debug("wechaty: looking up {} failed: {}: {}", entry_key, type(exc).__name__, exc)
+            entry = self._entries.get(entry_key)
+            if entry is not None and entry[1] is asyncio.current_task():
+                del self._entries[entry_key]
+            return ""
+
+    def forget_room(self, room_id: str) -> None:
+        """The room's members or name changed: ask again."""
+        for entry_key in [k for k in self._entries if k[0] == room_id]:
+            del self._entries[entry_key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class SentIds:
+    """The ids of the latest messages the bot sent, oldest forgotten first, and the sends in flight.
+
+    The echo's event often comes before the send's answer (the gateway emits it first, on the same
+    connection), so a message that arrives while texts are being sent waits for those sends first,
+    `wait_s` at most."""
+
+    def __init__(self, size: int = SENT_IDS_KEPT, wait_s: float = ECHO_WAIT_S) -> None:
+        self.size = size
+        self.wait_s = wait_s
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._sending: set[asyncio.Future[None]] = set()
+
+    async def send(self, call: Awaitable[str | None], *, awaited_by_echoes: bool = True) -> None:
+        """Run the send `call` and remember the id it answers. A file's send may take seconds: messages do
+        not wait for it (`awaited_by_echoes=False`), its echo costs a payload call."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if awaited_by_echoes:
+            self._sending.add(done)
+        try:
+            self.add(await call)
+        finally:
+            self._sending.discard(done)
+            done.set_result(None)
+
+    async def is_echo(self, message_id: str) -> bool:
+        """Whether `message_id` is one the bot sent, once the text sends in flight now have answered."""
+        pending = set(self._sending)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while message_id not in self._ids and pending and (left := deadline - loop.time()) > 0:
+            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+        return message_id in self._ids
+
+    def add(self, message_id: str | None) -> None:
+        if not message_id:
+            return
+        self._ids[message_id] = None
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    def clear(self) -> None:
+        self._ids.clear()  # the sends in flight stay awaited: they end on their own
