@@ -363,6 +363,9 @@ class AmapConnections:
         return AmapClient(config, self.key, self._http)
 
     async def start(self) -> None:
+        # the pool now, not on the first message: its TLS context reads the CA bundle, tens of ms of CPU
+        if self._http is None:
+            self._http = httpx.AsyncClient()
         self.reread_key()
         if self.key is None:
             logger.warning("amap: {} is not set; weather, routes and places will say how to set it", KEY_ENV)
