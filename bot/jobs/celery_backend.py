@@ -115,8 +115,8 @@ class CeleryBackend:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._client.close)
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(kind.check, params)  # the bot has the config; the tokenizer files
+    async def check(self, kind: JobKind, request: Any) -> None:
+        await asyncio.to_thread(kind.check, request)  # the bot has the config; the tokenizer files
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:

@@ -31,6 +31,8 @@ from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.types import (
     PENDING_STATES,
+    CheckedJob,
+    CheckedRequest,
     Job,
     JobKind,
     JobRequest,
@@ -107,9 +109,11 @@ class JobQueue:
         return next((b for b in self.backends if b.handles(kind)), self.backends[-1])
 
     # -- the API features and admin commands use ------------------------------------------------
-    async def check(self, kind: str, params: Mapping[str, Any]) -> None:
-        """Validate parameters before anything is queued (GeneratorError names the broken rule)."""
-        await self.backend_for(kind).check(self._kind(kind), params)
+    async def check(self, kind: str, request: Any) -> CheckedRequest:
+        """Validate a kind's typed request before anything is queued (GeneratorError names the broken
+        rule); what comes back goes to `submit` (`CheckedRequest.job`) without being checked again."""
+        await self.backend_for(kind).check(self._kind(kind), request)
+        return CheckedRequest(kind, request)
 
     async def admit(self, kind: str, asker_id: str, chat: ChatRef, limits: Limits) -> None:
         """Raise QueueLimitReached if a job would be refused now (before costly work such as the LLM);
@@ -125,8 +129,11 @@ class JobQueue:
                      on_accepted: Callable[[Receipt], Awaitable[Any]] | None = None) -> Receipt:
         """Persist a job and queue it. The daily quotas count in the configured time zone, in the same
         transaction that writes the job. `on_accepted` (the acknowledgement) runs before the job can
-        start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
-        await self.check(request.kind, request.params)
+        start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError.
+        A `CheckedJob` was checked by `check`; plain params (from another process) are checked here, once."""
+        if not isinstance(request, CheckedJob):
+            typed = await asyncio.to_thread(self._kind(request.kind).request, request.params, request.seed)
+            await self.check(request.kind, typed)
         limits = self._priced(request.kind, request.params, limits)
         now = self._clock()
         since, day = day_start(now, self._timezone())

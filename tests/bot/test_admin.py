@@ -35,6 +35,9 @@ class IdleKind:
 
     name = "video"
 
+    def request(self, params: Any, seed: int | None) -> Any:
+        return params  # plain params are this kind's request
+
     def check(self, params: Any) -> None:
         return None
 

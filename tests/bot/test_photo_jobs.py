@@ -56,9 +56,10 @@ def job_request(params: dict, message_id: str = "m1") -> JobRequest:
 def test_the_kind_renders_a_photo_job_with_the_photo_model_and_swaps_models(models, tmp_path: Path):
     config = VideoConfig.model_validate(video_config(models))
     kind = VideoKind(lambda: config)
-    params = {**VideoRequest(PROMPT, image=photo((200, 40, 40)), **SMALL).to_dict()}
+    request = VideoRequest(PROMPT, image=photo((200, 40, 40)), **SMALL)
+    kind.check(request)
+    params = request.to_dict()
     params.pop("seed")
-    kind.check(params)
     path = kind.run(job_request(params), tmp_path / "000001-4", lambda *_: None, lambda: False)
     assert iio.imread(path).shape == (9, 64, 96, 3)
     assert kind.photo.generator.loaded and not kind.generator.loaded

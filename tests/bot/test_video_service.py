@@ -105,6 +105,36 @@ async def test_bad_parameters_are_refused_before_queueing(client: httpx.AsyncCli
     assert (await client.get("/v1/health")).json()["queued"] == 0
 
 
+class CountedVideoKind(VideoKind):
+    """The real video kind, counting its checks."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks = 0
+
+    def check(self, request) -> None:
+        self.checks += 1
+        super().check(request)
+
+
+async def test_a_body_is_checked_once_where_it_enters(tmp_path: Path, tiny_model: Path):
+    config = service_config(tmp_path, tiny_model)
+    kind = CountedVideoKind(lambda: config.video)
+    app = create_app(config, TOKEN, kind=kind)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            bad_seed = await http.post("/v1/videos", json={"prompt": PROMPT, "seed": -1})
+            assert bad_seed.status_code == 422 and "随机数" in bad_seed.json()["detail"]
+            bad_frames = await http.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 10})
+            assert bad_frames.status_code == 422 and "8 的倍数加 1" in bad_frames.json()["detail"]
+            assert kind.checks == 2 and (await http.get("/v1/health")).json()["queued"] == 0
+            created = await http.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9})
+            assert created.status_code == 202 and kind.checks == 3  # once, not again on submit
+            assert (await finished(http, created.json()["id"]))["status"] == "done"
+
+
 async def test_content_before_done_and_cancel(client: httpx.AsyncClient):
     first = (await client.post("/v1/videos", json={"prompt": PROMPT, "steps": 50})).json()
     second = (await client.post("/v1/videos", json={"prompt": PROMPT})).json()
@@ -152,7 +182,7 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
     backend = remote(served, TOKEN)
     request = VideoRequest(PROMPT, seed=5, **SMALL)
     assert backend.handles("video") and not backend.handles("image")
-    await backend.check(KIND, request.to_dict())
+    await backend.check(KIND, request)
     steps: list[tuple[int, int]] = []
     path = await backend.execute(KIND, video_job(request), tmp_path / "downloads" / "000001-5",
                                  lambda i, n: steps.append((i, n)), lambda: False)
@@ -161,7 +191,7 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
     assert not list((tmp_path / "downloads").glob("*.part"))
     assert steps and steps[-1][1] == 2
     with pytest.raises(GeneratorError, match="8 的倍数加 1"):
-        await backend.check(KIND, VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}).to_dict())
+        await backend.check(KIND, VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}))
     with pytest.raises(GenerationCancelled):
         await backend.execute(KIND, video_job(VideoRequest(PROMPT, **{**SMALL, "steps": 50}), 2),
                               tmp_path / "downloads" / "000002-0", lambda i, n: None, lambda: True)
@@ -170,11 +200,11 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
 
 async def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
     with pytest.raises(GeneratorError) as caught:
-        await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+        await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL))
     assert str(caught.value) == REFUSED and "XIAOAI_VIDEO_TOKEN" in caught.value.admin_detail
     with pytest.raises(GeneratorError, match="视频服务暂时连不上") as caught:
         nobody = remote(f"http://127.0.0.1:{free_port()}", TOKEN)
-        await nobody.check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+        await nobody.check(KIND, VideoRequest(PROMPT, **SMALL))
     assert "serve-video" in caught.value.admin_detail and "127.0.0.1" in caught.value.admin_detail
 
 
