@@ -158,7 +158,6 @@ def create_app(config: AppConfig, token: str, *, kind: VideoKind | None = None,
             await queue.stop()
 
     app = FastAPI(title="xiaoai video service", lifespan=lifespan)
-    app.state.queue = queue
     app.add_exception_handler(GeneratorError, _generator_error)  # type: ignore[arg-type]
     guarded = [Depends(_bearer_check(token))]
     app.get("/v1/health")(routes.health)

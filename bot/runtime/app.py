@@ -27,12 +27,12 @@ from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
 from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, VideoKind, video_token
 from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
-from bot.jobs.progress import LibraryWarmup
 from bot.jobs.video_api import ApiVideoBackend
 from bot.jobs.video_choice import VideoChoice, choose
-from bot.llm import LLM, LiveLLM
+from bot.jobs.warmup import LibraryWarmup, ModelPreload
+from bot.llm import LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
 from bot.ops.alerts import DisconnectAlerts
 from bot.ops.notices import AdminNotices
@@ -88,17 +88,6 @@ class Application:
     jobs: JobQueue
     config_watcher: ConfigWatcher
     _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-
-    @property
-    def config(self) -> AppConfig:
-        return self.live_config()
-
-    def apply_config(self, config: AppConfig) -> AppConfig:
-        return self.live_config.apply(config)
-
-    @property
-    def llm(self) -> LLM:
-        return self.live_llm()
 
     async def run(self) -> None:
         for name, service in self.services:

@@ -23,6 +23,7 @@ from bot.messages import ChatRef
 from generators.cogvideox import VideoRequest
 from generators.mp4 import scaled_bitrate
 from generators.photos import encode_photo
+from tests.bot.test_video_service import stored_job
 from tests.support.tiny_models import build_cogvideox_folder
 
 TOKEN = "photo-token"
@@ -91,7 +92,7 @@ async def test_serve_video_and_the_remote_backend_carry_the_photo(models, tmp_pa
                 frames.append(iio.imread(content.content, extension=".mp4"))
             assert frames[0].shape == (9, 64, 96, 3)
             assert not np.array_equal(frames[0], frames[1])  # each job used its own photo
-            assert app.state.queue.get(ids[0]).request.params["image"] == red
+            assert stored_job(tmp_path, ids[0]).request.params["image"] == red
 
     # the bot's RemoteBackend hands the job's params (the photo among them) to a service unchanged
     seen: list[dict] = []

@@ -15,7 +15,7 @@ import uvicorn
 
 from bot.config import AppConfig, VideoConfig
 from bot.hosts.serve_video import create_app
-from bot.jobs import Job, JobRequest, JobState, RemoteBackend
+from bot.jobs import Job, JobRequest, JobState, JobStore, RemoteBackend
 from bot.jobs.kinds import VideoKind
 from bot.jobs.remote import REFUSED
 from bot.messages import ChatRef
@@ -47,12 +47,16 @@ async def client(tmp_path: Path, tiny_model: Path):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service",
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            http.service_app = app  # type: ignore[attr-defined]
             yield http
 
 
-def client_queue(http: httpx.AsyncClient):
-    return http.service_app.state.queue  # type: ignore[attr-defined]
+def stored_job(data_dir: Path, job_id: int) -> Job | None:
+    """A service job as its store keeps it, read from the SQLite file as another process would."""
+    store = JobStore(data_dir / "video-service" / "jobs.sqlite3")
+    try:
+        return store.get(job_id)
+    finally:
+        store.close()
 
 
 async def finished(http: httpx.AsyncClient, job_id: int, within: float = 30) -> dict:
@@ -75,7 +79,7 @@ async def test_wrong_or_missing_token_is_refused(client: httpx.AsyncClient):
     assert (await client.get("/v1/health")).json()["queued"] == 0  # nothing was queued by refused calls
 
 
-async def test_render_and_download_mp4(client: httpx.AsyncClient):
+async def test_render_and_download_mp4(client: httpx.AsyncClient, tmp_path: Path):
     created = await client.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9, "seed": 3})
     assert created.status_code == 202 and created.json()["status"] == "queued"
     status = await finished(client, created.json()["id"])
@@ -83,7 +87,7 @@ async def test_render_and_download_mp4(client: httpx.AsyncClient):
     assert status["steps"] == SMALL["steps"]  # what the request left out comes from video.sampling
     content = await client.get(f"/v1/videos/{status['id']}/content")
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
-    assert client_queue(client).get(status["id"]).delivered_at is not None  # polled and fetched
+    assert stored_job(tmp_path, status["id"]).delivered_at is not None  # polled and fetched
     frames = iio.imread(content.content, extension=".mp4")
     assert frames.shape == (9, 64, 96, 3)
     assert iio.immeta(content.content, extension=".mp4")["fps"] == 8
@@ -273,6 +277,6 @@ async def test_omitted_fields_take_the_service_config_defaults(tmp_path: Path, t
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             created = await http.post("/v1/videos", json={"prompt": PROMPT})
             assert created.status_code == 202
-            job = app.state.queue.get(created.json()["id"])
+            job = stored_job(tmp_path, created.json()["id"])
             assert {k: job.request.params[k] for k in SMALL} == SMALL  # num_frames 9 from config, not 49
             await finished(http, job.id)

@@ -7,7 +7,6 @@ are called from worker threads, never the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -121,28 +120,3 @@ class VideoKind(GeneratorKind):
 
     def max_prompt_tokens(self) -> int | None:
         return super().max_prompt_tokens() if self.backend == "local" else self.default_max_prompt_tokens
-
-
-class ModelPreload:
-    """Service: loads a kind's local model in the background at start when its `load_at_start` is set
-    (used for both `video` and `image`; the imports alone are warmed up by
-    `bot.jobs.progress.LibraryWarmup`)."""
-
-    def __init__(self, kind: GeneratorKind, config: Callable[[], Any]) -> None:
-        self._kind = kind
-        self._config = config
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        if self._config().load_at_start and self._kind.backend == "local":
-            self._task = asyncio.create_task(self._load())
-
-    async def _load(self) -> None:
-        try:
-            await asyncio.to_thread(self._kind.generator.load)
-        except Exception as exc:  # noqa: BLE001 - the first job will report it to the asker too
-            logger.error("{}: preloading the model failed: {}", self._kind.name, exc)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
