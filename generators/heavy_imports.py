@@ -116,8 +116,3 @@ def import_heavy(names: Iterable[str] = ()) -> float:
             _base_seconds = time.perf_counter() - started
             return _base_seconds
         return 0.0
-
-
-def imported() -> bool:
-    """Whether the base libraries are in (for logs and tests)."""
-    return all(name in _resolved for name in BASE_NAMES)
