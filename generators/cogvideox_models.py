@@ -24,7 +24,7 @@ FPS_10, FPS_15 = 8, 16
 TEXT_VARIANTS = ("2b", "5b", "1.5-5b")
 PHOTO_VARIANTS = ("5b-i2v", "1.5-5b-i2v")
 REPO_NAMES = {"2b": "CogVideoX-2b", "5b": "CogVideoX-5b", "1.5-5b": "CogVideoX1.5-5B",
-               "5b-i2v": "CogVideoX-5b-I2V", "1.5-5b-i2v": "CogVideoX1.5-5B-I2V"}
+              "5b-i2v": "CogVideoX-5b-I2V", "1.5-5b-i2v": "CogVideoX1.5-5B-I2V"}
 
 
 def _source(variant: str) -> ModelSource:
