@@ -191,7 +191,8 @@ def test_preset_fast_leaves_the_cache_off_where_it_would_not_fit() -> None:
     for gpu_gib in (24.0, 47.5):
         tight, notes = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=43.4, gpu_gib=gpu_gib)
         assert tight.speed.cache == "none"
-        assert "speed.cache=fastercache (it keeps about 43 GiB" in notes[0] and f"{gpu_gib:.0f} GiB GPU" in notes[0]
+        assert "speed.cache=fastercache (it keeps about 43 GiB" in notes[0]
+        assert f"{gpu_gib:.0f} GiB GPU" in notes[0]
     small, _ = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=7.6, gpu_gib=24.0)
     assert small.speed.cache == "fastercache"  # 2B's 7.6 GiB fits a 24 GiB card
     chosen, _ = resolve_preset(flat_video(preset="fast", cache="fastercache"), on_gpu=True, memory_mode=MODE,
