@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -78,3 +79,38 @@ def watching_decode(pipe: Any, clock: Clock) -> Iterator[dict[str, Any]]:
             pipe.vae.decode = original
         else:
             del pipe.vae.decode  # assigning the bound method back would tie the VAE to itself
+
+
+def cap_memory(cap_gib: float | None, clock: Clock) -> None:
+    """Hold the process to `cap_gib` of GPU memory (a smaller card on a big one); None: no cap."""
+    if cap_gib is None:
+        return
+    if not clock.cuda:
+        raise RuntimeError("cap_gib needs a CUDA GPU")
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * GIB / total))
+
+
+def step_figures(step_ends: list[float], begin: float, marks: dict[str, Any], frames: Any,
+                 denoise_peak: list[float | None], clock: Clock) -> dict[str, Any]:
+    """A render's timings from its step ends and decode marks (`watching_decode`), and its memory peaks."""
+    import torch
+
+    gaps = [b - a for a, b in zip(step_ends, step_ends[1:], strict=False)]
+    first = step_ends[0] - begin
+    per_step = statistics.fmean(gaps) if gaps else first
+    return {
+        "frames": list(frames.shape),
+        "first_step_s": round(first, 3),
+        "s_per_step": round(per_step, 4),
+        "warmup_s": round(max(0.0, first - per_step), 2),
+        "denoise_s": round(step_ends[-1] - begin, 3),
+        "est_denoise_50_s": round(per_step * 50, 2),
+        "vae_decode_s": round(marks["decode_s"], 3),
+        "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
+        "peak_denoise_gib": denoise_peak[-1] if denoise_peak else None,
+        "peak_decode_gib": marks.get("decode_peak"),
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if clock.cuda else None,
+    }

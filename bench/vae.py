@@ -27,34 +27,7 @@ def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, 
         row = {"row": f"vae:{variant}", "model": base["model"], "card": base["card"], "steps": base["steps"],
                "settings": {"vae": variant}}
         try:
-            options = variant.split("+")
-            compiled = "compile" in options
-            if compiled:
-                from generators.speedups import compile_vae_decoder
-
-                compile_vae_decoder(vae)
-                options.remove("compile")
-                variant = "+".join(options) or "tile=default"
-            if "cudnn_benchmark" in options:
-                # cuDNN times its convolution algorithms once per shape: the first decode pays for it
-                torch.backends.cudnn.benchmark = True
-                options.remove("cudnn_benchmark")
-                variant = "+".join(options) or "tile=default"
-            if variant == "tile=default":
-                pass
-            elif variant == "untiled":
-                vae.disable_tiling()
-            elif variant.startswith("tile="):
-                height, width = (int(x) for x in variant.removeprefix("tile=").split("x"))
-                vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
-            elif variant == "channels_last":
-                for module in vae.modules():
-                    if isinstance(module, torch.nn.Conv3d):
-                        module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
-            elif variant == "bf16":
-                vae.to(torch.bfloat16)
-            else:
-                raise ValueError(f"unknown VAE variant {variant!r}")
+            compiled = _set_up(vae, variant)
             z = torch.from_numpy(latents).to(pipe._execution_device, vae.dtype)
             if torch.backends.cudnn.benchmark or compiled:
                 begin = sync.now()
@@ -74,14 +47,56 @@ def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, 
         except Exception as exc:  # noqa: BLE001
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         finally:
-            vae.decoder._compiled_call_impl = None  # undo `compile` for the next variant
-            torch.backends.cudnn.benchmark = saved_benchmark
-            vae.to(saved[3])
-            for module in vae.modules():
-                if isinstance(module, torch.nn.Conv3d):
-                    module.weight.data = module.weight.data.contiguous()
-            vae.enable_tiling(tile_sample_min_height=saved[1], tile_sample_min_width=saved[2])
-            if not saved[0]:
-                vae.disable_tiling()
+            _undo(vae, saved, saved_benchmark)
         rows.append(row)
     return rows
+
+
+def _set_up(vae: Any, variant: str) -> bool:
+    """Put `vae` in the variant's state; True when its decoder was compiled (the first decode compiles)."""
+    import torch
+
+    options = variant.split("+")
+    compiled = "compile" in options
+    if compiled:
+        from generators.speedups import compile_vae_decoder
+
+        compile_vae_decoder(vae)
+        options.remove("compile")
+        variant = "+".join(options) or "tile=default"
+    if "cudnn_benchmark" in options:
+        # cuDNN times its convolution algorithms once per shape: the first decode pays for it
+        torch.backends.cudnn.benchmark = True
+        options.remove("cudnn_benchmark")
+        variant = "+".join(options) or "tile=default"
+    if variant == "tile=default":
+        pass
+    elif variant == "untiled":
+        vae.disable_tiling()
+    elif variant.startswith("tile="):
+        height, width = (int(x) for x in variant.removeprefix("tile=").split("x"))
+        vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
+    elif variant == "channels_last":
+        for module in vae.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+    elif variant == "bf16":
+        vae.to(torch.bfloat16)
+    else:
+        raise ValueError(f"unknown VAE variant {variant!r}")
+    return compiled
+
+
+def _undo(vae: Any, saved: tuple[Any, ...], saved_benchmark: bool) -> None:
+    """Back to the production decoder for the next variant: no compile, tiling, layout and dtype as saved."""
+    import torch
+
+    vae.decoder._compiled_call_impl = None
+    torch.backends.cudnn.benchmark = saved_benchmark
+    vae.to(saved[3])
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous()
+    vae.enable_tiling(tile_sample_min_height=saved[1], tile_sample_min_width=saved[2])
+    if not saved[0]:
+        vae.disable_tiling()

@@ -15,16 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.fidelity import psnr, relative_error
 from bench.report import GIB, emit, environment, error_text, print_table, round_value
-from bench.timing import Clock, end_row, watching_decode
+from bench.timing import Clock, cap_memory, end_row, step_figures, watching_decode
 from bench.whole import (
     deliver,
     enable_cachedit,
@@ -237,7 +236,6 @@ def production_generator(folder: Path, limits: Any, settings: dict[str, Any]) ->
 def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
             vae_variants: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Render once with `spec` through the production generator; returns its row (plus VAE rows)."""
-    import torch
 
     from generators.cogvideox import VideoRequest, model_limits
     from generators.cogvideox_models import variant_defaults
@@ -250,22 +248,14 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     extra_rows: list[dict[str, Any]] = []
     # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
     settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
-    cachedit_skip = settings.pop("cachedit", None)  # bench only: cache-dit on a fixed schedule
-    taylorseer_interval = settings.pop("taylorseer", None)  # bench only: diffusers' TaylorSeer, eager
+    # bench only: cache-dit on a fixed schedule, diffusers' TaylorSeer (eager)
+    bench_only = {name: settings.pop(name, None) for name in ("cachedit", "taylorseer")}
     generator = None
     step_ends: list[float] = []
     try:
-        if spec.cap_gib is not None:
-            if not sync.cuda:
-                raise RuntimeError("cap_gib needs a CUDA GPU")
-            total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, spec.cap_gib * GIB / total))
+        cap_memory(spec.cap_gib, sync)
         generator = production_generator(folder, limits, settings)
-        started = time.perf_counter()
-        generator.load()
-        row["load_s"] = round(time.perf_counter() - started, 2)
-        row["note"] = generator.info.note if generator.info else None
-        row["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2) if sync.cuda else None
+        row.update(_load(generator, sync))
         pipe = generator.pipeline
         denoise_peak: list[float | None] = []
 
@@ -282,58 +272,17 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
                                width=width, image=photo)
         row["size"] = f"{height}x{width}x{frames}"
         if spec.warmup_steps:
-            begin = sync.now()
-            generator.generate(VideoRequest(PROMPT, num_frames=frames, steps=spec.warmup_steps, seed=1,
-                                            height=height, width=width, image=photo))
-            row["warmup_run_s"] = round(sync.now() - begin, 2)
-            row["warmup_steps"] = spec.warmup_steps
+            _warm_up(generator, replace(request, steps=spec.warmup_steps, seed=1), row, sync)
         # after the warm-up: the schedule is for this render's steps, and compiled blocks stay as compiled
-        if cachedit_skip:
-            enable_cachedit(pipe, spec.steps, skip=int(cachedit_skip))
-        if taylorseer_interval:
-            enable_taylorseer(pipe, int(taylorseer_interval))
-        active = generator.active_config
-        speed = active.speed
-        row["active"] = {"quantization": active.model.quantization, "compile": speed.compile,
-                         "attention": speed.attention, "cache": speed.cache, "vae_compile": speed.vae_compile}
-        sync.reset_peak()
-        cache_changes: list[float] = []
-        recorder = (recording_cache_decisions(cache_changes) if spec.settings.get("step_cache")
-                    else contextlib.nullcontext())
-        with watching_decode(pipe, sync) as marks, recorder, watching_text_encode(pipe, sync) as text:
-            begin = sync.now()
-            result = generator.generate(request, on_step=on_step)
-            row["total_s"] = round(time.perf_counter() - begin, 3)
-        row["text_encode_s"] = round(text["text_encode_s"], 3)
-        row.update(whole_figures(row, deliver(result.frames, result.fps, generator.config.encode)))
-        if cache_changes:
-            threshold = float(spec.settings["step_cache"])
-            row["cache_changes"] = cache_changes
-            row["steps_skipped"] = sum(change <= threshold for change in cache_changes)
-        gaps = [b - a for a, b in zip(step_ends, step_ends[1:], strict=False)]
-        first = step_ends[0] - begin
-        per_step = statistics.fmean(gaps) if gaps else first
-        row.update({
-            "frames": list(result.frames.shape),
-            "first_step_s": round(first, 3),
-            "s_per_step": round(per_step, 4),
-            "warmup_s": round(max(0.0, first - per_step), 2),
-            "denoise_s": round(step_ends[-1] - begin, 3),
-            "est_denoise_50_s": round(per_step * 50, 2),
-            "vae_decode_s": round(marks["decode_s"], 3),
-            "est_total_50_s": round(per_step * 50 + marks["decode_s"], 2),
-            "peak_denoise_gib": denoise_peak[-1] if denoise_peak else None,
-            "peak_decode_gib": marks.get("decode_peak"),
-            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2) if sync.cuda else None,
-        })
-        reference = refs.get(limits.variant, spec.steps, frames)
-        new_reference = spec.is_reference and reference is None
-        if new_reference:
-            refs.put(limits.variant, spec.steps, marks["latents"], result.frames, frames)
-            reference = refs.get(limits.variant, spec.steps, frames)
-        if reference is not None:
-            row["psnr_db"] = round_value(psnr(reference[1], result.frames))
-            row["latent_rel_err"] = round_value(relative_error(reference[0], marks["latents"]), 6)
+        if bench_only.get("cachedit"):
+            enable_cachedit(pipe, spec.steps, skip=int(bench_only["cachedit"]))
+        if bench_only.get("taylorseer"):
+            enable_taylorseer(pipe, int(bench_only["taylorseer"]))
+        row["active"] = _active(generator.active_config)
+        result, marks, begin = _timed_render(generator, request, spec, row, sync, on_step)
+        row.update(step_figures(step_ends, begin, marks, result.frames, denoise_peak, sync))
+        new_reference = _against_reference(row, refs, spec, limits.variant, frames, marks["latents"],
+                                           result.frames)
         if vae_variants and new_reference:
             from bench.vae import run_vae_variants
 
@@ -344,6 +293,69 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     finally:
         end_row(generator, sync)
     return [row, *extra_rows]
+
+
+def _load(generator: Any, sync: Clock) -> dict[str, Any]:
+    """Load the weights, timed: the load's time and note, and the memory the weights hold."""
+    import torch
+
+    started = time.perf_counter()
+    generator.load()
+    return {"load_s": round(time.perf_counter() - started, 2),
+            "note": generator.info.note if generator.info else None,
+            "resident_gib": round(torch.cuda.memory_allocated() / GIB, 2) if sync.cuda else None}
+
+
+def _active(config: Any) -> dict[str, Any]:
+    """The switches the loaded generator really uses (a preset or the hardware may have changed them)."""
+    speed = config.speed
+    return {"quantization": config.model.quantization, "compile": speed.compile, "attention": speed.attention,
+            "cache": speed.cache, "vae_compile": speed.vae_compile}
+
+
+def _warm_up(generator: Any, request: Any, row: dict[str, Any], sync: Clock) -> None:
+    """A first render that pays for compiling and caching, so the timed one measures the steady state."""
+    begin = sync.now()
+    generator.generate(request)
+    row["warmup_run_s"] = round(sync.now() - begin, 2)
+    row["warmup_steps"] = request.steps
+
+
+def _timed_render(generator: Any, request: Any, spec: RowSpec, row: dict[str, Any], sync: Clock,
+                  on_step: Any) -> tuple[Any, dict[str, Any], float]:
+    """The measured render: (its result, the decode marks, when it began); the whole-video figures and
+    the step cache's decisions go into `row`."""
+    sync.reset_peak()
+    cache_changes: list[float] = []
+    recorder = (recording_cache_decisions(cache_changes) if spec.settings.get("step_cache")
+                else contextlib.nullcontext())
+    pipe = generator.pipeline
+    with watching_decode(pipe, sync) as marks, recorder, watching_text_encode(pipe, sync) as text:
+        begin = sync.now()
+        result = generator.generate(request, on_step=on_step)
+        row["total_s"] = round(time.perf_counter() - begin, 3)
+    row["text_encode_s"] = round(text["text_encode_s"], 3)
+    row.update(whole_figures(row, deliver(result.frames, result.fps, generator.config.encode)))
+    if cache_changes:
+        threshold = float(spec.settings["step_cache"])
+        row["cache_changes"] = cache_changes
+        row["steps_skipped"] = sum(change <= threshold for change in cache_changes)
+    return result, marks, begin
+
+
+def _against_reference(row: dict[str, Any], refs: References, spec: RowSpec, variant: str, frames: int,
+                       latents: Any, video: Any) -> bool:
+    """PSNR and latent error against the anchor for this model, steps and length (kept from this row
+    when it is the first reference row); True when this row became the anchor."""
+    reference = refs.get(variant, spec.steps, frames)
+    new_reference = spec.is_reference and reference is None
+    if new_reference:
+        refs.put(variant, spec.steps, latents, video, frames)
+        reference = refs.get(variant, spec.steps, frames)
+    if reference is not None:
+        row["psnr_db"] = round_value(psnr(reference[1], video))
+        row["latent_rel_err"] = round_value(relative_error(reference[0], latents), 6)
+    return new_reference
 
 
 def run(rows: list[RowSpec], folder: Path, out: Path | None, refs: References,

@@ -40,11 +40,12 @@ from generators.cogvideox_models import (
     size_problem,
 )
 from generators.diffusion import DiffusersGenerator, ModelFamily
+from generators.loading import read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
 from generators.presets import resolve_preset
 from generators.rules import VIDEO_MIN_SIDE, frames_problem, side_problem, steps_problem
 from generators.speedups import apply_speedups, speed_context
-from generators.step_cache import match_guidance
+from generators.step_cache import fastercache_gib, match_guidance
 
 if TYPE_CHECKING:
     import numpy as np
@@ -165,7 +166,16 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         return PREFERRED_DTYPE.get(self.limits.variant, "bfloat16")
 
     def resolve_config(self, on_gpu: bool, mode: str) -> tuple[Any, list[str]]:
-        return resolve_preset(self.config, on_gpu, mode)
+        cache_gib = gpu_gib = None
+        if on_gpu:
+            import torch
+
+            sampling = self.config.sampling
+            cache_gib = fastercache_gib(read_component_config(self.locate(), "transformer"), sampling.height,
+                                        sampling.width, sampling.num_frames, sampling.guidance,
+                                        spatial_scale=self.limits.spatial_scale)
+            gpu_gib = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
+        return resolve_preset(self.config, on_gpu, mode, cache_gib=cache_gib, gpu_gib=gpu_gib)
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         notes = apply_speedups(pipe, self.active_config, on_gpu, mode)

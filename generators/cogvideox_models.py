@@ -23,12 +23,12 @@ FPS_10, FPS_15 = 8, 16
 
 TEXT_VARIANTS = ("2b", "5b", "1.5-5b")
 PHOTO_VARIANTS = ("5b-i2v", "1.5-5b-i2v")
-_REPO_NAMES = {"2b": "CogVideoX-2b", "5b": "CogVideoX-5b", "1.5-5b": "CogVideoX1.5-5B",
-               "5b-i2v": "CogVideoX-5b-I2V", "1.5-5b-i2v": "CogVideoX1.5-5B-I2V"}
+REPO_NAMES = {"2b": "CogVideoX-2b", "5b": "CogVideoX-5b", "1.5-5b": "CogVideoX1.5-5B",
+              "5b-i2v": "CogVideoX-5b-I2V", "1.5-5b-i2v": "CogVideoX1.5-5B-I2V"}
 
 
 def _source(variant: str) -> ModelSource:
-    name = _REPO_NAMES[variant]
+    name = REPO_NAMES[variant]
     return ModelSource(name, (f"ZhipuAI/{name}",), (f"THUDM/{name}", f"zai-org/{name}"))
 
 

@@ -4,7 +4,7 @@ Importing them takes seconds, and neither transformers' nor diffusers' lazy modu
 first use: two worker threads reaching `from transformers import AutoTokenizer` together can fail with
 "cannot import name", which loses a request in its admission check. Every heavy path calls
 `import_heavy(...)` first; it imports the libraries and resolves the names it is given under one lock,
-so afterwards they are plain attributes. A start-up service (bot/jobs/progress.py `LibraryWarmup`) calls it
+so afterwards they are plain attributes. A start-up service (bot/jobs/warmup.py `LibraryWarmup`) calls it
 from a thread before the first request where a local model is found, never on the event loop.
 
 The import prints notices that look like errors but are harmless here: torchao failing to load kernels
@@ -116,8 +116,3 @@ def import_heavy(names: Iterable[str] = ()) -> float:
             _base_seconds = time.perf_counter() - started
             return _base_seconds
         return 0.0
-
-
-def imported() -> bool:
-    """Whether the base libraries are in (for logs and tests)."""
-    return all(name in _resolved for name in BASE_NAMES)

@@ -3,6 +3,8 @@
 exact   the plain path (every switch as the admin set it; the shipped switches are all off).
 default fp8 linears (torchao) + regional torch.compile + FlashAttention-3: close to exact (BENCHMARKS.md).
 fast    default + FasterCache (diffusers' cache hooks): about twice as fast, a measured output change.
+        FasterCache keeps activations (43 GiB for CogVideoX1.5 at 768x1360x81): where they would not fit
+        beside the model on this GPU, fast leaves the cache off and says so.
 
 A preset only turns on switches the admin left off; a switch set to anything else keeps its value. What
 the machine cannot run (no GPU, an offload memory mode, fp8 below compute capability 8.9, FA3 without
@@ -18,6 +20,7 @@ from generators.loading import FP8_MIN_CAPABILITY
 Preset = Literal["exact", "default", "fast"]
 PLAIN: dict[str, Any] = {"quantization": "none", "compile": "off", "attention": "default", "cache": "none"}
 SECTION = {"quantization": "model", "compile": "speed", "attention": "speed", "cache": "speed"}
+MODEL_AND_WORK_GIB = 12.0  # what a 5B model needs besides the cache (preset default peaked at 8.4-11 GiB)
 PRESETS: dict[str, dict[str, Any]] = {
     "exact": {},
     "default": {"quantization": "fp8_dynamic", "compile": "blocks", "attention": "fa3"},
@@ -25,10 +28,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _blocker(key: str, on_gpu: bool, memory_mode: str) -> str | None:
+def cache_too_big(cache_gib: float | None, gpu_gib: float | None) -> str | None:
+    """Why the cache's activations would not fit beside the model on this GPU, or None."""
+    if cache_gib is None or gpu_gib is None or cache_gib + MODEL_AND_WORK_GIB <= gpu_gib:
+        return None
+    return (f"it keeps about {cache_gib:.0f} GiB of activations at this video size, too much beside the "
+            f"model on this {gpu_gib:.0f} GiB GPU")
+
+
+def _blocker(key: str, on_gpu: bool, memory_mode: str, too_big: str | None) -> str | None:
     """Why switch `key` of a preset cannot run here, or None."""
     if key == "cache":
-        return None
+        return too_big
     if not on_gpu:
         return "no CUDA GPU"
     import torch
@@ -45,9 +56,12 @@ def _blocker(key: str, on_gpu: bool, memory_mode: str) -> str | None:
     return None
 
 
-def resolve_preset(config: Any, on_gpu: bool, memory_mode: str,
-                   setting: str = "video") -> tuple[Any, list[str]]:
-    """(`config` with the preset's switches filled in, notes on the switches left off and why)."""
+def resolve_preset(config: Any, on_gpu: bool, memory_mode: str, setting: str = "video", *,
+                   cache_gib: float | None = None, gpu_gib: float | None = None) -> tuple[Any, list[str]]:
+    """(`config` with the preset's switches filled in, notes on the switches left off and why).
+
+    `cache_gib`: what the preset's cache would keep for the configured video; `gpu_gib`: this GPU's memory."""
+    too_big = cache_too_big(cache_gib, gpu_gib) if on_gpu else None
     speed = getattr(config, "speed", None)
     preset = getattr(speed, "preset", "exact")
     changes: dict[str, dict[str, Any]] = {}
@@ -56,7 +70,7 @@ def resolve_preset(config: Any, on_gpu: bool, memory_mode: str,
         section = SECTION[key]
         if getattr(getattr(config, section), key) != PLAIN[key]:
             continue  # the admin chose this switch explicitly
-        why = _blocker(key, on_gpu, memory_mode)
+        why = _blocker(key, on_gpu, memory_mode, too_big)
         if why is None:
             changes.setdefault(section, {})[key] = value
         else:

@@ -9,9 +9,28 @@ VBench on par, PAB 1.34x); both change the output, and BENCHMARKS.md gives the m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PUBLISHED_WINDOWS = {"fastercache": (-1, 681), "pab": (100, 800)}
+ACTIVATION_BYTES = 2  # fp16 / bf16
+
+
+def fastercache_gib(transformer: Mapping[str, Any], height: int, width: int, frames: int, guidance: float,
+                    spatial_scale: int = 8, temporal_scale: int = 4) -> float:
+    """GPU memory FasterCache keeps for one video: two attention outputs of every block, for the whole
+    CFG batch. Within 3 % of what an H100 measured over preset default (2B 7.5, 5B-I2V 17.0 and
+    CogVideoX1.5 at 768x1360x81 43.2 GiB; BENCHMARKS.md), so a preset can tell it will not fit."""
+    patch, patch_t = transformer.get("patch_size", 2), transformer.get("patch_size_t") or 1
+    latent_frames = (frames - 1) // temporal_scale + 1
+    latent_frames += -latent_frames % patch_t  # 1.5 pads to whole temporal patches
+    rows, columns = height // spatial_scale // patch, width // spatial_scale // patch
+    tokens = latent_frames // patch_t * rows * columns
+    tokens += transformer.get("max_text_seq_length", 226)
+    inner = transformer.get("num_attention_heads", 30) * transformer.get("attention_head_dim", 64)
+    batch = 2 if guidance > 1 else 1
+    per_block = 2 * batch * tokens * inner * ACTIVATION_BYTES
+    return per_block * transformer.get("num_layers", 30) / 2**30
 
 
 def cache_hook_config(config: Any, pipe: Any) -> Any | None:

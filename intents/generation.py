@@ -1,12 +1,14 @@
 """The flow the two generation intents (视频生成, 图片生成) share, top to bottom:
 
-1. parameters from config + what the asker said, checked before the LLM is even asked;
+1. parameters from config + what the asker said, checked once by the queue before the LLM is even
+   asked (`JobQueue.check` gives back a `CheckedRequest`; the rewriter's prompt replaces the stand-in);
 2. the admission rules (pending limit, daily quotas) asked of the queue, which counts nothing until
    `submit` writes the job (the same rules again, in one transaction);
 3. the English prompt from the recent chat (LLM rewriter, checked, one retry with the reason fed back),
    fitted to the model's token limit without cutting mid-sentence; with no LLM configured at all, the
    asker's own words, flagged as such;
-4. the job on the shared GPU queue (`bot.jobs`), acknowledged before it can start.
+4. the checked request as a job on the shared GPU queue (`bot.jobs`), not checked again, acknowledged
+   before it can start.
 
 `intents/video.py` and `intents/image.py` subclass `GenerationIntent` with what differs (request type,
 prompt file, replies, extra checks).
@@ -22,7 +24,7 @@ from typing import Any, ClassVar
 
 from loguru import logger
 
-from bot.jobs import JobRequest, Limits, QueueLimitReached, Receipt, limits_for
+from bot.jobs import CheckedRequest, Limits, QueueLimitReached, Receipt, limits_for
 from bot.llm import ChatMessage, LLMUnavailable, with_image
 from bot.messages import Reply
 from bot.pipeline.context import Context
@@ -224,62 +226,71 @@ class GenerationIntent:
         if self.kind not in jobs.kinds:
             return Reply(not_enabled(ctx.intent.label if ctx.intent else self.kind))
         section = self.section(ctx)
-        kind = jobs.kinds[self.kind]
         msg = ctx.message
-
-        # 1. parameters: config defaults + what the asker said, checked before the LLM is even asked
-        extra = await self.prepare(ctx, section)
-        if isinstance(extra, Reply):
-            return extra
-        overrides: dict[str, Any] = {**self.overrides(msg.text, section), **extra}
-        seed = overrides.pop("seed", None)
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-        try:
-            probe = self.request(self.probe_prompt, section, seed=seed, **overrides)
-            await jobs.check(self.kind, probe.to_dict())
-        except GeneratorError as exc:
-            raise self._user_error(exc) from exc
-
+        checked = await self.checked_request(ctx, section)
+        if isinstance(checked, Reply):
+            return checked
         # 2. the pending limit and the daily quotas, before the LLM is asked
         limits = self.limits(ctx)
         try:
             await jobs.admit(self.kind, msg.sender_id, msg.chat, limits)
-            # 3. the English prompt, within the model's token limit (exact count when the tokenizer is local)
-            limit = await asyncio.to_thread(kind.max_prompt_tokens)
-            exact = (limit is not None
-                     and await asyncio.to_thread(kind.count_tokens, self.probe_prompt) is not None)
-
-            def count(text: str) -> int:
-                return (kind.count_tokens(text) if exact else None) or estimate_tokens(text) + TOKEN_MARGIN
-
-            try:
-                prompt, note = await self.rewrite_prompt(ctx, limit, count), ""
-            except NoRewriter:
-                own = " ".join(msg.text.split())
-                if not own:
-                    raise
-                prompt = fit_tokens(own, limit, count) if limit is not None else own
-                note = OWN_WORDS_NOTE
-            details = self.wants_details(ctx, section)
-            shown = (ADMIN_DETAILS.format(seed=seed, prompt=prompt) if details else "") + note
-            params = self.request(prompt, section, **overrides).to_dict()
-            params.pop("seed", None)
-            request = JobRequest(
-                kind=self.kind, params=params, seed=seed, asker_id=msg.sender_id, asker_name=msg.sender_name,
-                chat=msg.chat, message_id=msg.id, caption=self.caption(seed, shown, section),
-            )
-
-            # 3. queue it: the ack goes out before the job can start (and so before its result)
-            async def acknowledge(receipt: Receipt) -> None:
-                await ctx.say(Reply(self.ack(receipt, shown)))
-
-            await jobs.submit(request, limits, on_accepted=acknowledge)
+            prompt, note = await self.english_prompt(ctx, jobs.kinds[self.kind])
+            await self.enqueue(ctx, checked.with_prompt(prompt), section, limits, note)
         except (GeneratorError, QueueLimitReached) as exc:
             raise self._user_error(exc) from exc
         except RewriteRejected as exc:  # the asker's own words did not fit the model's token limit
             raise UserInputError(f"描述太长了（{exc.zh}），说短一点再试试吧～") from exc
         return None
+
+    async def checked_request(self, ctx: Context, section: Any) -> CheckedRequest | Reply:
+        """1. The request from config defaults + what the asker said, checked by the queue before the LLM
+        is even asked (a stand-in prompt until the rewriter's); a Reply when the message lacks something."""
+        extra = await self.prepare(ctx, section)
+        if isinstance(extra, Reply):
+            return extra
+        overrides: dict[str, Any] = {**self.overrides(ctx.message.text, section), **extra}
+        seed = overrides.pop("seed", None)
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        try:
+            return await ctx.jobs.check(self.kind, self.request(self.probe_prompt, section, seed=seed,
+                                                                **overrides))
+        except GeneratorError as exc:
+            raise self._user_error(exc) from exc
+
+    async def english_prompt(self, ctx: Context, kind: Any) -> tuple[str, str]:
+        """3. The English prompt within the kind's token limit (an exact count when its tokenizer is
+        local), and the note for the asker when it is their own words (no LLM configured)."""
+        limit = await asyncio.to_thread(kind.max_prompt_tokens)
+        exact = (limit is not None
+                 and await asyncio.to_thread(kind.count_tokens, self.probe_prompt) is not None)
+
+        def count(text: str) -> int:
+            return (kind.count_tokens(text) if exact else None) or estimate_tokens(text) + TOKEN_MARGIN
+
+        try:
+            return await self.rewrite_prompt(ctx, limit, count), ""
+        except NoRewriter:
+            own = " ".join(ctx.message.text.split())
+            if not own:
+                raise
+            return (fit_tokens(own, limit, count) if limit is not None else own), OWN_WORDS_NOTE
+
+    async def enqueue(self, ctx: Context, checked: CheckedRequest, section: Any, limits: Limits,
+                      note: str) -> None:
+        """4. The job on the queue as checked; the ack goes out before it can start (and so before its
+        result)."""
+        msg = ctx.message
+        seed, prompt = checked.request.seed, checked.request.prompt
+        shown = (ADMIN_DETAILS.format(seed=seed, prompt=prompt) if self.wants_details(ctx, section) else "")
+        shown += note
+        job = checked.job(asker_id=msg.sender_id, asker_name=msg.sender_name, chat=msg.chat,
+                          message_id=msg.id, caption=self.caption(seed, shown, section))
+
+        async def acknowledge(receipt: Receipt) -> None:
+            await ctx.say(Reply(self.ack(receipt, shown)))
+
+        await ctx.jobs.submit(job, limits, on_accepted=acknowledge)
 
     @staticmethod
     def wants_details(ctx: Context, section: Any) -> bool:

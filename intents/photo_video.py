@@ -27,6 +27,7 @@ ASK_PHOTO = "把照片发给我吧📷 发到群里就行，我收到就开始�
 NO_LLM_REPLY = "让照片动起来前我要先想好怎么动，可我这会儿忙不过来，稍后再@我试试吧🙏"
 REWRITE_FAILED_REPLY = "抱歉，我没能理解好你想让照片怎么动，换个说法再试一次吧～"
 CAPTION = "照片动起来啦🎬"
+WHOLE_PHOTO_SIDE = 2048  # a hosted API's photo: its providers take up to 2000-4096 px and fit it again
 
 _PHOTO = re.compile(r"照片|相片|这张图|那张图|这幅图|这个图|图片|合影|自拍|这张|那张")
 _MOTION = re.compile(r"动起来|动一动|动一下|活起来|视频|笑|眨眼|挥手|转头|回头|跳舞|走路|说话|飘|动")
@@ -37,9 +38,11 @@ def wants_photo_video(text: str) -> bool:
     return bool(_PHOTO.search(text) and _MOTION.search(text))
 
 
-def prepare_photo(path: Path, section: Any) -> dict[str, Any]:
+def prepare_photo(path: Path, section: Any, whole: bool = False) -> dict[str, Any]:
     """The job's photo fields: the photo fitted to the frame the photo model renders (a portrait photo
-    turns CogVideoX1.5-I2V's frame upright), as base64 JPEG. Blocking (decode, resize)."""
+    turns CogVideoX1.5-I2V's frame upright), as base64 JPEG. `whole` (a hosted API renders it): the
+    whole photo, only scaled down to WHOLE_PHOTO_SIDE, since the provider fits it to its own frame and a
+    crop to the local model's landscape frame would cut a portrait's faces. Blocking (decode, resize)."""
     from generators.cogvideox_models import photo_size, released_photo_limits
     from generators.photos import encode_photo, fit_photo, open_photo
 
@@ -47,6 +50,9 @@ def prepare_photo(path: Path, section: Any) -> dict[str, Any]:
     sampling = section.photo.sampling
     height, width = photo_size(released_photo_limits(section.photo.model.variant), sampling.height,
                                sampling.width, photo_width=image.width, photo_height=image.height)
+    if whole:
+        image.thumbnail((WHOLE_PHOTO_SIDE, WHOLE_PHOTO_SIDE))
+        return {"image": encode_photo(image), "height": height, "width": width}
     return {"image": encode_photo(fit_photo(image, height, width)), "height": height, "width": width}
 
 
@@ -70,7 +76,8 @@ class PhotoVideoIntent(VideoIntent):
         from generators.photos import PhotoRefused
 
         try:
-            return await asyncio.to_thread(prepare_photo, photo, section)
+            whole = ctx.jobs.kinds[self.kind].backend == "api"
+            return await asyncio.to_thread(prepare_photo, photo, section, whole)
         except (PhotoRefused, OSError):  # removed by retention meanwhile, or unreadable
             return ctx.ask({REQUEST_SLOT: ctx.message.text}, PHOTO_SLOT, ASK_PHOTO)
 

@@ -43,10 +43,10 @@ def recent_seconds(data_dir: Path, kind: str, profile_prefix: str, count: int = 
 
 
 def _video_model(config: AppConfig) -> Text:
-    from generators.cogvideox_models import _REPO_NAMES
+    from generators.cogvideox_models import REPO_NAMES
 
     variant = config.video.model.variant
-    model = _REPO_NAMES.get(variant, f"CogVideoX {variant}")
+    model = REPO_NAMES.get(variant, f"CogVideoX {variant}")
     preset = PRESET_WORDS.get(config.video.speed.preset, (config.video.speed.preset,) * 2)
     return f"{model}，{preset[0]}", f"{model}, {preset[1]}"
 

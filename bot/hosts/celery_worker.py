@@ -123,12 +123,7 @@ class Renderer:
         from celery.exceptions import Ignore
 
         task_id = task.request.id
-        current = self._client.get(TOKEN_KEY + task_id)
-        if current is None or current.decode() != token:  # an old copy, or a job the bot finished
-            logger.info("worker: dropping stale copy of {}", task_id)
-            raise Ignore()
-        if task.backend.get_task_meta(task_id).get("status") == "SUCCESS":
-            logger.info("worker: {} already rendered, dropping the copy", task_id)
+        if self._is_copy(task, token):
             raise Ignore()
         if kind not in self.kinds:
             return {"status": "failed", "error": f"这个 GPU 工作进程不做「{kind}」类任务"}
@@ -137,6 +132,45 @@ class Renderer:
         self._heartbeat.job = job
         task.update_state(state="PROGRESS", meta={"step": 0, "steps": 0, "worker": name, "token": token})
         self._heartbeat.beat()
+        on_step, should_stop = self._progress_and_stop(task, job, token)
+        started = time.monotonic()
+        stem = self._work_dir / task_id.replace(":", "_").replace("/", "_")
+        try:
+            request = _job_request(kind, params, seed)
+            path = self._render(self.kinds[kind], request, stem, on_step, should_stop)
+        except GenerationCancelled:
+            logger.info("worker: {} cancelled at step {}/{}", task_id, job["step"], job["steps"])
+            return {"status": "cancelled", "worker": name}
+        except GeneratorError as exc:
+            logger.warning("worker: {} failed: {}{}", task_id, exc,
+                           f" ({exc.admin_detail})" if exc.admin_detail else "")
+            return {"status": "failed", "error": str(exc), "admin_detail": exc.admin_detail,
+                    "problem": exc.problem, "worker": name}
+        except Exception as exc:  # noqa: BLE001 - one bad job must never stop the worker
+            logger.exception("worker: {} crashed", task_id)
+            return {"status": "crashed", "error": type(exc).__name__, "worker": name}
+        finally:
+            self._heartbeat.job = None
+        return self._result(path, task_id, time.monotonic() - started)
+
+    def _is_copy(self, task: Any, token: str) -> bool:
+        """Whether this delivery is one not to render: an old copy, a job the bot finished, or one
+        already rendered."""
+        task_id = task.request.id
+        current = self._client.get(TOKEN_KEY + task_id)
+        if current is None or current.decode() != token:  # an old copy, or a job the bot finished
+            logger.info("worker: dropping stale copy of {}", task_id)
+            return True
+        if task.backend.get_task_meta(task_id).get("status") == "SUCCESS":
+            logger.info("worker: {} already rendered, dropping the copy", task_id)
+            return True
+        return False
+
+    def _progress_and_stop(self, task: Any, job: dict[str, Any], token: str
+                           ) -> tuple[Callable[[int, int], None], Callable[[], bool]]:
+        """The render's step callback (progress published as the task's state, for the bot to poll) and
+        its stop question (the bot's cancel key, read at most every STOP_CHECK_S)."""
+        task_id, name = task.request.id, self._heartbeat.name
         last_check = [0.0, False]
 
         def on_step(step: int, steps: int) -> None:
@@ -157,29 +191,15 @@ class Renderer:
                     pass
             return last_check[1]
 
-        started = time.monotonic()
-        stem = self._work_dir / task_id.replace(":", "_").replace("/", "_")
-        try:
-            request = _job_request(kind, params, seed)
-            path = self._render(self.kinds[kind], request, stem, on_step, should_stop)
-        except GenerationCancelled:
-            logger.info("worker: {} cancelled at step {}/{}", task_id, job["step"], job["steps"])
-            return {"status": "cancelled", "worker": name}
-        except GeneratorError as exc:
-            logger.warning("worker: {} failed: {}{}", task_id, exc,
-                           f" ({exc.admin_detail})" if exc.admin_detail else "")
-            return {"status": "failed", "error": str(exc), "admin_detail": exc.admin_detail,
-                    "problem": exc.problem, "worker": name}
-        except Exception as exc:  # noqa: BLE001 - one bad job must never stop the worker
-            logger.exception("worker: {} crashed", task_id)
-            return {"status": "crashed", "error": type(exc).__name__, "worker": name}
-        finally:
-            self._heartbeat.job = None
+        return on_step, should_stop
+
+    def _result(self, path: Path, task_id: str, took: float) -> dict:
+        """The rendered file as the task's result (base64), removed here; too big to send back: failed."""
+        name = self._heartbeat.name
         try:
             data = path.read_bytes()
         finally:
             path.unlink(missing_ok=True)
-        took = time.monotonic() - started
         logger.info("worker: {} rendered in {:.1f}s ({} bytes)", task_id, took, len(data))
         if len(data) > self._max_bytes:
             return {"status": "failed", "worker": name,

@@ -48,8 +48,9 @@ def video_follower(config: AppConfig, ranks: Any) -> JobHandler:
 
     def handle(job: Any) -> None:
         params = job.get("params") or {}
-        kind.make_room(params)
-        kind.generator_for(params).follow(kind.request(params, job.get("seed")))
+        request = kind.request(params, job.get("seed"))
+        kind.make_room(request)
+        kind.generator_for(request).follow(request)
 
     return handle
 

@@ -10,6 +10,11 @@ One home per concern:
                `schedules.timezone`, and the fairness policy `pick_next` / `run_order`.
 * `queue`      `JobQueue`: what features call (`check`, `admit`, `submit`, `list`, `get`, `cancel`,
                `status`, `label`), claims jobs in fair order and hands each to a worker backend.
+               A request is checked once: `check` takes the kind's typed request (`VideoRequest`...)
+               and gives back a `CheckedRequest`, whose job `submit` stores as is; plain params from
+               another process (an HTTP body) are parsed by the kind and checked in `submit`.
+* `eta`        waiting times from measured runs only (`eta_s`), for the receipt.
+* `endings`    `RunEndings`: how a run ended (done, stopped, failed with the asker's sentence), written.
 * `outbox`     `Outbox`: posts finished jobs in finish order and retries; all result wording.
 * `retention`  `Retention`: removes media older than its kind's retention.
 * `backends`   the `WorkerBackend` seam and `LocalBackend` (a worker thread in this process).
@@ -17,9 +22,10 @@ One home per concern:
 * `video_api`  `ApiVideoBackend`: video jobs made by a hosted API (智谱 / 通义万相), paid once, with
                the job store as the provider task's ledger; `video_choice` resolves `video.backend: auto`.
 * `kinds`      the job kinds the bot hosts (`VideoKind`, `ImageKind`), imported by the composition root.
+* `warmup`     `LibraryWarmup` and `ModelPreload`: the models made ready at start (video and image).
 
 The worker-backend seam (see `backends.WorkerBackend`): `name`, `slots`, `handles(kind)`,
-`live_workers()`, `start()`, `stop()`, `check(kind, params)`, and
+`live_workers()`, `start()`, `stop()`, `check(kind, request)` (the kind's typed request), and
 `execute(kind, job, output_stem, on_progress, should_stop) -> Path`. The queue keeps persistence, order,
 cancellation flags and delivery whatever the backend; a backend only runs one claimed job to a file.
 A distributed backend (Celery workers on other hosts) plugs in as one more `WorkerBackend` placed first

@@ -9,7 +9,6 @@ a backend for one kind (the remote video service) sits in front of the local one
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,8 +31,9 @@ class WorkerBackend(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
-        """Validate parameters before a job is accepted; GeneratorError names the broken rule."""
+    async def check(self, kind: JobKind, request: Any) -> None:
+        """Validate the kind's typed request before a job is accepted; GeneratorError names the broken
+        rule."""
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:
@@ -63,9 +63,9 @@ class LocalBackend:
     async def stop(self) -> None:
         return None
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+    async def check(self, kind: JobKind, request: Any) -> None:
         # in a thread: a first check may read model files (the tokenizer)
-        await asyncio.to_thread(kind.check, params)
+        await asyncio.to_thread(kind.check, request)
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:

@@ -23,6 +23,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ CANCEL_WAIT_S = 3.0  # how long a stopped job waits for its worker to confirm
 MISCONFIGURED = "负责生成的机器连不上，请管理员查看日志"
 WORKER_LOST = "负责生成的机器两次中途停掉了，这个任务不会再自动重做，请稍后再发一次"
 TOO_MANY_SUBMISSIONS = "任务队列服务（Redis）反复中断，这个任务没能完成，请稍后再发一次"
+
+
+@dataclass
+class _Followed:
+    """What `execute` keeps while it follows one job's task: its current token, how often it was sent
+    and its worker lost, the last step reported, and when a cancel was sent."""
+
+    job: Job
+    output_stem: Path
+    token: str
+    submissions: int = 1
+    losses: int = 0
+    last_step: int = -1
+    cancel_sent: float | None = None
 
 
 class CeleryBackend:
@@ -115,74 +130,82 @@ class CeleryBackend:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._client.close)
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(kind.check, params)  # the bot has the config; the tokenizer files
+    async def check(self, kind: JobKind, request: Any) -> None:
+        await asyncio.to_thread(kind.check, request)  # the bot has the config; the tokenizer files
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:
         if self._refused is not None or self._app is None:
             raise GeneratorError(MISCONFIGURED)
-        task_id = job.name
-        token = await self._retrying(self._resume_or_submit, task_id, job, should_stop)
-        submissions, losses, last_step = 1, 0, -1
-        cancel_sent: float | None = None
+        token = await self._retrying(self._resume_or_submit, job.name, job, should_stop)
+        task = _Followed(job, output_stem, token)
         while True:
-            if should_stop() and cancel_sent is None:
-                await self._retrying(self._send_cancel, task_id, None, should_stop=lambda: False)
-                cancel_sent = time.monotonic()
+            if should_stop() and task.cancel_sent is None:
+                await self._retrying(self._send_cancel, job.name, None, should_stop=lambda: False)
+                task.cancel_sent = time.monotonic()
             try:
-                status, result, has_token, lost = await asyncio.to_thread(self._poll, task_id, token)
+                status, result, has_token, lost = await asyncio.to_thread(self._poll, job.name, task.token)
             except Exception as exc:  # noqa: BLE001 - Redis restarting: keep following the job
-                if cancel_sent is not None:
+                if task.cancel_sent is not None:
                     break
-                logger.warning("jobs: cannot reach Redis for {} ({}); retrying", task_id, type(exc).__name__)
+                logger.warning("jobs: cannot reach Redis for {} ({}); retrying", job.name, type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
             if status == "SUCCESS":
-                return await self._collect(task_id, result, output_stem)
+                return await self._collect(job.name, result, output_stem)
             if status == "FAILURE":
-                await asyncio.to_thread(self._forget, task_id, False)
+                await asyncio.to_thread(self._forget, job.name, False)
                 raise GeneratorError(GENERIC_REASON, problem="celery:task-failure",
-                                     admin_detail=f"GPU 工作进程上的任务 {task_id} 失败: {result!r}")
-            if cancel_sent is not None and status != "PROGRESS":
-                break  # not rendering (queued copies find no token and are dropped)
-            if cancel_sent is not None and time.monotonic() - cancel_sent > CANCEL_WAIT_S:
-                await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
-                break  # not answering: its render may still finish
-            resubmit = None
-            if cancel_sent is not None:
-                pass  # waiting for the worker to confirm: never send a stopped job again
-            elif status == "PROGRESS" and isinstance(result, dict):
-                if result.get("steps") and result.get("step") != last_step:
-                    last_step = result["step"]
-                    on_progress(last_step, result["steps"])
-                if result.get("token", token) != token:  # a copy sent before Redis forgot its token:
-                    if not has_token:  # its result counts, its silence does not; ours is gone again
-                        resubmit = "Redis lost it"
-                elif lost:
-                    losses += 1
-                    logger.warning("jobs: worker {} stopped while rendering {} ({}x)",
-                                   result.get("worker"), task_id, losses)
-                    await self._tell(f"GPU 工作进程 {result.get('worker')} 在做任务 #{job.id} 时失联了"
-                                     + ("，已交给别的工作进程重做。" if losses < MAX_WORKER_LOSSES else "。"))
-                    if losses >= MAX_WORKER_LOSSES:
-                        await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
-                        raise GeneratorError(WORKER_LOST)
-                    resubmit = "its worker was lost"
-            elif status == "PENDING" and not has_token:
-                resubmit = "Redis lost it"
-            if resubmit is not None:
-                submissions += 1
-                if submissions > MAX_SUBMISSIONS:
-                    await self._retrying(self._give_up, task_id, job, lambda: False, output_stem)
-                    raise GeneratorError(TOO_MANY_SUBMISSIONS)
-                logger.warning("jobs: sending {} again ({})", task_id, resubmit)
-                token = await self._retrying(self._submit, task_id, job, should_stop)
-                last_step = -1
+                                     admin_detail=f"GPU 工作进程上的任务 {job.name} 失败: {result!r}")
+            if task.cancel_sent is not None:  # waiting for the worker to confirm: never sent again
+                if status != "PROGRESS":
+                    break  # not rendering (queued copies find no token and are dropped)
+                if time.monotonic() - task.cancel_sent > CANCEL_WAIT_S:
+                    await self._retrying(self._give_up, job.name, job, lambda: False, output_stem)
+                    break  # not answering: its render may still finish
+            elif reason := await self._send_again_why(task, status, result, has_token, lost, on_progress):
+                await self._send_again(task, reason, should_stop)
                 continue
             await asyncio.sleep(self.poll_s)
-        await asyncio.to_thread(self._forget, task_id, True)
-        raise GenerationCancelled(f"{task_id} stopped")
+        await asyncio.to_thread(self._forget, job.name, True)
+        raise GenerationCancelled(f"{job.name} stopped")
+
+    async def _send_again_why(self, task: _Followed, status: str, result: Any, has_token: bool, lost: bool,
+                              on_progress: StepCallback) -> str | None:
+        """Why the followed task must be sent again (None: keep following); reports its progress, and
+        gives up on a job whose worker was lost `MAX_WORKER_LOSSES` times."""
+        if status == "PENDING":
+            return None if has_token else "Redis lost it"
+        if status != "PROGRESS" or not isinstance(result, dict):
+            return None
+        if result.get("steps") and result.get("step") != task.last_step:
+            task.last_step = result["step"]
+            on_progress(task.last_step, result["steps"])
+        if result.get("token", task.token) != task.token:  # a copy sent before Redis forgot its token:
+            return None if has_token else "Redis lost it"  # its result counts, its silence does not
+        if not lost:
+            return None
+        job = task.job
+        task.losses += 1
+        logger.warning("jobs: worker {} stopped while rendering {} ({}x)", result.get("worker"), job.name,
+                       task.losses)
+        await self._tell(f"GPU 工作进程 {result.get('worker')} 在做任务 #{job.id} 时失联了"
+                         + ("，已交给别的工作进程重做。" if task.losses < MAX_WORKER_LOSSES else "。"))
+        if task.losses >= MAX_WORKER_LOSSES:
+            await self._retrying(self._give_up, job.name, job, lambda: False, task.output_stem)
+            raise GeneratorError(WORKER_LOST)
+        return "its worker was lost"
+
+    async def _send_again(self, task: _Followed, reason: str, should_stop: ShouldStop) -> None:
+        """Submit the job again under a new token, unless Redis lost it too often already."""
+        job = task.job
+        task.submissions += 1
+        if task.submissions > MAX_SUBMISSIONS:
+            await self._retrying(self._give_up, job.name, job, lambda: False, task.output_stem)
+            raise GeneratorError(TOO_MANY_SUBMISSIONS)
+        logger.warning("jobs: sending {} again ({})", job.name, reason)
+        task.token = await self._retrying(self._submit, job.name, job, should_stop)
+        task.last_step = -1
 
     # -- blocking helpers (threads) -------------------------------------------------------------
     def _poll(self, task_id: str, token: str | None = None) -> tuple[str, Any, bool, bool]:

@@ -2,8 +2,6 @@
 
 `StepProgress` draws a live bar (tqdm) when the log goes to a terminal, and otherwise writes one plain
 line every ~10 % with the step and an ETA, so a file never gets carriage returns or escape codes.
-`LibraryWarmup` is a service that imports torch / transformers / diffusers in a background thread at
-start-up when a local model is there to use, so the first picture or video keeps its promised time.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from loguru import logger
@@ -48,7 +46,6 @@ class StepProgress:
         self._lock = threading.Lock()
         self._bar: Any = None
         self._reported = 0  # last tenth (or `every` fraction) reported in plain mode
-        self.lines: list[str] = []  # the plain lines written, for the admin status and tests
 
     def update(self, step: int, total: int) -> None:
         if total <= 0:
@@ -65,7 +62,6 @@ class StepProgress:
             elapsed = self._clock() - self._started
             eta = elapsed / step * (total - step) if step else 0.0
             line = f"{self.label}: step {step}/{total} ({100 * step // total} %), eta {_eta(eta)}"
-            self.lines.append(line)
             logger.info(line)
 
     def _draw(self, step: int, total: int) -> None:
@@ -82,52 +78,3 @@ class StepProgress:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-
-
-class LibraryWarmup:
-    """Service: import the heavy libraries once, in a daemon thread, when some local model is found.
-
-    A daemon thread rather than `asyncio.to_thread`, so that stopping the bot never waits for an import
-    to finish. Nothing is imported when no local weights are there (the bot may run with none at all)."""
-
-    def __init__(self, kinds: Callable[[], Iterable[Any]]) -> None:
-        self._kinds = kinds
-        self._thread: threading.Thread | None = None
-        self.done = threading.Event()
-        self.seconds: float | None = None
-
-    async def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="library-warmup", daemon=True)
-            self._thread.start()
-
-    def _wanted(self) -> bool:
-        for kind in self._kinds():
-            if getattr(kind, "backend", "local") != "local":
-                continue
-            try:
-                kind.generator.locate()
-            except Exception:  # noqa: BLE001 - no weights (or a bad path): the first job will say so
-                continue
-            return True
-        return False
-
-    def _run(self) -> None:
-        try:
-            if not self._wanted():
-                logger.debug("warm-up: no local model found, the heavy libraries are imported on demand")
-                return
-            from generators.heavy_imports import import_heavy
-
-            self.seconds = import_heavy()
-            from bot.logs import route_stdlib_logging
-
-            route_stdlib_logging()  # transformers and torch build their own stderr handlers
-            logger.info("warm-up: torch, transformers and diffusers imported in {:.1f} s", self.seconds)
-        except Exception as exc:  # noqa: BLE001 - the first job imports again and reports the error
-            logger.warning("warm-up: importing the generation libraries failed: {}", exc)
-        finally:
-            self.done.set()
-
-    async def stop(self) -> None:
-        return None

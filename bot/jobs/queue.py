@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import sqlite3
 import threading
 import time
@@ -24,13 +23,17 @@ from loguru import logger
 from bot.background import cancel_and_wait
 from bot.jobs.admission import DEFAULT_TIMEZONE, MAX_OVERTAKES, day_start, pick_next, run_order
 from bot.jobs.backends import LocalBackend, WorkerBackend
+from bot.jobs.endings import RunEndings
+from bot.jobs.eta import eta_s
 from bot.jobs.late_results import LateOutcome
-from bot.jobs.outbox import GENERIC_REASON, RESTART_REASON, Outbox
+from bot.jobs.outbox import RESTART_REASON, Outbox
 from bot.jobs.progress import StepProgress
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.types import (
     PENDING_STATES,
+    CheckedJob,
+    CheckedRequest,
     Job,
     JobKind,
     JobRequest,
@@ -40,7 +43,6 @@ from bot.jobs.types import (
     Receipt,
 )
 from bot.messages import ChatRef
-from bot.ops.notices import Told, honest
 from generators.base import GenerationCancelled, GeneratorError
 from generators.storage import StorageFull, is_no_space
 
@@ -86,6 +88,7 @@ class JobQueue:
         self._progress: dict[int, tuple[int, int]] = {}
         # told when a result or the job store cannot be written for lack of space (the app tells the admins)
         self.on_storage_full: Callable[[StorageFull], Awaitable[Any]] | None = None
+        self._endings = RunEndings(store, outbox, self._storage_full)
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, kind: JobKind, *, label: str, retention_s: Callable[[], float] | None = None,
@@ -107,9 +110,11 @@ class JobQueue:
         return next((b for b in self.backends if b.handles(kind)), self.backends[-1])
 
     # -- the API features and admin commands use ------------------------------------------------
-    async def check(self, kind: str, params: Mapping[str, Any]) -> None:
-        """Validate parameters before anything is queued (GeneratorError names the broken rule)."""
-        await self.backend_for(kind).check(self._kind(kind), params)
+    async def check(self, kind: str, request: Any) -> CheckedRequest:
+        """Validate a kind's typed request before anything is queued (GeneratorError names the broken
+        rule); what comes back goes to `submit` (`CheckedRequest.job`) without being checked again."""
+        await self.backend_for(kind).check(self._kind(kind), request)
+        return CheckedRequest(kind, request)
 
     async def admit(self, kind: str, asker_id: str, chat: ChatRef, limits: Limits) -> None:
         """Raise QueueLimitReached if a job would be refused now (before costly work such as the LLM);
@@ -125,8 +130,11 @@ class JobQueue:
                      on_accepted: Callable[[Receipt], Awaitable[Any]] | None = None) -> Receipt:
         """Persist a job and queue it. The daily quotas count in the configured time zone, in the same
         transaction that writes the job. `on_accepted` (the acknowledgement) runs before the job can
-        start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError."""
-        await self.check(request.kind, request.params)
+        start, so the ack always precedes the result. Raises QueueLimitReached or GeneratorError.
+        A `CheckedJob` was checked by `check`; plain params (from another process) are checked here, once."""
+        if not isinstance(request, CheckedJob):
+            typed = await asyncio.to_thread(self._kind(request.kind).request, request.params, request.seed)
+            await self.check(request.kind, typed)
         limits = self._priced(request.kind, request.params, limits)
         now = self._clock()
         since, day = day_start(now, self._timezone())
@@ -279,27 +287,6 @@ class JobQueue:
         profile = getattr(self.kinds.get(request.kind), "profile", None)
         return profile(request.params) if profile is not None else ""
 
-    def _estimate(self, job: Job) -> float | None:
-        """The mean of the last measured runs of jobs like this one (kept in the job store)."""
-        durations = self.store.recent_durations(job.request.kind, job.profile)
-        return sum(durations) / len(durations) if durations else None
-
-    def _eta(self, own: Job, ahead: list[Job], workers: int) -> float | None:
-        """Seconds until `own` is done, or None while any job it waits on was never measured."""
-        now = time.time()
-        total = self._estimate(own)
-        if total is None:
-            return None
-        for job in ahead:
-            estimate = self._estimate(job)
-            if estimate is None:
-                return None
-            if job.state is JobState.RUNNING and job.started_at:
-                total += max(estimate - (now - job.started_at), estimate * 0.1)
-            else:
-                total += estimate
-        return math.ceil(total / max(1, workers))
-
     def _in_run_order(self, pending: list[Job]) -> list[Job]:
         """Running jobs first, then the waiting ones in the order the fairness policy will start them."""
         running = [j for j in pending if j.state is JobState.RUNNING]
@@ -312,7 +299,7 @@ class JobQueue:
         ids = [j.id for j in ordered]
         ahead = ordered[:ids.index(job.id)] if job.id in ids else [j for j in pending if j.id < job.id]
         workers = self.backend_for(job.request.kind).live_workers()
-        eta = await asyncio.to_thread(self._eta, job, ahead, workers)
+        eta = await asyncio.to_thread(eta_s, self.store, job, ahead, workers, time.time())
         return Receipt(job=job, position=len(ahead) + 1, eta_s=eta, duplicate=duplicate, live_workers=workers)
 
     def _has_room(self, job: Job) -> bool:
@@ -373,36 +360,14 @@ class JobQueue:
             backend = self.backend_for(kind.name)
             path = await backend.execute(kind, job, output_stem, on_progress, flag.is_set)
         except GenerationCancelled:
-            if self._shutting_down and job.id not in self._cancelled_by_asker:  # run it again after restart
-                await asyncio.to_thread(self.store.set_state, job.id, JobState.QUEUED,
-                                        attempts=max(0, job.attempts - 1))
-                logger.info("jobs: #{} interrupted by shutdown, re-queued", job.id)
-            else:
-                await self._finish(job.id, JobState.CANCELLED)
-                logger.info("jobs: #{} cancelled while running", job.id)
-        except StorageFull as exc:
-            await self._storage_full(exc)
-            await self._finish(job.id, JobState.FAILED, error=str(exc))
-        except GeneratorError as exc:
-            logger.warning("jobs: #{} failed: {}", job.id, exc)
-            told = Told.NO_ADMINS
-            if exc.admin_detail:  # told first: the asker's sentence says whether they were
-                logger.error("jobs: #{}: {}", job.id, exc.admin_detail)
-                if self.outbox is not None:
-                    told = await self.outbox.tell_admins_about(exc)
-            await self._finish(job.id, JobState.FAILED, error=honest(str(exc), told))
+            by_shutdown = self._shutting_down and job.id not in self._cancelled_by_asker
+            await self._endings.stopped(job, by_shutdown=by_shutdown)
         except asyncio.CancelledError:
             raise  # the loop is going away; the row stays 'running' and is recovered on start
         except Exception as exc:  # noqa: BLE001 - one bad job must never stop the queue
-            if is_no_space(exc):  # e.g. moving a remote render into media/
-                full = await self._storage_full(StorageFull(output_stem.parent, str(exc)))
-                await self._finish(job.id, JobState.FAILED, error=str(full))
-                return
-            logger.exception("jobs: #{} crashed", job.id)  # the class and traceback stay in the log
-            await self._finish(job.id, JobState.FAILED, error=GENERIC_REASON)
+            await self._endings.failed(job, exc, output_stem.parent)
         else:
-            await self._finish(job.id, JobState.DONE, result=str(path))
-            logger.info("jobs: #{} done in {:.1f}s -> {}", job.id, time.monotonic() - started, path)
+            await self._endings.done(job, path, time.monotonic() - started)
         finally:
             progress.close()
             self._stop_flags.pop(job.id, None)
@@ -420,9 +385,6 @@ class JobQueue:
             except Exception:  # noqa: BLE001 - telling the admin must not hide the failure itself
                 logger.exception("jobs: telling the admins about the full disk failed")
         return error
-
-    async def _finish(self, job_id: int, state: JobState, **columns: Any) -> None:
-        await asyncio.to_thread(self.store.set_state, job_id, state, finished_at=time.time(), **columns)
 
     async def _cleanup_loop(self) -> None:
         while True:

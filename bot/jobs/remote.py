@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,9 +65,9 @@ class RemoteBackend:
             self._client.close()
             self._client = None
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+    async def check(self, kind: JobKind, request: Any) -> None:
         """The service runs the real model's checks (size, frames, steps, prompt tokens)."""
-        await asyncio.to_thread(self.call, "POST", "/v1/videos/check", json=dict(params))
+        await asyncio.to_thread(self.call, "POST", "/v1/videos/check", json=request.to_dict())
 
     async def execute(self, kind: JobKind, job: Job, output_stem: Path, on_progress: StepCallback,
                       should_stop: ShouldStop) -> Path:

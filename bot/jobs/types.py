@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +69,35 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
+class CheckedJob(JobRequest):
+    """A `JobRequest` made from a `CheckedRequest`: `JobQueue.submit` stores it without checking it again
+    (a plain `JobRequest`, e.g. from an HTTP body, is checked there once)."""
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A kind's typed request (`VideoRequest`, `ImageRequest`, seed included) that its worker backend
+    accepted (`JobQueue.check`). Only the prompt may change afterwards: the rewriter writes it after the
+    check, fitted to the kind's own token count."""
+
+    kind: str
+    request: Any
+
+    def with_prompt(self, prompt: str) -> CheckedRequest:
+        return replace(self, request=replace(self.request, prompt=prompt))
+
+    def job(self, *, asker_id: str, asker_name: str, chat: ChatRef, message_id: str,
+            caption: str = "") -> CheckedJob:
+        """The job to submit: the request as the store keeps it (plain params, the seed apart)."""
+        params = self.request.to_dict()
+        seed = params.pop("seed")
+        if seed is None:
+            raise ValueError("a job's seed is chosen before its request is checked")
+        return CheckedJob(kind=self.kind, params=params, seed=seed, asker_id=asker_id, asker_name=asker_name,
+                          chat=chat, message_id=message_id, caption=caption)
+
+
+@dataclass(frozen=True)
 class Job:
     """A snapshot of one job, for listings (#队列), the backends and tests."""
 
@@ -124,8 +153,13 @@ class JobKind(Protocol):
 
     name: str
 
-    def check(self, params: Mapping[str, Any]) -> None:
-        """Cheap validation before a job is accepted; raise GeneratorError naming the rule."""
+    def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
+        """The kind's typed request from plain params (a stored job, a body from another process);
+        raises GeneratorError on fields it does not know."""
+
+    def check(self, request: Any) -> None:
+        """Cheap validation of a typed request before a job is accepted; raise GeneratorError naming the
+        rule."""
 
     def run(self, request: JobRequest, output_stem: Path, on_step: StepCallback,
             should_stop: ShouldStop) -> Path:
@@ -141,6 +175,6 @@ def describe(job: Job, label: str) -> str:
 
 
 __all__ = [
-    "FINISHED_STATES", "PENDING_STATES", "Job", "JobKind", "JobRequest", "JobState", "Limits",
-    "QueueLimitReached", "Receipt", "ShouldStop", "StepCallback", "describe",
+    "FINISHED_STATES", "PENDING_STATES", "CheckedJob", "CheckedRequest", "Job", "JobKind", "JobRequest",
+    "JobState", "Limits", "QueueLimitReached", "Receipt", "ShouldStop", "StepCallback", "describe",
 ]

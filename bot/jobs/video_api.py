@@ -123,17 +123,18 @@ class ApiVideoBackend:
     async def stop(self) -> None:
         return None
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
+    async def check(self, kind: JobKind, request: Any) -> None:
         """No model here to check against: the prompt, the key and the price."""
         provider = self._provider()
         if not self._keys().get(provider):
             label = provider_for(provider).label
             raise not_ready("视频", f"video.backend 用的是 {label}，但没有设置环境变量 "
                             f"{KEY_ENVS[provider]}：设置后重启小爱。", f"video-api:no-key:{provider}")
-        if not str(params.get("prompt") or "").strip() and _photo_of(params) is None:
+        with_photo = bool(request.image)
+        if not str(request.prompt or "").strip() and not with_photo:
             raise GeneratorError("要先说说想要什么样的视频哦。")
-        if self._settings_for(provider).price_yuan(_photo_of(params) is not None) is None:
-            model = self._settings_for(provider).model_for(_photo_of(params) is not None)
+        if self._settings_for(provider).price_yuan(with_photo) is None:
+            model = self._settings_for(provider).model_for(with_photo)
             raise not_ready("视频", f"模型 {model} 没有价格：请在 video.api.prices_yuan（每个视频）或 "
                             "prices_yuan_per_second（每秒）里写上它的价格。", f"video-api:no-price:{model}")
 
@@ -203,11 +204,11 @@ class ApiVideoBackend:
 
 
 
-def _photo_of(params: Mapping[str, Any]) -> bytes | Path | None:
-    """A job's photo: `image` (base64 JPEG text, as the photo intent stores it) or `photo` (a file path)."""
-    if params.get("image"):
-        try:
-            return base64.b64decode(str(params["image"]), validate=True)
-        except ValueError:
-            return b""  # not base64: the provider rules turn it into a kind bad-photo reply
-    return Path(params["photo"]) if params.get("photo") else None
+def _photo_of(params: Mapping[str, Any]) -> bytes | None:
+    """A job's photo: `image`, base64 JPEG text as the photo intent stores it."""
+    if not params.get("image"):
+        return None
+    try:
+        return base64.b64decode(str(params["image"]), validate=True)
+    except ValueError:
+        return b""  # not base64: the provider rules turn it into a kind bad-photo reply

@@ -27,12 +27,12 @@ from bot.config.watch import ConfigWatcher
 from bot.console import attach_console
 from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
-from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, ModelPreload, VideoKind, video_token
+from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, VideoKind, video_token
 from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
-from bot.jobs.progress import LibraryWarmup
 from bot.jobs.video_api import ApiVideoBackend
 from bot.jobs.video_choice import VideoChoice, choose
-from bot.llm import LLM, LiveLLM
+from bot.jobs.warmup import LibraryWarmup, ModelPreload
+from bot.llm import LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
 from bot.ops.alerts import DisconnectAlerts
 from bot.ops.notices import AdminNotices
@@ -88,17 +88,6 @@ class Application:
     jobs: JobQueue
     config_watcher: ConfigWatcher
     _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-
-    @property
-    def config(self) -> AppConfig:
-        return self.live_config()
-
-    def apply_config(self, config: AppConfig) -> AppConfig:
-        return self.live_config.apply(config)
-
-    @property
-    def llm(self) -> LLM:
-        return self.live_llm()
 
     async def run(self) -> None:
         for name, service in self.services:
@@ -182,10 +171,43 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     sender = Sender(channel, history, live)
     notices = AdminNotices(live, sender.send)
 
-    # the job queue: videos, and pictures with priority so they don't starve behind long videos;
-    # with jobs.backend celery both go to the GPU workers; else video jobs go to the serve-video host
-    # while video.backend is remote, to a hosted API while it is api (or auto found no GPU but a key),
-    # and everything else runs here
+    jobs, warm_ups, gpu_workers = _job_queue(live, secrets, channel, sender=sender, notices=notices)
+    photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
+    jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
+
+    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))
+    secrets.on_change(amap.reread_key)  # a key saved in the console reaches the next message
+    rooms = RoomDirectory()
+    scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
+                                                    notices=notices, jobs=jobs, history=history, amap=amap,
+                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents)
+    embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
+                                  cache_dir=config.data_dir / "cache")
+    dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
+                             jobs=jobs, amap=amap, rooms=rooms, notices=notices, photos=photos)
+    services: list[tuple[str, Service]] = [
+        ("jobs", jobs),
+        *warm_ups,
+        ("embedded classifier", embedded),
+        ("amap", amap),
+        ("scheduler", scheduler),
+        ("alerts", alerts),
+        ("config watch", watcher),
+        ("plugin report", PluginReport(intents, notices.tell, connected=lambda: channel.connected)),
+    ]
+    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
+                       live_llm=llm, jobs=jobs, config_watcher=watcher)
+
+
+def _job_queue(live: LiveConfig, secrets: Secrets, channel: Channel, *, sender: Sender,
+               notices: AdminNotices) -> tuple[JobQueue, list[tuple[str, Service]], CeleryBackend | None]:
+    """The job queue with its two kinds, the services that warm their models up, and the Celery backend
+    when `jobs.backend` is celery.
+
+    Pictures have priority so they don't starve behind long videos. With celery both go to the GPU
+    workers; else video jobs go to the serve-video host while video.backend is remote, to a hosted API
+    while it is api (or auto found no GPU but a key), and everything else runs here."""
+    config = live.current
     store = JobStore(config.data_dir / "jobs.sqlite3")
     video_choice = video_choice_for(live, secrets)
     backends: list[WorkerBackend] = [
@@ -217,33 +239,12 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
-    photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
-    jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
-
-    amap = AmapConnections(key=partial(secrets.key, AMAP_KEY_ENV))
-    secrets.on_change(amap.reread_key)  # a key saved in the console reaches the next message
-    rooms = RoomDirectory()
-    scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
-                                                    notices=notices, jobs=jobs, history=history, amap=amap,
-                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents)
-    embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
-                                  cache_dir=config.data_dir / "cache")
-    dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
-                             jobs=jobs, amap=amap, rooms=rooms, notices=notices, photos=photos)
-    services: list[tuple[str, Service]] = [
-        ("jobs", jobs),
+    warm_ups: list[tuple[str, Service]] = [
         ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
         ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
         ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind))),
-        ("embedded classifier", embedded),
-        ("amap", amap),
-        ("scheduler", scheduler),
-        ("alerts", alerts),
-        ("config watch", watcher),
-        ("plugin report", PluginReport(intents, notices.tell, connected=lambda: channel.connected)),
     ]
-    return Application(live_config=live, channel=channel, dispatcher=dispatcher, services=services,
-                       live_llm=llm, jobs=jobs, config_watcher=watcher)
+    return jobs, warm_ups, gpu_workers
 
 
 def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_path: Path | None, *,

@@ -35,6 +35,9 @@ class IdleKind:
 
     name = "video"
 
+    def request(self, params: Any, seed: int | None) -> Any:
+        return params  # plain params are this kind's request
+
     def check(self, params: Any) -> None:
         return None
 
@@ -112,12 +115,12 @@ async def test_allow_room_writes_config_keeping_comments(tmp_path: Path) -> None
     for comment in ("# 小爱 config — mum's notes stay here", "# mum", "# only the work room at first",
                     "# no jokes at work"):
         assert comment in text
-    assert app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
+    assert app.live_config().groups.allows(FAMILY_ID, FAMILY_TOPIC)
     await app.dispatcher.on_message(message("你好", sender="bob"))
     assert len(seen) == 1
 
     await app.dispatcher.on_message(message("#禁用本群", sender=ADMIN))
-    assert not app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
+    assert not app.live_config().groups.allows(FAMILY_ID, FAMILY_TOPIC)
     assert 'allow: ["工作群"]' in app.config_watcher.path.read_text(encoding="utf-8")
 
 
@@ -126,10 +129,10 @@ async def test_deny_room_under_star_uses_deny_list(tmp_path: Path) -> None:
     await app.dispatcher.on_message(message("#禁用本群", sender=ADMIN))
     text = app.config_watcher.path.read_text(encoding="utf-8")
     assert f"deny: [{FAMILY_TOPIC}]" in text and "# rooms the bot serves" in text
-    assert not app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
-    assert app.config.groups.allows("other@chatroom", "工作群")
+    assert not app.live_config().groups.allows(FAMILY_ID, FAMILY_TOPIC)
+    assert app.live_config().groups.allows("other@chatroom", "工作群")
     await app.dispatcher.on_message(message("#允许本群", sender=ADMIN))
-    assert app.config.groups.allows(FAMILY_ID, FAMILY_TOPIC)
+    assert app.live_config().groups.allows(FAMILY_ID, FAMILY_TOPIC)
     assert "deny: []" in app.config_watcher.path.read_text(encoding="utf-8")
 
 

@@ -178,12 +178,12 @@ async def test_hot_reload_and_the_bots_own_writes_go_through_the_mapping(tmp_pat
     try:
         old = RELEASE_0_1.read_text(encoding="utf-8").replace("  steps: 50 ", "  steps: 7  ")
         watcher.path.write_text(old, encoding="utf-8")
-        await wait_until(lambda: app.config.video.sampling.steps == 7, within=3.0)
-        assert app.config.image.api.model == "gpt-image-1"
+        await wait_until(lambda: app.live_config().video.sampling.steps == 7, within=3.0)
+        assert app.live_config().image.api.model == "gpt-image-1"
         # what #禁用本群 does: edit the document, validate it (old keys and all), write it keeping comments
         await watcher.update(lambda doc: doc["groups"]["deny"].append("吵闹群"))
     finally:
         await watcher.stop()
-    assert app.config.groups.deny == ("吵闹群",) and app.config.video.sampling.steps == 7
+    assert app.live_config().groups.deny == ("吵闹群",) and app.live_config().video.sampling.steps == 7
     written = watcher.path.read_text(encoding="utf-8")
     assert "  model_path: null        # a diffusers CogVideoX folder" in written  # untouched, comment kept

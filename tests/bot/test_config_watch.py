@@ -39,10 +39,10 @@ async def test_valid_edit_applies_within_two_seconds(tmp_path: Path) -> None:
     app, _channel = make_app(tmp_path, BASE)
     watcher = await _started(app)
     try:
-        assert not app.config.groups.allows(FAMILY_ID, "相亲相爱一家人")
+        assert not app.live_config().groups.allows(FAMILY_ID, "相亲相爱一家人")
         started = time.monotonic()
         watcher.path.write_text(BASE.replace('["工作群"]', '["工作群", "相亲相爱一家人"]'), encoding="utf-8")
-        await wait_until(lambda: app.config.groups.allows(FAMILY_ID, "相亲相爱一家人"), within=2.0)
+        await wait_until(lambda: app.live_config().groups.allows(FAMILY_ID, "相亲相爱一家人"), within=2.0)
         elapsed = time.monotonic() - started
     finally:
         await watcher.stop()
@@ -58,14 +58,14 @@ async def test_edit_by_rename_is_seen(tmp_path: Path) -> None:
         new = tmp_path / "config.yaml.new"
         new.write_text(BASE + "chat:\n  max_reply_chars: 99\n", encoding="utf-8")
         os.replace(new, watcher.path)
-        await wait_until(lambda: app.config.chat.max_reply_chars == 99, within=2.0)
+        await wait_until(lambda: app.live_config().chat.max_reply_chars == 99, within=2.0)
     finally:
         await watcher.stop()
 
 
 async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) -> None:
     app, channel = make_app(tmp_path, BASE)
-    running = app.config
+    running = app.live_config()
     watcher = await _started(app)
     try:
         # 没有这个设置, with its line
@@ -73,7 +73,7 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 1, within=3.0)
         notice = channel.private_texts(ADMIN)[0]
         assert "chat.max_reply_char（第 7 行）" in notice and "是不是想写 max_reply_chars？" in notice
-        assert app.config is running
+        assert app.live_config() is running
 
         # wrong type
         watcher.path.write_text(BASE + "chat:\n  max_reply_chars: lots\n", encoding="utf-8")
@@ -84,7 +84,7 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
         watcher.path.write_text(BASE + "chat: [oops\n", encoding="utf-8")
         await wait_until(lambda: len(channel.private_texts(ADMIN)) == 3, within=3.0)
         assert "没有配对" in channel.private_texts(ADMIN)[2]
-        assert app.config is running
+        assert app.live_config() is running
 
         # the old config still works: a message in the allowed room reaches classification
         seen = record_classifications(app)
@@ -93,7 +93,7 @@ async def test_invalid_edits_keep_the_config_and_tell_the_admin(tmp_path: Path) 
 
         # fixed: applied, and nobody is told again
         watcher.path.write_text(BASE + "chat:\n  max_reply_chars: 99\n", encoding="utf-8")
-        await wait_until(lambda: app.config.chat.max_reply_chars == 99, within=2.0)
+        await wait_until(lambda: app.live_config().chat.max_reply_chars == 99, within=2.0)
         config_notices = [t for t in channel.private_texts(ADMIN) if "配置文件" in t]
         assert len(config_notices) == 3  # (the chat above also told the admin once that no LLM is set)
     finally:
@@ -155,7 +155,7 @@ async def test_reload_command_reports_the_error(tmp_path: Path) -> None:
     app.config_watcher.path.write_text(BASE + "quotas:\n  user_messages_per_minute: 2\n", encoding="utf-8")
     await app.dispatcher.on_message(message("#重载", sender=ADMIN, room=None))
     assert channel.private_texts(ADMIN)[-1] == "已重新加载 config.yaml。"
-    assert app.config.quotas.user_messages_per_minute == 2
+    assert app.live_config().quotas.user_messages_per_minute == 2
 
 
 # -- through the Node Wechaty peer ------------------------------------------------------------------
@@ -173,7 +173,7 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(data), encoding="utf-8")
     async with running_bot(overrides) as app:
-        watcher = ConfigWatcher(path, apply=app.apply_config, notices=notices_of(app),
+        watcher = ConfigWatcher(path, apply=app.live_config.apply, notices=notices_of(app),
                                 connected=lambda: app.channel.connected)
         await watcher.start()
         try:
@@ -183,12 +183,12 @@ async def test_e2e_edit_applies_and_bad_edit_tells_admin(running_bot, peer, fake
             notice = await asyncio.to_thread(
                 peer.wait_for_sent, lambda m: m["room"] is None and m["to"] == ADMIN, 5)
             assert "groups_typo" in notice["text"] and "行" in notice["text"]
-            assert not app.config.groups.allows(FAMILY, "相亲相爱一家人")
+            assert not app.live_config().groups.allows(FAMILY, "相亲相爱一家人")
             # a valid edit opens the family room within 2 s
             data["groups"]["allow"] = ["工作群", "相亲相爱一家人"]
             started = time.monotonic()
             path.write_text(dump_yaml(data), encoding="utf-8")
-            await wait_until(lambda: app.config.groups.allows(FAMILY, "相亲相爱一家人"), within=2.0)
+            await wait_until(lambda: app.live_config().groups.allows(FAMILY, "相亲相爱一家人"), within=2.0)
             print(f"e2e: config edit applied after {(time.monotonic() - started) * 1000:.0f} ms")
             peer.say("bob", at() + "你好", room=FAMILY, mention=[BOT])
             reply = await asyncio.to_thread(peer.wait_for_sent, lambda m: m["room"] == FAMILY, 10)

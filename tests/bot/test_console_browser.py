@@ -203,7 +203,7 @@ async def test_admin_logs_in_sees_the_qr_then_serving_cancels_a_video_and_switch
         await poll(lambda: find(f"{card} .room-saved").is_displayed(), 10, "saved")
         saved = path.read_text(encoding="utf-8")  # noqa: ASYNC240
         assert "# 小爱 for the family — mum's notes stay here" in saved and "# mum" in saved
-        settings = app.config.for_chat(ChatRef(FAMILY, True), "相亲相爱一家人")
+        settings = app.live_config().for_chat(ChatRef(FAMILY, True), "相亲相爱一家人")
         assert not settings.intent_enabled("video") and settings.intent_enabled("image")
         await asyncio.to_thread(peer.say, "carol", at() + VIDEO_ASK, room=FAMILY, mention=[BOT])
         off = await sent_to(peer, lambda m: "carol" in m["mentionIds"] and "没有开通" in (m["text"] or ""))

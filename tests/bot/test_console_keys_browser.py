@@ -199,7 +199,7 @@ async def test_keys_logs_reconnect_and_every_page_in_chinese(tmp_path, fake_llm,
         await asyncio.to_thread(click, "#reload")
         await poll(lambda: "配置已重新加载" in find("#action-result").text or
                    app.config_watcher.reloads > reloads, 10, "reloaded")
-        await wait_until(lambda: app.config.llm.model == "fake-model-2", within=5)
+        await wait_until(lambda: app.live_config().llm.model == "fake-model-2", within=5)
 
         # -- every page in the default language: no English sentence --------------------------------------
         for page in PAGES:

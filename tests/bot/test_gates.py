@@ -39,7 +39,7 @@ async def test_each_gate_stops_what_it_owns(tmp_path: Path) -> None:
     await app.dispatcher.on_message(message("随便聊聊", sender="bob", mentioned=False))  # not addressed
     assert len(seen) == 1
     # not addressed, but it is in the history the prompts read (recorded before the mention gate)
-    recorded = app.dispatcher.history.recent(f"room:{FAMILY_ID}", app.config.history)
+    recorded = app.dispatcher.history.recent(f"room:{FAMILY_ID}", app.live_config().history)
     assert "随便聊聊" in [e.text for e in recorded]
     # a typed "@小爱同学" with no mention id is a mention, and is taken out of the text
     await app.dispatcher.on_message(message("@小爱同学 周末去哪玩", sender="carol", mentioned=False))

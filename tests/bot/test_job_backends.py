@@ -22,6 +22,9 @@ class LocalOnly:
         self.name = name
         self.ran: list[str] = []
 
+    def request(self, params, seed):
+        return params  # plain params are this kind's request
+
     def check(self, params) -> None:
         return None
 

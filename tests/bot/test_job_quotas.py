@@ -55,6 +55,9 @@ class Kind:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def request(self, params: Mapping[str, Any], seed: int | None) -> Mapping[str, Any]:
+        return params  # plain params are this kind's request
+
     def check(self, params: Mapping[str, Any]) -> None:
         return None
 

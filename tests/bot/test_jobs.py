@@ -51,6 +51,9 @@ class FakeKind:
         self.gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
+    def request(self, params: Mapping[str, Any], seed: int | None) -> Mapping[str, Any]:
+        return params  # plain params are this kind's request
+
     def check(self, params: Mapping[str, Any]) -> None:
         if params.get("bad"):
             raise GeneratorError("参数不对：bad")
@@ -358,6 +361,7 @@ CHILD = textwrap.dedent("""
 
     class Slow:
         name = "fake"
+        def request(self, params, seed): return params
         def check(self, params): pass
         def run(self, request, stem, on_step, should_stop):
             print("running", request.params["tag"], flush=True)

@@ -58,6 +58,9 @@ class GatedKind:
         self.started = started
         self.gates = gates
 
+    def request(self, params: Mapping[str, Any], seed: int | None) -> Mapping[str, Any]:
+        return params  # plain params are this kind's request
+
     def check(self, params: Mapping[str, Any]) -> None:
         pass
 

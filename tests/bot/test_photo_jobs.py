@@ -23,6 +23,7 @@ from bot.messages import ChatRef
 from generators.cogvideox import VideoRequest
 from generators.mp4 import scaled_bitrate
 from generators.photos import encode_photo
+from tests.bot.test_video_service import stored_job
 from tests.support.tiny_models import build_cogvideox_folder
 
 TOKEN = "photo-token"
@@ -56,9 +57,10 @@ def job_request(params: dict, message_id: str = "m1") -> JobRequest:
 def test_the_kind_renders_a_photo_job_with_the_photo_model_and_swaps_models(models, tmp_path: Path):
     config = VideoConfig.model_validate(video_config(models))
     kind = VideoKind(lambda: config)
-    params = {**VideoRequest(PROMPT, image=photo((200, 40, 40)), **SMALL).to_dict()}
+    request = VideoRequest(PROMPT, image=photo((200, 40, 40)), **SMALL)
+    kind.check(request)
+    params = request.to_dict()
     params.pop("seed")
-    kind.check(params)
     path = kind.run(job_request(params), tmp_path / "000001-4", lambda *_: None, lambda: False)
     assert iio.imread(path).shape == (9, 64, 96, 3)
     assert kind.photo.generator.loaded and not kind.generator.loaded
@@ -90,7 +92,7 @@ async def test_serve_video_and_the_remote_backend_carry_the_photo(models, tmp_pa
                 frames.append(iio.imread(content.content, extension=".mp4"))
             assert frames[0].shape == (9, 64, 96, 3)
             assert not np.array_equal(frames[0], frames[1])  # each job used its own photo
-            assert app.state.queue.get(ids[0]).request.params["image"] == red
+            assert stored_job(tmp_path, ids[0]).request.params["image"] == red
 
     # the bot's RemoteBackend hands the job's params (the photo among them) to a service unchanged
     seen: list[dict] = []

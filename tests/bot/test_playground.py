@@ -115,7 +115,7 @@ async def test_messages_without_mention_are_shown_but_not_answered(tmp_path, fak
         await page.say("dad", "今天晚上吃饺子")
         await page.say("kid", "@小爱同学 好的")  # not the bot's name unless configured as an alias
         await asyncio.sleep(1.0)
-        history = app.dispatcher.history.recent("room:playground@chatroom", app.config.history)
+        history = app.dispatcher.history.recent("room:playground@chatroom", app.live_config().history)
     assert page.bot_messages() == []
     assert [e.text for e in history] == ["今天晚上吃饺子", "@小爱同学 好的"]
     assert fake_llm.calls() == []
@@ -134,7 +134,7 @@ async def test_page_and_media_are_served_and_traversal_is_refused(tmp_path, fake
     secret = tmp_path / "secret.txt"
     secret.write_text("do not serve", encoding="utf-8")
     async with playground(tmp_path, fake_llm) as (app, channel, page):
-        media = app.config.data_dir / "media"
+        media = app.live_config().data_dir / "media"
         (media / "video").mkdir(parents=True)
         (media / "video" / "ok.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
         (media / "link.txt").symlink_to(secret)
@@ -206,15 +206,15 @@ def script_panda_video_without_weights(tmp_path: Path, fake_llm: Any, monkeypatc
 
 def shrink_video(app: Any) -> None:
     """Smaller than the demo model's defaults still: seconds on a busy CI CPU."""
-    video = app.config.video
-    app.apply_config(app.config.model_copy(update={"video": video.model_copy(update={
+    video = app.live_config().video
+    app.live_config.apply(app.live_config().model_copy(update={"video": video.model_copy(update={
         "sampling": video.sampling.model_copy(update={"height": 64, "width": 96, "steps": 2})})}))
 
 
 async def test_video_request_without_weights_runs_on_the_labelled_demo_model(tmp_path, fake_llm, monkeypatch):
     overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
     async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
-        assert "demo-models" in str(app.config.video.model.path)
+        assert "demo-models" in str(app.live_config().video.model.path)
         shrink_video(app)
         await page.say("kid", "@小爱 生成一个熊猫弹吉他的视频")
         await wait_until(lambda: any(m["media"] for m in page.bot_messages()), within=120)
@@ -241,7 +241,7 @@ async def test_picture_request_without_weights_runs_on_the_labelled_demo_model(t
     fake_llm.add("FLUX image prompt writer", "A fluffy Shiba Inu sits in fresh white snow under a pale sky, "
                  "looking up with a gentle smile, soft daylight, eye-level photograph.")
     async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
-        assert "demo-models" in str(app.config.image.model.path)
+        assert "demo-models" in str(app.live_config().image.model.path)
         await page.say("mom", "@小爱 帮我画一只在雪地里的柴犬")
         await wait_until(lambda: any(m["media"] for m in page.bot_messages()), within=120)
         picture = next(m for m in page.bot_messages() if m["media"])
@@ -300,8 +300,8 @@ async def test_run_without_gateway_or_key_serves_the_playground_and_answers(tmp_
 async def test_an_edited_config_keeps_the_demo_model(tmp_path, fake_llm, monkeypatch):
     overrides = script_panda_video_without_weights(tmp_path, fake_llm, monkeypatch)
     async with playground(tmp_path, fake_llm, overrides) as (app, channel, page):
-        demo = app.config.video.model.path
-        edited = AppConfig.model_validate(conftest.test_config_data(app.config.data_dir, overrides))
+        demo = app.live_config().video.model.path
+        edited = AppConfig.model_validate(conftest.test_config_data(app.live_config().data_dir, overrides))
         assert edited.video.model.path is None  # what the watcher would apply after an admin's edit
-        app.apply_config(edited)
-        assert app.config.video.model.path == demo
+        app.live_config.apply(edited)
+        assert app.live_config().video.model.path == demo

@@ -80,14 +80,14 @@ async def test_a_message_sent_again_is_shown_and_answered_once(tmp_path, fake_ll
 async def test_member_ids_are_shown_and_daily_quotas_are_off_by_default(tmp_path, fake_llm):
     async with playground(tmp_path, fake_llm) as (app, _channel, page):
         room = (await page.client.get("/api/room")).json()
-        quotas = app.config.quotas
+        quotas = app.live_config().quotas
     assert [m["id"] for m in room["members"]] == ["mom", "dad", "grandma", "kid"]
     assert "bot.admins" in room["admin_hint"] and "mom" in room["admin_hint"]
     assert quotas.user_videos_per_day is None and quotas.group_images_per_day is None
     assert quotas.user_messages_per_minute == 6  # the message rate limit stays
     limited = {"quotas": {"user_videos_per_day": 1}}
     async with playground(tmp_path / "set", fake_llm, limited) as (app, _c, _p):
-        assert app.config.quotas.user_videos_per_day == 1  # set in the file: kept
+        assert app.live_config().quotas.user_videos_per_day == 1  # set in the file: kept
 
 
 def test_the_transcript_is_bounded_and_an_unreadable_file_does_not_stop_it(tmp_path):

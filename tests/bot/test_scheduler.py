@@ -92,7 +92,7 @@ async def test_jobs_are_named_and_set_deliberately_and_resynced(tmp_path: Path) 
         new = CONFIG.replace('at: "07:30"', 'at: "08:15"').replace(
             "    - {name: nightly, kind: cleanup, at: \"03:00\", keep_days: 7}\n",
             "    - {name: evening, kind: text, at: \"21:00\", room: family@chatroom, text: 早点睡}\n")
-        app.apply_config(parse(new))
+        app.live_config.apply(parse(new))
         jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
         assert set(jobs) == {"daily:morning", "daily:weekday-weather", "daily:evening"}
         assert jobs["daily:morning"].next_run_time.astimezone(SHANGHAI).time() == dt.time(8, 15)
@@ -139,11 +139,11 @@ async def test_cleanup_removes_old_media_and_history(tmp_path: Path) -> None:
         os.utime(path, (now - age_days * 86400, now - age_days * 86400))
     app.dispatcher.history.add("room:a", "妈妈", "上周的话", timestamp=now - 8 * 86400)
     app.dispatcher.history.add("room:a", "妈妈", "今天的话", timestamp=now - 60)
-    entry = app.config.schedules.jobs[2]
+    entry = app.live_config().schedules.jobs[2]
     files, messages = await service(app, "scheduler").cleanup(entry, now=now)
     assert (files, messages) == (1, 1)
     assert not old.exists() and fresh.exists()
-    kept = app.dispatcher.history.recent("room:a", app.config.history, now=now)
+    kept = app.dispatcher.history.recent("room:a", app.live_config().history, now=now)
     assert [e.text for e in kept] == ["今天的话"]
 
 

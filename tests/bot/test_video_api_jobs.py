@@ -6,6 +6,7 @@ the admins get the account fix with one problem key; a photo travels with the jo
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,7 +179,7 @@ async def test_a_photo_job_sends_the_photo(fake, tmp_path):
     harness = Harness(tmp_path, fake)
     await harness.queue.start()
     try:
-        await harness.submit("smile", photo=str(photo))
+        await harness.submit("smile", image=base64.b64encode(photo.read_bytes()).decode())
         await harness.delivered(1)
         await wait_until(lambda: any(reply.file for _, reply in harness.recorder.sent))
         assert fake.tasks["task-1"]["photo"] and not fake.violations

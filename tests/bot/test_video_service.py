@@ -15,7 +15,7 @@ import uvicorn
 
 from bot.config import AppConfig, VideoConfig
 from bot.hosts.serve_video import create_app
-from bot.jobs import Job, JobRequest, JobState, RemoteBackend
+from bot.jobs import Job, JobRequest, JobState, JobStore, RemoteBackend
 from bot.jobs.kinds import VideoKind
 from bot.jobs.remote import REFUSED
 from bot.messages import ChatRef
@@ -47,12 +47,16 @@ async def client(tmp_path: Path, tiny_model: Path):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service",
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            http.service_app = app  # type: ignore[attr-defined]
             yield http
 
 
-def client_queue(http: httpx.AsyncClient):
-    return http.service_app.state.queue  # type: ignore[attr-defined]
+def stored_job(data_dir: Path, job_id: int) -> Job | None:
+    """A service job as its store keeps it, read from the SQLite file as another process would."""
+    store = JobStore(data_dir / "video-service" / "jobs.sqlite3")
+    try:
+        return store.get(job_id)
+    finally:
+        store.close()
 
 
 async def finished(http: httpx.AsyncClient, job_id: int, within: float = 30) -> dict:
@@ -75,7 +79,7 @@ async def test_wrong_or_missing_token_is_refused(client: httpx.AsyncClient):
     assert (await client.get("/v1/health")).json()["queued"] == 0  # nothing was queued by refused calls
 
 
-async def test_render_and_download_mp4(client: httpx.AsyncClient):
+async def test_render_and_download_mp4(client: httpx.AsyncClient, tmp_path: Path):
     created = await client.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9, "seed": 3})
     assert created.status_code == 202 and created.json()["status"] == "queued"
     status = await finished(client, created.json()["id"])
@@ -83,7 +87,7 @@ async def test_render_and_download_mp4(client: httpx.AsyncClient):
     assert status["steps"] == SMALL["steps"]  # what the request left out comes from video.sampling
     content = await client.get(f"/v1/videos/{status['id']}/content")
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
-    assert client_queue(client).get(status["id"]).delivered_at is not None  # polled and fetched
+    assert stored_job(tmp_path, status["id"]).delivered_at is not None  # polled and fetched
     frames = iio.imread(content.content, extension=".mp4")
     assert frames.shape == (9, 64, 96, 3)
     assert iio.immeta(content.content, extension=".mp4")["fps"] == 8
@@ -103,6 +107,36 @@ async def test_bad_parameters_are_refused_before_queueing(client: httpx.AsyncCli
     assert unknown.status_code == 422
     assert (await client.post("/v1/videos/check", json={"prompt": PROMPT})).json() == {"ok": True}
     assert (await client.get("/v1/health")).json()["queued"] == 0
+
+
+class CountedVideoKind(VideoKind):
+    """The real video kind, counting its checks."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks = 0
+
+    def check(self, request) -> None:
+        self.checks += 1
+        super().check(request)
+
+
+async def test_a_body_is_checked_once_where_it_enters(tmp_path: Path, tiny_model: Path):
+    config = service_config(tmp_path, tiny_model)
+    kind = CountedVideoKind(lambda: config.video)
+    app = create_app(config, TOKEN, kind=kind)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            bad_seed = await http.post("/v1/videos", json={"prompt": PROMPT, "seed": -1})
+            assert bad_seed.status_code == 422 and "随机数" in bad_seed.json()["detail"]
+            bad_frames = await http.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 10})
+            assert bad_frames.status_code == 422 and "8 的倍数加 1" in bad_frames.json()["detail"]
+            assert kind.checks == 2 and (await http.get("/v1/health")).json()["queued"] == 0
+            created = await http.post("/v1/videos", json={"prompt": PROMPT, "num_frames": 9})
+            assert created.status_code == 202 and kind.checks == 3  # once, not again on submit
+            assert (await finished(http, created.json()["id"]))["status"] == "done"
 
 
 async def test_content_before_done_and_cancel(client: httpx.AsyncClient):
@@ -152,7 +186,7 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
     backend = remote(served, TOKEN)
     request = VideoRequest(PROMPT, seed=5, **SMALL)
     assert backend.handles("video") and not backend.handles("image")
-    await backend.check(KIND, request.to_dict())
+    await backend.check(KIND, request)
     steps: list[tuple[int, int]] = []
     path = await backend.execute(KIND, video_job(request), tmp_path / "downloads" / "000001-5",
                                  lambda i, n: steps.append((i, n)), lambda: False)
@@ -161,7 +195,7 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
     assert not list((tmp_path / "downloads").glob("*.part"))
     assert steps and steps[-1][1] == 2
     with pytest.raises(GeneratorError, match="8 的倍数加 1"):
-        await backend.check(KIND, VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}).to_dict())
+        await backend.check(KIND, VideoRequest(PROMPT, **{**SMALL, "num_frames": 12}))
     with pytest.raises(GenerationCancelled):
         await backend.execute(KIND, video_job(VideoRequest(PROMPT, **{**SMALL, "steps": 50}), 2),
                               tmp_path / "downloads" / "000002-0", lambda i, n: None, lambda: True)
@@ -170,11 +204,11 @@ async def test_remote_backend_renders_over_http(served: str, tmp_path: Path):
 
 async def test_remote_backend_with_wrong_token_or_no_service(served: str, tmp_path: Path):
     with pytest.raises(GeneratorError) as caught:
-        await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+        await remote(served, "wrong").check(KIND, VideoRequest(PROMPT, **SMALL))
     assert str(caught.value) == REFUSED and "XIAOAI_VIDEO_TOKEN" in caught.value.admin_detail
     with pytest.raises(GeneratorError, match="视频服务暂时连不上") as caught:
         nobody = remote(f"http://127.0.0.1:{free_port()}", TOKEN)
-        await nobody.check(KIND, VideoRequest(PROMPT, **SMALL).to_dict())
+        await nobody.check(KIND, VideoRequest(PROMPT, **SMALL))
     assert "serve-video" in caught.value.admin_detail and "127.0.0.1" in caught.value.admin_detail
 
 
@@ -243,6 +277,6 @@ async def test_omitted_fields_take_the_service_config_defaults(tmp_path: Path, t
                                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             created = await http.post("/v1/videos", json={"prompt": PROMPT})
             assert created.status_code == 202
-            job = app.state.queue.get(created.json()["id"])
+            job = stored_job(tmp_path, created.json()["id"])
             assert {k: job.request.params[k] for k in SMALL} == SMALL  # num_frames 9 from config, not 49
             await finished(http, job.id)

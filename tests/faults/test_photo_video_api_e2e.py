@@ -63,6 +63,7 @@ def test_photo_to_video_through_the_peer(bot_process, peer, fake_llm, fake):
     photo = sent_photo(fake, body)
     low, high = (360, 2000) if fake.provider == "dashscope" else (1, 4096)
     assert all(low <= side <= high for side in photo.size), photo.size
+    assert abs(photo.width / photo.height - 480 / 640) < 0.01  # the whole portrait, uncropped
     colour = np.asarray(photo.convert("RGB")).reshape(-1, 3).mean(axis=0)
     assert np.abs(colour - RED).max() < 30  # Alice's photo, not some other picture
     # the fake answers a wrong or missing key with an error, so a paid task proves the header was right

@@ -16,7 +16,8 @@ from bot.config.legacy import nest
 from generators.cogvideox import CogVideoXGenerator, VideoRequest
 from generators.fa3 import FA3CogVideoXAttnProcessor, sdpa_bshd, use_fa3_attention
 from generators.presets import resolve_preset
-from generators.step_cache import cache_hook_config
+from generators.random_models import _transformer_shape
+from generators.step_cache import cache_hook_config, fastercache_gib
 from tests.generators.conftest import TINY_SIZE
 
 REQUEST = VideoRequest("a panda plays the guitar", num_frames=9, steps=4, seed=3, **TINY_SIZE)
@@ -167,6 +168,36 @@ def test_a_switch_set_by_the_admin_wins_over_the_preset() -> None:
     config, _ = resolve_preset(flat_video(preset="fast", cache="pab", quantization="int8_weight_only"),
                                on_gpu=False, memory_mode="cpu")
     assert (config.speed.cache, config.model.quantization) == ("pab", "int8_weight_only")
+
+
+@pytest.mark.parametrize(("variant", "size", "measured_gib"), [
+    ("2b", (480, 720, 49), 7.5), ("5b-i2v", (480, 720, 49), 16.98), ("1.5-5b-i2v", (768, 1360, 81), 43.2)])
+def test_fastercache_memory_estimate_matches_the_h100(variant: str, size: tuple, measured_gib: float) -> None:
+    """Preset fast's peak minus preset default's on an H100 (BENCHMARKS.md), from the released shapes."""
+    shape = {"patch_size": 2, "attention_head_dim": 64, "max_text_seq_length": 226}
+    shape |= _transformer_shape(variant, "full")  # type: ignore[arg-type]
+    estimate = fastercache_gib(shape, *size, guidance=6.0)
+    assert abs(estimate - measured_gib) / measured_gib < 0.03
+    assert fastercache_gib(shape, *size, guidance=1.0) == pytest.approx(estimate / 2)
+
+
+def test_preset_fast_leaves_the_cache_off_where_it_would_not_fit() -> None:
+    """CogVideoX1.5 at 768x1360x81 keeps ~43 GiB: fine on 80 GiB, an out-of-memory on 24 or 48 GiB."""
+    fast = flat_video(preset="fast")
+    MODE = "model_cpu_offload"  # noqa: N806 - the other switches stop at the mode, before asking CUDA
+    roomy, notes = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=43.4, gpu_gib=79.2)
+    assert roomy.speed.cache == "fastercache"
+    assert "speed.cache" not in " ".join(notes)
+    for gpu_gib in (24.0, 47.5):
+        tight, notes = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=43.4, gpu_gib=gpu_gib)
+        assert tight.speed.cache == "none"
+        assert "speed.cache=fastercache (it keeps about 43 GiB" in notes[0]
+        assert f"{gpu_gib:.0f} GiB GPU" in notes[0]
+    small, _ = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=7.6, gpu_gib=24.0)
+    assert small.speed.cache == "fastercache"  # 2B's 7.6 GiB fits a 24 GiB card
+    chosen, _ = resolve_preset(flat_video(preset="fast", cache="fastercache"), on_gpu=True, memory_mode=MODE,
+                               cache_gib=43.4, gpu_gib=24.0)
+    assert chosen.speed.cache == "fastercache"  # the admin's own switch is theirs
 
 
 def test_preset_fast_runs_through_the_generator_on_cpu(tiny_cogvideox_2b: Path) -> None:

@@ -88,8 +88,8 @@ async def test_error_replies(running_bot, peer, fake_llm, amap, monkeypatch):
         assert "查询次数用完了" in await ask(peer, "明天北京天气")
         amap.reset()
         assert "没找到「霍格沃茨」" in await ask(peer, "从天安门走到霍格沃茨")
-        closed = app.config.amap.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})
-        app.apply_config(app.config.model_copy(update={"amap": closed}))
+        closed = app.live_config().amap.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})
+        app.live_config.apply(app.live_config().model_copy(update={"amap": closed}))
         assert "连不上" in await ask(peer, "明天北京天气")
     monkeypatch.delenv("AMAP_KEY")  # a bot started without the key (read at start and on a console save)
     async with running_bot(overrides(amap)):

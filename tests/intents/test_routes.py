@@ -125,8 +125,8 @@ async def test_unknown_place_and_too_far(driver, fake_llm):
 async def test_default_city_does_not_hide_places_in_another_city(driver, fake_llm, amap_server):
     # amap.default_city is for weather/places questions that name no place; a route between two places
     # elsewhere must still be found (the city is only a first guess)
-    driver.app.apply_config(driver.app.config.model_copy(update={
-        "amap": driver.app.config.amap.model_copy(update={"default_city": "杭州"})}))
+    driver.app.live_config.apply(driver.app.live_config().model_copy(update={
+        "amap": driver.app.live_config().amap.model_copy(update={"default_city": "杭州"})}))
     route_question(fake_llm, "从天安门走到王府井", Intent.WALK, "天安门", "王府井")
     text = await driver.say("从天安门走到王府井怎么走")
     assert text.startswith("从天安门步行到王府井：约"), text
@@ -142,8 +142,8 @@ async def test_errors(driver, fake_llm, amap_server, monkeypatch):
     rejected = await driver.say("天安门到王府井开车")
     assert "管理员" in rejected and "AMAP_KEY" not in rejected and "Key" not in rejected
     amap_server.reset()
-    driver.app.apply_config(driver.app.config.model_copy(update={
-        "amap": driver.app.config.amap.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})}))
+    driver.app.live_config.apply(driver.app.live_config().model_copy(update={
+        "amap": driver.app.live_config().amap.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}"})}))
     assert "连不上" in await driver.say("天安门到王府井开车")
 
 

@@ -129,8 +129,8 @@ async def test_missing_place_asks_then_follow_up_completes(driver, fake_llm, ama
 
 
 async def test_default_city_is_used_when_no_place(driver, fake_llm, amap_server):
-    driver.app.apply_config(driver.app.config.model_copy(update={
-        "amap": driver.app.config.amap.model_copy(update={"default_city": "上海"})}))
+    driver.app.live_config.apply(driver.app.live_config().model_copy(update={
+        "amap": driver.app.live_config().amap.model_copy(update={"default_city": "上海"})}))
     fake_llm.classify("今天冷不冷", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "今天冷不冷", {"place": "", "day": "今天"})
     text = await driver.say("今天冷不冷")
@@ -161,8 +161,8 @@ async def test_quota_error_in_plain_chinese(driver, fake_llm, amap_server):
 
 
 async def test_polish_rewrites_and_falls_back_to_template(driver, fake_llm):
-    driver.app.apply_config(driver.app.config.model_copy(update={
-        "amap": driver.app.config.amap.model_copy(update={"polish": True})}))
+    driver.app.live_config.apply(driver.app.live_config().model_copy(update={
+        "amap": driver.app.live_config().amap.model_copy(update={"polish": True})}))
     fake_llm.classify("明天北京", Intent.WEATHER.label)
     script_slots(fake_llm, "weather", "明天北京", {"place": "北京", "day": "明天"})
     fake_llm.add("查询结果", "妈妈，明天北京小雨转中雨，12~18°C，记得带伞哦～")

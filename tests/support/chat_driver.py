@@ -62,7 +62,7 @@ class ChatDriver:
                               sender_name=sender_name, text=text, mentioned=True, room_topic="相亲相爱一家人")
         app = self.app
         app.dispatcher.history.add(msg.chat.key, msg.sender_name, msg.text, timestamp=msg.timestamp)
-        ctx = replace(app.dispatcher.context(Turn(msg, app.config.for_chat(msg.chat, msg.room_topic))),
+        ctx = replace(app.dispatcher.context(Turn(msg, app.live_config().for_chat(msg.chat, msg.room_topic))),
                       say=self._record)
         reply = await app.dispatcher.handle(ctx)
         if reply is None:
@@ -72,7 +72,8 @@ class ChatDriver:
 
     async def _record(self, reply: Reply) -> bool:
         self.replies.append(reply)
-        self.app.dispatcher.history.add(FAMILY_ROOM.key, self.app.config.bot.name, reply.text, from_bot=True)
+        bot_name = self.app.live_config().bot.name
+        self.app.dispatcher.history.add(FAMILY_ROOM.key, bot_name, reply.text, from_bot=True)
         return True
 
     async def close(self) -> None:

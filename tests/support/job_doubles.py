@@ -93,8 +93,8 @@ class FakeBackend:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def check(self, kind: JobKind, params: Mapping[str, Any]) -> None:
-        self.checked.append(dict(params))
+    async def check(self, kind: JobKind, request: Any) -> None:
+        self.checked.append(dict(request))  # the test kinds' requests are their plain params
         if self.refuse:
             raise GeneratorError(self.refuse)
 

@@ -57,11 +57,23 @@ class Page(Protocol):
 
 
 def web_app(channel: Page) -> Any:
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+    from fastapi import FastAPI
+
+    app = FastAPI(title="小爱 playground", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_page(app, channel)
+    _add_posts(app, channel)
+    _add_stream_and_media(app, channel)
+    for path, mounted in channel.mounts:
+        app.mount(path, mounted)
+    return app
+
+
+def _add_page(app: Any, channel: Page) -> None:
+    """The page itself, its script and style, and the room it shows."""
+    from fastapi import HTTPException
+    from fastapi.responses import HTMLResponse
 
     static = resources.files("bot.channels.playground") / "static"
-    app = FastAPI(title="小爱 playground", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
@@ -77,6 +89,11 @@ def web_app(channel: Page) -> Any:
     @app.get("/api/room")
     async def room() -> dict[str, Any]:
         return channel.room_info()
+
+
+def _add_posts(app: Any, channel: Page) -> None:
+    """What a member sends: a text message, a photo."""
+    from fastapi import HTTPException
 
     @app.post("/api/messages")
     async def post_message(body: PostedMessage) -> dict[str, Any]:
@@ -102,6 +119,12 @@ def web_app(channel: Page) -> Any:
         except KeyError:
             raise HTTPException(400, f"unknown member {body.member_id!r}") from None
 
+
+def _add_stream_and_media(app: Any, channel: Page) -> None:
+    """What the page reads: the event stream (replayed after a reconnect) and the generated media."""
+    from fastapi import HTTPException
+    from fastapi.responses import FileResponse, StreamingResponse
+
     @app.get("/api/events")
     async def events(since: int = 0, epoch: str | None = None) -> StreamingResponse:
         if channel.stopping:  # the page must not think it is back; it retries in a second
@@ -115,7 +138,3 @@ def web_app(channel: Page) -> Any:
         if path is None:
             raise HTTPException(404, "no such media file")
         return FileResponse(path)
-
-    for path, mounted in channel.mounts:
-        app.mount(path, mounted)
-    return app

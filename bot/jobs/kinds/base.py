@@ -32,6 +32,7 @@ class GeneratorKind:
         raise NotImplementedError
 
     def request(self, params: Mapping[str, Any], seed: int | None) -> Any:
+        """The generator's request from plain params (a stored job); unknown fields are refused."""
         raise NotImplementedError
 
     def view(self, config: Any) -> Any:
@@ -71,8 +72,8 @@ class GeneratorKind:
         parts += [f"{key}={params[key]}" for key in sorted(params) if key in _SIZE_PARAMS]
         return "|".join(str(part) for part in parts)
 
-    def check(self, params: Mapping[str, Any]) -> None:
-        self.generator.check_inputs(self.request(params, params.get("seed")))
+    def check(self, request: Any) -> None:
+        self.generator.check_inputs(request)
 
     # -- for the prompt rewriter -----------------------------------------------------------------
     def count_tokens(self, prompt: str) -> int | None:

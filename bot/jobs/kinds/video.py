@@ -7,7 +7,6 @@ are called from worker threads, never the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,19 +66,19 @@ class VideoKind(GeneratorKind):
         self._backend = backend  # what `video.backend: auto` resolved to (bot.jobs.video_choice)
         self.photo = PhotoModel(config, ranks)
 
-    def generator_for(self, params: Mapping[str, Any]) -> Any:
-        """The photo model for a job with a photo, else the text model."""
-        return self.photo.generator if params.get("image") else self.generator
+    def generator_for(self, request: Any) -> Any:
+        """The photo model for a request with a photo, else the text model."""
+        return self.photo.generator if request.image else self.generator
 
-    def make_room(self, params: Mapping[str, Any]) -> None:
-        """Unload the model this job does not use: two 5B pipelines rarely fit one GPU together."""
-        other = self.generator if params.get("image") else self.photo.generator
+    def make_room(self, request: Any) -> None:
+        """Unload the model this request does not use: two 5B pipelines rarely fit one GPU together."""
+        other = self.generator if request.image else self.photo.generator
         if other.loaded:
             logger.info("video: unloading {} to make room", type(other).__name__)
             other.unload()
 
-    def check(self, params: Mapping[str, Any]) -> None:
-        self.generator_for(params).check_inputs(self.request(params, params.get("seed")))
+    def check(self, request: Any) -> None:
+        self.generator_for(request).check_inputs(request)
 
     @property
     def backend(self) -> str:
@@ -104,9 +103,9 @@ class VideoKind(GeneratorKind):
 
     def run(self, request: JobRequest, output_stem: Path, on_step: StepCallback,
             should_stop: ShouldStop) -> Path:
-        self.make_room(request.params)
-        generator = self.generator_for(request.params)
-        output = generator.generate(self.request(request.params, request.seed), on_step, should_stop)
+        video = self.request(request.params, request.seed)
+        self.make_room(video)
+        output = self.generator_for(video).generate(video, on_step, should_stop)
         path = output_stem.with_suffix(".mp4")
         from generators.mp4 import encode_mp4, scaled_bitrate
 
@@ -121,28 +120,3 @@ class VideoKind(GeneratorKind):
 
     def max_prompt_tokens(self) -> int | None:
         return super().max_prompt_tokens() if self.backend == "local" else self.default_max_prompt_tokens
-
-
-class ModelPreload:
-    """Service: loads a kind's local model in the background at start when its `load_at_start` is set
-    (used for both `video` and `image`; the imports alone are warmed up by
-    `bot.jobs.progress.LibraryWarmup`)."""
-
-    def __init__(self, kind: GeneratorKind, config: Callable[[], Any]) -> None:
-        self._kind = kind
-        self._config = config
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        if self._config().load_at_start and self._kind.backend == "local":
-            self._task = asyncio.create_task(self._load())
-
-    async def _load(self) -> None:
-        try:
-            await asyncio.to_thread(self._kind.generator.load)
-        except Exception as exc:  # noqa: BLE001 - the first job will report it to the asker too
-            logger.error("{}: preloading the model failed: {}", self._kind.name, exc)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
