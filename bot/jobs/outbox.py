@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from loguru import logger
 
@@ -20,6 +21,7 @@ from bot.messages import ChatRef, Reply
 from bot.ops.notices import Told
 from generators.base import GeneratorError
 
+T = TypeVar("T")
 Deliver = Callable[[ChatRef, Reply], Awaitable[bool]]
 """Post a reply; False when the channel could not take it (retried later)."""
 TellAdmins = Callable[..., Awaitable[Told]]
@@ -48,6 +50,17 @@ def reply_for(job: Job, label: str, *, gave_up: bool) -> Reply:
     if job.state is JobState.CANCELLED:
         return Reply(CANCELLED_TEXT.format(what=label, id=job.id), None, mention)
     return Reply(FAILURE_TEXT.format(what=label, reason=job.error or GENERIC_REASON), None, mention)
+
+
+async def finish_even_if_cancelled(step: Awaitable[T]) -> T:
+    """Run `step` to its end even when the outbox is cancelled meanwhile (a stop): what the channel
+    already took must be written down before the store closes, or the next start would send it again."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 class Outbox:
@@ -101,7 +114,7 @@ class Outbox:
         if not caption_sent and reply.text:
             if not await self._deliver(job.request.chat, Reply(reply.text, None, reply.mention_ids)):
                 return False
-            await asyncio.to_thread(store.mark_caption_sent, job.id, time.time())
+            await finish_even_if_cancelled(asyncio.to_thread(store.mark_caption_sent, job.id, time.time()))
         return await self._deliver(job.request.chat, Reply("", reply.file))
 
     async def run(self, store: JobStore, label: Callable[[str], str]) -> None:
@@ -114,7 +127,8 @@ class Outbox:
                 ok = await self._post(store, job, label(job.request.kind))
                 now = time.time()
                 if ok:
-                    if not await asyncio.to_thread(store.mark_delivered, job.id, now, job.state):
+                    if not await finish_even_if_cancelled(
+                            asyncio.to_thread(store.mark_delivered, job.id, now, job.state)):
                         self._due.set()  # a late result turned the job done while its failure went out:
                         break  # send the result too
                     continue

@@ -76,7 +76,8 @@ def test_sigkill_between_create_and_success_pays_and_posts_once(bot_process, pee
     script(fake_llm, "狗的视频", DOG)
     fake.script(tasks=["stuck"])
     env = {KEY_ENV[fake.provider]: fake.key}
-    bot = bot_process(overrides(fake), env=env)
+    # the task's deadline counts from its create, so the kill and a slow restart on a busy box fit in it
+    bot = bot_process(overrides(fake, timeout_s=90), env=env)
     peer.say("alice", at() + "生成狗的视频", room=FAMILY, mention=[BOT])
     bot.wait_log("video api: created", timeout=30)
     bot.proc.send_signal(signal.SIGKILL)
