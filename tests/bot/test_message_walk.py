@@ -74,8 +74,11 @@ async def test_a_weather_mention_crosses_at_most_twelve_files_without_cycles(
         running_bot, peer, fake_llm, amap) -> None:
     question(fake_llm, "明天北京天气怎么样", Intent.WEATHER, "weather", {"place": "北京", "day": "明天"})
     walk = Walk()
-    # the disconnect alerts' periodic check is no hop of the message: keep it from ticking mid-walk
-    async with running_bot({**overrides(amap), "alerts": {"check_interval_s": 3600}}):
+    # the disconnect alerts' periodic check and the gateway's port probe are no hops of the message: keep
+    # them from ticking mid-walk
+    config = overrides(amap)
+    config["wechaty"] = {**config.get("wechaty", {}), "health_interval_s": 3600}
+    async with running_bot({**config, "alerts": {"check_interval_s": 3600}}):
         await ask(peer, "你好")  # warm: the first message of a session loads contacts and rooms
         sys.setprofile(walk)
         threading.setprofile(walk)
