@@ -122,7 +122,8 @@ def test_a_worker_whose_first_heartbeat_is_slow_is_not_lost_before_worker_lost_s
 
 def test_a_render_that_finishes_after_its_job_was_given_up_is_kept_for_the_admins(deploy, peer, fake_llm,
                                                                                     redis_server):
-    deployment = deploy(steps=40, worker_lost_s=3)  # given up after ~7 s: long before the render ends
+    deployment = deploy(steps=200, num_frames=49, worker_lost_s=1.5)  # given up ~4 s after the ask,
+    # long before the render (13 latent frames, 200 steps) ends even on an idle box
     deployment.start_bot()
     # two workers whose heartbeats never get through: both count as lost while they still render
     deployment.start_workers(2, broker_url=heartbeats_refused(redis_server))

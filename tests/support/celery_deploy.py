@@ -46,15 +46,17 @@ class Deployment:
 
     def __init__(self, tmp_path: Path, peer, fake_llm, redis: RedisServer, model: Path, steps: int,
                  image: Path | None = None, worker_lost_s: float = 8, bot_heartbeat_s: float = 0.5,
-                 photo_model: Path | None = None) -> None:
+                 photo_model: Path | None = None, num_frames: int = 9) -> None:
         self.tmp, self.peer, self.fake_llm = tmp_path, peer, fake_llm
 
         def config(heartbeat_s: float) -> str:
+            max_steps = max(100, steps)
             return (
                 f"data_dir: {tmp_path / 'data'}\nllm:\n  model: fake-model\nbot:\n  admins: [{ADMIN}]\n"
                 f"quotas: {{user_videos_per_day: null, group_videos_per_day: null}}\n"
                 f"video:\n  model:\n    path: {model}\n"
-                f"  sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
+                f"  sampling: {{num_frames: {num_frames}, steps: {steps}, max_steps: {max_steps}, "
+                "height: 64, width: 96}\n"
                 f"  queue: {{max_pending_per_user: 4, seconds_per_job: 5}}\n"
                 + (f"  photo:\n    model: {{path: {photo_model}}}\n"
                    f"    sampling: {{num_frames: 9, steps: {steps}, height: 64, width: 96}}\n"
@@ -132,9 +134,9 @@ def deploy(tmp_path, peer, fake_llm, redis_server, tiny_model):
     made: list[Deployment] = []
 
     def make(steps: int = 4, image: Path | None = None, photo_model: Path | None = None,
-             **timing: float) -> Deployment:
+             num_frames: int = 9, **timing: float) -> Deployment:
         made.append(Deployment(tmp_path, peer, fake_llm, redis_server, tiny_model, steps, image,
-                               photo_model=photo_model, **timing))
+                               photo_model=photo_model, num_frames=num_frames, **timing))
         return made[-1]
 
     yield make
