@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
 WHEELS=${WHEELS:-.whl}
 if ! python3 -c "import diffusers" 2>/dev/null && [ -d "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 B="python3 -m bot bench video --out $OUT --ref-dir /tmp/xiaoai-refs"
 run() { local limit=$1; shift; echo "== $*"; timeout "$limit" "$@" 2>&1 | grep -v -e 'Loading' -e 'it/s]' -e '^\s*$'; }
@@ -64,6 +64,13 @@ for phase in "$@"; do
         echo "== the first video after a restart, one process per preset (inductor's cache from above)"
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0
         run 90 $B --model-path /tmp/m2b --steps 50 --rows , --row first-default:preset=default,warmup_steps=0 ;;
+    round3b-2b)  # round 3, second session: TaylorSeer named on attn1, cache-dit over preset default, MP4
+        run 560 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 480 --rows plain,preset-default \
+          --row preset-fast:preset=fast --row taylorseer2:taylorseer=2 \
+          --row cachedit2-default:preset=default,cachedit=2 --row cachedit3-default:preset=default,cachedit=3 ;;
+    round3b-5b)  # the same for 5B: anchor, presets, cache-dit over preset default
+        run 590 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 520 --rows plain,preset-default \
+          --row preset-fast:preset=fast --row cachedit3-default:preset=default,cachedit=3 ;;
     5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
     photo)  # 图生视频 and CogVideoX1.5: anchor vs presets, one process per model (random weights, released shapes)
         run 400 $B --build 5b-i2v --model-dir /tmp/m5bi2v --steps 50 --budget-s 330 \
