@@ -67,7 +67,8 @@ for phase in "$@"; do
     round3b-2b)  # round 3, second session: TaylorSeer named on attn1, cache-dit over preset default, MP4
         run 560 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 480 --rows plain,preset-default \
           --row preset-fast:preset=fast --row taylorseer2:taylorseer=2 \
-          --row cachedit2-default:preset=default,cachedit=2 --row cachedit3-default:preset=default,cachedit=3 ;;
+          --row cachedit2-default:preset=default,cachedit=2 --row cachedit3-default:preset=default,cachedit=3 \
+          --vae channels_last_3d,channels_last_3d+tile=288x480 ;;
     round3b-5b)  # the same for 5B: anchor, presets, cache-dit over preset default
         run 590 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 520 --rows plain,preset-default \
           --row preset-fast:preset=fast --row cachedit3-default:preset=default,cachedit=3 ;;

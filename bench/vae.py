@@ -11,7 +11,8 @@ from bench.report import GIB, round_value
 from bench.timing import Clock
 
 VAE_VARIANTS = ("untiled", "tile=240x360", "tile=480x360", "tile=240x720", "channels_last", "bf16",
-                "cudnn_benchmark", "untiled+cudnn_benchmark", "compile+untiled")
+                "cudnn_benchmark", "untiled+cudnn_benchmark", "compile+untiled", "channels_last_3d",
+                "channels_last_3d+tile=288x480")
 
 
 def run_vae_variants(pipe: Any, latents: Any, frames: Any, variants: tuple[str, ...], base: dict[str, Any],
@@ -80,6 +81,9 @@ def _set_up(vae: Any, variant: str) -> bool:
         for module in vae.modules():
             if isinstance(module, torch.nn.Conv3d):
                 module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+    elif variant.startswith("channels_last_3d"):
+        _set_up(vae, variant.removeprefix("channels_last_3d").removeprefix("+") or "tile=default")
+        _channels_last_3d(vae)
     elif variant == "bf16":
         vae.to(torch.bfloat16)
     else:
@@ -87,10 +91,30 @@ def _set_up(vae: Any, variant: str) -> bool:
     return compiled
 
 
+def _channels_last_3d(vae: Any) -> None:
+    """Weights and every convolution's input in channels_last_3d: CogVideoX's causal padding (`F.pad`,
+    `torch.cat` of the cached frames) hands each convolution a contiguous tensor, so a pre-hook turns it
+    back (a copy per convolution, which the timing includes). Removed again by `_undo`."""
+    import torch
+
+    def to_channels_last(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (args[0].contiguous(memory_format=torch.channels_last_3d), *args[1:])
+
+    handles = []
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+            handles.append(module.register_forward_pre_hook(to_channels_last))
+    vae._bench_layout_hooks = handles
+
+
 def _undo(vae: Any, saved: tuple[Any, ...], saved_benchmark: bool) -> None:
     """Back to the production decoder for the next variant: no compile, tiling, layout and dtype as saved."""
     import torch
 
+    for handle in getattr(vae, "_bench_layout_hooks", ()):
+        handle.remove()
+    vae._bench_layout_hooks = []
     vae.decoder._compiled_call_impl = None
     torch.backends.cudnn.benchmark = saved_benchmark
     vae.to(saved[3])
