@@ -26,7 +26,6 @@ from bench.report import GIB, emit, environment, error_text, print_table, round_
 from bench.timing import Clock, cap_memory, end_row, step_figures, watching_decode
 from bench.whole import (
     deliver,
-    enable_cachedit,
     enable_taylorseer,
     watching_text_encode,
     whole_figures,
@@ -248,8 +247,10 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
     extra_rows: list[dict[str, Any]] = []
     # the anchor is the plain path whatever the shipped preset is; rows name the preset they time
     settings = {"memory_mode": "gpu" if sync.cuda else "cpu", "preset": "exact"} | spec.settings
-    # bench only: cache-dit on a fixed schedule, diffusers' TaylorSeer (eager)
-    bench_only = {name: settings.pop(name, None) for name in ("cachedit", "taylorseer")}
+    if "cachedit" in settings:  # the earlier rows' name for `cache=cachedit,cache_full_every=N`
+        settings |= {"cache": "cachedit", "cache_full_every": int(settings.pop("cachedit"))}
+    # bench only: diffusers' TaylorSeer (eager)
+    bench_only = {name: settings.pop(name, None) for name in ("taylorseer",)}
     generator = None
     step_ends: list[float] = []
     try:
@@ -274,8 +275,6 @@ def run_row(spec: RowSpec, folder: Path, refs: References, env: dict[str, Any],
         if spec.warmup_steps:
             _warm_up(generator, replace(request, steps=spec.warmup_steps, seed=1), row, sync)
         # after the warm-up: the schedule is for this render's steps, and compiled blocks stay as compiled
-        if bench_only.get("cachedit"):
-            enable_cachedit(pipe, spec.steps, skip=int(bench_only["cachedit"]))
         if bench_only.get("taylorseer"):
             enable_taylorseer(pipe, int(bench_only["taylorseer"]))
         row["active"] = _active(generator.active_config)

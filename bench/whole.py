@@ -81,15 +81,6 @@ def write_whole_summary(rows: list[dict[str, Any]], out: Path) -> None:
         path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def fixed_schedule(steps: int, warmup: int = 8, skip: int = 2) -> list[int]:
-    """1 = compute the step in full, 0 = reuse: the first `warmup` steps, then every `skip`-th step, and
-    the last step always computed."""
-    if steps < 1 or warmup < 0 or skip < 1:
-        raise ValueError(f"fixed_schedule needs steps >= 1, warmup >= 0, skip >= 1; got {steps}, {warmup}, "
-                         f"{skip}")
-    return [1 if i < warmup or (i - warmup) % skip == skip - 1 or i == steps - 1 else 0 for i in range(steps)]
-
-
 COGVIDEOX_ATTENTION = r"transformer_blocks\.\d+\.attn1"  # diffusers' default TaylorSeer patterns miss `attn1`
 
 
@@ -103,19 +94,3 @@ def enable_taylorseer(pipe: Any, interval: int, warmup: int = 3) -> None:
     transformer.enable_cache(TaylorSeerCacheConfig(
         cache_interval=interval, disable_cache_before_step=warmup, max_order=1,
         taylor_factors_dtype=transformer.dtype, cache_identifiers=[COGVIDEOX_ATTENTION]))
-
-
-def enable_cachedit(pipe: Any, steps: int, warmup: int = 8, skip: int = 2, order: int = 1) -> None:
-    """cache-dit's DBCache on a fixed schedule (bench only, `pip install cache-dit`): `fixed_schedule`
-    decides the steps; a reused step runs block 1 only and adds the other blocks' cached residual,
-    extrapolated by TaylorSeer of `order`. Random weights time it honestly (nothing depends on a
-    threshold)."""
-    import cache_dit
-    from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
-
-    mask = fixed_schedule(steps, warmup, skip)
-    cache_dit.enable_cache(
-        pipe, cache_config=DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=warmup,
-                                         enable_separate_cfg=False, num_inference_steps=steps,
-                                         steps_computation_mask=mask, steps_computation_policy="static"),
-        calibrator_config=TaylorSeerCalibratorConfig(taylorseer_order=order))

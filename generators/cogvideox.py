@@ -42,10 +42,10 @@ from generators.cogvideox_models import (
 from generators.diffusion import DiffusersGenerator, ModelFamily
 from generators.loading import read_component_config
 from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_split
-from generators.presets import resolve_preset
+from generators.presets import preset_cache, resolve_preset
 from generators.rules import VIDEO_MIN_SIDE, frames_problem, side_problem, steps_problem
 from generators.speedups import apply_speedups, speed_context
-from generators.step_cache import fastercache_gib, match_guidance
+from generators.step_cache import cache_gib, match_guidance, schedule_steps
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,16 +166,17 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         return PREFERRED_DTYPE.get(self.limits.variant, "bfloat16")
 
     def resolve_config(self, on_gpu: bool, mode: str) -> tuple[Any, list[str]]:
-        cache_gib = gpu_gib = None
+        cache_size = gpu_gib = None
         if on_gpu:
             import torch
 
             sampling = self.config.sampling
-            cache_gib = fastercache_gib(read_component_config(self.locate(), "transformer"), sampling.height,
-                                        sampling.width, sampling.num_frames, sampling.guidance,
-                                        spatial_scale=self.limits.spatial_scale)
+            shape = read_component_config(self.locate(), "transformer")
+            cache_size = cache_gib(preset_cache(self.config), shape, sampling.height, sampling.width,
+                                   sampling.num_frames, sampling.guidance,
+                                   spatial_scale=self.limits.spatial_scale)
             gpu_gib = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**30
-        return resolve_preset(self.config, on_gpu, mode, cache_gib=cache_gib, gpu_gib=gpu_gib)
+        return resolve_preset(self.config, on_gpu, mode, cache_gib=cache_size, gpu_gib=gpu_gib)
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         notes = apply_speedups(pipe, self.active_config, on_gpu, mode)
@@ -242,9 +243,12 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
         split_cfg = plan.cfg > 1
         latent_only = not decode and not plan.needs_library
         with self._running(request.steps, on_step, should_stop) as step_end:
-            if self.active_config.speed.cache == "fastercache":
+            speed = self.active_config.speed
+            if speed.cache == "fastercache":
                 # a split rank holds one guidance half: nothing to approximate the other half from
                 match_guidance(self._pipe.transformer, uses_cfg=request.guidance > 1 and not split_cfg)
+            elif speed.cache == "cachedit":
+                schedule_steps(self._pipe.transformer, speed, request.steps)
             started = time.perf_counter()
             photo = {"image": self.fitted_photo(request)} if self.limits.image_input else {}
             output = self._pipe(

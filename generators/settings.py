@@ -176,8 +176,12 @@ class SpeedSettings(Settings):
     vae_tile_size: tuple[int, int] | None = None  # [height, width] of a VAE decode tile; null = 240x360
     # presets and the step cache: one word for the speed switches, then diffusers' cache hooks
     preset: Literal["exact", "default", "fast"] = "default"  # exact = the plain path; README "Faster"
-    cache: Literal["none", "fastercache", "pab"] = "none"  # diffusers' cache hooks; changes the output
-    cache_block_skip: int = Field(default=2, ge=1, le=10)  # attention recomputed every Nth step
+    # cachedit: cache-dit's block cache on a fixed schedule; fastercache, pab: diffusers' hooks; all change
+    # the output (BENCHMARKS.md)
+    cache: Literal["none", "cachedit", "fastercache", "pab"] = "none"
+    cache_full_every: int = Field(default=4, ge=2, le=10)  # cachedit: after the warm-up, every Nth step full
+    cache_warmup_steps: int = Field(default=8, ge=1, le=50)  # cachedit: the first steps always run in full
+    cache_block_skip: int = Field(default=2, ge=1, le=10)  # fastercache, pab: attention every Nth step
     cache_timesteps: tuple[int, int] | None = None  # null: fastercache (-1, 681), pab (100, 800)
     cache_attention_weight: float = Field(default=0.3, ge=0, le=1)  # fastercache: weight of the old output
     cache_uncond_skip: int = Field(default=5, ge=1, le=50)  # fastercache: uncond branch every Nth step

@@ -60,7 +60,11 @@ def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: 
             notes.append(f"video.speed.cache={config.speed.cache} skipped: video.speed.step_cache is on "
                          "(one at a time)")
         else:
-            hooked = enable_step_cache(pipe, config.speed)
+            try:
+                hooked = enable_step_cache(pipe, config.speed, config.sampling.steps)
+            except ImportError:
+                notes.append(f"video.speed.cache={config.speed.cache} needs the cache-dit package "
+                             "(pip install cache-dit); running without a cache")
     vae = getattr(pipe, "vae", None)
     if config.speed.vae_tile_size is not None and vae is not None and config.model.vae_tiling:
         height, width = config.speed.vae_tile_size

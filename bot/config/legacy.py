@@ -25,7 +25,8 @@ LEGACY_KEYS: dict[str, dict[str, tuple[str, str]]] = {
         "encode": ("bitrate_kbps", "max_mp4_mb", "x264_preset"),
         "speed": ("compile", "compile_cache_dir", "fuse_qkv", "attention", "step_cache", "vae_tile_size",
                   # never released flat; listed so the bench's flat row settings (`preset=fast`) nest too
-                  "preset", "cache", "cache_block_skip", "cache_timesteps", "cache_attention_weight",
+                  "preset", "cache", "cache_full_every", "cache_warmup_steps",
+                  "cache_block_skip", "cache_timesteps", "cache_attention_weight",
                   "cache_uncond_skip", "cache_uncond_timesteps", "vae_compile"),
         "remote": ("remote_url", "remote_timeout_s", "remote_poll_s"),
         "queue": _QUEUE,

@@ -1,9 +1,8 @@
 """The round-3 bench tools on CPU: the 8-bit attention candidates' exact rewrites, their refusal where
-the kernels are missing, cache-dit's fixed schedule, and a cache-dit row without the package."""
+the kernels are missing, the fixed schedule, and the cache rows on the tiny model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import torch
 
 from bench.attn8 import kernels
 from bench.attn8_kernels import hadamard, smooth_and_rotate
-from bench.whole import fixed_schedule, write_whole_summary
+from bench.whole import write_whole_summary
 from bot.__main__ import main
 from generators.fa3 import sdpa_bshd
+from generators.step_cache import fixed_schedule
 from tests.support.tiny_models import build_cogvideox_folder
 
 
@@ -56,11 +56,12 @@ def test_the_candidates_refuse_clearly_without_their_kernels() -> None:
 
 
 def test_the_fixed_schedule_computes_warmup_every_nth_and_the_last_step() -> None:
-    mask = fixed_schedule(50, warmup=8, skip=2)
+    mask = fixed_schedule(50, warmup=8, full_every=2)
     assert len(mask) == 50 and mask[:8] == [1] * 8 and mask[-1] == 1
     assert mask[8:12] == [0, 1, 0, 1] and sum(mask) == 8 + 21  # step 49 is one of the 21
-    assert sum(fixed_schedule(50, warmup=8, skip=3)) == 8 + 14  # offsets 2, 5, ..., 41 = the last
-    assert fixed_schedule(3, warmup=8, skip=2) == [1, 1, 1]
+    assert sum(fixed_schedule(50, warmup=8, full_every=3)) == 8 + 14  # offsets 2, 5, ..., 41 = the last
+    assert sum(fixed_schedule(50, warmup=8, full_every=4)) == 8 + 10 + 1  # preset fast: 19 of 50 in full
+    assert fixed_schedule(3, warmup=8, full_every=2) == [1, 1, 1]
     with pytest.raises(ValueError):
         fixed_schedule(0)
 
@@ -83,25 +84,12 @@ def test_fixed_schedule_caches_change_the_video_on_the_tiny_model(tiny_2b: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """TaylorSeer must hook CogVideoX's attention (its default patterns matched nothing: identical latents)
     and cache-dit must skip steps; both then move the latents a little, never crash."""
-    rows_arg = "plain,ts:taylorseer=2"
-    has_cachedit = importlib.util.find_spec("cache_dit") is not None
-    if has_cachedit:
-        rows_arg += ",cd:cachedit=2"
+    rows_arg = "plain,ts:taylorseer=2,cd:cachedit=2"
     code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "12", "--frames", "9",
                  "--rows", rows_arg])
     rows = {r["row"]: r for r in (json.loads(line) for line in capsys.readouterr().out.splitlines()
                                   if line.startswith("{"))}
     assert code == 0, rows
     assert 0 < rows["ts"]["latent_rel_err"] < 1
-    if has_cachedit:
-        assert 0 < rows["cd"]["latent_rel_err"] < 1
-
-
-def test_a_cachedit_row_without_the_package_is_a_reported_error(tiny_2b: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    if importlib.util.find_spec("cache_dit") is not None:
-        pytest.skip("cache-dit is installed here")
-    code = main(["bench", "video", "--model-path", str(tiny_2b), "--steps", "1", "--frames", "9",
-                 "--rows", "cd:cachedit=2"])
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert code == 1 and "cache_dit" in rows[0]["error"]
+    assert 0 < rows["cd"]["latent_rel_err"] < 1
+    assert rows["cd"]["active"]["cache"] == "cachedit"  # the earlier rows' name runs the product's cache

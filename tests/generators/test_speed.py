@@ -4,6 +4,7 @@ through the production generator, and how presets resolve on a machine without a
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from generators.cogvideox import CogVideoXGenerator, VideoRequest
 from generators.fa3 import FA3CogVideoXAttnProcessor, sdpa_bshd, use_fa3_attention
 from generators.presets import resolve_preset
 from generators.random_models import _transformer_shape
-from generators.step_cache import cache_hook_config, fastercache_gib
+from generators.step_cache import cache_gib, cache_hook_config, fastercache_gib, fixed_schedule
 from tests.generators.conftest import TINY_SIZE
 
 REQUEST = VideoRequest("a panda plays the guitar", num_frames=9, steps=4, seed=3, **TINY_SIZE)
@@ -108,7 +109,7 @@ def test_attention_fa3_on_cpu_renders_the_plain_frames(tiny_cogvideox_2b: Path,
     np.testing.assert_array_equal(frames, generator_2b.generate(REQUEST).frames)
 
 
-@pytest.mark.parametrize("kind", ["fastercache", "pab"])
+@pytest.mark.parametrize("kind", ["cachedit", "fastercache", "pab"])
 def test_cache_hooks_skip_work_and_repeat_per_request(kind: str, tiny_cogvideox_2b: Path,
                                                       generator_2b: CogVideoXGenerator) -> None:
     request = VideoRequest("a panda plays the guitar", num_frames=9, steps=12, seed=3, **TINY_SIZE)
@@ -158,7 +159,7 @@ def test_cache_window_must_be_ordered_and_leave_the_first_step_out() -> None:
 def test_presets_on_cpu_turn_on_only_what_runs_here() -> None:
     config, notes = resolve_preset(flat_video(preset="fast"), on_gpu=False, memory_mode="cpu")
     assert (config.model.quantization, config.speed.compile, config.speed.attention, config.speed.cache) == (
-        "none", "off", "default", "fastercache")
+        "none", "off", "default", "cachedit")
     assert len(notes) == 1 and "video.speed.preset=fast" in notes[0] and "no CUDA GPU" in notes[0]
     exact, none = resolve_preset(flat_video(preset="exact"), on_gpu=False, memory_mode="cpu")
     assert none == [] and exact == flat_video(preset="exact")
@@ -181,20 +182,34 @@ def test_fastercache_memory_estimate_matches_the_h100(variant: str, size: tuple,
     assert fastercache_gib(shape, *size, guidance=1.0) == pytest.approx(estimate / 2)
 
 
+@pytest.mark.parametrize(("variant", "measured_gib"), [("2b", 0.89), ("5b", 1.42)])
+def test_cachedit_memory_estimate_matches_the_h100(variant: str, measured_gib: float) -> None:
+    """Preset fast's peak minus preset default's on an H100 at 480x720x49 (BENCHMARKS.md); CogVideoX1.5 at
+    768x1360x81 keeps a few GiB, where FasterCache kept 43."""
+    shape = {"patch_size": 2, "attention_head_dim": 64, "max_text_seq_length": 226}
+    estimate = cache_gib("cachedit", shape | _transformer_shape(variant, "full"), 480, 720, 49, 6.0)  # type: ignore[arg-type]
+    assert estimate is not None and abs(estimate - measured_gib) / measured_gib < 0.1
+    big = shape | _transformer_shape("1.5-5b", "full")  # type: ignore[arg-type]
+    size = (768, 1360, 81, 6.0)
+    assert 2 < cache_gib("cachedit", big, *size) < 5 < cache_gib("fastercache", big, *size)
+    assert cache_gib("pab", big, *size) is None
+
+
 def test_preset_fast_leaves_the_cache_off_where_it_would_not_fit() -> None:
-    """CogVideoX1.5 at 768x1360x81 keeps ~43 GiB: fine on 80 GiB, an out-of-memory on 24 or 48 GiB."""
+    """A cache that keeps ~43 GiB (FasterCache at CogVideoX1.5's size): fine on 80 GiB, an out-of-memory on
+    24 or 48 GiB."""
     fast = flat_video(preset="fast")
     MODE = "model_cpu_offload"  # noqa: N806 - the other switches stop at the mode, before asking CUDA
     roomy, notes = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=43.4, gpu_gib=79.2)
-    assert roomy.speed.cache == "fastercache"
+    assert roomy.speed.cache == "cachedit"
     assert "speed.cache" not in " ".join(notes)
     for gpu_gib in (24.0, 47.5):
         tight, notes = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=43.4, gpu_gib=gpu_gib)
         assert tight.speed.cache == "none"
-        assert "speed.cache=fastercache (it keeps about 43 GiB" in notes[0]
+        assert "speed.cache=cachedit (it keeps about 43 GiB" in notes[0]
         assert f"{gpu_gib:.0f} GiB GPU" in notes[0]
     small, _ = resolve_preset(fast, on_gpu=True, memory_mode=MODE, cache_gib=7.6, gpu_gib=24.0)
-    assert small.speed.cache == "fastercache"  # 2B's 7.6 GiB fits a 24 GiB card
+    assert small.speed.cache == "cachedit"  # 7.6 GiB fits a 24 GiB card
     chosen, _ = resolve_preset(flat_video(preset="fast", cache="fastercache"), on_gpu=True, memory_mode=MODE,
                                cache_gib=43.4, gpu_gib=24.0)
     assert chosen.speed.cache == "fastercache"  # the admin's own switch is theirs
@@ -204,7 +219,7 @@ def test_preset_fast_runs_through_the_generator_on_cpu(tiny_cogvideox_2b: Path) 
     generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, preset="fast", **TINY_SIZE))
     result = generator.generate(REQUEST)
     assert result.frames.shape == (9, 64, 96, 3)
-    assert generator.active_config.speed.cache == "fastercache"
+    assert generator.active_config.speed.cache == "cachedit"
     assert "video.speed.preset=fast" in (generator.info.note or "")
 
 
@@ -216,3 +231,31 @@ def test_fastercache_serves_requests_without_cfg(tiny_cogvideox_2b: Path) -> Non
     for guidance in (0.0, 6.0, 1.0):
         request = VideoRequest("a cat", num_frames=9, steps=8, seed=1, guidance=guidance, **TINY_SIZE)
         assert generator.generate(request).frames.shape == (9, 64, 96, 3)
+
+
+def test_cachedit_follows_each_requests_steps(tiny_cogvideox_2b: Path) -> None:
+    """The schedule is per request: the last block runs on exactly the scheduled full steps, whatever the
+    step count, and the same request renders the same frames twice."""
+    generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, cache="cachedit",
+                                               cache_warmup_steps=2, cache_full_every=3, **TINY_SIZE))
+    generator.load()
+    full_steps: list[int] = []
+    generator.pipeline.transformer.transformer_blocks[-1].register_forward_pre_hook(
+        lambda *_: full_steps.append(1))
+    for steps in (12, 7, 12):
+        full_steps.clear()
+        request = VideoRequest("a panda", num_frames=9, steps=steps, seed=5, **TINY_SIZE)
+        frames = generator.generate(request).frames
+        assert len(full_steps) == sum(fixed_schedule(steps, 2, 3)) < steps
+    np.testing.assert_array_equal(frames, generator.generate(
+        VideoRequest("a panda", num_frames=9, steps=12, seed=5, **TINY_SIZE)).frames)
+
+
+def test_cachedit_without_the_package_renders_without_a_cache(tiny_cogvideox_2b: Path,
+                                                              generator_2b: CogVideoXGenerator,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cache_dit", None)  # `import cache_dit` raises ImportError
+    generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, cache="cachedit", **TINY_SIZE))
+    frames = generator.generate(REQUEST).frames
+    assert "needs the cache-dit package" in (generator.info.note or "")
+    np.testing.assert_array_equal(frames, generator_2b.generate(REQUEST).frames)
