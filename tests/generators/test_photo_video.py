@@ -165,3 +165,23 @@ def test_photo_checks() -> None:
     rotated = io.BytesIO()
     picture(40, 30).save(rotated, format="JPEG", exif=exif.tobytes())
     assert open_photo(rotated.getvalue()).size == (30, 40)
+
+
+@pytest.mark.parametrize("variant", ["5b-i2v", "1.5-5b-i2v"])
+def test_preset_fast_renders_a_photo_with_its_step_cache(folders: dict[str, Path], variant: str) -> None:
+    """Preset fast's cache (cache-dit on a fixed schedule) on the image-to-video transformers: steps after
+    the warm-up run the last block only on the scheduled ones, and the video still comes out."""
+    frames = 9 if variant == "5b-i2v" else 17
+    config = VideoConfig(photo={"model": {"path": folders[variant], "variant": variant},
+                                "sampling": {"height": 64, "width": 96, "num_frames": frames, "steps": 6}},
+                         speed={"preset": "fast", "cache_warmup_steps": 2, "cache_full_every": 3})
+    generator = CogVideoXPhotoGenerator(photo_view(config))
+    generator.load()
+    assert generator.active_config.speed.cache == "cachedit"
+    full_steps: list[int] = []
+    generator.pipeline.transformer.transformer_blocks[-1].register_forward_pre_hook(
+        lambda *_: full_steps.append(1))
+    request = VideoRequest(PROMPT, num_frames=frames, steps=6, seed=4, height=64, width=96,
+                           image=encode_photo(picture(300, 400)))
+    assert generator.generate(request).frames.shape == (frames, 64, 96, 3)
+    assert len(full_steps) == 4  # steps 0, 1, 4 and the last of 6
