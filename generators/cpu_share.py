@@ -18,8 +18,10 @@ def render_threads(cpus: int | None = None) -> int:
 
 @contextlib.contextmanager
 def cpu_render_share() -> Iterator[None]:
-    """Fewer torch threads for this thread's work while the block runs, as many as before after it (OpenMP
-    keeps the count per thread: threads already computing elsewhere keep theirs)."""
+    """Fewer torch threads for this thread's work while the block runs, as many as before after it.
+
+    OpenMP keeps the count per thread: threads already computing keep theirs, and one that starts torch
+    work while the block runs takes the lower count (in the bot only renders and model loads use torch)."""
     import torch
 
     threads = torch.get_num_threads()

@@ -228,7 +228,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                     "改成 model_cpu_offload 再试。") from exc
 
     def _cpu_share(self) -> contextlib.AbstractContextManager[Any]:
-        """On the CPU the render leaves a core and the priority to the bot's event loop."""
+        """On the CPU the render leaves a core to the bot's event loop (generators/cpu_share.py)."""
         if self._info is not None and self._info.memory_mode == "cpu":
             return cpu_render_share()
         return contextlib.nullcontext()
