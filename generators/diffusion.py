@@ -29,6 +29,7 @@ from generators.base import (
     ShouldStop,
     StepCallback,
 )
+from generators.cpu_share import cpu_render_share
 from generators.heavy_imports import import_heavy
 from generators.loading import (
     ComponentLibrary,
@@ -217,7 +218,7 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
             if should_stop is not None and should_stop():
                 raise GenerationCancelled("stopped before the first step")
             try:
-                with self.run_context():
+                with self.run_context(), self._cpu_share():
                     yield step_end
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
@@ -225,6 +226,12 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                 raise GeneratorError(
                     f"显卡内存不够，这个{self.family.what}没做成。管理员可以把 {section}.model.memory_mode "
                     "改成 model_cpu_offload 再试。") from exc
+
+    def _cpu_share(self) -> contextlib.AbstractContextManager[Any]:
+        """On the CPU the render leaves a core to the bot's event loop (generators/cpu_share.py)."""
+        if self._info is not None and self._info.memory_mode == "cpu":
+            return cpu_render_share()
+        return contextlib.nullcontext()
 
     # -- reporting -------------------------------------------------------------------------------
     @property

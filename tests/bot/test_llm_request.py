@@ -49,3 +49,15 @@ async def test_sdk_errors_still_become_llm_unavailable(fake_llm: FakeLLM):
     with pytest.raises(LLMUnavailable, match="500"):
         await llm.complete(TEXT)
     await llm.close()
+
+
+async def test_the_stand_in_keeps_the_connection_as_real_endpoints_do():
+    with FakeLLM() as fake:
+        llm = client(fake)
+        for _ in range(3):
+            assert await llm.complete(TEXT) == fake.default_reply
+        assert fake.connections == 1  # no TCP connect a call that production would not pay
+        fake.close()  # the connection still open is hung up: the server is gone for real
+        with pytest.raises(LLMUnavailable):
+            await llm.complete(TEXT)
+        await llm.close()

@@ -18,6 +18,7 @@ from generators.cogvideox import (
     model_limits,
     validate_request,
 )
+from generators.cpu_share import render_threads
 from tests.support.errors import raises_told
 
 PROMPT = "a panda plays the guitar in a bamboo forest, soft morning light"
@@ -202,3 +203,26 @@ def test_fp8_dynamic_needs_a_recent_gpu(tiny_cogvideox_2b: Path) -> None:
     with raises_told(GeneratorError, "8.9"):
         generator.load()
     assert not generator.loaded
+
+
+def test_a_cpu_render_leaves_a_core_to_the_event_loop(generator_2b: CogVideoXGenerator) -> None:
+    import torch
+
+    seen: list[int] = []
+    counts: list[int] = []
+
+    def render() -> None:  # the worker thread a job runs on
+        counts.append(torch.get_num_threads())
+        generator_2b.generate(tiny_request(steps=2),
+                              on_step=lambda i, n: seen.append(torch.get_num_threads()))
+        counts.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    thread.join(120)
+    assert seen == [min(counts[0], render_threads())] * 2
+    assert counts[1] == counts[0]  # as many as before for whatever the thread runs next
+
+
+def test_one_core_is_left_to_the_loop() -> None:
+    assert [render_threads(cpus) for cpus in (1, 2, 16)] == [1, 1, 15]

@@ -2,12 +2,16 @@
 timeouts and retries are exercised for real.
 
 Rules map a request to a scripted answer (text, HTTP error, delay). The newest matching rule wins; with
-no match the server answers `default_reply`. Every request is recorded.
+no match the server answers `default_reply`. Every request is recorded. Connections are kept alive
+(HTTP/1.1), as real OpenAI-compatible endpoints keep them, so a call does not pay a new TCP connection
+that production would not; `close` hangs up on the ones still open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -35,10 +39,20 @@ class FakeLLM(LoopbackServer):
     default_reply: str = "好的，我知道啦。"
     rules: list[Rule] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0  # client connections accepted so far
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()  # kept-alive client connections, closed by `close`
         self.serve(self._handler_class())
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            open_now, self._open = list(self._open), set()
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     @property
     def base_url(self) -> str:
@@ -97,6 +111,19 @@ class FakeLLM(LoopbackServer):
         fake = self
 
         class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: every answer carries its Content-Length
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._open.add(self.connection)
+                    fake.connections += 1
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 request = self.read_json()
                 request["authorization"] = self.headers.get("Authorization")  # which key the bot sent

@@ -1,0 +1,32 @@
+"""A render on the CPU shares the machine with the bot's event loop (the same process; on a small machine
+the same cores). While it runs, torch computes on one core fewer than there are, so that replies keep a
+core instead of queueing behind the render's threads. GPU renders never come here: their threads stay as
+they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+
+def render_threads(cpus: int | None = None) -> int:
+    """torch's intra-op threads for a CPU render: every core but one, which stays with the event loop."""
+    return max(1, (cpus or os.cpu_count() or 1) - 1)
+
+
+@contextlib.contextmanager
+def cpu_render_share() -> Iterator[None]:
+    """Fewer torch threads for this thread's work while the block runs, as many as before after it.
+
+    OpenMP keeps the count per thread: threads already computing keep theirs, and one that starts torch
+    work while the block runs takes the lower count (in the bot only renders and model loads use torch)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, render_threads()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
