@@ -180,6 +180,11 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
 
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         notes = apply_speedups(pipe, self.active_config, on_gpu, mode)
+        speed = self.active_config.speed
+        if speed.cache == "cachedit" and not getattr(pipe.transformer, "_is_cached", False):
+            # it could not attach (the note says why): what is in force says so too
+            self.active_config = self.active_config.model_copy(
+                update={"speed": speed.model_copy(update={"cache": "none"})})
         plan = self.split_plan()
         if plan.mode == "cfg" and self.ranks is not None:
             install_cfg_split(pipe.transformer, self.ranks)  # last: it wraps the compiled, hooked model

@@ -43,9 +43,14 @@ def cache_too_big(cache_gib: float | None, gpu_gib: float | None) -> str | None:
             f"model on this {gpu_gib:.0f} GiB GPU")
 
 
+OFFLOAD_MODES = ("group_offload", "sequential_cpu_offload")  # hooks that move weights per layer
+
+
 def _blocker(key: str, on_gpu: bool, memory_mode: str, too_big: str | None) -> str | None:
     """Why switch `key` of a preset cannot run here, or None."""
     if key == "cache":
+        if memory_mode in OFFLOAD_MODES:
+            return f"memory_mode {memory_mode} (cache-dit does not support per-layer offload hooks)"
         return too_big
     if not on_gpu:
         return "no CUDA GPU"

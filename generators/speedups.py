@@ -62,9 +62,12 @@ def apply_speedups(pipe: Any, config: VideoSettings, on_gpu: bool, memory_mode: 
         else:
             try:
                 hooked = enable_step_cache(pipe, config.speed, config.sampling.steps)
-            except ImportError:
-                notes.append(f"video.speed.cache={config.speed.cache} needs the cache-dit package "
-                             "(pip install cache-dit); running without a cache")
+            except Exception as exc:  # noqa: BLE001 - a cache that cannot attach is a note, never a failed load
+                if config.speed.cache != "cachedit":
+                    raise
+                why = ("needs the cache-dit package (pip install 'cache-dit>=1.5.3,<1.6')"
+                       if isinstance(exc, ImportError) else f"cannot wrap this transformer ({exc})")
+                notes.append(f"video.speed.cache=cachedit {why}; running without a cache")
     vae = getattr(pipe, "vae", None)
     if config.speed.vae_tile_size is not None and vae is not None and config.model.vae_tiling:
         height, width = config.speed.vae_tile_size

@@ -23,7 +23,7 @@ ACTIVATION_BYTES = 2  # fp16 / bf16
 CACHEDIT_HIDDEN_STATES = 7
 
 
-def fixed_schedule(steps: int, warmup: int = 8, full_every: int = 2) -> list[int]:
+def fixed_schedule(steps: int, warmup: int = 8, full_every: int = 4) -> list[int]:
     """1 = run the step in full, 0 = reuse: the first `warmup` steps, then every `full_every`-th step, and
     the last step always in full."""
     if steps < 1 or warmup < 0 or full_every < 1:

@@ -223,11 +223,12 @@ def test_preset_fast_runs_through_the_generator_on_cpu(tiny_cogvideox_2b: Path) 
     assert "video.speed.preset=fast" in (generator.info.note or "")
 
 
-def test_fastercache_serves_requests_without_cfg(tiny_cogvideox_2b: Path) -> None:
+@pytest.mark.parametrize("cache", [
+    {"cache": "fastercache", "cache_timesteps": [-1, 999], "cache_uncond_timesteps": [-1, 999]},
+    {"cache": "cachedit", "cache_warmup_steps": 2, "cache_full_every": 2}])
+def test_caches_serve_requests_without_cfg(tiny_cogvideox_2b: Path, cache: dict) -> None:
     """guidance <= 1 renders one batch item, not an unconditional + conditional pair."""
-    generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, cache="fastercache",
-                                               cache_timesteps=[-1, 999], cache_uncond_timesteps=[-1, 999],
-                                               **TINY_SIZE))
+    generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, **cache, **TINY_SIZE))
     for guidance in (0.0, 6.0, 1.0):
         request = VideoRequest("a cat", num_frames=9, steps=8, seed=1, guidance=guidance, **TINY_SIZE)
         assert generator.generate(request).frames.shape == (9, 64, 96, 3)
@@ -258,4 +259,27 @@ def test_cachedit_without_the_package_renders_without_a_cache(tiny_cogvideox_2b:
     generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, cache="cachedit", **TINY_SIZE))
     frames = generator.generate(REQUEST).frames
     assert "needs the cache-dit package" in (generator.info.note or "")
+    assert generator.active_config.speed.cache == "none"  # what is in force says so
     np.testing.assert_array_equal(frames, generator_2b.generate(REQUEST).frames)
+
+
+def test_cachedit_that_cannot_wrap_the_transformer_is_a_note_not_a_failed_load(
+        tiny_cogvideox_2b: Path, generator_2b: CogVideoXGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache-dit refuses transformers it has no adapter for (xDiT's wrapper): the bot still loads."""
+    import cache_dit
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("xFuserCogVideoXTransformer3DWrapper is not officially supported")
+
+    monkeypatch.setattr(cache_dit, "enable_cache", refuse)
+    generator = CogVideoXGenerator(flat_video(model_path=tiny_cogvideox_2b, preset="fast", **TINY_SIZE))
+    frames = generator.generate(REQUEST).frames
+    assert "cachedit cannot wrap this transformer" in (generator.info.note or "")
+    assert generator.active_config.speed.cache == "none"
+    np.testing.assert_array_equal(frames, generator_2b.generate(REQUEST).frames)
+
+
+def test_preset_fast_leaves_cachedit_off_under_per_layer_offload() -> None:
+    for mode in ("group_offload", "sequential_cpu_offload"):
+        config, notes = resolve_preset(flat_video(preset="fast"), on_gpu=True, memory_mode=mode)
+        assert config.speed.cache == "none" and f"speed.cache=cachedit (memory_mode {mode}" in notes[0]
