@@ -99,3 +99,18 @@ async def test_an_empty_store_says_nothing_was_measured_yet(tmp_path: Path) -> N
     assert console["video_time"] == video and f"视频用时：{video}" in status
     assert "还没在这台机器上做过图片" in console["image_time"]
     assert doctor["video_time"].line("en").endswith("no videos made here yet (CogVideoX-2b, default speed)")
+
+
+def test_a_cache_schedule_is_part_of_what_a_run_measured() -> None:
+    """Preset fast's runs under another cache schedule (or FasterCache, before cachedit) are not this
+    configuration's time; preset default's profile does not name a cache it does not use."""
+    video = AppConfig.model_validate({}).video
+
+    def profile(**speed: object) -> str:
+        config = video.model_copy(update={"speed": video.speed.model_copy(update=speed)})
+        return VideoKind(lambda: config).profile({"num_frames": 49})
+
+    assert profile(preset="default") == profile(preset="default", cache_full_every=2)
+    assert "cache=" not in profile(preset="default")
+    assert profile(preset="fast") != profile(preset="fast", cache_full_every=2)
+    assert profile(preset="default", cache="pab") != profile(preset="default")

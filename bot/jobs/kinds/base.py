@@ -67,6 +67,10 @@ class GeneratorKind:
         speed = getattr(config, "speed", None)
         parts = [getattr(config, "backend", "local"), getattr(model, "variant", ""),
                  str(getattr(model, "path", "")), getattr(speed, "preset", "")]
+        cache = getattr(speed, "cache", "none")
+        if hasattr(speed, "cache_full_every") and (parts[3] == "fast" or cache != "none"):
+            # a cache's schedule changes the time (preset fast's own cache changed): other runs don't count
+            parts.append(f"cache={cache}/{speed.cache_full_every}")
         if getattr(config, "backend", "local") == "api":
             parts[1:3] = [config.api.model, config.api.size]
         parts += [f"{key}={params[key]}" for key in sorted(params) if key in _SIZE_PARAMS]
