@@ -78,9 +78,7 @@ def _set_up(vae: Any, variant: str) -> bool:
         height, width = (int(x) for x in variant.removeprefix("tile=").split("x"))
         vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
     elif variant == "channels_last":
-        for module in vae.modules():
-            if isinstance(module, torch.nn.Conv3d):
-                module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+        _channels_last_weights(vae)
     elif variant.startswith("channels_last_3d"):
         _set_up(vae, variant.removeprefix("channels_last_3d").removeprefix("+") or "tile=default")
         _channels_last_3d(vae)
@@ -100,12 +98,18 @@ def _channels_last_3d(vae: Any) -> None:
     def to_channels_last(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return (args[0].contiguous(memory_format=torch.channels_last_3d), *args[1:])
 
-    handles = []
+    _channels_last_weights(vae)
+    vae._bench_layout_hooks = [module.register_forward_pre_hook(to_channels_last)
+                               for module in vae.modules() if isinstance(module, torch.nn.Conv3d)]
+
+
+def _channels_last_weights(vae: Any) -> None:
+    """Every 3-D convolution's weights in channels_last_3d (`_undo` makes them contiguous again)."""
+    import torch
+
     for module in vae.modules():
         if isinstance(module, torch.nn.Conv3d):
             module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
-            handles.append(module.register_forward_pre_hook(to_channels_last))
-    vae._bench_layout_hooks = handles
 
 
 def _undo(vae: Any, saved: tuple[Any, ...], saved_benchmark: bool) -> None:

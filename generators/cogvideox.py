@@ -45,7 +45,7 @@ from generators.parallel import RankContext, SplitPlan, install_cfg_split, plan_
 from generators.presets import preset_cache, resolve_preset
 from generators.rules import VIDEO_MIN_SIDE, frames_problem, side_problem, steps_problem
 from generators.speedups import apply_speedups, speed_context
-from generators.step_cache import cache_gib, match_guidance, schedule_steps
+from generators.step_cache import cache_gib, cachedit_attached, match_guidance, schedule_steps
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,7 +181,7 @@ class CogVideoXGenerator(DiffusersGenerator[VideoRequest, VideoResult]):
     def after_load(self, pipe: Any, on_gpu: bool, mode: str) -> list[str]:
         notes = apply_speedups(pipe, self.active_config, on_gpu, mode)
         speed = self.active_config.speed
-        if speed.cache == "cachedit" and not getattr(pipe.transformer, "_is_cached", False):
+        if speed.cache == "cachedit" and not cachedit_attached(pipe.transformer):
             # it could not attach (the note says why): what is in force says so too
             self.active_config = self.active_config.model_copy(
                 update={"speed": speed.model_copy(update={"cache": "none"})})

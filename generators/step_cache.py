@@ -108,11 +108,15 @@ def cachedit_config(config: Any, steps: int) -> Any:
                          steps_computation_policy="static")
 
 
+def cachedit_attached(transformer: Any) -> bool:
+    """Whether cache-dit wraps `transformer` (it marks the transformers it wraps)."""
+    return bool(getattr(transformer, "_is_cached", False))
+
+
 def schedule_steps(transformer: Any, config: Any, steps: int) -> None:
     """Before each cachedit render: the schedule for this request's steps, and a fresh cache (the same
-    seed renders the same frames). Nothing to do where the cache could not be switched on (cache-dit marks
-    the transformers it wraps)."""
-    if not getattr(transformer, "_is_cached", False):
+    seed renders the same frames). Nothing to do where the cache could not be switched on."""
+    if not cachedit_attached(transformer):
         return
     import cache_dit
 

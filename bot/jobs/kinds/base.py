@@ -65,10 +65,11 @@ class GeneratorKind:
         config = self._config()
         model = getattr(config, "model", None)
         speed = getattr(config, "speed", None)
+        preset = getattr(speed, "preset", "")
         parts = [getattr(config, "backend", "local"), getattr(model, "variant", ""),
-                 str(getattr(model, "path", "")), getattr(speed, "preset", "")]
+                 str(getattr(model, "path", "")), preset]
         cache = getattr(speed, "cache", "none")
-        if hasattr(speed, "cache_full_every") and (parts[3] == "fast" or cache != "none"):
+        if hasattr(speed, "cache_full_every") and (preset == "fast" or cache != "none"):
             # a cache's schedule changes the time (preset fast's own cache changed): other runs don't count
             parts.append(f"cache={cache}/{speed.cache_full_every}")
         if getattr(config, "backend", "local") == "api":
