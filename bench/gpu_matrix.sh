@@ -72,6 +72,20 @@ for phase in "$@"; do
     round3b-5b)  # the same for 5B: anchor, presets, cache-dit over preset default
         run 590 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 520 --rows plain,preset-default \
           --row preset-fast:preset=fast --row cachedit3-default:preset=default,cachedit=3 ;;
+    round3c-2b)  # round 3, third session: the shipped preset fast (cache-dit on the transformer from the load)
+        run 400 $B --build 2b --model-dir /tmp/m2b --steps 50 --budget-s 340 --rows plain,preset-default \
+          --row preset-fast:preset=fast
+        echo "== the first video after a restart (inductor's cache from above)"
+        run 100 $B --model-path /tmp/m2b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0 ;;
+    round3c-5b)  # the same for 5B (preset fast: every 4th step in full) and its first video after a restart
+        run 480 $B --build 5b --model-dir /tmp/m5b --steps 50 --budget-s 420 --rows plain \
+          --row preset-fast:preset=fast
+        echo "== the first video after a restart (inductor's cache from above)"
+        run 110 $B --model-path /tmp/m5b --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0 ;;
+    round3c-i2v)  # 5B-I2V: plain anchor, preset fast, the first video after a restart
+        run 420 $B --build 5b-i2v --model-dir /tmp/m5bi2v --steps 50 --budget-s 360 --rows plain \
+          --row preset-fast:preset=fast
+        run 110 $B --model-path /tmp/m5bi2v --steps 50 --rows , --row first-fast:preset=fast,warmup_steps=0 ;;
     5b-fast) run 110 $B --build 5b --model-dir /tmp/m5b --steps 3 --rows compile-sage ;;
     photo)  # 图生视频 and CogVideoX1.5: anchor vs presets, one process per model (random weights, released shapes)
         run 400 $B --build 5b-i2v --model-dir /tmp/m5bi2v --steps 50 --budget-s 330 \
