@@ -202,3 +202,12 @@ async def test_only_likely_chat_that_only_the_classifier_routes_starts_early(tmp
     started.drop()
     await asyncio.sleep(0)
     assert started.task.cancelled() or started.task.done()
+
+
+def test_eval_intents_counts_early_chat_and_wasted_calls():
+    from bench.intent_eval import Sample, format_ahead
+
+    samples = [Sample(Intent.CHAT, "今天吃什么"), Sample(Intent.CHAT, "明天会下雨吗，好烦"),
+               Sample(Intent.WEATHER, "明天北京天气怎么样"), Sample(Intent.WEATHER, "北京明天呢")]
+    line = format_ahead(samples, BUILTIN)
+    assert "1/2 chat messages (50%)" in line and "1/2 requests (50%)" in line
