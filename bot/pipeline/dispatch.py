@@ -197,7 +197,7 @@ class Dispatcher:
                 intent, pending = follow_up.intent, None
                 ctx = replace(ctx, message=replace(ctx.message, text=follow_up.request))
             else:
-                ahead = self.ahead.start(ctx, self.followups.open_question(ctx.message))
+                ahead = self.ahead.begin(ctx, self.followups.open_question(ctx.message))
                 intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
             logger.info("message {} -> {}{}", ctx.message.id, intent.name,
                         " (answer)" if pending else " (follow-up)" if follow_up else "")

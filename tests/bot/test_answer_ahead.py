@@ -152,7 +152,7 @@ async def test_an_llm_down_reads_as_before_and_the_early_answer_is_dropped_quiet
                                                                                   troubles, failure):
     driver = make_driver(NO_EMBEDDED)
     if failure == "500":
-        fake_llm.fail_all(500)
+        fake_llm.fail_all(500, delay=0.3)  # late enough that the chat call has gone out
     else:
         fake_llm.fail_all(200, delay=4)  # classify_timeout_s is 2 in tests, the chat call's 3
     assert await driver.say("今天吃什么") == LLM_DOWN_REPLY
@@ -196,8 +196,8 @@ async def test_only_likely_chat_that_only_the_classifier_routes_starts_early(tmp
         (replace(ctx, message=replace(ctx.message, text="")), None),
         (replace(ctx, message=replace(ctx.message, text="画一只猫")), None),
     ]
-    assert [ahead.start(c, p) for c, p in never] == [None] * len(never)
-    started = ahead.start(ctx, None)
+    assert [ahead.begin(c, p) for c, p in never] == [None] * len(never)
+    started = ahead.begin(ctx, None)
     assert started is not None
     started.drop()
     await asyncio.sleep(0)
