@@ -164,8 +164,8 @@ def run_phase(phase: str, root: Path, peer: Any, llm: Any, model: Path | None) -
            "load_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
            "bot_cpu_ms_per_mention": round(flood_cpu_s * 1000 / FLOOD, 1)}
     if latencies:
-        row |= {"p50_ms": round(percentile(latencies, 0.5)), "p99_ms": round(percentile(latencies, 0.99)),
-                "max_ms": round(max(latencies))}
+        row |= {"p50_ms": round(percentile(latencies, 0.5)), "p90_ms": round(percentile(latencies, 0.9)),
+                "p99_ms": round(percentile(latencies, 0.99)), "max_ms": round(max(latencies))}
     if still_rendering is not None:
         row["render_still_running"] = still_rendering
     return row
@@ -199,8 +199,8 @@ def run(phases: list[str]) -> list[dict[str, Any]]:
 
 
 def _line(row: dict[str, Any]) -> str:
-    figures = (f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms"
-               if "p99_ms" in row else "no answers")
+    figures = (f"p50 {row['p50_ms']} ms, p90 {row['p90_ms']} ms, p99 {row['p99_ms']} ms, "
+               f"max {row['max_ms']} ms" if "p99_ms" in row else "no answers")
     render = "" if "render_still_running" not in row else (
         ", render still running" if row["render_still_running"] else ", render finished during the flood")
     return (f"{row['phase']:>10}: {row['answered']}/{row['of']} answered, {figures}{render}; posted in "

@@ -7,7 +7,9 @@ An intent set is a TSV file with a header `label<TAB>text`; labels are the Chine
 Follow-ups (follow_ups.tsv): `label, previous_label, previous_text, text, slots`. The previous turn is
 remembered the way the dispatcher would (`PreviousTurn.from_request`); the message is resolved against it,
 and classified on its own when it is no follow-up. Slots (slots*.tsv): `kind, text, slots`, read by
-`rule_slots`. Expected slots are `key=value;key=value` (value may be empty).
+`rule_slots`. Expected slots are `key=value;key=value` (value may be empty). Beside them, what answering
+chat ahead of the LLM classifier (bot/pipeline/ahead.py, wording only) would start: the share of chat
+messages answered early, and the share of requests that would make a chat call only to cancel it.
 
 The labelled sets live in the checkout's tests/data (not packaged): an installed copy measures one set
 given with `--data`.
@@ -234,6 +236,7 @@ async def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None,
         print(format_slots(slots, name))
         summary.append(f"{name}: {slots.accuracy:.1%} ({slots.total - len(slots.mistakes)}/{slots.total})")
     print(f"\n== all labelled sets together\n{format_report(everything, kind, intents)}")
+    summary.append(format_ahead(everything.samples, intents))
     if kind == "embedded":
         from nlu.embedded import engine_threads
 
@@ -241,6 +244,21 @@ async def _run_all(classify: TextClassifier, kind: str, cpu: list[float] | None,
                        f"load average: {_load()}")
     print("\n== summary\n" + "\n".join(summary))
     return everything
+
+
+def format_ahead(samples: list[Sample], intents: IntentRegistry) -> str:
+    """Chat answered ahead of the classifier, for these samples: how much chat, and how many requests'
+    chat calls would be wasted."""
+    from bot.pipeline.ahead import AnswerAhead
+
+    ahead, chat = AnswerAhead(intents), intents.fallback
+    chats = [s for s in samples if s.intent is chat]
+    requests = [s for s in samples if s.intent is not chat]
+    early = sum(ahead.likely_chat(s.text) for s in chats)
+    wasted = sum(ahead.likely_chat(s.text) for s in requests)
+    return (f"chat answered ahead of the classifier: {early}/{len(chats)} chat messages "
+            f"({early / max(1, len(chats)):.0%}); a cancelled chat call for {wasted}/{len(requests)} "
+            f"requests ({wasted / max(1, len(requests)):.0%})")
 
 
 # --- follow-ups and rule slots ---------------------------------------------------------

@@ -66,6 +66,9 @@ class IntentSpec:
     follow_up: str | None = None  # one of FOLLOW_UP_KINDS, or None
     settings: type | None = None  # the plugin's own settings model (pydantic), if it has one
     fallback: bool = False  # the one intent for everything else (chat)
+    # its handler sends, stores and changes nothing before it returns (a prompt, an LLM call, a Reply): the
+    # dispatcher may start it before the classifier has decided, and cancel it (bot/pipeline/ahead.py)
+    answer_ahead: bool = False
 
     def __repr__(self) -> str:
         return f"IntentSpec({self.name!r})"

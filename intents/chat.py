@@ -26,6 +26,8 @@ def fit_bubble(text: str, limit: int) -> str:
 
 
 async def handle(ctx: Context) -> Reply:
+    """Render the prompt, one LLM call, a Reply — nothing else, so it may start before the classifier
+    has decided and be cancelled (`answer_ahead`)."""
     chat = ctx.config.chat
     system, user = render(
         "chat",
@@ -41,5 +43,5 @@ async def handle(ctx: Context) -> Reply:
     return Reply(fit_bubble(answer, chat.max_reply_chars))
 
 
-INTENT = IntentSpec(name="chat", label="其它", handler=handle, fallback=True,
+INTENT = IntentSpec(name="chat", label="其它", handler=handle, fallback=True, answer_ahead=True,
                     describe="闲聊、问答、以及以上都不是的请求")

@@ -118,6 +118,9 @@ class ChatConfig(Section):
     )
     max_reply_chars: int = Field(default=300, ge=20, le=2000)
     max_tokens: int = Field(default=400, ge=16)
+    # with an LLM, a mention no request cue matches starts its chat answer beside the classifier (one LLM
+    # wait, not two); a request that looked like chat costs a cancelled chat call (bot/pipeline/ahead.py)
+    answer_ahead: bool = True
 
 
 class HistoryConfig(Section):

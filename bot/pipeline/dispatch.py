@@ -10,6 +10,10 @@ handler that lacks a slot ("从哪里出发？") returns `ctx.ask(...)`, a `Ques
 returned, `FollowUps` remembers what it already had for that asker in that chat for a few minutes, and
 the answer ("天安门") is routed back to the asking intent — unless the classifier sees a clearly
 different request — with the open question in `ctx.pending`.
+
+With an LLM, a mention worded like chat has its chat answer started beside the classifier
+(`bot.pipeline.ahead`): the classifier still decides, and the early answer is the reply only when it says
+chat.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bot.config.live import LiveConfig
 from bot.llm import LLM, LLMUnavailable
 from bot.messages import IncomingMessage, Reply
 from bot.ops.notices import Told, honest
+from bot.pipeline.ahead import Ahead, AnswerAhead
 from bot.pipeline.context import Answer, Context, Pending, Question
 from bot.pipeline.conversation import History, HistoryEntry
 from bot.pipeline.gates import Gate, ReplyFn, Turn
@@ -147,9 +152,11 @@ class Dispatcher:
     followups: FollowUps
     notify_admins: NotifyAdmins
     turns: LastTurns = field(init=False)
+    ahead: AnswerAhead = field(init=False)
 
     def __post_init__(self) -> None:
         self.turns = LastTurns(self.intents)
+        self.ahead = AnswerAhead(self.intents)
 
     async def on_message(self, msg: IncomingMessage) -> None:
         turn: Turn | None = Turn(msg, chat_settings(self.config.current, msg.chat, msg.room_topic))
@@ -183,12 +190,14 @@ class Dispatcher:
 
     async def handle(self, ctx: Context) -> Reply | None:
         """Classify and run the handler; every failure becomes a short reply, never silence."""
+        ahead: Ahead | None = None  # chat's answer, started beside the classifier when likely chat
         try:
             follow_up = self.turns.follow_up(ctx)
             if follow_up is not None:  # "那开车呢": the previous turn's request, spelled out in full
                 intent, pending = follow_up.intent, None
                 ctx = replace(ctx, message=replace(ctx.message, text=follow_up.request))
             else:
+                ahead = self.ahead.begin(ctx, self.followups.open_question(ctx.message))
                 intent, pending = self.followups.route(ctx.message, await self.classify(ctx))
             logger.info("message {} -> {}{}", ctx.message.id, intent.name,
                         " (answer)" if pending else " (follow-up)" if follow_up else "")
@@ -196,7 +205,10 @@ class Dispatcher:
                 return Reply(INTENT_OFF_REPLY.format(label=intent.label))
             ctx = replace(ctx, intent=intent, pending=pending)
             try:
-                reply = await intent.handler(ctx)
+                if ahead is not None and intent is self.intents.fallback and pending is None:
+                    reply = await ahead.answer()  # chat after all: the answer started ahead
+                else:
+                    reply = await intent.handler(ctx)
             except Exception:  # failed: a follow-up ("那上海呢") still means the same request again
                 self.turns.remember(ctx, intent, follow_up, None)
                 raise
@@ -217,6 +229,9 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - the one place unexpected errors end up
             logger.exception("message {}: handler failed", ctx.message.id)
             return Reply(APOLOGY_REPLY)
+        finally:
+            if ahead is not None:  # not chat after all, or the classifier failed: never sent, never logged
+                ahead.drop()
 
     async def tell_admins(self, ctx: Context, detail: str, problem: str | None) -> Told:
         """The other audience of a problem the group is told about in plain words."""

@@ -189,6 +189,7 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
         ("jobs", jobs),
         *warm_ups,
         ("embedded classifier", embedded),
+        ("chat answered ahead", dispatcher.ahead),
         ("amap", amap),
         ("scheduler", scheduler),
         ("alerts", alerts),

@@ -20,7 +20,7 @@ from tests.support.builtin_intents import Intent
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "intents", "nlu", "generators", "services", "prompts")
-MAX_FILES = 12
+MAX_FILES = 15  # 12, and the request-cue check before the classifier (pipeline/ahead.py, nlu)
 # loguru calls these for every line written (redaction filter, the console's log page): not hops on the path
 LOG_SINKS = ("bot/logs.py", "bot/console/log_tail.py")
 CHANNEL = "bot/channels/wechaty/channel.py"
@@ -70,7 +70,7 @@ class Walk:
             self.cycles.append([here, *stack[: stack.index(here) + 1]])
 
 
-async def test_a_weather_mention_crosses_at_most_twelve_files_without_cycles(
+async def test_a_weather_mention_crosses_at_most_fifteen_files_without_cycles(
         running_bot, peer, fake_llm, amap) -> None:
     question(fake_llm, "明天北京天气怎么样", Intent.WEATHER, "weather", {"place": "北京", "day": "明天"})
     walk = Walk()

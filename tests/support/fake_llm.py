@@ -2,15 +2,17 @@
 timeouts and retries are exercised for real.
 
 Rules map a request to a scripted answer (text, HTTP error, delay). The newest matching rule wins; with
-no match the server answers `default_reply`. Every request is recorded. Connections are kept alive
-(HTTP/1.1), as real OpenAI-compatible endpoints keep them, so a call does not pay a new TCP connection
-that production would not; `close` hangs up on the ones still open.
+no match the server answers `default_reply`. Every request is recorded. A held rule answers only once the
+test releases it, and records the requests whose client hung up while they waited (a cancelled call).
+Connections are kept alive (HTTP/1.1), as real OpenAI-compatible endpoints keep them, so a call does not
+pay a new TCP connection that production would not; `close` hangs up on the ones still open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
@@ -32,6 +34,11 @@ class Rule:
     times: int | None = None  # how many times it may fire; None = forever
     hits: int = 0
     trickle_s: float = 0.0  # > 0: send the answer one byte every `trickle_s` seconds
+    held: threading.Event | None = None  # set: answer only once `release` is called
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.set()
 
 
 @dataclass
@@ -40,6 +47,7 @@ class FakeLLM(LoopbackServer):
     rules: list[Rule] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0  # client connections accepted so far
+    hung_up: list[dict[str, Any]] = field(default_factory=list)  # held requests whose client went away
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,6 +57,8 @@ class FakeLLM(LoopbackServer):
     def close(self) -> None:
         super().close()
         with self._lock:
+            for rule in self.rules:
+                rule.release()
             open_now, self._open = list(self._open), set()
         for connection in open_now:
             with contextlib.suppress(OSError):
@@ -60,15 +70,21 @@ class FakeLLM(LoopbackServer):
 
     def reset(self) -> None:
         with self._lock:
+            for rule in self.rules:
+                rule.release()  # no handler thread waits on a rule that is gone
             self.rules.clear()
             self.requests.clear()
+            self.hung_up.clear()
 
     # -- scripting -------------------------------------------------------------------------------
     def add(self, match: str | Matcher, reply: str | Callable[[dict[str, Any]], str] | None = None, *,
-            status: int = 200, delay: float = 0.0, times: int | None = None, trickle_s: float = 0.0) -> Rule:
-        """Answer requests whose prompt text contains `match` (or for which `match(request)` is true)."""
+            status: int = 200, delay: float = 0.0, times: int | None = None, trickle_s: float = 0.0,
+            held: bool = False) -> Rule:
+        """Answer requests whose prompt text contains `match` (or for which `match(request)` is true);
+        `held`: not before `rule.release()` (at most 30 s), and not at all once the client has hung up."""
         matcher = match if callable(match) else (lambda req, s=match: s in prompt_text(req))
-        rule = Rule(matcher, reply, status, delay, times, trickle_s=trickle_s)
+        rule = Rule(matcher, reply, status, delay, times, trickle_s=trickle_s,
+                    held=threading.Event() if held else None)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -95,7 +111,8 @@ class FakeLLM(LoopbackServer):
         return reqs
 
     # -- serving ---------------------------------------------------------------------------------
-    def _answer(self, request: dict[str, Any]) -> tuple[int, str | None, float, float]:
+    def _answer(self, request: dict[str, Any]
+                ) -> tuple[int, str | None, float, float, threading.Event | None]:
         with self._lock:
             self.requests.append(request)
             for rule in reversed(self.rules):
@@ -104,8 +121,8 @@ class FakeLLM(LoopbackServer):
                 if rule.match(request):
                     rule.hits += 1
                     reply = rule.reply(request) if callable(rule.reply) else rule.reply
-                    return rule.status, reply, rule.delay, rule.trickle_s
-        return 200, self.default_reply, 0.0, 0.0
+                    return rule.status, reply, rule.delay, rule.trickle_s, rule.held
+        return 200, self.default_reply, 0.0, 0.0, None
 
     def _handler_class(self) -> type[QuietHandler]:
         fake = self
@@ -130,9 +147,13 @@ class FakeLLM(LoopbackServer):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self.send_json(404, {"error": {"message": "not found"}})
                     return
-                status, reply, delay, trickle_s = fake._answer(request)
+                status, reply, delay, trickle_s, held = fake._answer(request)
                 if delay:
                     time.sleep(delay)
+                if held is not None and not self.wait_released(held):
+                    with fake._lock:
+                        fake.hung_up.append(request)
+                    return
                 if status != 200:
                     error = {"message": f"scripted error {status}", "type": "server"}
                     self.send_json(status, {"error": error})
@@ -150,6 +171,22 @@ class FakeLLM(LoopbackServer):
                     self.trickle(json.dumps(body, ensure_ascii=False).encode(), trickle_s)
                 else:
                     self.send_json(200, body)
+
+            def wait_released(self, held: threading.Event, limit_s: float = 30.0) -> bool:
+                """False as soon as the client hangs up before `held` is set (then nothing is sent)."""
+                deadline = time.monotonic() + limit_s
+                while not held.wait(0.01) and time.monotonic() < deadline:
+                    if self.client_gone():
+                        return False
+                return not self.client_gone()
+
+            def client_gone(self) -> bool:
+                """The client closed its end: a kept-alive connection says nothing while it waits."""
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             def trickle(self, data: bytes, every_s: float) -> None:
                 try:

@@ -24,4 +24,5 @@ def record_handlers(monkeypatch: pytest.MonkeyPatch) -> list[IntentSpec]:
 
     for intent in Intent:
         monkeypatch.setattr(intent, "handler", recorder(intent))
+        monkeypatch.setattr(intent, "answer_ahead", False)  # recording is an effect: only what was routed
     return reached
