@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
+
+_lock = threading.Lock()
+_computing = 0  # CPU renders in progress in this process
+
+
+def cpu_render_running() -> bool:
+    """True while a render computes on this process's CPU: the event loop then shares the GIL with it, and
+    work that only pays off on an idle loop (answering chat ahead of the classifier) waits."""
+    return _computing > 0
 
 
 def render_threads(cpus: int | None = None) -> int:
@@ -22,11 +32,16 @@ def cpu_render_share() -> Iterator[None]:
 
     OpenMP keeps the count per thread: threads already computing keep theirs, and one that starts torch
     work while the block runs takes the lower count (in the bot only renders and model loads use torch)."""
+    global _computing
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, render_threads()))
+    with _lock:
+        _computing += 1
     try:
         yield
     finally:
+        with _lock:
+            _computing -= 1
         torch.set_num_threads(threads)

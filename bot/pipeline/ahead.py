@@ -8,7 +8,9 @@ classifier stays authoritative: the dispatcher takes the early answer only when 
 it otherwise, so a request worded like chat costs one cancelled chat call (the shares on the held-out
 sets are in BENCHMARKS.md). Only an intent declared `answer_ahead` — its handler has no effect before it
 returns — is started early, and never for a message whose route the classifier alone does not decide
-(an open question's answer, a photo) or where chat is off.
+(an open question's answer, a photo) or where chat is off. Nor while a video renders on this process's
+CPU: the render thread holds the GIL between its ops, and a second call in flight per mention made the
+flood's p99 worse there, not better (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from bot.messages import Reply
+from generators.cpu_share import cpu_render_running
 from nlu.embedded import EXAMPLES_PATH, load_examples, plain_text
 
 if TYPE_CHECKING:
@@ -87,7 +90,8 @@ class AnswerAhead:
         chat, msg = self.intents.fallback, ctx.message
         if (not chat.answer_ahead or not ctx.config.chat.answer_ahead or not ctx.llm.configured
                 or open_question is not None or msg.photo is not None
-                or not ctx.settings.intent_enabled(chat.name) or not self.likely_chat(msg.text)):
+                or not ctx.settings.intent_enabled(chat.name) or not self.likely_chat(msg.text)
+                or cpu_render_running()):
             return None
         logger.debug("message {}: chat answer started ahead of the classifier", msg.id)
         return Ahead(asyncio.create_task(chat.handler(replace(ctx, intent=chat))))

@@ -138,6 +138,26 @@ async def test_switched_off_the_chat_answer_waits_for_the_classifier(make_driver
     assert [is_chat(r) for r in fake_llm.calls()] == [False, True]
 
 
+async def test_while_a_video_renders_on_the_cpu_chat_waits_for_the_classifier(make_driver, fake_llm):
+    from generators.cpu_share import cpu_render_running, cpu_render_share
+
+    driver = make_driver()
+    classify = fake_llm.classify("今天吃什么", Intent.CHAT.label, held=True)
+    fake_llm.add(lambda r: is_chat(r), "吃饺子吧")
+    with cpu_render_share():  # what a CPU render holds while it computes
+        assert cpu_render_running()
+        said = asyncio.create_task(driver.say("今天吃什么"))
+        try:
+            await wait_until(lambda: len(fake_llm.calls("classify")) == 1, within=5)
+            await asyncio.sleep(0.3)
+            assert chat_calls(fake_llm) == []
+        finally:
+            classify.release()
+        assert await said == "吃饺子吧"
+    assert not cpu_render_running()
+    assert [is_chat(r) for r in fake_llm.calls()] == [False, True]
+
+
 async def test_a_failed_chat_answer_reads_as_before(make_driver, fake_llm, troubles):
     driver = make_driver()
     fake_llm.classify("今天吃什么", Intent.CHAT.label, delay=0.2)
