@@ -63,6 +63,9 @@ class IntentSpec:
     handler: Handler
     describe: str  # one line for the classifier prompt: what such a message asks for
     examples: tuple[str, ...] = ()  # phrases that teach the embedded classifier (built-ins: prompts/)
+    # request wording, as regular expressions (built-ins: prompts/intent_examples.yaml `cues`): a message
+    # they match is never answered ahead as chat, and the embedded classifier gives the intent a bonus
+    cues: tuple[str, ...] = ()
     follow_up: str | None = None  # one of FOLLOW_UP_KINDS, or None
     settings: type | None = None  # the plugin's own settings model (pydantic), if it has one
     fallback: bool = False  # the one intent for everything else (chat)
@@ -84,6 +87,12 @@ class IntentSpec:
         if self.follow_up is not None and self.follow_up not in FOLLOW_UP_KINDS:
             raise ValueError(f"intent {self.name}: follow_up {self.follow_up!r} is not one of "
                              f"{FOLLOW_UP_KINDS}")
+        for cue in self.cues:
+            try:
+                re.compile(cue)
+            except re.error as exc:
+                raise ValueError(f"intent {self.name}: cue {cue!r} is not a regular expression: {exc}"
+                                 ) from exc
 
 
 @dataclass(frozen=True)

@@ -73,38 +73,57 @@ class Examples:
     chat_bonus: float = 0.0  # added to chat when no request intent's cue matches
 
 
+def _section(data: dict, path: Path, name: str,
+             allowed: dict[str, IntentSpec]) -> dict[IntentSpec, list[str]]:
+    """One `intent: [lines]` section of the examples file; unknown intent names are an error."""
+    raw = data.get(name) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: {name}: expected a mapping of intent -> list")
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise ValueError(f"{path}: {name}: unknown intents {sorted(unknown)}; use {sorted(allowed)}")
+    return {allowed[k]: [str(p).strip() for p in (v or []) if str(p).strip()] for k, v in raw.items()}
+
+
+def _read(path: Path) -> dict:
+    return YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+
+
+def load_cues(intents: IntentRegistry, path: Path = EXAMPLES_PATH,
+              data: dict | None = None) -> dict[IntentSpec, re.Pattern[str]]:
+    """Each intent's request wording as one pattern: the file's `cues` under its name plus its own
+    (`IntentSpec.cues`, how a plugin declares them). Intents with neither have none."""
+    data = _read(path) if data is None else data
+    written = _section(data, path, "cues", {intent.name: intent for intent in intents})
+    cues: dict[IntentSpec, re.Pattern[str]] = {}
+    for intent in intents:
+        patterns = [*written.get(intent, []), *intent.cues]
+        if not patterns:
+            continue
+        try:
+            cues[intent] = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"{path}: cues: {intent.name}: not a regular expression: {exc}") from exc
+    return cues
+
+
 def load_examples(intents: IntentRegistry, path: Path = EXAMPLES_PATH) -> Examples:
     """The phrases of every registered intent: its own (`IntentSpec.examples`) plus those of the
     examples file under its name; every intent needs at least one. Errors name the file and key."""
-    data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    data = _read(path)
     by_name = {intent.name: intent for intent in intents}
-
-    def section(name: str, allowed: dict[str, IntentSpec]) -> dict[IntentSpec, list[str]]:
-        raw = data.get(name) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: {name}: expected a mapping of intent -> list")
-        unknown = set(raw) - set(allowed)
-        if unknown:
-            raise ValueError(f"{path}: {name}: unknown intents {sorted(unknown)}; use {sorted(allowed)}")
-        return {allowed[k]: [str(p).strip() for p in (v or []) if str(p).strip()] for k, v in raw.items()}
-
-    from_file = section("examples", by_name)
+    from_file = _section(data, path, "examples", by_name)
     phrases = {intent: [*from_file.get(intent, []), *intent.examples] for intent in intents}
     missing = [intent.name for intent in intents if not phrases[intent]]
     if missing:
         raise ValueError(f"{path}: examples: these intents need at least one phrase: {missing}")
     routes = {i.name: i for i in intents.with_follow_up("route")}
-    modes = section("route_modes", routes)
+    modes = _section(data, path, "route_modes", routes)
     written = data.get("route_verbs") or {}
     verbs = {routes[name]: str(verb) for name, verb in written.items() if name in routes}
-    cues: dict[IntentSpec, re.Pattern[str]] = {}
-    for intent, patterns in section("cues", by_name).items():
-        try:
-            cues[intent] = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"{path}: cues: {intent.name}: not a regular expression: {exc}") from exc
     bonus = float(data.get("cue_bonus") or 0.0)
     chat_bonus = float(data.get("chat_bonus") or 0.0)
+    cues = load_cues(intents, path, data)
     return Examples(phrases, modes, verbs, intents.fallback, cues, bonus, chat_bonus)
 
 

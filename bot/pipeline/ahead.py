@@ -25,7 +25,7 @@ from loguru import logger
 
 from bot.messages import Reply
 from generators.cpu_share import cpu_render_running
-from nlu.embedded import EXAMPLES_PATH, load_examples, plain_text
+from nlu.embedded import EXAMPLES_PATH, load_cues, plain_text
 
 if TYPE_CHECKING:
     from bot.pipeline.context import Context, Pending
@@ -53,8 +53,10 @@ class Ahead:
 
 
 def _read_outcome(task: asyncio.Task) -> None:
+    """`cancel()` silences a task that had already failed; this reads one that fails on its cancellation
+    (a client turning it into its own error), so nothing reports "exception never retrieved"."""
     if not task.cancelled():
-        task.exception()  # an LLMUnavailable nobody waits for is no "exception never retrieved"
+        task.exception()
 
 
 class AnswerAhead:
@@ -65,6 +67,7 @@ class AnswerAhead:
         self.intents = intents
         self.examples_path = examples_path
         self._cues: dict[IntentSpec, re.Pattern[str]] | None = None  # read once (~30-60 ms of CPU)
+        self._unreadable = False  # the cues could not be read: nothing is answered ahead
 
     async def start(self) -> None:
         await asyncio.to_thread(self.cues)
@@ -72,17 +75,23 @@ class AnswerAhead:
     async def stop(self) -> None:
         return None
 
-    def cues(self) -> dict[IntentSpec, re.Pattern[str]]:
-        if self._cues is None:
-            self._cues = load_examples(self.intents, self.examples_path).cues
+    def cues(self) -> dict[IntentSpec, re.Pattern[str]] | None:
+        """The request cues, read once; None when the file cannot be read (a warning, never a failed start:
+        without cues every message would look like chat, so none is answered ahead)."""
+        if self._cues is None and not self._unreadable:
+            try:
+                self._cues = load_cues(self.intents, self.examples_path)
+            except (OSError, ValueError) as exc:
+                self._unreadable = True
+                logger.warning("chat is not answered ahead: the request cues could not be read: {}", exc)
         return self._cues
 
     def likely_chat(self, text: str) -> bool:
         """No request intent's cue matches `text` (made plain), or chat's does; empty text is not."""
-        text = plain_text(text)
-        if not text:
+        text, cues = plain_text(text), self.cues()
+        if not text or cues is None:
             return False
-        matched = {intent for intent, cue in self.cues().items() if cue.search(text)}
+        matched = {intent for intent, cue in cues.items() if cue.search(text)}
         return not matched or self.intents.fallback in matched
 
     def begin(self, ctx: Context, open_question: Pending | None) -> Ahead | None:

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from bot.pipeline.ahead import AnswerAhead
+from bot.llm import LLMUnavailable
+from bot.pipeline.ahead import Ahead, AnswerAhead
 from bot.pipeline.context import Pending
 from bot.pipeline.dispatch import LLM_DOWN_REPLY
+from bot.plugin import IntentRegistry, IntentSpec
 from tests.conftest import wait_until
 from tests.support.builtin_intents import BUILTIN, Intent
 from tests.support.chat_driver import ChatDriver, family_context
@@ -167,6 +169,43 @@ async def test_a_failed_chat_answer_reads_as_before(make_driver, fake_llm, troub
     assert not any("never retrieved" in t for t in troubles)
 
 
+async def test_an_early_answer_that_failed_before_a_request_verdict_is_dropped_quietly(make_driver, fake_llm,
+                                                                                        troubles):
+    driver = make_driver()
+    classify = fake_llm.classify("北京明天呢", Intent.WEATHER.label, held=True)
+    fake_llm.add(lambda r: is_chat(r), None, status=500)  # the early answer fails while the classifier reads
+    script_slots(fake_llm, "weather", "北京明天呢", {"place": "北京", "day": "明天"})
+    said = asyncio.create_task(driver.say("北京明天呢"))
+    try:
+        await wait_until(lambda: len(chat_calls(fake_llm)) >= 1, within=5)
+        await asyncio.sleep(0.5)  # its failure has come back and ended the task
+    finally:
+        classify.release()
+    assert "北京市天气" in await said
+    settle()
+    assert not any("never retrieved" in t for t in troubles)
+
+
+@pytest.mark.parametrize("ending", ["failed before the drop", "fails on its cancellation"])
+async def test_a_dropped_answer_that_failed_is_never_reported(troubles, ending):
+    async def answer() -> None:
+        if ending == "failed before the drop":
+            raise LLMUnavailable("down")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:  # a client that turns the cancellation into its own error
+            raise LLMUnavailable("cut off") from None
+
+    ahead = Ahead(asyncio.create_task(answer()))
+    await asyncio.sleep(0.01)
+    ahead.drop()
+    await asyncio.sleep(0.01)  # the cancellation and the done-callback run
+    assert ahead.task.done()
+    del ahead
+    settle()
+    assert troubles == []
+
+
 @pytest.mark.parametrize("failure", ["500", "timeout"])
 async def test_an_llm_down_reads_as_before_and_the_early_answer_is_dropped_quietly(make_driver, fake_llm,
                                                                                   troubles, failure):
@@ -221,7 +260,35 @@ async def test_only_likely_chat_that_only_the_classifier_routes_starts_early(tmp
     assert started is not None
     started.drop()
     await asyncio.sleep(0)
-    assert started.task.cancelled() or started.task.done()
+    assert started.task.cancelled()
+
+
+def test_a_plugin_without_examples_or_cues_reads_as_chat_wording_and_its_cues_count():
+    async def tell(ctx):
+        return None
+
+    bare = IntentSpec(name="joke", label="笑话", handler=tell, describe="讲笑话")
+    cued = IntentSpec(name="joke", label="笑话", handler=tell, describe="讲笑话", cues=("笑话|段子",))
+    for spec, likely in ((bare, True), (cued, False)):
+        registry = IntentRegistry((*BUILTIN.specs[:-1], spec, BUILTIN.fallback))
+        ahead = AnswerAhead(registry)
+        assert ahead.likely_chat("讲个笑话吧") is likely
+        assert ahead.likely_chat("明天北京天气怎么样") is False
+
+
+async def test_unreadable_cues_answer_nothing_ahead_and_start_anyway(tmp_path):
+    broken = tmp_path / "examples.yaml"
+    broken.write_text("cues:\n  weather: ['(']\n", encoding="utf-8")
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(m.record["message"]), level="WARNING")
+    try:
+        ahead = AnswerAhead(BUILTIN, broken)
+        await ahead.start()
+    finally:
+        logger.remove(sink)
+    assert ahead.likely_chat("今天吃什么") is False
+    assert ahead.begin(family_context(_LLM(), "今天吃什么", ("爸爸", "饿了")), None) is None
+    assert len(seen) == 1 and "not answered ahead" in seen[0]
 
 
 def test_eval_intents_counts_early_chat_and_wasted_calls():

@@ -122,3 +122,5 @@ def test_the_registry_lists_the_fallback_last_and_checks_declarations() -> None:
     assert BUILTIN.fallback is BUILTIN.specs[-1] and BUILTIN.fallback.name == "chat"
     with pytest.raises(ValueError, match="follow_up"):
         IntentSpec(name="dance", label="跳舞", handler=print, describe="跳舞", follow_up="tango").check()
+    with pytest.raises(ValueError, match="cue"):
+        IntentSpec(name="dance", label="跳舞", handler=print, describe="跳舞", cues=("跳(",)).check()
