@@ -1,7 +1,7 @@
 """Intents as plugins: each intent is declared once, as an `IntentSpec`, and every other part reads the
 registry built from those declarations — the LLM classifier's label list, the embedded classifier's
-example phrases, config validation and `check-config`, follow-ups, the console's intent switches and
-`#帮助`.
+example phrases and request cues, config validation and `check-config`, follow-ups, the console's intent
+switches and `#帮助`.
 
 A plugin is a Python module with a module-level `INTENT` (one `IntentSpec`) or `INTENTS` (several):
 
@@ -13,7 +13,8 @@ A plugin is a Python module with a module-level `INTENT` (one `IntentSpec`) or `
 
     INTENT = IntentSpec(name="joke", label="讲笑话", handler=tell_joke,
                         describe="想听笑话、段子、脑筋急转弯",
-                        examples=("讲个笑话", "来个段子", "说个笑话听听"))
+                        examples=("讲个笑话", "来个段子", "说个笑话听听"),
+                        cues=("笑话|段子",))  # request wording: never answered ahead as chat
 
 Where plugins come from (`load_intents`), in this order: the built-in modules of `intents/`, every `*.py`
 file in the folders named by the config's `plugins.dirs`, and the entry points of the group
