@@ -4,8 +4,8 @@ exact   the plain path (every switch as the admin set it; the shipped switches a
 default fp8 linears (torchao) + regional torch.compile + FlashAttention-3: close to exact (BENCHMARKS.md).
 fast    default + cache-dit's block cache on a fixed schedule (after 8 full steps, every 4th step runs every
         block; the others run the first block and extrapolate the rest): 2B 9.1 s, 5B 21.1 s of denoising
-        on an H100 as shipped, closer to exact than FasterCache was (BENCHMARKS.md). Where a cache's activations
-        would not fit beside the model on this GPU, fast leaves the cache off and says so.
+        on an H100 as shipped, closer to exact than FasterCache was (BENCHMARKS.md). Where a cache's
+        activations would not fit beside the model on this GPU, fast leaves the cache off and says so.
 
 A preset only turns on switches the admin left off; a switch set to anything else keeps its value. What
 the machine cannot run (no GPU, an offload memory mode, fp8 below compute capability 8.9, FA3 without
