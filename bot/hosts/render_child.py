@@ -17,7 +17,7 @@ The protocol is plain tuples over that pipe, handled one operation at a time:
     child -> parent   ("ready", pid)
                       ("progress", op, step, steps)
                       ("done", op, result)              result: the file's path, or None
-                      ("failed", op, error)             error: `ErrorReport`
+                      ("failed", op, error)             error: an `ErrorReport` as a dict
                       ("loaded", op, {kind: bool})      after every operation: which models are in memory
 
 A reader thread takes the parent's messages while the main thread renders, so a cancel arrives mid-render;
@@ -34,7 +34,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ class RenderChild:
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as data
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
-                self.send(("failed", op, ErrorReport.of(exc)))
+                self.send(("failed", op, asdict(ErrorReport.of(exc))))
             else:
                 self.send(("done", op, result))
             self.send(("loaded", op, self.loaded()))
@@ -203,4 +203,6 @@ def main(conn: Connection, log_level: str = "INFO") -> None:
 
 
 if __name__ == "__main__":  # python -m bot.hosts.render_child FD [LEVEL], started by RenderProcessBackend
-    main(Connection(int(sys.argv[1])), *sys.argv[2:3])
+    from bot.hosts import render_child  # the module under its own name, not as __main__
+
+    render_child.main(Connection(int(sys.argv[1])), *sys.argv[2:3])

@@ -192,6 +192,10 @@ class RenderProcessBackend:
                 self._on_message(child, child.conn.recv())
         except (EOFError, OSError):
             self._buried(child, "exited")
+        except Exception:  # noqa: BLE001 - a message we cannot read: that child is of no more use
+            logger.exception("jobs: unreadable message from the render process {}", child.process.pid)
+            child.process.kill()
+            self._buried(child, "sent an unreadable message and was killed")
 
     def _on_message(self, child: _Child, message: tuple[Any, ...]) -> None:
         verb = message[0]
@@ -239,7 +243,8 @@ class RenderProcessBackend:
                 future.set_exception(ChildDied(DIED, admin_detail=detail, problem="render process died"))
 
 
-def _raised(report: ErrorReport) -> Exception:
+def _raised(fields: dict[str, Any]) -> Exception:
+    report = ErrorReport(**fields)
     error = report.error()
     if report.kind == "crashed":
         logger.error("jobs: the render process failed:\n{}", report.admin_detail)
