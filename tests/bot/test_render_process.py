@@ -25,6 +25,7 @@ from bot.jobs.warmup import LibraryWarmup, ModelPreload
 from bot.messages import ChatRef
 from bot.ops.admin import _model_lines
 from generators.base import GenerationCancelled, GeneratorError
+from generators.cpu_share import cpu_render_running
 from tests.support.job_doubles import make_queue
 
 ROOM = ChatRef("family@chatroom", is_room=True)
@@ -125,6 +126,7 @@ async def test_cancel_stops_the_render_and_a_killed_child_fails_one_job(tiny_mod
         stop = asyncio.Event()
         job = asyncio.create_task(wired.render(tmp_path, should_stop=stop.is_set, steps=500))
         await wait_for(lambda: len(wired.progress) >= 2)
+        assert not cpu_render_running()  # no GIL shared with the render: chat is still answered ahead
         stop.set()
         with pytest.raises(GenerationCancelled):
             await job
