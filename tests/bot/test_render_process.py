@@ -172,17 +172,23 @@ async def test_warm_up_and_preload_happen_in_the_child_not_here(tiny_model, tmp_
         await wired.backend.stop()
 
 
-def test_the_child_leaves_when_the_bot_is_killed(tmp_path):
-    """A bot killed outright (no stop) leaves no render process: the child sees its pipe end."""
+def test_the_child_leaves_when_the_bot_is_killed_and_the_bot_checks_without_torch(tiny_model, tmp_path):
+    """A bot killed outright (no stop) leaves no render process: the child sees its pipe end. And the bot
+    itself, checking a request and asking for the child, never imported torch."""
     script = tmp_path / "killed_bot.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(textwrap.dedent(f"""
         import asyncio, sys
+        from bot.config import VideoConfig
+        from bot.jobs.kinds import VideoKind
         from bot.jobs.render_process import RenderProcessBackend
 
         async def main():
-            backend = RenderProcessBackend({}, mode=lambda: "child", gpu_present=lambda: False)
+            config = VideoConfig(model={{"path": "{tiny_model}"}}, sampling={SMALL!r})
+            kind = VideoKind(lambda: config, backend=lambda: "local")
+            backend = RenderProcessBackend({{"video": kind}}, mode=lambda: "child", gpu_present=lambda: False)
+            await backend.check(kind, kind.request({{"prompt": "a small cat"}}, 1))
             child = await backend._running_child()
-            print(child.process.pid, flush=True)
+            print(child.process.pid, "torch" in sys.modules, flush=True)
             await asyncio.sleep(60)
 
         asyncio.run(main())
@@ -190,8 +196,9 @@ def test_the_child_leaves_when_the_bot_is_killed(tmp_path):
     bot = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     try:
-        pid = int(bot.stdout.readline())
-        assert not gone(pid)
+        pid_text, torch_imported = bot.stdout.readline().split()
+        pid = int(pid_text)
+        assert not gone(pid) and torch_imported == "False"
     finally:
         bot.kill()
         bot.wait()
