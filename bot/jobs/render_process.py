@@ -65,6 +65,7 @@ class _Child:
     conn: Connection
     waiting: dict[int, asyncio.Future[Any]] = field(default_factory=dict)  # op -> its outcome
     progress: dict[int, StepCallback] = field(default_factory=dict)
+    outcomes: dict[int, tuple[str, Any]] = field(default_factory=dict)  # op -> said, before its "loaded"
     alive: bool = True
 
 
@@ -158,7 +159,10 @@ class RenderProcessBackend:
             self._built_from[op] = (kind, self._kinds[kind].built_from(section))
         stop_sent = False
         try:
-            child.conn.send((message[0], op, *message[1:]))
+            try:
+                child.conn.send((message[0], op, *message[1:]))
+            except OSError:  # it died since it was started or last used
+                self._buried(child, "exited")
             while not future.done():
                 await asyncio.wait({future}, timeout=POLL_S)
                 if not stop_sent and should_stop is not None and should_stop() and child.alive:
@@ -166,6 +170,7 @@ class RenderProcessBackend:
                     with contextlib.suppress(OSError):
                         child.conn.send(("cancel", op))
                 if not future.done() and child.process.poll() is not None:
+                    self._read(child)  # what it sent before it ended, then the end of its pipe
                     self._buried(child, "exited")
             return future.result()
         except ChildDied:
@@ -174,8 +179,7 @@ class RenderProcessBackend:
             raise
         finally:
             child.waiting.pop(op, None)
-            child.progress.pop(op, None)
-            self._built_from.pop(op, None)
+            child.progress.pop(op, None)  # `_built_from[op]` goes with the op's "loaded" report
 
     async def _running_child(self) -> _Child:
         async with self._starting:
@@ -204,17 +208,13 @@ class RenderProcessBackend:
             if callback is not None:
                 callback(message[2], message[3])
         elif verb in ("done", "failed"):
-            future = child.waiting.get(message[1])
-            if future is not None and not future.done():
-                if verb == "done":
-                    future.set_result(message[2])
-                else:
-                    future.set_exception(_raised(message[2]))
-        elif verb == "loaded":
-            kind, built_from = self._built_from.get(message[1], (None, None))
+            child.outcomes[message[1]] = (verb, message[2])
+        elif verb == "loaded":  # the op's last message: what is loaded is known when its caller resumes
+            kind, built_from = self._built_from.pop(message[1], (None, None))
             for name, said in message[2].items():
                 previous = self._loaded.get(name, (False, None))[1]
                 self._loaded[name] = (said, built_from if name == kind else previous)
+            _settle(child, message[1])
 
     def _buried(self, child: _Child, how: str) -> None:
         """The child is gone: stop reading it and fail whatever waited on it (once)."""
@@ -226,6 +226,7 @@ class RenderProcessBackend:
         with contextlib.suppress(OSError):
             child.conn.close()
         self._loaded.clear()
+        self._built_from.clear()
         if how != "stopped":
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.process.wait(0.05)  # its pipe closed as it exited: the exit code is there, or nearly
@@ -238,9 +239,22 @@ class RenderProcessBackend:
                       "A SIGKILL is often the kernel's out-of-memory killer: check `dmesg`.")
         else:
             detail = "the render process was stopped"
-        for future in child.waiting.values():
+        for op, future in child.waiting.items():
+            _settle(child, op)  # an op it finished before it ended keeps its outcome
             if not future.done():
                 future.set_exception(ChildDied(DIED, admin_detail=detail, problem="render process died"))
+
+
+def _settle(child: _Child, op: int) -> None:
+    """Resolve op's waiter with what the child said about it (done or failed), if it said so."""
+    outcome, future = child.outcomes.pop(op, None), child.waiting.get(op)
+    if outcome is None or future is None or future.done():
+        return
+    verb, value = outcome
+    if verb == "done":
+        future.set_result(value)
+    else:
+        future.set_exception(_raised(value))
 
 
 def _raised(fields: dict[str, Any]) -> Exception:
