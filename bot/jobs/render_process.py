@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,7 +36,6 @@ from typing import Any
 
 from loguru import logger
 
-from bot.hosts.render_child import ErrorReport
 from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
 from generators.base import GenerationCancelled, GeneratorError
 
@@ -51,6 +51,46 @@ def renders_in_child(mode: str, gpu_present: Callable[[], bool]) -> bool:
     if mode == "auto":
         return not gpu_present()
     return mode == "child"
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A failed operation, as plain data: the kind of failure and what the parent needs to raise it again."""
+
+    kind: str  # generator | storage_full | cancelled | crashed
+    message: str
+    admin_detail: str | None = None
+    problem: str | None = None
+    where: str | None = None  # storage_full: the folder that is full
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorReport:
+        from generators.base import GenerationCancelled, GeneratorError
+        from generators.storage import StorageFull, is_no_space
+
+        if isinstance(exc, GenerationCancelled):
+            return cls("cancelled", str(exc))
+        if isinstance(exc, StorageFull):
+            return cls("storage_full", exc.detail, where=exc.where)
+        if isinstance(exc, GeneratorError):
+            return cls("generator", str(exc), exc.admin_detail, exc.problem)
+        if isinstance(exc, OSError) and is_no_space(exc):
+            return cls("storage_full", str(exc), where=str(Path(exc.filename or ".").parent))
+        return cls("crashed", f"{type(exc).__name__}: {exc}",
+                   "".join(traceback.format_exception(exc)))
+
+    def error(self) -> Exception:
+        """The exception the parent raises, as the kind would have raised it in-process."""
+        from generators.base import GenerationCancelled, GeneratorError
+        from generators.storage import StorageFull
+
+        if self.kind == "cancelled":
+            return GenerationCancelled(self.message)
+        if self.kind == "storage_full":
+            return StorageFull(self.where or "?", self.message)
+        if self.kind == "generator":
+            return GeneratorError(self.message, admin_detail=self.admin_detail, problem=self.problem)
+        return RuntimeError(f"the render process failed: {self.message}\n{self.admin_detail or ''}")
 
 
 class ChildDied(GeneratorError):
