@@ -2,6 +2,10 @@
 the same cores). While it runs, torch computes on one core fewer than there are, so that replies keep a
 core instead of queueing behind the render's threads. GPU renders never come here: their threads stay as
 they are.
+
+By default a CPU render runs in the render process (bot/hosts/render_child.py), where all of this applies
+the same way; the bot's own process then counts no render, so `cpu_render_running()` is false there: the
+render no longer shares the event loop's GIL, which is what that pause was for.
 """
 
 from __future__ import annotations

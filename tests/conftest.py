@@ -93,6 +93,9 @@ def test_config_data(data_dir: Path, overrides: dict[str, Any] | None = None) ->
         "data_dir": str(data_dir),
         "llm": {"model": "fake-model", "timeout_s": 3, "classify_timeout_s": 2, "retries": 0},
         "wechaty": {"reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "health_interval_s": 0.5},
+        # renders in the test's own process, where a test can replace the generator and torch is already
+        # imported; the render process has its own tests (tests/bot/test_render_process.py)
+        "jobs": {"render_process": "inline"},
     }
     return deep_merge(base, overrides or {})
 

@@ -1,5 +1,6 @@
-"""Where generated pictures and videos are rendered: in this process (`local`, the default: no Redis
-needed) or on Celery GPU workers that share a Redis broker with the bot (`celery`)."""
+"""Where generated pictures and videos are rendered: on this machine (`local`, the default: no Redis
+needed) or on Celery GPU workers that share a Redis broker with the bot (`celery`); and, on this
+machine, whether a render runs in a child process (`render_process`) so it never shares the bot's GIL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from bot.config.sections import Section
 
 class JobsConfig(Section):
     backend: Literal["local", "celery"] = "local"
+    # local renders: auto = in a child process on the CPU, in the bot's process on a CUDA GPU
+    render_process: Literal["auto", "child", "inline"] = "auto"
     # env XIAOAI_BROKER_URL overrides this (put the password there, not in the file)
     broker_url: str = "redis://127.0.0.1:6379/0"
     max_in_flight: int = Field(default=2, ge=1)  # jobs handed to the workers at once: their GPU count

@@ -18,6 +18,8 @@ One home per concern:
 * `outbox`     `Outbox`: posts finished jobs in finish order and retries; all result wording.
 * `retention`  `Retention`: removes media older than its kind's retention.
 * `backends`   the `WorkerBackend` seam and `LocalBackend` (a worker thread in this process).
+* `render_process` `RenderProcessBackend`: local jobs rendered in a child process while they render on the
+               CPU (`jobs.render_process`), so the render never holds the event loop's GIL.
 * `remote`     `RemoteBackend`: video jobs rendered by an `xiaoai serve-video` host.
 * `video_api`  `ApiVideoBackend`: video jobs made by a hosted API (智谱 / 通义万相), paid once, with
                the job store as the provider task's ledger; `video_choice` resolves `video.backend: auto`.

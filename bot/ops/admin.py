@@ -52,6 +52,9 @@ class AdminTools:
     checks: Callable[[], Awaitable[list[Any]]]  # the console's checks (WeChat, LLM, AMap ...): one source
     workers: Callable[[], list[dict[str, Any]]] | None = None  # GPU workers' heartbeats (jobs.backend celery)
     intents: tuple[tuple[str, str], ...] = ()  # (name, label) of every intent this bot has, for #帮助
+    # whether a kind's model is loaded where it renders when that is not this process (a render process);
+    # None: ask the kind's own generator
+    model_loaded: Callable[[str], bool | None] = lambda kind: None
 
 
 Command = Callable[[AdminTools, IncomingMessage, str], Awaitable[str]]
@@ -139,8 +142,10 @@ def _worker_lines(workers: Callable[[], list[dict[str, Any]]] | None, jobs: JobQ
     return lines
 
 
-def _model_lines(jobs: JobQueue) -> list[str]:
-    """One line per job kind: which generator, and whether its weights are in memory."""
+def _model_lines(jobs: JobQueue, loaded_elsewhere: Callable[[str], bool | None] = lambda kind: None
+                 ) -> list[str]:
+    """One line per job kind: which generator, and whether its weights are in memory — in the process
+    that renders it (`loaded_elsewhere`, for a render process: this one's generator never loads)."""
     lines = []
     for name, kind in sorted(jobs.kinds.items()):
         try:
@@ -152,7 +157,9 @@ def _model_lines(jobs: JobQueue) -> list[str]:
             lines.append(jobs.label(name))
             continue
         variant = getattr(getattr(generator, "config", None), "variant", "")
-        loaded = getattr(generator, "loaded", None)
+        loaded = loaded_elsewhere(name)
+        if loaded is None:
+            loaded = getattr(generator, "loaded", None)
         state = "状态未知" if loaded is None else ("已加载" if loaded else "未加载（首次使用时加载）")
         lines.append(f"{jobs.label(name)}：{variant}，{state}".replace("：，", "："))
     return lines or ["模型：无"]
@@ -168,7 +175,7 @@ async def status_command(tools: AdminTools, msg: IncomingMessage, arg: str) -> s
         f"运行：{duration_text(time.time() - tools.started_at)}",
         *_queue_lines(tools.jobs),
         *_worker_lines(tools.workers, tools.jobs),
-        *_model_lines(tools.jobs),
+        *_model_lines(tools.jobs, tools.model_loaded),
         _gpu_line(),
         f"定时任务：{len(tools.scheduler.jobs())} 个",
         f"配置：{watcher.path or '内置默认设置'}（已热更新 {watcher.reloads} 次）",

@@ -9,7 +9,8 @@ it otherwise, so a request worded like chat costs one cancelled chat call (the s
 sets are in BENCHMARKS.md). Only an intent declared `answer_ahead` — its handler has no effect before it
 returns — is started early, and never for a message whose route the classifier alone does not decide
 (an open question's answer, a photo) or where chat is off. Nor while a video renders on this process's
-CPU: the render thread holds the GIL between its ops, and a second call in flight per mention made the
+CPU (`jobs.render_process: inline`; the default renders in a child process, which never pauses it): the
+render thread holds the GIL between its ops, and a second call in flight per mention made the
 flood's p99 worse there, not better (BENCHMARKS.md).
 """
 

@@ -29,8 +29,9 @@ from bot.console.checks import checks_for
 from bot.jobs import JobQueue, JobStore, LocalBackend, Outbox, RemoteBackend, WorkerBackend
 from bot.jobs.kinds import IMAGE_PRIORITY, ImageKind, VideoKind, video_token
 from bot.jobs.kinds.image import KEY_ENV as IMAGE_KEY_ENV
+from bot.jobs.render_process import RenderProcessBackend
 from bot.jobs.video_api import ApiVideoBackend
-from bot.jobs.video_choice import VideoChoice, choose
+from bot.jobs.video_choice import VideoChoice, choose, cuda_gpu_present
 from bot.jobs.warmup import LibraryWarmup, ModelPreload
 from bot.llm import LiveLLM
 from bot.ops.admin import AdminCommands, AdminTools
@@ -171,7 +172,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     sender = Sender(channel, history, live)
     notices = AdminNotices(live, sender.send)
 
-    jobs, warm_ups, gpu_workers = _job_queue(live, secrets, channel, sender=sender, notices=notices)
+    jobs, warm_ups, gpu_workers, render_process = _job_queue(live, secrets, channel, sender=sender,
+                                                             notices=notices)
     photos = PhotoStore(jobs.media_dir)  # photos people post, for "让这张照片动起来"; the same retention
     jobs.retention.keep(PHOTO_FOLDER, lambda: live.current.video.photo.keep_hours * 3600)
 
@@ -180,7 +182,8 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
     rooms = RoomDirectory()
     scheduler, watcher, alerts, admin = _family_ops(live, secrets, channel, config_path, sender=sender,
                                                     notices=notices, jobs=jobs, history=history, amap=amap,
-                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents)
+                                                    rooms=rooms, gpu_workers=gpu_workers, intents=intents,
+                                                    model_loaded=render_process.loaded)
     embedded = EmbeddedClassifier(intents, config=config.offline.classifier,
                                   cache_dir=config.data_dir / "cache")
     dispatcher = _dispatcher(live, intents, embedded, admin=admin, sender=sender, history=history, llm=llm,
@@ -201,19 +204,29 @@ def build_app(config: AppConfig, secrets: Secrets, channel: Channel, config_path
 
 
 def _job_queue(live: LiveConfig, secrets: Secrets, channel: Channel, *, sender: Sender,
-               notices: AdminNotices) -> tuple[JobQueue, list[tuple[str, Service]], CeleryBackend | None]:
-    """The job queue with its two kinds, the services that warm their models up, and the Celery backend
-    when `jobs.backend` is celery.
+               notices: AdminNotices
+               ) -> tuple[JobQueue, list[tuple[str, Service]], CeleryBackend | None, RenderProcessBackend]:
+    """The job queue with its two kinds, the services that warm their models up, the Celery backend
+    when `jobs.backend` is celery, and the render process backend (which knows what its child loaded).
 
     Pictures have priority so they don't starve behind long videos. With celery both go to the GPU
     workers; else video jobs go to the serve-video host while video.backend is remote, to a hosted API
-    while it is api (or auto found no GPU but a key), and everything else runs here."""
+    while it is api (or auto found no GPU but a key), and everything else runs here: in a child process
+    while it renders on the CPU (`jobs.render_process`), else in this one."""
     config = live.current
     store = JobStore(config.data_dir / "jobs.sqlite3")
     video_choice = video_choice_for(live, secrets)
+    video_kind = VideoKind(lambda: live.current.video, backend=lambda: video_choice().backend)
+    image_kind = ImageKind(lambda: live.current.image,
+                           api_key=lambda: secrets.get(IMAGE_KEY_ENV) or secrets.openai_api_key,
+                           api_base_url=lambda: secrets.openai_base_url)
+    render_process = RenderProcessBackend({"video": video_kind, "image": image_kind},
+                                          mode=lambda: live.current.jobs.render_process,
+                                          gpu_present=cuda_gpu_present)
     backends: list[WorkerBackend] = [
         RemoteBackend(lambda: live.current.video, video_token),
         ApiVideoBackend(lambda: live.current.video, store, secrets.video_api_keys, video_choice),
+        render_process,  # local renders on the CPU: a child process, off the event loop's GIL
         LocalBackend(),
     ]
     gpu_workers = None
@@ -229,29 +242,26 @@ def _job_queue(live: LiveConfig, secrets: Secrets, channel: Channel, *, sender: 
         outbox=Outbox(sender.send, is_connected=lambda: channel.connected, tell_admins=notices.tell),
         timezone=lambda: live.current.schedules.timezone,
     )
-    video_kind = VideoKind(lambda: live.current.video, backend=lambda: video_choice().backend)
     jobs.register(video_kind, label="视频",
                   retention_s=lambda: live.current.video.queue.media_max_age_hours * 3600)
-    image_kind = ImageKind(lambda: live.current.image,
-                           api_key=lambda: secrets.get(IMAGE_KEY_ENV) or secrets.openai_api_key,
-                           api_base_url=lambda: secrets.openai_base_url)
     jobs.register(image_kind, label="图片", priority=IMAGE_PRIORITY,
                   retention_s=lambda: live.current.image.queue.media_max_age_hours * 3600)
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
     warm_ups: list[tuple[str, Service]] = [
-        ("video preload", ModelPreload(video_kind, lambda: live.current.video)),
-        ("image preload", ModelPreload(image_kind, lambda: live.current.image)),
-        ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind))),
+        ("video preload", ModelPreload(video_kind, lambda: live.current.video, render_process)),
+        ("image preload", ModelPreload(image_kind, lambda: live.current.image, render_process)),
+        ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind), render_process)),
     ]
-    return jobs, warm_ups, gpu_workers
+    return jobs, warm_ups, gpu_workers, render_process
 
 
 def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_path: Path | None, *,
                 sender: Sender, notices: AdminNotices, jobs: JobQueue, history: History,
                 amap: AmapConnections, rooms: RoomDirectory, gpu_workers: CeleryBackend | None,
-                intents: IntentRegistry) -> tuple[Scheduler, ConfigWatcher, DisconnectAlerts, AdminCommands]:
+                intents: IntentRegistry, model_loaded: Callable[[str], bool | None]
+                ) -> tuple[Scheduler, ConfigWatcher, DisconnectAlerts, AdminCommands]:
     """Running it for a family: schedules, the config file, disconnect alerts, admin commands."""
 
     async def resolve_room(room: str) -> str:
@@ -276,6 +286,7 @@ def _family_ops(live: LiveConfig, secrets: Secrets, channel: Channel, config_pat
     admin = AdminCommands(AdminTools(config=live, reply=sender.reply, jobs=jobs, scheduler=scheduler,
                                      watcher=watcher, started_at=started_at, checks=checks.run_async,
                                      workers=gpu_workers.workers if gpu_workers else None,
+                                     model_loaded=model_loaded,
                                      intents=tuple((i.name, i.label) for i in intents)))
     return scheduler, watcher, alerts, admin
 

@@ -35,6 +35,10 @@ class GeneratorKind:
         """The generator's request from plain params (a stored job); unknown fields are refused."""
         raise NotImplementedError
 
+    def section(self) -> Any:
+        """The kind's current config section (what a render process is sent with each job)."""
+        return self._config()
+
     def view(self, config: Any) -> Any:
         """The settings the generator reads, from the kind's section (default: the section itself)."""
         return config

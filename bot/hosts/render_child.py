@@ -1,0 +1,169 @@
+"""The render process: the child that `RenderProcessBackend` (bot/jobs/render_process.py) starts to run
+local video and image jobs away from the bot's event loop.
+
+A CPU render is Python-bound between its torch ops and, in the bot's own process, holds the GIL the event
+loop needs (replies to a flood slowed by half while a video rendered). Here it has its own interpreter,
+at a lower CPU priority (`os.nice`), so the bot's replies win the cores. The child hosts the same job
+kinds as the bot (`VideoKind`, `ImageKind`), built from the config section each operation carries, so the
+models stay resident across jobs and a changed model path rebuilds as it does in-process.
+
+It is started as `python -m bot.hosts.render_child FD LEVEL`, FD being its end of a `multiprocessing` pipe.
+The protocol is plain tuples over that pipe, handled one operation at a time:
+
+    parent -> child   ("job", op, kind, section, request_json, output_stem)
+                      ("load", op, kind, section)       load the kind's model now (load_at_start)
+                      ("warm", op)                      import torch / transformers / diffusers now
+                      ("cancel", op)                    stop that operation at its next step
+    child -> parent   ("ready", pid)
+                      ("progress", op, step, steps)
+                      ("done", op, result)              result: the file's path, or None
+                      ("failed", op, error)             error: an `ErrorReport` as a dict
+                      ("loaded", op, {kind: bool})      after every operation: which models are in memory
+
+A reader thread takes the parent's messages while the main thread renders, so a cancel arrives mid-render;
+the end of the pipe (the bot stopping it, or the bot gone, even killed) stops the render at its next step
+and ends the child.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bot.jobs.render_process import ErrorReport
+
+NICE = 10  # CFS gives a nice-0 thread about nine times the CPU of a nice-10 one when both want it
+
+
+def _kind_factories() -> dict[str, Callable[[Callable[[], Any]], Any]]:
+    """The job kinds the child can host, built from a getter of their current section (only local ones
+    come here: the video kind's backend is local by construction)."""
+    from bot.jobs.kinds import ImageKind, VideoKind
+
+    return {"video": lambda section: VideoKind(section, backend=lambda: "local"),
+            "image": lambda section: ImageKind(section)}
+
+
+class RenderChild:
+    """The child's state: its kinds (built on first use, resident), their latest sections, the current
+    operation and the operations the parent asked to stop."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.inbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.sections: dict[str, Any] = {}
+        self.kinds: dict[str, Any] = {}
+        self.stopped: set[int] = set()  # ops to stop (a cancel may come before its op starts)
+        self.parent_gone = False
+
+    def kind(self, name: str, section: Any) -> Any:
+        self.sections[name] = section
+        if name not in self.kinds:
+            factory = _kind_factories()[name]
+            self.kinds[name] = factory(lambda: self.sections[name])
+        return self.kinds[name]
+
+    # -- the reader thread -------------------------------------------------------------------------
+    def read(self) -> None:
+        """Take the parent's messages as they come; a cancel is applied at once, the rest queued."""
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                self.parent_gone = True  # the bot stopped or died: stop what runs and leave
+                self.inbox.put(None)
+                return
+            if message[0] == "cancel":
+                self.stopped.add(message[1])
+            else:
+                self.inbox.put(message)
+
+    # -- the main thread ---------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.send(("ready", os.getpid()))
+        while (message := self.inbox.get()) is not None:
+            op = message[1]
+            try:
+                result = self.perform(message)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as data
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                self.send(("failed", op, asdict(ErrorReport.of(exc))))
+            else:
+                self.send(("done", op, result))
+            self.send(("loaded", op, self.loaded()))
+            self.stopped.discard(op)
+
+    def perform(self, message: tuple[Any, ...]) -> Any:
+        verb, op = message[0], message[1]
+        if verb == "warm":
+            from bot.logs import route_stdlib_logging
+            from generators.heavy_imports import import_heavy
+
+            seconds = import_heavy()
+            route_stdlib_logging()
+            return seconds
+        if verb == "load":
+            _verb, _op, name, section = message
+            self.kind(name, section).generator.load()
+            return None
+        if verb == "job":
+            from bot.jobs.types import JobRequest
+
+            _verb, _op, name, section, request_json, output_stem = message
+            kind = self.kind(name, section)
+
+            def on_step(step: int, steps: int) -> None:
+                self.send(("progress", op, step, steps))
+
+            def should_stop() -> bool:
+                return self.parent_gone or op in self.stopped
+
+            path = kind.run(JobRequest.from_json(request_json), Path(output_stem), on_step, should_stop)
+            return str(path)
+        raise ValueError(f"unknown operation {verb!r}")
+
+    def loaded(self) -> dict[str, bool]:
+        return {name: bool(kind.generator.loaded) for name, kind in self.kinds.items()}
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self.parent_gone:
+            return
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, EOFError, OSError):
+            self.parent_gone = True
+
+
+def main(conn: Connection, log_level: str = "INFO") -> None:
+    """The child's work: lower priority, log to stderr like the bot, serve until the pipe ends (the bot
+    closes it to stop us, or is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the bot stops us
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+    from loguru import logger
+
+    from bot.logs import setup_logging
+
+    setup_logging(log_level)  # the bot's sink and redaction, on the stderr both share
+    child = RenderChild(conn)
+    threading.Thread(target=child.read, name="render-pipe", daemon=True).start()
+    logger.info("render process {} serving (nice {})", os.getpid(), os.nice(0))
+    child.serve()
+    logger.info("render process {} stopping", os.getpid())
+
+
+if __name__ == "__main__":  # python -m bot.hosts.render_child FD [LEVEL], started by RenderProcessBackend
+    from bot.hosts import render_child  # the module under its own name, not as __main__
+
+    render_child.main(Connection(int(sys.argv[1])), *sys.argv[2:3])
