@@ -19,6 +19,8 @@ The protocol is plain tuples over that pipe, handled one operation at a time:
                       ("done", op, result)              result: the file's path, or None
                       ("failed", op, error)             error: an `ErrorReport` as a dict
                       ("loaded", op, {kind: bool})      after every operation: which models are in memory
+                      ("holding", op, {kind: bool})     the same, at a job's first step
+                      ("log", level, text)              a log line, logged again by the bot as its own
 
 A reader thread takes the parent's messages while the main thread renders, so a cancel arrives mid-render;
 the end of the pipe (the bot stopping it, or the bot gone, even killed) stops the render at its next step
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.jobs.render_process import ErrorReport
+from generators.base import GenerationCancelled
 
 NICE = 10  # CFS gives a nice-0 thread about nine times the CPU of a nice-10 one when both want it
 
@@ -63,6 +66,7 @@ class RenderChild:
         self.kinds: dict[str, Any] = {}
         self.stopped: set[int] = set()  # ops to stop (a cancel may come before its op starts)
         self.parent_gone = False
+        self._sending = threading.Lock()  # the render thread and a library's logging thread may both send
 
     def kind(self, name: str, section: Any) -> Any:
         self.sections[name] = section
@@ -89,9 +93,11 @@ class RenderChild:
     # -- the main thread ---------------------------------------------------------------------------
     def serve(self) -> None:
         self.send(("ready", os.getpid()))
-        while (message := self.inbox.get()) is not None:
+        while (message := self.inbox.get()) is not None and not self.parent_gone:
             op = message[1]
             try:
+                if op in self.stopped:  # cancelled while it waited: no weights loaded for it
+                    raise GenerationCancelled("stopped before it started")
                 result = self.perform(message)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as data
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -122,6 +128,8 @@ class RenderChild:
             kind = self.kind(name, section)
 
             def on_step(step: int, steps: int) -> None:
+                if step == 1:  # the model is in memory by now: #状态 may say so during the first render
+                    self.send(("holding", op, self.loaded()))
                 self.send(("progress", op, step, steps))
 
             def should_stop() -> bool:
@@ -138,15 +146,28 @@ class RenderChild:
         if self.parent_gone:
             return
         try:
-            self.conn.send(message)
+            with self._sending:
+                self.conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
             self.parent_gone = True
 
+    def log(self, message: Any) -> None:
+        """loguru's sink here: each line goes to the bot, which logs it as its own (its console's log page,
+        its redaction); to stderr once the bot is gone."""
+        text = str(message).rstrip("\n")
+        if not self.parent_gone:
+            self.send(("log", message.record["level"].name, text))
+        if self.parent_gone:
+            sys.stderr.write(text + "\n")
+
 
 def main(conn: Connection, log_level: str = "INFO") -> None:
-    """The child's work: lower priority, log to stderr like the bot, serve until the pipe ends (the bot
-    closes it to stop us, or is gone)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the bot stops us
+    """The child's work: lower priority, log through the bot, serve until the pipe ends (the bot closes it
+    to stop us, or is gone)."""
+    # Ctrl-C and a service manager's stop reach the whole process group: the bot stops us itself, after
+    # it has told the running job to go back to the queue (a child gone first would fail that job)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.nice(NICE)
     except OSError:
@@ -155,8 +176,11 @@ def main(conn: Connection, log_level: str = "INFO") -> None:
 
     from bot.logs import setup_logging
 
-    setup_logging(log_level)  # the bot's sink and redaction, on the stderr both share
+    setup_logging(log_level)  # the level, and library `logging` routed into loguru
     child = RenderChild(conn)
+    logger.remove()
+    logger.add(child.log, level=log_level.upper(), format="{message}", colorize=False, backtrace=False,
+               diagnose=False)
     threading.Thread(target=child.read, name="render-pipe", daemon=True).start()
     logger.info("render process {} serving (nice {})", os.getpid(), os.nice(0))
     child.serve()

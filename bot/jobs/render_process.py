@@ -40,10 +40,12 @@ from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
 from generators.base import GenerationCancelled, GeneratorError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # where `bot` is imported from, for the child too
+CHILD_MODULE = "bot.hosts.render_child"  # what the child runs (`python -m`)
 HOSTED = ("video", "image")  # the kinds the child can run (bot/hosts/render_child.py)
 POLL_S = 0.1  # how often a waiting job looks at its stop flag and the child's life
 QUIT_GRACE_S = 3.0  # a child still there this long after its pipe closed is terminated, then killed
 DIED = "生成用的进程意外退出了（可能是内存不够），这个任务没做成，可以再试一次。"
+NOT_STARTED = "生成用的进程没能启动，这个任务没做成。"
 
 
 def renders_in_child(mode: str, gpu_present: Callable[[], bool]) -> bool:
@@ -107,6 +109,7 @@ class _Child:
     progress: dict[int, StepCallback] = field(default_factory=dict)
     outcomes: dict[int, tuple[str, Any]] = field(default_factory=dict)  # op -> said, before its "loaded"
     alive: bool = True
+    ready: bool = False  # it said so: a death before that is a start that failed, not a crash
 
 
 class RenderProcessBackend:
@@ -131,9 +134,36 @@ class RenderProcessBackend:
         return renders_in_child(self._mode(), self._gpu_present)
 
     def handles(self, kind: str) -> bool:
+        if self._hosts(kind):
+            return True
+        self._retire_if_unused()
+        return False
+
+    def _hosts(self, kind: str) -> bool:
         hosted = self._kinds.get(kind) if kind in HOSTED else None
         return (hosted is not None and getattr(hosted, "backend", "local") == "local"
                 and self.hosts_renders())
+
+    def _retire_if_unused(self) -> None:
+        """An idle child that hosts nothing any more (the config moved renders in-process or to an API)
+        would hold its models' memory until a restart: stop it (a later switch back starts a new one)."""
+        if self._idle_and_unused(self._child):
+            with contextlib.suppress(RuntimeError):  # no running loop: the next call from the loop does it
+                asyncio.get_running_loop().create_task(self._retire(), name="render-process-retire")
+
+    def _idle_and_unused(self, child: _Child | None) -> bool:
+        return (child is not None and child.alive and not child.waiting
+                and not any(self._hosts(k) for k in self._kinds))
+
+    async def _retire(self) -> None:
+        async with self._starting:  # checked again: a job may have come for it in between
+            child = self._child
+            if child is None or not self._idle_and_unused(child):
+                return
+            self._child = None
+        logger.info("jobs: render process {} stopped: local renders no longer run there", child.process.pid)
+        self._buried(child, "stopped")
+        await asyncio.to_thread(_end, child)
 
     def live_workers(self) -> int:
         return self.slots
@@ -142,7 +172,8 @@ class RenderProcessBackend:
         return None  # the child starts with its first operation (a warm-up, a preload or a job)
 
     async def stop(self) -> None:
-        child, self._child = self._child, None
+        async with self._starting:  # a child being started is stopped too, not left behind
+            child, self._child = self._child, None
         if child is not None:
             self._buried(child, "stopped")  # closes our end: the child leaves at its next step
             await asyncio.to_thread(_end, child)
@@ -173,7 +204,7 @@ class RenderProcessBackend:
     def loaded(self, kind: str) -> bool | None:
         """Whether the child holds `kind`'s current model (as it last said); None while the kind does not
         render there (the bot's own generator tells then)."""
-        if not self.handles(kind):
+        if not self._hosts(kind):
             return None
         said, built_from = self._loaded.get(kind, (False, None))
         return said and built_from == self._kinds[kind].built_from(self._section(kind))
@@ -246,15 +277,26 @@ class RenderProcessBackend:
         if verb == "progress":
             callback = child.progress.get(message[1])
             if callback is not None:
-                callback(message[2], message[3])
+                try:
+                    callback(message[2], message[3])
+                except Exception:  # noqa: BLE001 - a progress note that failed must not end the render
+                    logger.exception("jobs: reporting a render's progress failed")
+        elif verb == "log":
+            logger.log(message[1], "render process {}: {}", child.process.pid, message[2])
+        elif verb == "ready":
+            child.ready = True
+        elif verb == "holding":  # mid-operation: its model is in memory now
+            self._note_loaded(message[2], *self._built_from.get(message[1], (None, None)))
         elif verb in ("done", "failed"):
             child.outcomes[message[1]] = (verb, message[2])
         elif verb == "loaded":  # the op's last message: what is loaded is known when its caller resumes
-            kind, built_from = self._built_from.pop(message[1], (None, None))
-            for name, said in message[2].items():
-                previous = self._loaded.get(name, (False, None))[1]
-                self._loaded[name] = (said, built_from if name == kind else previous)
+            self._note_loaded(message[2], *self._built_from.pop(message[1], (None, None)))
             _settle(child, message[1])
+
+    def _note_loaded(self, said: Mapping[str, bool], kind: str | None, built_from: Any) -> None:
+        for name, loaded in said.items():
+            previous = self._loaded.get(name, (False, None))[1]
+            self._loaded[name] = (loaded, built_from if name == kind else previous)
 
     def _buried(self, child: _Child, how: str) -> None:
         """The child is gone: stop reading it and fail whatever waited on it (once)."""
@@ -275,14 +317,21 @@ class RenderProcessBackend:
             cause = f"killed by {signal.Signals(-code).name}" if killed else f"exit code {code}"
             logger.error("jobs: render process {} {} ({}); the next job starts a new one", child.process.pid,
                          how, cause)
-            detail = (f"the render process (pid {child.process.pid}) ended during a job: {cause}. "
-                      "A SIGKILL is often the kernel's out-of-memory killer: check `dmesg`.")
+            if not child.ready:
+                said = NOT_STARTED
+                detail = (f"the render process (pid {child.process.pid}) ended before it was ready: {cause}; "
+                          "its error is in the log just above")
+            else:
+                said = DIED
+                detail = f"the render process (pid {child.process.pid}) ended during a job: {cause}"
+                if code == -signal.SIGKILL:
+                    detail += ". A SIGKILL is often the kernel's out-of-memory killer: check `dmesg`."
         else:
-            detail = "the render process was stopped"
+            said, detail = DIED, "the render process was stopped"
         for op, future in child.waiting.items():
             _settle(child, op)  # an op it finished before it ended keeps its outcome
             if not future.done():
-                future.set_exception(ChildDied(DIED, admin_detail=detail, problem="render process died"))
+                future.set_exception(ChildDied(said, admin_detail=detail, problem="render process died"))
 
 
 def _settle(child: _Child, op: int) -> None:
@@ -312,17 +361,20 @@ def _spawn() -> _Child:
     from bot.logs import level_name
 
     ours, theirs = multiprocessing.Pipe()
-    env = dict(os.environ)
+    from bot.logs import SECRET_NAME
+
+    # it renders from files and needs no key, token or password (nor must it ever print one)
+    env = {name: value for name, value in os.environ.items() if not SECRET_NAME.search(name)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen([sys.executable, "-m", "bot.hosts.render_child", str(theirs.fileno()),
+    process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(theirs.fileno()),
                                 level_name()], pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
     theirs.close()  # only the child holds its end now: its death reads as the end of the pipe here
     return _Child(process, ours)
 
 
 def _end(child: _Child) -> None:
-    """Wait for the child to leave (its pipe is closed), then terminate it, then kill it; always reaped."""
-    for ending in (None, child.process.terminate, child.process.kill):
+    """Wait for the child to leave (its pipe is closed), then kill it; always reaped."""
+    for ending in (None, child.process.kill):  # it ignores SIGTERM (a group's stop is ours to order)
         if ending is not None:
             with contextlib.suppress(ProcessLookupError):
                 ending()

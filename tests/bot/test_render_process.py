@@ -152,8 +152,11 @@ async def test_cancel_stops_the_render_and_a_killed_child_fails_one_job(tiny_mod
 async def test_warm_up_and_preload_happen_in_the_child_not_here(tiny_model, tmp_path, monkeypatch):
     import generators.heavy_imports
 
+    imported: list[str] = []
+
     def imported_here(*args: Any) -> float:
-        raise AssertionError("the bot imported the heavy libraries itself")
+        imported.append("here")  # not raised: the warm-up's own error handling would swallow it
+        return 0.0
 
     monkeypatch.setattr(generators.heavy_imports, "import_heavy", imported_here)
     wired = Wired(tiny_model, tmp_path)
@@ -166,9 +169,71 @@ async def test_warm_up_and_preload_happen_in_the_child_not_here(tiny_model, tmp_
         await wait_for(lambda: wired.backend.loaded("video"))
         assert LOADED in wired.status()
         assert not wired.kind.generator.loaded
+        await asyncio.wait_for(warmup._task, 60)  # the child's import finished (or failed) ...
+        assert imported == []  # ... and the bot itself never imported the libraries
     finally:
         await preload.stop()
         await warmup.stop()
+        await wired.backend.stop()
+
+
+async def test_a_group_stop_leaves_the_job_to_the_bot_and_the_child_logs_through_it(tiny_model, tmp_path):
+    """SIGTERM to the whole process group (a service manager's stop) must not end the child under its job:
+    the bot decides (back to the queue); and the child's log lines come out of the bot's own logger."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="INFO", format="{message}")
+    wired = Wired(tiny_model, tmp_path, max_steps=1000)
+    try:
+        job = asyncio.create_task(wired.render(tmp_path, steps=6))
+        await wait_for(lambda: len(wired.progress) >= 1)
+        pid = wired.backend.child_pid()
+        assert LOADED in wired.status()  # during the first render, once its model is in memory
+        os.kill(pid, signal.SIGTERM)
+        path = await asyncio.wait_for(job, 60)
+        assert path.is_file() and wired.backend.child_pid() == pid
+        assert any(line.startswith(f"render process {pid}: render process {pid} serving") for line in lines)
+    finally:
+        logger.remove(sink)
+        await wired.backend.stop()
+
+
+async def test_a_child_that_cannot_start_says_so_and_keeps_no_secrets(tiny_model, tmp_path, monkeypatch):
+    import bot.jobs.render_process as render_process
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-child-0123456789")
+    wired = Wired(tiny_model, tmp_path)
+    try:
+        monkeypatch.setattr(render_process, "CHILD_MODULE", "bot.no_such_module")
+        with pytest.raises(GeneratorError) as failed:
+            await wired.render(tmp_path)
+        assert str(failed.value) == render_process.NOT_STARTED
+        assert "exit code 1" in (failed.value.admin_detail or "") and "dmesg" not in failed.value.admin_detail
+
+        monkeypatch.setattr(render_process, "CHILD_MODULE", "bot.hosts.render_child")
+        await wired.render(tmp_path, 2)  # the next job starts a child that works
+        environ = await asyncio.to_thread(Path(f"/proc/{wired.backend.child_pid()}/environ").read_bytes)
+        assert b"OPENAI_API_KEY" not in environ and b"sk-not-for-the-child" not in environ
+    finally:
+        await wired.backend.stop()
+
+
+async def test_a_child_no_longer_used_is_stopped(tiny_model, tmp_path):
+    """The config moved renders back into the bot's process: the idle child and its model go."""
+    mode = ["child"]
+    wired = Wired(tiny_model, tmp_path)
+    wired.backend = RenderProcessBackend({"video": wired.kind}, mode=lambda: mode[0],
+                                         gpu_present=lambda: False)
+    try:
+        await wired.render(tmp_path)
+        pid = wired.backend.child_pid()
+        assert wired.backend.handles("video") and not gone(pid)
+        mode[0] = "inline"
+        assert not wired.backend.handles("video")  # the queue asks: the job goes to the bot's process
+        await wait_for(lambda: gone(pid), within=30)
+        assert wired.backend.child_pid() is None and wired.backend.loaded("video") is None
+    finally:
         await wired.backend.stop()
 
 
