@@ -302,3 +302,27 @@ async def test_the_bot_preloads_in_its_render_process_reports_it_and_stops_it(ti
     finally:
         await app.close()
     assert pid is not None and gone(pid)
+
+
+async def test_a_video_job_goes_from_the_queue_through_the_child_to_the_group(tiny_model, tmp_path):
+    """The whole local path as the bot runs it on a CPU box: queue -> render process -> MP4 -> outbox."""
+    from tests.bot.ops_doubles import make_app
+
+    config = textwrap.dedent(f"""\
+        jobs: {{render_process: child}}
+        video: {{backend: local, model: {{path: "{tiny_model}"}}, sampling: {SMALL!r}}}
+        """)
+    app, channel = make_app(tmp_path, config)
+    jobs = dict(app.services)["jobs"]
+    request = JobRequest("video", {"prompt": "a small cat", **SMALL}, 3, "bob", "爸爸", ROOM, "ask-1")
+    try:
+        await jobs.start()
+        receipt = await app.jobs.submit(request)
+        await wait_for(lambda: any(reply.file for _chat, reply in channel.sent))
+        video = next(reply.file for _chat, reply in channel.sent if reply.file)
+        assert video.suffix == ".mp4" and video.stat().st_size > 1000
+        assert app.jobs.get(receipt.job.id).state is JobState.DONE
+        assert app.jobs.backend_for("video").child_pid() is not None
+        assert not app.jobs.kinds["video"].generator.loaded  # rendered in the child, not here
+    finally:
+        await app.close()
