@@ -128,6 +128,7 @@ class RenderProcessBackend:
         self._loaded: dict[str, tuple[bool, Any]] = {}  # kind -> (the child said loaded, built from)
         self._built_from: dict[int, tuple[str, Any]] = {}  # op -> (kind, what it was built from)
         self._starting = asyncio.Lock()
+        self._retiring: asyncio.Task[None] | None = None  # stopping a child no longer used
 
     # -- WorkerBackend -----------------------------------------------------------------------------
     def hosts_renders(self) -> bool:
@@ -149,7 +150,9 @@ class RenderProcessBackend:
         would hold its models' memory until a restart: stop it (a later switch back starts a new one)."""
         if self._idle_and_unused(self._child):
             with contextlib.suppress(RuntimeError):  # no running loop: the next call from the loop does it
-                asyncio.get_running_loop().create_task(self._retire(), name="render-process-retire")
+                # kept: the loop holds only a weak reference to a task
+                self._retiring = asyncio.get_running_loop().create_task(self._retire(),
+                                                                         name="render-process-retire")
 
     def _idle_and_unused(self, child: _Child | None) -> bool:
         return (child is not None and child.alive and not child.waiting
