@@ -249,7 +249,8 @@ def _job_queue(live: LiveConfig, secrets: Secrets, channel: Channel, *, sender: 
     jobs.on_storage_full = notices.storage_full  # a full disk is the admins' to fix
     if gpu_workers is not None:  # a render that finishes after its job was given up on
         gpu_workers.late.on_result = jobs.late_result
-    warm_ups: list[tuple[str, Service]] = [
+    # with Celery the workers render (and warm up): nothing here would ever use a model or torch
+    warm_ups: list[tuple[str, Service]] = [] if gpu_workers is not None else [
         ("video preload", ModelPreload(video_kind, lambda: live.current.video, render_process)),
         ("image preload", ModelPreload(image_kind, lambda: live.current.image, render_process)),
         ("library warm-up", LibraryWarmup(lambda: (video_kind, image_kind), render_process)),

@@ -53,7 +53,7 @@ def test_six_requests_from_three_people_in_two_rooms_on_two_workers(deploy, peer
 
 
 def test_cancel_stops_the_render_on_the_worker(deploy, peer, fake_llm, redis_server):
-    deployment = deploy(steps=100)
+    deployment = deploy(steps=200)  # long enough that the cancel, not the last step, ends it
     deployment.start_workers(1)
     deployment.start_bot()
     ask(peer, fake_llm, "alice", "做一个熊猫弹吉他的视频")

@@ -326,3 +326,16 @@ async def test_a_video_job_goes_from_the_queue_through_the_child_to_the_group(ti
         assert not app.jobs.kinds["video"].generator.loaded  # rendered in the child, not here
     finally:
         await app.close()
+
+
+def test_with_celery_workers_the_bot_warms_no_model_up(tmp_path):
+    """The workers render and warm up; the bot would only hold torch (or a whole model) for nothing."""
+    from tests.bot.ops_doubles import make_app
+
+    warm_ups = {"video preload", "image preload", "library warm-up"}
+    app, _channel = make_app(tmp_path, "jobs: {backend: celery}\nvideo: {load_at_start: true}\n")
+    names = {name for name, _service in app.services}
+    assert "jobs" in names and not warm_ups & names
+    (tmp_path / "local").mkdir()
+    local, _channel = make_app(tmp_path / "local", "video: {load_at_start: true}\n")
+    assert warm_ups <= {name for name, _service in local.services}
