@@ -8,7 +8,7 @@ keeps its multi-GPU paths. `jobs.render_process` decides: auto = child without a
 
 The child is started (spawn, never a fork of the running loop) on the first operation and kept: its models
 stay loaded across jobs. Each operation carries its kind's current config section, so a reload applies to
-the next job and a changed model path rebuilds there as in-process. It runs one job at a time, at a lower
+the next job and a changed model path rebuilds there as in-process. It runs one job at a time, at the idle
 CPU priority, streams step progress back and stops at the next step when `should_stop()` turns true.
 A child that dies (killed, out of memory) fails only the job it ran, with a plain message; the next
 operation starts a fresh one. Stopping the bot stops it; so does the bot dying (the pipe ends).

@@ -99,6 +99,7 @@ async def test_a_job_renders_in_the_child_and_its_model_stays_loaded_there(tiny_
         assert wired.progress == [(1, 2), (2, 2)]
         assert pid is not None and pid != os.getpid()
         assert nice(pid) > nice(os.getpid())  # the bot's replies win the cores
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # and the render only takes a core they leave
         assert LOADED in wired.status() and NOT_LOADED not in wired.status()
         assert not wired.kind.generator.loaded  # the bot's own generator never loads
 
