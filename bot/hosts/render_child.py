@@ -30,7 +30,6 @@ and ends the child.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import signal
@@ -44,19 +43,7 @@ from typing import Any
 
 from bot.jobs.render_process import ErrorReport
 from generators.base import GenerationCancelled
-
-NICE = 10  # where SCHED_IDLE is missing: CFS gives a nice-0 thread ~9x the CPU of a nice-10 one
-
-
-def lower_priority() -> None:
-    """Make this process (and the threads it starts later, torch's among them) yield every core to normal
-    tasks. Nice 10 alone left a flood's p99 at ~380 ms during a render on two cores, SCHED_IDLE at ~200 ms,
-    the rest figure (BENCHMARKS.md); when nothing else wants the cores the render runs as fast as before."""
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
-    if hasattr(os, "SCHED_IDLE"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+from generators.cpu_share import at_idle_priority, lower_priority
 
 
 def _kind_factories() -> dict[str, Callable[[Callable[[], Any]], Any]]:
@@ -192,8 +179,7 @@ def main(conn: Connection, log_level: str = "INFO") -> None:
     logger.add(child.log, level=log_level.upper(), format="{message}", colorize=False, backtrace=False,
                diagnose=False)
     threading.Thread(target=child.read, name="render-pipe", daemon=True).start()
-    idle = hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) == getattr(os, "SCHED_IDLE", -1)
-    priority = "idle priority" if idle else f"nice {os.nice(0)}"
+    priority = "idle priority" if at_idle_priority() else f"nice {os.nice(0)}"
     logger.info("render process {} serving ({})", os.getpid(), priority)
     child.serve()
     logger.info("render process {} stopping", os.getpid())

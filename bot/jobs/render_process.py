@@ -13,7 +13,8 @@ CPU priority, streams step progress back and stops at the next step when `should
 A child that dies (killed, out of memory) fails only the job it ran, with a plain message; the next
 operation starts a fresh one. Stopping the bot stops it; so does the bot dying (the pipe ends).
 
-In the child, `cpu_render_share` still leaves a core to the bot, and `cpu_render_running()` stays false in
+In the child, at the idle CPU priority, a render computes on every core (`generators.cpu_share`: the
+scheduler hands a core back to the bot at once), and `cpu_render_running()` stays false in
 the bot's process: the chat-ahead pause was for a render sharing the bot's GIL, which no longer happens.
 """
 
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
@@ -36,10 +36,10 @@ from typing import Any
 
 from loguru import logger
 
+from bot.hosts import child_environment
 from bot.jobs.types import Job, JobKind, ShouldStop, StepCallback
 from generators.base import GenerationCancelled, GeneratorError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # where `bot` is imported from, for the child too
 CHILD_MODULE = "bot.hosts.render_child"  # what the child runs (`python -m`)
 HOSTED = ("video", "image")  # the kinds the child can run (bot/hosts/render_child.py)
 POLL_S = 0.1  # how often a waiting job looks at its stop flag and the child's life
@@ -364,13 +364,8 @@ def _spawn() -> _Child:
     from bot.logs import level_name
 
     ours, theirs = multiprocessing.Pipe()
-    from bot.logs import SECRET_NAME
-
-    # it renders from files and needs no key, token or password (nor must it ever print one)
-    env = {name: value for name, value in os.environ.items() if not SECRET_NAME.search(name)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(theirs.fileno()),
-                                level_name()], pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(theirs.fileno()), level_name()],
+                               pass_fds=[theirs.fileno()], env=child_environment(), stdin=subprocess.DEVNULL)
     theirs.close()  # only the child holds its end now: its death reads as the end of the pipe here
     return _Child(process, ours)
 

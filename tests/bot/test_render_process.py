@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from bot.config import AppConfig, VideoConfig
+from bot.hosts import REPO_ROOT
 from bot.jobs import Job, JobRequest, JobState
 from bot.jobs.kinds import VideoKind
-from bot.jobs.render_process import DIED, REPO_ROOT, RenderProcessBackend, renders_in_child
+from bot.jobs.render_process import DIED, RenderProcessBackend, renders_in_child
 from bot.jobs.warmup import LibraryWarmup, ModelPreload
 from bot.messages import ChatRef
 from bot.ops.admin import _model_lines

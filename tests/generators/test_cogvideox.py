@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -226,3 +229,12 @@ def test_a_cpu_render_leaves_a_core_to_the_event_loop(generator_2b: CogVideoXGen
 
 def test_one_core_is_left_to_the_loop() -> None:
     assert [render_threads(cpus) for cpus in (1, 2, 16)] == [1, 1, 15]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_process_at_idle_priority_renders_on_every_core() -> None:
+    """The render process: the scheduler gives a core back to the bot at once, so it keeps none aside."""
+    code = ("from generators.cpu_share import *; import os; lower_priority(); "
+            "print(at_idle_priority(), os.sched_getscheduler(0) == os.SCHED_IDLE, render_threads(16))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["True", "True", "16"]
