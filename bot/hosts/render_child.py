@@ -158,7 +158,7 @@ class RenderChild:
         if not self.parent_gone:
             self.send(("log", message.record["level"].name, text))
         if self.parent_gone:
-            sys.stderr.write(text + "\n")
+            sys.stderr.write(f"render process {os.getpid()}: {text}\n")
 
 
 def main(conn: Connection, log_level: str = "INFO") -> None:
@@ -180,9 +180,9 @@ def main(conn: Connection, log_level: str = "INFO") -> None:
                diagnose=False)
     threading.Thread(target=child.read, name="render-pipe", daemon=True).start()
     priority = "idle priority" if at_idle_priority() else f"nice {os.nice(0)}"
-    logger.info("render process {} serving ({})", os.getpid(), priority)
+    logger.info("serving ({})", priority)
     child.serve()
-    logger.info("render process {} stopping", os.getpid())
+    logger.info("stopping")
 
 
 if __name__ == "__main__":  # python -m bot.hosts.render_child FD [LEVEL], started by RenderProcessBackend

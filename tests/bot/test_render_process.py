@@ -195,7 +195,7 @@ async def test_a_group_stop_leaves_the_job_to_the_bot_and_the_child_logs_through
         os.kill(pid, signal.SIGTERM)
         path = await asyncio.wait_for(job, 60)
         assert path.is_file() and wired.backend.child_pid() == pid
-        assert any(line.startswith(f"render process {pid}: render process {pid} serving") for line in lines)
+        assert f"render process {pid}: serving (idle priority)\n" in lines
     finally:
         logger.remove(sink)
         await wired.backend.stop()
