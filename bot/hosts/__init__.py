@@ -1,6 +1,6 @@
 """Processes that run jobs away from the bot: the serve-video HTTP host, the Celery GPU worker, the group
-worker and rank group that split one video over several GPUs, the render process and the example
-embedder the bot starts itself.
+worker and rank group that split one video over several GPUs, and the render process the bot starts
+itself.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ local video and image jobs away from the bot's event loop.
 A CPU render is Python-bound between its torch ops and, in the bot's own process, holds the GIL the event
 loop needs (replies to a flood slowed by half while a video rendered). Here it has its own interpreter,
 at the idle CPU priority (Linux `SCHED_IDLE`; `os.nice` elsewhere), so it runs only on a core the bot's
-replies leave free. The child hosts the same job
-kinds as the bot (`VideoKind`, `ImageKind`), built from the config section each operation carries, so the
-models stay resident across jobs and a changed model path rebuilds as it does in-process.
+replies leave free. The child hosts the same job kinds as the bot (`VideoKind`, `ImageKind`), built from
+the config section each operation carries, so the models stay resident across jobs and a changed model
+path rebuilds as it does in-process.
 
 It is started as `python -m bot.hosts.render_child FD LEVEL`, FD being its end of a `multiprocessing` pipe.
 The protocol is plain tuples over that pipe, handled one operation at a time:

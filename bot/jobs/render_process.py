@@ -43,7 +43,8 @@ from generators.base import GenerationCancelled, GeneratorError
 CHILD_MODULE = "bot.hosts.render_child"  # what the child runs (`python -m`)
 HOSTED = ("video", "image")  # the kinds the child can run (bot/hosts/render_child.py)
 POLL_S = 0.1  # how often a waiting job looks at its stop flag and the child's life
-QUIT_GRACE_S = 3.0  # a child still there this long after its pipe closed is terminated, then killed
+QUIT_GRACE_S = 3.0  # a child still there this long after its pipe closed is killed
+KILLED_EXIT_S = 60.0
 DIED = "生成用的进程意外退出了（可能是内存不够），这个任务没做成，可以再试一次。"
 NOT_STARTED = "生成用的进程没能启动，这个任务没做成。"
 
@@ -371,11 +372,12 @@ def _spawn() -> _Child:
 
 
 def _end(child: _Child) -> None:
-    """Wait for the child to leave (its pipe is closed), then kill it; always reaped."""
-    for ending in (None, child.process.kill):  # it ignores SIGTERM (a group's stop is ours to order)
-        if ending is not None:
+    """Wait for the child to leave (its pipe is closed), then kill it; always reaped. At the idle priority
+    on cores other work keeps busy even a killed child waits for CPU to exit (seconds, under a full load)."""
+    for ending, within in ((None, QUIT_GRACE_S), (child.process.kill, KILLED_EXIT_S)):
+        if ending is not None:  # it ignores SIGTERM (a group's stop is ours to order)
             with contextlib.suppress(ProcessLookupError):
                 ending()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            child.process.wait(QUIT_GRACE_S)
+            child.process.wait(within)
             return

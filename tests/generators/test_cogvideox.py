@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bot.config import VideoConfig
+from bot.hosts import child_environment
 from generators.base import GenerationCancelled, GeneratorError
 from generators.cogvideox import (
     RELEASED_2B_LIMITS,
@@ -236,5 +237,12 @@ def test_a_process_at_idle_priority_renders_on_every_core() -> None:
     """The render process: the scheduler gives a core back to the bot at once, so it keeps none aside."""
     code = ("from generators.cpu_share import *; import os; lower_priority(); "
             "print(at_idle_priority(), os.sched_getscheduler(0) == os.SCHED_IDLE, render_threads(16))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=child_environment())
     assert shown.stdout.split() == ["True", "True", "16"]
+    # a bot an admin started under `chrt -i` is not the render process: its event loop keeps a core
+    code = ("import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
+            "from generators.cpu_share import render_threads; print(render_threads(16))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=child_environment())
+    assert shown.stdout.split() == ["15"]

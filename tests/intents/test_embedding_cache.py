@@ -3,17 +3,12 @@ later start reads them instead of spending seconds of CPU, an edited examples fi
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from loguru import logger
 
-from bot.hosts import embed_child
 from nlu import embedded as embedded_module
-from nlu import embedding_cache
 from nlu.embedded import EmbeddedClassifier
 from nlu.embedding_cache import cache_key
 from tests.support.builtin_intents import BUILTIN, Intent
@@ -54,62 +49,11 @@ def test_second_start_reads_the_stored_vectors(tmp_path: Path, monkeypatch: pyte
     assert embedded_calls == [] and np.array_equal(second._index.vectors, vectors)
     assert second.predict("明天杭州天气怎么样").intent is Intent.WEATHER
 
-    helper_calls: list[int] = []
-    helper = embedded_module.embed_at_idle_priority
-    monkeypatch.setattr(embedded_module, "embed_at_idle_priority",
-                        lambda texts: helper_calls.append(len(texts)) or helper(texts))
     examples_file(tmp_path, extra="呀")  # an edited examples file: embedded afresh, under a new key
     monkeypatch.setattr(embedded_module, "_INDEXES", {})
     third = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
     third.load()
-    assert helper_calls == [len(PHRASES)] and len(list(cache.glob("intent-examples-*.npy"))) == 2
-    assert embedded_calls == []  # in the helper process, not the bot's
-
-
-def reference_vectors(path: Path) -> np.ndarray:
-    examples = embedded_module.load_examples(BUILTIN, path)
-    phrases = [p for intent in examples.phrases for p in examples.phrases[intent]]
-    return embedded_module.new_engine().query(phrases)
-
-
-def test_a_first_start_embeds_in_a_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Away from the replies: the bot's own engine embeds nothing, the vectors are the same."""
-    path, cache = examples_file(tmp_path), tmp_path / "cache"
-
-    def not_here(self: object, texts: list[str]) -> None:
-        raise AssertionError("embedded in the bot's process")
-
-    monkeypatch.setattr(embedded_module._Index, "embed_many", not_here)
-    classifier = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
-    classifier.load()
-    assert np.allclose(classifier._index.vectors, reference_vectors(path), atol=1e-6)
-    assert len(list(cache.glob("intent-examples-*.npy"))) == 1
-    assert classifier.predict("明天杭州天气怎么样").intent is Intent.WEATHER
-
-
-def test_the_helper_runs_at_the_idle_priority(monkeypatch: pytest.MonkeyPatch) -> None:
-    lowered: list[bool] = []
-    monkeypatch.setattr(embed_child, "lower_priority", lambda: lowered.append(True))
-    monkeypatch.setattr("sys.stdin", io.StringIO('["画一只猫", "你好"]'))
-    out = io.BytesIO()
-    monkeypatch.setattr("sys.stdout", SimpleNamespace(buffer=out))
-    embed_child.main()
-    assert lowered == [True] and np.load(io.BytesIO(out.getvalue())).shape == (2, 384)
-
-
-def test_a_helper_that_fails_leaves_the_embedding_to_the_bot(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedding_cache, "EMBEDDER", "bot.hosts.no_such_helper")
-    path, cache = examples_file(tmp_path), tmp_path / "cache"
-    seen: list[str] = []
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="WARNING")
-    try:
-        classifier = EmbeddedClassifier(BUILTIN, path, cache_dir=cache)
-        classifier.load()
-    finally:
-        logger.remove(sink)
-    assert np.allclose(classifier._index.vectors, reference_vectors(path), atol=1e-6)
-    assert any("helper process could not embed" in line and "no_such_helper" in line for line in seen)
+    assert embedded_calls == [len(PHRASES)] and len(list(cache.glob("intent-examples-*.npy"))) == 2
 
 
 def test_the_key_follows_the_model(tmp_path: Path) -> None:
