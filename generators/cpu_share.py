@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 _lock = threading.Lock()
 _computing = 0  # CPU renders in progress in this process
-_lowered = False  # this process put itself at the idle priority (the render process, the embedder)
+_lowered = False  # this process put itself at the idle priority (the render process does)
 
 
 def cpu_render_running() -> bool:
@@ -34,7 +34,8 @@ NICE = 10  # where SCHED_IDLE is missing: CFS gives a nice-0 thread ~9x the CPU 
 def lower_priority() -> None:
     """Make this process (and the threads it starts later, torch's among them) yield every core to normal
     tasks. Nice 10 alone left a flood's p99 at ~340 ms during a render on two cores, SCHED_IDLE at ~200 ms,
-    the rest figure (BENCHMARKS.md); when nothing else wants the cores the render runs as fast as before."""
+    no more than at rest (BENCHMARKS.md); when nothing else wants the cores the render runs as fast as
+    before."""
     global _lowered
     with contextlib.suppress(OSError):
         os.nice(NICE)

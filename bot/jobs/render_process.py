@@ -44,7 +44,7 @@ CHILD_MODULE = "bot.hosts.render_child"  # what the child runs (`python -m`)
 HOSTED = ("video", "image")  # the kinds the child can run (bot/hosts/render_child.py)
 POLL_S = 0.1  # how often a waiting job looks at its stop flag and the child's life
 QUIT_GRACE_S = 3.0  # a child still there this long after its pipe closed is killed
-KILLED_EXIT_S = 60.0
+KILLED_EXIT_S = 60.0  # and this long for a killed one to exit (at idle priority it waits for a free core)
 DIED = "生成用的进程意外退出了（可能是内存不够），这个任务没做成，可以再试一次。"
 NOT_STARTED = "生成用的进程没能启动，这个任务没做成。"
 
