@@ -12,8 +12,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # where `bot` is imported from,
 
 
 def child_environment() -> dict[str, str]:
-    """The environment of a helper process the bot starts: no key, token or password (it works from files
-    and needs none, nor must it ever print one), and `bot` importable from where the bot imports it."""
+    """The environment of a child process the bot starts (the render process): no key, token or password
+    (it works from files and needs none, nor must it ever print one), and `bot` importable from where the
+    bot imports it."""
     from bot.logs import SECRET_NAME
 
     env = {name: value for name, value in os.environ.items() if not SECRET_NAME.search(name)}

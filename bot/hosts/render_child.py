@@ -3,7 +3,7 @@ local video and image jobs away from the bot's event loop.
 
 A CPU render is Python-bound between its torch ops and, in the bot's own process, holds the GIL the event
 loop needs (replies to a flood slowed by half while a video rendered). Here it has its own interpreter,
-at the idle CPU priority (Linux `SCHED_IDLE`; `os.nice` elsewhere), so it runs only on a core the bot's
+at nice 10 and, on Linux, the idle CPU priority (`SCHED_IDLE`), so there it runs only on a core the bot's
 replies leave free. The child hosts the same job kinds as the bot (`VideoKind`, `ImageKind`), built from
 the config section each operation carries, so the models stay resident across jobs and a changed model
 path rebuilds as it does in-process.

@@ -372,8 +372,9 @@ def _spawn() -> _Child:
 
 
 def _end(child: _Child) -> None:
-    """Wait for the child to leave (its pipe is closed), then kill it; always reaped. At the idle priority
-    on cores other work keeps busy even a killed child waits for CPU to exit (seconds, under a full load)."""
+    """Wait for the child to leave (its pipe is closed), then kill it and reap it. At the idle priority on
+    cores other work keeps busy even a killed child waits for CPU to exit (seconds, under a full load); one
+    still there after `KILLED_EXIT_S` is logged and left to the system."""
     for ending, within in ((None, QUIT_GRACE_S), (child.process.kill, KILLED_EXIT_S)):
         if ending is not None:  # it ignores SIGTERM (a group's stop is ours to order)
             with contextlib.suppress(ProcessLookupError):
@@ -381,3 +382,5 @@ def _end(child: _Child) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.process.wait(within)
             return
+    logger.warning("jobs: render process {} did not exit {:.0f} s after it was killed", child.process.pid,
+                   KILLED_EXIT_S)

@@ -50,7 +50,19 @@ def browser_or_skip() -> None:
 
 
 def start_chromium(download_dir: Path) -> Any:
-    """Headless Chromium with the flags this closed network needs; nothing is downloaded (explicit paths)."""
+    """Headless Chromium with the flags this closed network needs; nothing is downloaded (explicit paths).
+    A second try, with a fresh profile, when chromedriver drops the session request (seen once on a
+    loaded 2-core CI box: "Connection reset by peer" before any page of ours was asked for)."""
+    from selenium.common.exceptions import WebDriverException
+    from urllib3.exceptions import ProtocolError
+
+    try:
+        return _chromium(download_dir, "profile")
+    except (ProtocolError, WebDriverException):
+        return _chromium(download_dir, "profile-again")
+
+
+def _chromium(download_dir: Path, profile: str) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -60,9 +72,10 @@ def start_chromium(download_dir: Path) -> Any:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--mute-audio", "--window-size=480,900", "--lang=zh-CN",
-                 f"--user-data-dir={download_dir / 'profile'}"):
+                 f"--user-data-dir={download_dir / profile}"):
         options.add_argument(flag)
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(download_dir / "chromedriver.log"))
+    log = download_dir / f"chromedriver-{profile}.log"
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(log))
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_script_timeout(10)
     return driver
