@@ -232,17 +232,19 @@ def test_one_core_is_left_to_the_loop() -> None:
     assert [render_threads(cpus) for cpus in (1, 2, 16)] == [1, 1, 15]
 
 
+def printed_by(code: str) -> list[str]:
+    """What a fresh interpreter prints (scheduling policy is per process: not to be changed in this one)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=child_environment())
+    return done.stdout.split()
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 def test_a_process_at_idle_priority_renders_on_every_core() -> None:
     """The render process: the scheduler gives a core back to the bot at once, so it keeps none aside."""
-    code = ("from generators.cpu_share import *; import os; lower_priority(); "
-            "print(at_idle_priority(), os.sched_getscheduler(0) == os.SCHED_IDLE, render_threads(16))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env=child_environment())
-    assert shown.stdout.split() == ["True", "True", "16"]
+    lowered = printed_by("from generators.cpu_share import *; import os; lower_priority(); print("
+                         "at_idle_priority(), os.sched_getscheduler(0) == os.SCHED_IDLE, render_threads(16))")
+    assert lowered == ["True", "True", "16"]
     # a bot an admin started under `chrt -i` is not the render process: its event loop keeps a core
-    code = ("import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
-            "from generators.cpu_share import render_threads; print(render_threads(16))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env=child_environment())
-    assert shown.stdout.split() == ["15"]
+    assert printed_by("import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
+                      "from generators.cpu_share import render_threads; print(render_threads(16))") == ["15"]
