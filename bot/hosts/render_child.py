@@ -205,9 +205,8 @@ def main(conn: Connection, log_level: str = "INFO", parent: int | None = None) -
     logger.info("serving ({})", priority)
     child.serve()
     logger.info("stopping")
-    # Every answer went back before serve() returned: nothing is left to save. An interpreter's teardown
-    # (torch's with it) waits for a core at the idle priority, and under a full load that took longer
-    # than 10 s; leave at once instead.
+    # Every answer went back before serve() returned: nothing is left to save, and an interpreter's
+    # teardown (torch's with it) is CPU this process would wait for at the idle priority; leave at once.
     sys.stderr.flush()
     os._exit(0)
 
