@@ -170,7 +170,7 @@ class RenderChild:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _leave_with(parent: int | None) -> None:
+def _leave_with(parent: int) -> None:
     """Have the kernel kill this process when the bot's thread that started it ends (Linux; the loop's
     thread starts it). At the idle priority on busy cores, noticing the end of the pipe took a killed bot's
     child 34 s of waiting for a core (two cores, four busy loops); a SIGKILL needs only the kernel's exit
@@ -178,11 +178,11 @@ def _leave_with(parent: int | None) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if parent is not None and os.getppid() != parent:  # the bot ended before we asked
+    if os.getppid() != parent:  # the bot ended before we asked
         os._exit(0)
 
 
-def main(conn: Connection, log_level: str = "INFO", parent: int | None = None) -> None:
+def main(conn: Connection, log_level: str, parent: int) -> None:
     """The child's work: lower priority, log through the bot, serve until the pipe ends (the bot closes it
     to stop us, or is gone)."""
     _leave_with(parent)
@@ -211,8 +211,7 @@ def main(conn: Connection, log_level: str = "INFO", parent: int | None = None) -
     os._exit(0)
 
 
-if __name__ == "__main__":  # python -m bot.hosts.render_child FD [LEVEL [PARENT]], from RenderProcessBackend
+if __name__ == "__main__":  # python -m bot.hosts.render_child FD LEVEL PARENT, from RenderProcessBackend
     from bot.hosts import render_child  # the module under its own name, not as __main__
 
-    level, parent = (sys.argv[2:] + ["INFO", ""])[:2]
-    render_child.main(Connection(int(sys.argv[1])), level, int(parent) if parent else None)
+    render_child.main(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
