@@ -374,10 +374,10 @@ CHILD = textwrap.dedent("""
         folder = Path(sys.argv[1])
         queue = JobQueue(JobStore(folder / "jobs.sqlite3"), media_dir=folder / "media", outbox=Outbox(down))
         queue.register(Slow(), label="测试")
-        await queue.start()
-        for tag in "ab":
+        for tag in "ab":  # both stored before the worker starts, so "running a" means b waits too
             await queue.submit(JobRequest("fake", {"tag": tag}, 1, "u-" + tag, "妈妈",
                                           ChatRef("family@chatroom", True), "m-" + tag, "好了：" + tag))
+        await queue.start()
         await asyncio.sleep(60)
 
     asyncio.run(main())
